@@ -1,0 +1,379 @@
+//! The content-addressed store (`.eigentrace/` by default).
+//!
+//! ```text
+//! objects/ab/abcdef…   immutable outputs, named by their blake3 hash, mode 0444
+//! records/<key>.json   one record per executed key: the commit point
+//! refs/<exp>/<id>.json the last key of each logical instance (for `status` reasons)
+//! tmp/                 work dirs and half-written files; swept at start
+//! lock                 the writer lock (flock: freed when its process dies)
+//! ```
+//!
+//! Crash safety: outputs are written in `tmp/`, hashed, fsynced and renamed
+//! into `objects/`; only then is the record written (temp, fsync, rename,
+//! fsync dir). A crash at any point leaves either no record (the stage reruns
+//! and the orphan objects are harmless; `gc` removes them) or a complete one.
+
+use crate::canon::Hash;
+use crate::error::{IoContext, PipelineError, Result};
+use crate::record::{ObjectRef, Record};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// How to take the writer lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    /// Wait for the holder to finish (the callback is told once, first).
+    Wait,
+    /// Fail at once with [`PipelineError::Locked`].
+    NoWait,
+}
+
+/// The held writer lock; released on drop (or when the process dies).
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: File,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Store {
+    /// Open (creating if needed) the store at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
+        let root = root.into();
+        for sub in ["objects", "records", "refs", "tmp"] {
+            let d = root.join(sub);
+            fs::create_dir_all(&d).at(&d)?;
+        }
+        Ok(Store { root })
+    }
+
+    /// Open an existing store without creating anything.
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<Store> {
+        let root = root.into();
+        if !root.join("records").is_dir() {
+            return Err(PipelineError::Other(format!(
+                "{}: no eigentrace store here (no records/); pass --store DIR or run `eigentrace run` first",
+                root.display()
+            )));
+        }
+        Ok(Store { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Take the writer lock. `on_wait` is called once if another process holds it.
+    pub fn lock(&self, mode: LockMode, on_wait: &dyn Fn(&str)) -> Result<StoreLock> {
+        let path = self.root.join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .at(&path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                if mode == LockMode::NoWait {
+                    return Err(PipelineError::Locked(self.root.clone()));
+                }
+                let mut holder = String::new();
+                let _ = File::open(&path).and_then(|mut f| f.read_to_string(&mut holder));
+                on_wait(holder.trim());
+                file.lock().at(&path)?;
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e).at(&path),
+        }
+        // Say who holds it, for the next waiter's message.
+        let mut f = &file;
+        let _ = f.set_len(0);
+        let _ = writeln!(f, "pid {}", std::process::id());
+        Ok(StoreLock { _file: file })
+    }
+
+    /// Remove everything in `tmp/`. Call with the lock held.
+    pub fn sweep_tmp(&self) -> Result<usize> {
+        let tmp = self.root.join("tmp");
+        let mut n = 0;
+        for entry in fs::read_dir(&tmp).at(&tmp)? {
+            let entry = entry.at(&tmp)?;
+            let p = entry.path();
+            let r = if entry.file_type().at(&p)?.is_dir() {
+                make_writable_recursive(&p);
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            r.at(&p)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// A fresh, empty, uniquely named directory under `tmp/`.
+    pub fn fresh_tmp_dir(&self, label: &str) -> Result<PathBuf> {
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let safe: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let d = self
+            .root
+            .join("tmp")
+            .join(format!("{safe}.{}.{n}", std::process::id()));
+        fs::create_dir_all(&d).at(&d)?;
+        Ok(d)
+    }
+
+    pub fn object_path(&self, hash: &str) -> PathBuf {
+        let prefix = hash.get(..2).unwrap_or("xx");
+        self.root.join("objects").join(prefix).join(hash)
+    }
+
+    /// Hash `path` and move it into `objects/` (or drop it if that object is
+    /// already there). The object is fsynced and made read-only.
+    pub fn put_file(&self, path: &Path) -> Result<ObjectRef> {
+        let (hash, size) = hash_file(path)?;
+        let hex = hash.to_hex();
+        let dest = self.object_path(&hex);
+        if let Ok(meta) = fs::metadata(&dest) {
+            if meta.len() == size && hash_file(&dest).map(|(h, _)| h == hash).unwrap_or(false) {
+                fs::remove_file(path).at(path)?;
+                return Ok(ObjectRef { hash: hex, size });
+            }
+            // A corrupt or foreign file in the object's place: replace it.
+            let _ = set_writable(&dest);
+            fs::remove_file(&dest).at(&dest)?;
+        }
+        let parent = dest.parent().expect("object path has a parent");
+        fs::create_dir_all(parent).at(parent)?;
+        File::open(path).and_then(|f| f.sync_all()).at(path)?;
+        let mut perm = fs::metadata(path).at(path)?.permissions();
+        perm.set_readonly(true);
+        fs::set_permissions(path, perm).at(path)?;
+        fs::rename(path, &dest).at(&dest)?;
+        sync_dir(parent);
+        Ok(ObjectRef { hash: hex, size })
+    }
+
+    pub fn record_path(&self, key: &str) -> PathBuf {
+        self.root.join("records").join(format!("{key}.json"))
+    }
+
+    /// Read the record of `key`, if one was committed.
+    pub fn read_record(&self, key: &str) -> Result<Option<Record>> {
+        read_json(&self.record_path(key))
+    }
+
+    /// Commit a record: temp file, fsync, rename, fsync dir.
+    pub fn write_record(&self, record: &Record) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(record).expect("records serialize");
+        self.write_atomic(&self.record_path(&record.key), &bytes)
+    }
+
+    fn ref_path(&self, experiment: &str, id: &str) -> PathBuf {
+        self.root
+            .join("refs")
+            .join(safe_name(experiment))
+            .join(format!("{}.json", safe_name(id)))
+    }
+
+    /// Point the logical instance `id` of `experiment` at `key`.
+    pub fn write_ref(&self, experiment: &str, id: &str, key: &str) -> Result<()> {
+        let p = self.ref_path(experiment, id);
+        let parent = p.parent().expect("ref has a parent");
+        fs::create_dir_all(parent).at(parent)?;
+        let bytes = serde_json::to_vec(&serde_json::json!({ "id": id, "key": key })).unwrap();
+        self.write_atomic(&p, &bytes)
+    }
+
+    /// The last key committed for `id` in `experiment`.
+    pub fn read_ref(&self, experiment: &str, id: &str) -> Result<Option<String>> {
+        let v: Option<serde_json::Value> = read_json(&self.ref_path(experiment, id))?;
+        Ok(v.and_then(|v| v.get("key").and_then(|k| k.as_str()).map(str::to_string)))
+    }
+
+    /// Every committed record (unordered). Unreadable ones are returned as errors.
+    pub fn records(&self) -> Result<Vec<std::result::Result<Record, PipelineError>>> {
+        let dir = self.root.join("records");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let p = entry.at(&dir)?.path();
+            if p.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            out.push(read_json::<Record>(&p).and_then(|r| {
+                r.ok_or_else(|| PipelineError::CorruptRecord {
+                    path: p.clone(),
+                    msg: "vanished".into(),
+                })
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Why the record's objects cannot be reused, or None when they can.
+    /// With `rehash`, each object's bytes are hashed again.
+    pub fn check_objects(&self, record: &Record, rehash: bool) -> Option<String> {
+        for (name, obj) in &record.outputs {
+            let p = self.object_path(&obj.hash);
+            match fs::metadata(&p) {
+                Err(_) => return Some(format!("output {name} is missing from the store")),
+                Ok(m) if m.len() != obj.size => {
+                    return Some(format!(
+                        "output {name} has {} bytes in the store, {} recorded",
+                        m.len(),
+                        obj.size
+                    ))
+                }
+                Ok(_) => {}
+            }
+            if rehash {
+                match hash_file(&p) {
+                    Ok((h, _)) if h.to_hex() == obj.hash => {}
+                    _ => {
+                        return Some(format!(
+                            "output {name} is corrupt in the store (hash mismatch)"
+                        ))
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!(".write.{}.{n}", std::process::id()));
+        {
+            let mut f = File::create(&tmp).at(&tmp)?;
+            f.write_all(bytes).at(&tmp)?;
+            f.sync_all().at(&tmp)?;
+        }
+        fs::rename(&tmp, dest).at(dest)?;
+        if let Some(parent) = dest.parent() {
+            sync_dir(parent);
+        }
+        Ok(())
+    }
+}
+
+/// blake3 and size of a file, streamed.
+pub fn hash_file(path: &Path) -> Result<(Hash, u64)> {
+    let mut f = File::open(path).at(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let n = std::io::copy(&mut f, &mut hasher).at(path)?;
+    Ok((Hash(*hasher.finalize().as_bytes()), n))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| PipelineError::CorruptRecord {
+                    path: path.to_path_buf(),
+                    msg: e.to_string(),
+                })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).at(path),
+    }
+}
+
+/// A name that is safe as one path component.
+pub fn safe_name(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' | '[' | ']' | '=' | ',' => c,
+            _ => '_',
+        })
+        .collect()
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(f) = File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+fn set_writable(p: &Path) -> std::io::Result<()> {
+    let mut perm = fs::metadata(p)?.permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    fs::set_permissions(p, perm)
+}
+
+fn make_writable_recursive(dir: &Path) {
+    let _ = set_writable(dir);
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                make_writable_recursive(&p);
+            } else {
+                let _ = set_writable(&p);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_is_idempotent_and_readonly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s")).unwrap();
+        let work = store.fresh_tmp_dir("t").unwrap();
+        let a = work.join("a");
+        fs::write(&a, b"hello").unwrap();
+        let o1 = store.put_file(&a).unwrap();
+        assert!(!a.exists());
+        assert_eq!(o1.hash, blake3::hash(b"hello").to_hex().to_string());
+        fs::write(&a, b"hello").unwrap();
+        let o2 = store.put_file(&a).unwrap();
+        assert_eq!(o1, o2);
+        let p = store.object_path(&o1.hash);
+        assert!(fs::metadata(&p).unwrap().permissions().readonly());
+        assert_eq!(fs::read(&p).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn sweep_removes_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let w = store.fresh_tmp_dir("x").unwrap();
+        fs::write(w.join("f"), b"1").unwrap();
+        assert_eq!(store.sweep_tmp().unwrap(), 1);
+        assert!(!w.exists());
+    }
+
+    #[test]
+    fn second_lock_fails_fast_with_no_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let _held = store.lock(LockMode::NoWait, &|_| {}).unwrap();
+        let again = store.lock(LockMode::NoWait, &|_| {});
+        assert!(matches!(again, Err(PipelineError::Locked(_))));
+    }
+}

@@ -1,0 +1,56 @@
+//! The readable results view, `out/<experiment>/`, rebuilt from the store.
+//!
+//! Files are hard links to the (read-only) objects, or copies where the out
+//! directory is on another filesystem. The view is built beside the old one
+//! and swapped in, so a reader never sees a half-built tree. Deleting it loses
+//! nothing: the next `run` restores it without recomputing.
+
+use crate::error::{IoContext, Result};
+use crate::record::Record;
+use crate::store::Store;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Rebuild `dest` from the outputs of `records` (each placed under its `view`
+/// directory). Later records win where two place the same path.
+pub fn materialize(store: &Store, dest: &Path, records: &[&Record]) -> Result<PathBuf> {
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).at(parent)?;
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "view".into());
+    let staging = parent.join(format!(".{name}.building.{}", std::process::id()));
+    if staging.exists() {
+        fs::remove_dir_all(&staging).at(&staging)?;
+    }
+    fs::create_dir_all(&staging).at(&staging)?;
+    for rec in records {
+        for (rel, obj) in &rec.outputs {
+            let target = if rec.view.is_empty() {
+                staging.join(rel)
+            } else {
+                staging.join(&rec.view).join(rel)
+            };
+            if let Some(p) = target.parent() {
+                fs::create_dir_all(p).at(p)?;
+            }
+            if target.exists() {
+                fs::remove_file(&target).at(&target)?;
+            }
+            let src = store.object_path(&obj.hash);
+            if fs::hard_link(&src, &target).is_err() {
+                fs::copy(&src, &target).at(&target)?;
+            }
+        }
+    }
+    let old = parent.join(format!(".{name}.old.{}", std::process::id()));
+    if dest.exists() {
+        fs::rename(dest, &old).at(dest)?;
+    }
+    fs::rename(&staging, dest).at(dest)?;
+    if old.exists() {
+        fs::remove_dir_all(&old).at(&old)?;
+    }
+    Ok(dest.to_path_buf())
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Ensure a Python venv holding torch==$TORCH_VERSION (libtorch for tch) exists,
+# and print the path of its python on stdout.
+#
+# - The venv lives in a per-user cache keyed by the torch version:
+#     ${EIGENTRACE_TORCH_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/eigentrace/torch-$TORCH_VERSION}
+#   EIGENTRACE_TORCH_VENV overrides the location.
+# - Idempotent: when the venv is complete (a stamp file marks it), this returns
+#   at once without touching the network.
+# - A user's own LIBTORCH is respected by the Makefile, which then skips this
+#   script entirely for the build (tests that need PyTorch still use the venv).
+set -euo pipefail
+
+TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
+VENV="${EIGENTRACE_TORCH_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/eigentrace/torch-$TORCH_VERSION}"
+STAMP="$VENV/.eigentrace-complete"
+
+if [ -f "$STAMP" ] && [ -x "$VENV/bin/python" ]; then
+  echo "$VENV/bin/python"
+  exit 0
+fi
+
+PY="${PYTHON:-python3}"
+command -v "$PY" >/dev/null || { echo "bootstrap-libtorch: $PY not found; install Python 3.10+" >&2; exit 2; }
+
+echo "bootstrap-libtorch: installing torch==$TORCH_VERSION into $VENV (one time, ~5 GB, ~2 min)" >&2
+mkdir -p "$(dirname "$VENV")"
+# Build in a temp dir next to the target, then rename: an interrupted install
+# never looks complete.
+TMP="$VENV.tmp.$$"
+rm -rf "$TMP"
+trap 'rm -rf "$TMP"' EXIT
+"$PY" -m venv "$TMP"
+"$TMP/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir \
+  "torch==$TORCH_VERSION" numpy scipy safetensors >&2
+# venv scripts embed their own path; recreate the venv in place after the move.
+rm -rf "$VENV"
+mv "$TMP" "$VENV"
+trap - EXIT
+"$PY" -m venv --upgrade "$VENV" >/dev/null
+"$VENV/bin/python" -c "import torch, numpy, scipy, safetensors; print(torch.__version__)" >&2
+touch "$STAMP"
+echo "$VENV/bin/python"
