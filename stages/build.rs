@@ -1,0 +1,8 @@
+//! Embed libtorch's library directory as an rpath, so that
+//! `target/release/eigentrace` runs without LD_LIBRARY_PATH.
+fn main() {
+    if let Ok(dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    }
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+}

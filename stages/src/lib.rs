@@ -1,0 +1,34 @@
+//! The science of eigentrace: datasets, MLP training over one flat parameter
+//! vector, Hessian eigenpairs by Lanczos, and the displacement and
+//! localization metrics (definitions in SCIENCE.md).
+//!
+//! Each stage is a plain function from parameters and input files to output
+//! files in a directory. Nothing here knows about caching or keys.
+
+pub mod arrow_io;
+pub mod dataset;
+pub mod error;
+pub mod hessian;
+pub mod lanczos;
+pub mod metrics;
+pub mod mlp;
+pub mod optim;
+pub mod runtime;
+pub mod train;
+
+pub use error::{StageError, StageResult};
+
+/// The libtorch version tch 0.26 is built against (torch-sys checks it at build time).
+pub const LIBTORCH_VERSION: &str = "2.13.0";
+
+/// Per-stage code versions: bump one whenever that stage's numbers can change.
+/// They are part of every stage key (see `pipeline::key`).
+pub mod code_version {
+    pub const DATASET: u32 = 1;
+    pub const TRAIN: u32 = 1;
+    pub const HESSIAN: u32 = 1;
+    pub const METRICS: u32 = 1;
+}
+
+/// Progress callback: (done, total, message).
+pub type Progress<'a> = &'a (dyn Fn(u64, u64, &str) + Sync);

@@ -1,0 +1,451 @@
+//! The train stage: an MLP on the train split, one optimizer, one seed.
+//!
+//! Outputs: `train.arrow`, `param_map.arrow`, `train_config.toml` and
+//! `checkpoints/step_XXXXXXXX.safetensors` (θ as f32 `theta`, plus `theta_f64`
+//! when training in f64, the full-batch gradient `grad`, the realized update
+//! `update` = θ_{t+1} − θ_t, and the optimizer state under PyTorch's names,
+//! taken *before* step t+1 is applied).
+
+use crate::arrow_io::{col_bool, col_f64, col_i64, write_batch};
+use crate::dataset::{self, Dataset};
+use crate::error::{io_err, StageError, StageResult};
+use crate::mlp::{write_param_map, Arch, Init};
+use crate::optim::{Optimizer, OptimizerParams};
+use crate::runtime::Dtype;
+use crate::Progress;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+/// When to write checkpoints; the union of all given rules, plus the first and last step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// Every N steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<u64>,
+    /// N log-spaced steps between 1 and the last step (for the aging analysis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_spaced: Option<u64>,
+    /// Explicit steps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub at: Vec<u64>,
+}
+
+impl CheckpointSpec {
+    pub fn steps(&self, last: u64) -> Vec<u64> {
+        let mut s = BTreeSet::from([0, last]);
+        if let Some(e) = self.every.filter(|&e| e > 0) {
+            s.extend((0..=last).step_by(e as usize));
+        }
+        if let Some(n) = self.log_spaced.filter(|&n| n > 1) {
+            if last >= 1 {
+                let top = (last as f64).ln();
+                for i in 0..n {
+                    let v = (top * i as f64 / (n - 1) as f64).exp().round() as u64;
+                    s.insert(v.clamp(1, last));
+                }
+            }
+        }
+        s.extend(self.at.iter().copied().filter(|&a| a <= last));
+        s.into_iter().collect()
+    }
+}
+
+fn d_log_every() -> u64 {
+    10
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainParams {
+    pub arch: Arch,
+    pub init: Init,
+    pub optimizer: OptimizerParams,
+    pub steps: u64,
+    /// Rows per step; None = full batch (gradient descent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    #[serde(default = "d_log_every")]
+    pub log_every: u64,
+    #[serde(default)]
+    pub checkpoints: CheckpointSpec,
+    pub seed: u64,
+    pub dtype: Dtype,
+}
+
+/// What the record says about a training run.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainSummary {
+    pub diverged: bool,
+    pub diverged_at: Option<u64>,
+    pub final_train_loss: f64,
+    pub final_train_acc: f64,
+    pub final_test_loss: f64,
+    pub final_test_acc: f64,
+    pub checkpoints: Vec<u64>,
+    pub num_params: usize,
+}
+
+fn to_tensor(x: &[f32], rows: usize, dim: usize, kind: Kind, dev: Device) -> Tensor {
+    Tensor::from_slice(x)
+        .view([rows as i64, dim as i64])
+        .to_kind(kind)
+        .to_device(dev)
+}
+
+/// Train split and test split as tensors on `dev`.
+pub struct Splits {
+    pub x_train: Tensor,
+    pub y_train: Tensor,
+    pub x_test: Tensor,
+    pub y_test: Tensor,
+}
+
+pub fn splits(ds: &Dataset, kind: Kind, dev: Device) -> Splits {
+    let (xt, yt) = ds.split(true);
+    let (xs, ys) = ds.split(false);
+    Splits {
+        x_train: to_tensor(&xt, yt.len(), ds.dim, kind, dev),
+        y_train: Tensor::from_slice(&yt).to_device(dev),
+        x_test: to_tensor(&xs, ys.len(), ds.dim, kind, dev),
+        y_test: Tensor::from_slice(&ys).to_device(dev),
+    }
+}
+
+pub fn tensor_f32(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(
+        &t.to_kind(Kind::Float)
+            .to_device(Device::Cpu)
+            .contiguous()
+            .view([-1]),
+    )
+    .expect("f32 tensor")
+}
+
+pub fn tensor_f64(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(
+        &t.to_kind(Kind::Double)
+            .to_device(Device::Cpu)
+            .contiguous()
+            .view([-1]),
+    )
+    .expect("f64 tensor")
+}
+
+/// Write a safetensors checkpoint (tensors sorted by name; metadata: step).
+pub fn write_checkpoint(
+    path: &Path,
+    step: u64,
+    tensors: &BTreeMap<String, Tensor>,
+) -> StageResult<()> {
+    let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, t) in tensors {
+        let shape: Vec<usize> = t.size().iter().map(|&s| s as usize).collect();
+        let (dtype, bytes) = match t.kind() {
+            Kind::Double => {
+                let v = tensor_f64(t);
+                (
+                    safetensors::Dtype::F64,
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                )
+            }
+            Kind::Int64 => {
+                let v = Vec::<i64>::try_from(&t.to_device(Device::Cpu).contiguous().view([-1]))
+                    .expect("i64");
+                (
+                    safetensors::Dtype::I64,
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                )
+            }
+            _ => {
+                let v = tensor_f32(t);
+                (
+                    safetensors::Dtype::F32,
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                )
+            }
+        };
+        owned.push((name.clone(), dtype, shape, bytes));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = owned
+        .iter()
+        .map(|(n, d, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).expect("consistent view"),
+            )
+        })
+        .collect();
+    let meta = std::collections::HashMap::from([("step".to_string(), step.to_string())]);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    safetensors::tensor::serialize_to_file(views, Some(meta), path)
+        .map_err(|e| StageError::Other(format!("{}: {e}", path.display())))
+}
+
+/// Read named tensors from a safetensors checkpoint, as f64 vectors.
+pub fn read_checkpoint(path: &Path) -> StageResult<BTreeMap<String, Vec<f64>>> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| crate::error::fmt_err(path, format!("not a safetensors file: {e}")))?;
+    let mut out = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let data = view.data();
+        let v: Vec<f64> = match view.dtype() {
+            safetensors::Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
+            safetensors::Dtype::F64 => data
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            safetensors::Dtype::I64 => data
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
+            other => {
+                return Err(crate::error::fmt_err(
+                    path,
+                    format!("tensor {name}: unsupported dtype {other:?}"),
+                ))
+            }
+        };
+        out.insert(name, v);
+    }
+    Ok(out)
+}
+
+pub fn checkpoint_name(step: u64) -> String {
+    format!("checkpoints/step_{step:08}.safetensors")
+}
+
+/// Run the train stage into `out`.
+pub fn run(
+    p: &TrainParams,
+    data: &Path,
+    dev: Device,
+    out: &Path,
+    progress: Progress<'_>,
+) -> StageResult<TrainSummary> {
+    let ds = dataset::read(data)?;
+    if p.arch.widths.first() != Some(&ds.dim) || p.arch.widths.last() != Some(&ds.classes) {
+        return Err(StageError::Param {
+            field: "model.widths".into(),
+            msg: format!(
+                "{:?} does not fit the dataset: the first width must be its dim ({}) and the last its classes ({})",
+                p.arch.widths, ds.dim, ds.classes
+            ),
+        });
+    }
+    let kind = p.dtype.kind();
+    let s = splits(&ds, kind, dev);
+    let n_train = s.y_train.size()[0];
+    let arch = &p.arch;
+    let theta0 = arch.init(p.init, p.seed);
+    let theta = Tensor::from_slice(&theta0)
+        .to_kind(kind)
+        .to_device(dev)
+        .set_requires_grad(true);
+    let mut opt = Optimizer::new(&p.optimizer);
+    let ckpts: BTreeSet<u64> = p.checkpoints.steps(p.steps).into_iter().collect();
+    let mut shuffle_rng = {
+        use rand::SeedableRng;
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(p.seed);
+        r.set_stream(0xba7c);
+        r
+    };
+    let mut order: Vec<i64> = (0..n_train).collect();
+    let mut cursor = order.len();
+
+    let mut log = LogRows::default();
+    let mut diverged_at = None;
+    let mut written = Vec::new();
+    for step in 0..=p.steps {
+        let is_log = step % p.log_every.max(1) == 0 || step == p.steps;
+        let is_ckpt = ckpts.contains(&step);
+        // Full-batch loss and gradient at θ_step (what we log and what the analysis sees).
+        let full_loss = arch.loss(&theta, &s.x_train, &s.y_train);
+        let loss_v = full_loss.double_value(&[]);
+        let need_full_grad = is_log || is_ckpt || p.batch_size.is_none();
+        let full_grad = if need_full_grad && loss_v.is_finite() {
+            Some(Tensor::run_backward(&[&full_loss], &[&theta], false, false).remove(0))
+        } else {
+            None
+        };
+        if !loss_v.is_finite() {
+            log.push(
+                step,
+                f64::NAN,
+                f64::NAN,
+                f64::NAN,
+                f64::NAN,
+                f64::NAN,
+                opt.p.lr,
+                true,
+            );
+            diverged_at = Some(step);
+            break;
+        }
+        if is_log {
+            let (tl, ta) = arch.evaluate(&theta, &s.x_train, &s.y_train);
+            let (vl, va) = arch.evaluate(&theta, &s.x_test, &s.y_test);
+            let gn = full_grad
+                .as_ref()
+                .map(|g| g.norm().double_value(&[]))
+                .unwrap_or(f64::NAN);
+            log.push(step, tl, ta, vl, va, gn, opt.p.lr, false);
+        }
+        let state_before = if is_ckpt {
+            Some(opt.state_snapshot())
+        } else {
+            None
+        };
+        let theta_before = if is_ckpt {
+            Some(theta.detach().copy())
+        } else {
+            None
+        };
+        if step < p.steps {
+            let grad = match p.batch_size {
+                None => full_grad.as_ref().expect("full batch").shallow_clone(),
+                Some(b) => {
+                    if cursor + b > order.len() {
+                        use rand::seq::SliceRandom;
+                        order.shuffle(&mut shuffle_rng);
+                        cursor = 0;
+                    }
+                    let idx = Tensor::from_slice(&order[cursor..cursor + b]).to_device(dev);
+                    cursor += b;
+                    let xb = s.x_train.index_select(0, &idx);
+                    let yb = s.y_train.index_select(0, &idx);
+                    let l = arch.loss(&theta, &xb, &yb);
+                    Tensor::run_backward(&[&l], &[&theta], false, false).remove(0)
+                }
+            };
+            opt.step(&theta, &grad, opt.p.lr);
+        }
+        if is_ckpt {
+            let before = theta_before.expect("snapshot");
+            let mut tensors = state_before.expect("snapshot");
+            tensors.insert("theta".into(), before.to_kind(Kind::Float));
+            if kind == Kind::Double {
+                tensors.insert("theta_f64".into(), before.shallow_clone());
+            }
+            if let Some(g) = &full_grad {
+                tensors.insert("grad".into(), g.shallow_clone());
+            }
+            if step < p.steps {
+                tensors.insert("update".into(), theta.detach() - &before);
+            }
+            tensors.insert(
+                "step".into(),
+                Tensor::from_slice(&[opt.step - i64::from(step < p.steps)]),
+            );
+            write_checkpoint(&out.join(checkpoint_name(step)), step, &tensors)?;
+            written.push(step);
+        }
+        if step % 10 == 0 || step == p.steps {
+            progress(step, p.steps, "steps");
+        }
+    }
+    let last = log.last_finite();
+    log.write(&out.join("train.arrow"))?;
+    write_param_map(arch, &out.join("param_map.arrow"))?;
+    Ok(TrainSummary {
+        diverged: diverged_at.is_some(),
+        diverged_at,
+        final_train_loss: last.0,
+        final_train_acc: last.1,
+        final_test_loss: last.2,
+        final_test_acc: last.3,
+        checkpoints: written,
+        num_params: arch.num_params(),
+    })
+}
+
+#[derive(Default)]
+struct LogRows {
+    step: Vec<i64>,
+    train_loss: Vec<f64>,
+    train_acc: Vec<f64>,
+    test_loss: Vec<f64>,
+    test_acc: Vec<f64>,
+    grad_norm: Vec<f64>,
+    lr: Vec<f64>,
+    diverged: Vec<bool>,
+}
+
+impl LogRows {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        step: u64,
+        tl: f64,
+        ta: f64,
+        vl: f64,
+        va: f64,
+        gn: f64,
+        lr: f64,
+        diverged: bool,
+    ) {
+        self.step.push(step as i64);
+        self.train_loss.push(tl);
+        self.train_acc.push(ta);
+        self.test_loss.push(vl);
+        self.test_acc.push(va);
+        self.grad_norm.push(gn);
+        self.lr.push(lr);
+        self.diverged.push(diverged);
+    }
+    fn last_finite(&self) -> (f64, f64, f64, f64) {
+        (0..self.step.len())
+            .rev()
+            .find(|&i| self.train_loss[i].is_finite())
+            .map(|i| {
+                (
+                    self.train_loss[i],
+                    self.train_acc[i],
+                    self.test_loss[i],
+                    self.test_acc[i],
+                )
+            })
+            .unwrap_or((f64::NAN, f64::NAN, f64::NAN, f64::NAN))
+    }
+    fn write(self, path: &Path) -> StageResult<()> {
+        write_batch(
+            path,
+            vec![
+                ("step", col_i64(self.step)),
+                ("train_loss", col_f64(self.train_loss)),
+                ("train_acc", col_f64(self.train_acc)),
+                ("test_loss", col_f64(self.test_loss)),
+                ("test_acc", col_f64(self.test_acc)),
+                ("grad_norm", col_f64(self.grad_norm)),
+                ("lr", col_f64(self.lr)),
+                ("diverged", col_bool(self.diverged)),
+            ],
+            false,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_schedule_merges_rules() {
+        let spec = CheckpointSpec {
+            every: Some(50),
+            log_spaced: Some(5),
+            at: vec![7, 500],
+        };
+        let s = spec.steps(100);
+        assert_eq!(s, vec![0, 1, 3, 7, 10, 32, 50, 100]);
+        assert_eq!(CheckpointSpec::default().steps(10), vec![0, 10]);
+    }
+}
