@@ -1,0 +1,359 @@
+//! Loading the Arrow IPC outputs and aggregating seeds, with polars.
+//!
+//! Each file is read once, its columns are checked (name and kind) and cast
+//! to canonical types, and the rows a panel needs are selected, all as lazy
+//! expressions collected per file so that any failure names its file. The
+//! per-run frames of every run are then concatenated and reduced with one
+//! lazy `group_by([optimizer, label, step])` per panel quantity.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::error::ReportError;
+
+/// The kind of values a column must hold, and the type it is cast to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Kind {
+    /// Any integer type, cast to i64.
+    Int,
+    /// Any numeric type, cast to f64.
+    Float,
+    /// Utf8 (or categorical), cast to String.
+    Str,
+    /// Boolean.
+    Bool,
+}
+
+impl Kind {
+    fn expected(self) -> &'static str {
+        match self {
+            Kind::Int => "an integer type",
+            Kind::Float => "a numeric type",
+            Kind::Str => "utf8",
+            Kind::Bool => "bool",
+        }
+    }
+
+    fn accepts(self, dtype: &DataType) -> bool {
+        match self {
+            Kind::Int => dtype.is_integer(),
+            Kind::Float => dtype.is_primitive_numeric(),
+            Kind::Str => dtype.is_string() || dtype.is_categorical() || dtype.is_enum(),
+            Kind::Bool => dtype.is_bool(),
+        }
+    }
+
+    fn target(self) -> DataType {
+        match self {
+            Kind::Int => DataType::Int64,
+            Kind::Float => DataType::Float64,
+            Kind::Str => DataType::String,
+            Kind::Bool => DataType::Boolean,
+        }
+    }
+}
+
+/// One Arrow IPC file, read eagerly, with the path kept for error messages.
+pub(crate) struct Table {
+    path: PathBuf,
+    df: DataFrame,
+}
+
+impl Table {
+    /// Reads an Arrow IPC file (the file format, any compression).
+    pub(crate) fn open(path: &Path) -> Result<Table, ReportError> {
+        let unreadable = |message: String| ReportError::Unreadable {
+            file: path.to_path_buf(),
+            message,
+        };
+        let file = std::fs::File::open(path).map_err(|e| unreadable(e.to_string()))?;
+        // A corrupt file must give an error, never take the caller down.
+        let read = std::panic::catch_unwind(AssertUnwindSafe(|| IpcReader::new(file).finish()));
+        match read {
+            Ok(Ok(df)) => Ok(Table {
+                path: path.to_path_buf(),
+                df,
+            }),
+            Ok(Err(e)) => Err(unreadable(e.to_string())),
+            Err(_) => Err(unreadable("the Arrow reader panicked on it".to_string())),
+        }
+    }
+
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.df.schema().contains(name)
+    }
+
+    /// Checks that `name` exists and holds `kind` values; returns the
+    /// expression that yields it cast to the canonical type.
+    pub(crate) fn col(&self, name: &str, kind: Kind) -> Result<Expr, ReportError> {
+        let schema = self.df.schema();
+        let Some(dtype) = schema.get(name) else {
+            let present: Vec<String> = schema.iter_names().map(|n| format!("`{n}`")).collect();
+            return Err(ReportError::MissingColumn {
+                file: self.path.clone(),
+                column: name.to_string(),
+                present: present.join(", "),
+            });
+        };
+        if !kind.accepts(dtype) {
+            return Err(ReportError::ColumnType {
+                file: self.path.clone(),
+                column: name.to_string(),
+                found: dtype.to_string(),
+                expected: kind.expected(),
+            });
+        }
+        Ok(col(name).strict_cast(kind.target()))
+    }
+
+    /// Runs a lazy query over this table; failures name the file.
+    pub(crate) fn query(
+        &self,
+        build: impl FnOnce(LazyFrame) -> LazyFrame,
+    ) -> Result<DataFrame, ReportError> {
+        build(self.df.clone().lazy())
+            .collect()
+            .map_err(|e| ReportError::Data {
+                file: self.path.clone(),
+                message: e.to_string(),
+            })
+    }
+}
+
+/// What one run contributes to the figure, each frame already reduced to the
+/// rows and columns a panel plots: `step` (i64) and one or two f64 columns.
+pub(crate) struct RunFrames {
+    /// `step`, `train_loss`, `test_loss`.
+    pub loss: DataFrame,
+    /// `step`, `value` = λ1 of the Hessian (operator "hessian", rank 0).
+    pub sharpness: DataFrame,
+    /// `step`, `value` = P·IPR of v1 (rank 0).
+    pub localization: DataFrame,
+    /// `step` = t_n, `value` = q(t_n, t_{n+1}).
+    pub overlap: DataFrame,
+    /// Any `diverged == true` (or, without that column, any non-finite train loss).
+    pub diverged: bool,
+    /// The first `lr` of train.arrow, when the column is there.
+    pub lr: Option<f64>,
+}
+
+/// Loads the four files of one run. `need_lr`: the `lr` column is required.
+pub(crate) fn load_run(
+    train: &Path,
+    values: &Path,
+    localization: &Path,
+    overlap: &Path,
+    need_lr: bool,
+) -> Result<RunFrames, ReportError> {
+    // train.arrow
+    let t = Table::open(train)?;
+    let step = t.col("step", Kind::Int)?;
+    let train_loss = t.col("train_loss", Kind::Float)?;
+    let test_loss = t.col("test_loss", Kind::Float)?;
+    let loss = t.query(|lf| {
+        lf.select([
+            step.alias("step"),
+            train_loss.clone().alias("train_loss"),
+            test_loss.alias("test_loss"),
+        ])
+        .sort(["step"], SortMultipleOptions::default())
+    })?;
+    let diverged_expr = if t.has("diverged") {
+        t.col("diverged", Kind::Bool)?.any(true)
+    } else {
+        train_loss.is_finite().not().any(true)
+    };
+    let lr_expr = if need_lr || t.has("lr") {
+        Some(t.col("lr", Kind::Float)?)
+    } else {
+        None
+    };
+    let mut summary_exprs = vec![diverged_expr.alias("diverged")];
+    if let Some(lr) = lr_expr {
+        summary_exprs.push(lr.first().alias("lr"));
+    }
+    let summary = t.query(|lf| lf.select(summary_exprs))?;
+    let data_err = |message: String| ReportError::Data {
+        file: train.to_path_buf(),
+        message,
+    };
+    let diverged = summary
+        .column("diverged")
+        .and_then(|c| c.bool().map(|b| b.get(0).unwrap_or(false)))
+        .map_err(|e| data_err(e.to_string()))?;
+    let lr = match summary.column("lr") {
+        Ok(c) => c.f64().map_err(|e| data_err(e.to_string()))?.get(0),
+        Err(_) => None,
+    };
+
+    // eigen/values.arrow
+    let v = Table::open(values)?;
+    let (step, op, rank, ev) = (
+        v.col("step", Kind::Int)?,
+        v.col("operator", Kind::Str)?,
+        v.col("rank", Kind::Int)?,
+        v.col("eigenvalue", Kind::Float)?,
+    );
+    let sharpness = v.query(|lf| {
+        lf.filter(op.eq(lit("hessian")).and(rank.eq(lit(0i64))))
+            .select([step.alias("step"), ev.alias("value")])
+            .sort(["step"], SortMultipleOptions::default())
+    })?;
+
+    // metrics/localization.arrow
+    let l = Table::open(localization)?;
+    let (step, rank, pipr) = (
+        l.col("step", Kind::Int)?,
+        l.col("rank", Kind::Int)?,
+        l.col("p_ipr", Kind::Float)?,
+    );
+    let localization = l.query(|lf| {
+        lf.filter(rank.eq(lit(0i64)))
+            .select([step.alias("step"), pipr.alias("value")])
+            .sort(["step"], SortMultipleOptions::default())
+    })?;
+
+    // metrics/overlap.arrow
+    let o = Table::open(overlap)?;
+    let (t_w, q) = (
+        o.col("t_w", Kind::Int)?,
+        o.col("subspace_overlap", Kind::Float)?,
+    );
+    let consecutive = if o.has("consecutive") {
+        o.col("consecutive", Kind::Bool)?
+    } else {
+        // Without the flag: the pair of t_w with the smallest later t.
+        let t = o.col("t", Kind::Int)?;
+        let next = t
+            .clone()
+            .filter(t.clone().gt(t_w.clone()))
+            .min()
+            .over([t_w.clone()])
+            .map_err(|e| ReportError::Data {
+                file: overlap.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        t.eq(next)
+    };
+    let overlap = o.query(|lf| {
+        lf.filter(consecutive)
+            .select([t_w.alias("step"), q.alias("value")])
+            .sort(["step"], SortMultipleOptions::default())
+    })?;
+
+    Ok(RunFrames {
+        loss,
+        sharpness,
+        localization,
+        overlap,
+        diverged,
+        lr,
+    })
+}
+
+/// One aggregated curve: the mean over the runs of a group at each step,
+/// with the min–max envelope.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Curve {
+    pub step: Vec<f64>,
+    pub mean: Vec<f64>,
+    pub lo: Vec<f64>,
+    pub hi: Vec<f64>,
+}
+
+impl Curve {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.step.is_empty()
+    }
+}
+
+/// One run's frame with its group identity.
+pub(crate) struct Tagged<'a> {
+    pub optimizer: &'a str,
+    pub label: &'a str,
+    pub frame: &'a DataFrame,
+}
+
+/// Averages `column` over the runs of each (optimizer, label) group at each
+/// step, with polars lazy expressions. Non-finite values (diverged steps) are
+/// dropped, and so are values ≤ 0 when `positive` (for log axes).
+/// Returns the curves keyed by (optimizer, label).
+pub(crate) fn aggregate(
+    runs: &[Tagged<'_>],
+    column: &str,
+    positive: bool,
+) -> Result<HashMap<(String, String), Curve>, ReportError> {
+    let mut out = HashMap::new();
+    if runs.is_empty() {
+        return Ok(out);
+    }
+    let frames: Vec<LazyFrame> = runs
+        .iter()
+        .map(|r| {
+            r.frame.clone().lazy().select([
+                lit(r.optimizer).alias("optimizer"),
+                lit(r.label).alias("label"),
+                col("step").cast(DataType::Float64),
+                col(column).alias("value"),
+            ])
+        })
+        .collect();
+    let mut keep = col("value").is_finite();
+    if positive {
+        keep = keep.and(col("value").gt(lit(0.0)));
+    }
+    let aggregate_err = |e: PolarsError| ReportError::Data {
+        file: PathBuf::from(format!("<{column} of all runs>")),
+        message: e.to_string(),
+    };
+    let df = concat(frames, UnionArgs::default())
+        .map_err(aggregate_err)?
+        .filter(keep)
+        .group_by([col("optimizer"), col("label"), col("step")])
+        .agg([
+            col("value").mean().alias("mean"),
+            col("value").min().alias("lo"),
+            col("value").max().alias("hi"),
+        ])
+        .sort(
+            ["optimizer", "label", "step"],
+            SortMultipleOptions::default(),
+        )
+        .collect()
+        .map_err(aggregate_err)?;
+
+    let get_f64 = |name: &str| -> Result<Vec<f64>, ReportError> {
+        let c = df.column(name).map_err(aggregate_err)?;
+        Ok(c.f64()
+            .map_err(aggregate_err)?
+            .iter()
+            .map(|v| v.unwrap_or(f64::NAN))
+            .collect())
+    };
+    let get_str = |name: &str| -> Result<Vec<String>, ReportError> {
+        let c = df.column(name).map_err(aggregate_err)?;
+        Ok(c.str()
+            .map_err(aggregate_err)?
+            .iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect())
+    };
+    let (opt, label) = (get_str("optimizer")?, get_str("label")?);
+    let (step, mean, lo, hi) = (
+        get_f64("step")?,
+        get_f64("mean")?,
+        get_f64("lo")?,
+        get_f64("hi")?,
+    );
+    for i in 0..step.len() {
+        let c: &mut Curve = out.entry((opt[i].clone(), label[i].clone())).or_default();
+        c.step.push(step[i]);
+        c.mean.push(mean[i]);
+        c.lo.push(lo[i]);
+        c.hi.push(hi[i]);
+    }
+    Ok(out)
+}

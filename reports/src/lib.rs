@@ -1,0 +1,66 @@
+//! reports: comparative optimizer figures (PNG and SVG) from eigentrace's
+//! Arrow outputs.
+//!
+//! Data is read and aggregated with polars (lazy expressions: the seeds of
+//! one optimizer and label are averaged per step, with a min–max band) and
+//! drawn with plotters on an embedded font (DejaVu Sans), so rendering needs
+//! no system fonts. Every problem with the inputs is a [`ReportError`] that
+//! names the file; nothing here panics on bad input.
+
+mod axis;
+mod data;
+mod error;
+mod figures;
+mod font;
+mod palette;
+
+use std::path::{Path, PathBuf};
+
+/// Bump whenever the figures' bytes can change: it is part of the report stage's key.
+pub const CODE_VERSION: u32 = 1;
+
+pub use error::ReportError;
+pub use palette::optimizer_color;
+
+/// One training run and the files the report reads from it.
+#[derive(Clone, Debug)]
+pub struct RunInput {
+    /// e.g. "adam-lr1e-3-s0".
+    pub run_id: String,
+    /// e.g. "adam": the colour key, one fixed colour per optimizer name.
+    pub optimizer: String,
+    /// Legend label, e.g. "Adam (lr=1e-3)". Runs with the same optimizer and
+    /// label (the seeds) are averaged into one curve.
+    pub label: String,
+    /// train.arrow: step (i64), train_loss, test_loss (f64), lr (f64; needed
+    /// for SGD-family runs), diverged (bool; optional).
+    pub train: PathBuf,
+    /// eigen/values.arrow: step (i64), operator (utf8), rank (i32), eigenvalue (f64).
+    pub values: PathBuf,
+    /// metrics/localization.arrow: step (i64), rank (i32), p_ipr (f64).
+    pub localization: PathBuf,
+    /// metrics/overlap.arrow: t_w (i64), subspace_overlap (f64), consecutive
+    /// (bool; without it, the pair of each t_w with the smallest later t).
+    pub overlap: PathBuf,
+}
+
+/// The runs of one experiment.
+#[derive(Clone, Debug)]
+pub struct ReportInput {
+    pub experiment: String,
+    pub runs: Vec<RunInput>,
+}
+
+/// Renders the figures into out_dir (which exists) and returns the relative
+/// file names written: `optimizer_comparison.png` (2400×1800) and
+/// `optimizer_comparison.svg`.
+pub fn render_report(input: &ReportInput, out_dir: &Path) -> Result<Vec<String>, ReportError> {
+    if input.runs.is_empty() {
+        return Err(ReportError::NoRuns {
+            experiment: input.experiment.clone(),
+        });
+    }
+    font::ensure_registered()?;
+    let fig = figures::FigureData::load(input)?;
+    figures::optimizer_comparison(&fig, out_dir)
+}

@@ -1,0 +1,94 @@
+//! One fixed colour per optimizer name, the same in every figure.
+//!
+//! The named colours are the Okabe–Ito colour-blind-safe set (plus a purple
+//! and a brown); unknown optimizer names get a fallback chosen by a stable
+//! hash of the name, so they too keep their colour across figures.
+
+use plotters::style::RGBColor;
+
+const NAMED: [(&str, RGBColor); 8] = [
+    ("sgd", RGBColor(0x00, 0x72, 0xB2)),      // blue
+    ("momentum", RGBColor(0x56, 0xB4, 0xE9)), // sky blue
+    ("adam", RGBColor(0xD5, 0x5E, 0x00)),     // vermillion
+    ("adamw", RGBColor(0xE6, 0x9F, 0x00)),    // orange
+    ("rmsprop", RGBColor(0x00, 0x9E, 0x73)),  // bluish green
+    ("adagrad", RGBColor(0xCC, 0x79, 0xA7)),  // reddish purple
+    ("lion", RGBColor(0x6A, 0x3D, 0x9A)),     // purple
+    ("muon", RGBColor(0x8C, 0x56, 0x4B)),     // brown
+];
+
+const FALLBACK: [RGBColor; 6] = [
+    RGBColor(0x17, 0xA2, 0xB8), // teal
+    RGBColor(0x7F, 0x7F, 0x7F), // grey
+    RGBColor(0x9A, 0x9A, 0x1A), // olive
+    RGBColor(0x1F, 0x3A, 0x93), // navy
+    RGBColor(0xE7, 0x29, 0x8A), // magenta
+    RGBColor(0x33, 0x33, 0x33), // near black
+];
+
+/// The colour of an optimizer (case-insensitive name).
+pub fn optimizer_color(name: &str) -> RGBColor {
+    let key = name.trim().to_ascii_lowercase();
+    if let Some((_, c)) = NAMED.iter().find(|(n, _)| *n == key) {
+        return *c;
+    }
+    // FNV-1a: stable across runs and platforms, unlike std's hasher.
+    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    FALLBACK[(h % FALLBACK.len() as u64) as usize]
+}
+
+/// Where the optimizer sorts in legends: the named ones in palette order,
+/// then the rest.
+pub(crate) fn optimizer_rank(name: &str) -> usize {
+    let key = name.trim().to_ascii_lowercase();
+    NAMED
+        .iter()
+        .position(|(n, _)| *n == key)
+        .unwrap_or(NAMED.len())
+}
+
+/// SGD-family optimizers, whose sharpness is compared with 2/η.
+pub(crate) fn is_sgd_family(name: &str) -> bool {
+    let key = name.trim().to_ascii_lowercase();
+    matches!(
+        key.as_str(),
+        "sgd" | "gd" | "momentum" | "nesterov" | "sgdm" | "heavy_ball" | "heavy-ball"
+    ) || key.starts_with("sgd")
+}
+
+/// The `i`-th shade of a colour, for several groups (learning rates) of one
+/// optimizer: the colour itself, then alternately darker and lighter.
+pub(crate) fn shade(c: RGBColor, i: usize) -> RGBColor {
+    if i == 0 {
+        return c;
+    }
+    let amount = (0.3 * i.div_ceil(2) as f64).min(0.6);
+    let target = if i % 2 == 1 { 0.0 } else { 255.0 };
+    let mix = |v: u8| (f64::from(v) * (1.0 - amount) + target * amount).round() as u8;
+    RGBColor(mix(c.0), mix(c.1), mix(c.2))
+}
+
+/// A darker version of a colour, for text drawn in it.
+pub(crate) fn darker(c: RGBColor) -> RGBColor {
+    shade(c, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_are_fixed_and_distinct() {
+        assert_eq!(optimizer_color("Adam"), optimizer_color("adam"));
+        assert_eq!(optimizer_color("shampoo"), optimizer_color("shampoo"));
+        let named: Vec<RGBColor> = NAMED.iter().map(|(_, c)| *c).collect();
+        for (i, a) in named.iter().enumerate() {
+            for b in &named[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert!(is_sgd_family("sgd") && is_sgd_family("momentum") && !is_sgd_family("adam"));
+    }
+}

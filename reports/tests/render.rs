@@ -1,0 +1,416 @@
+//! Renders the optimizer-comparison figure from small synthetic Arrow inputs
+//! (2 optimizers × 2 seeds) and checks the PNG and SVG it writes, and that
+//! bad inputs give a ReportError naming the file instead of a panic.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use reports::{render_report, ReportError, ReportInput, RunInput};
+
+const CHECKPOINTS: [i64; 12] = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000];
+
+fn write_ipc(path: &Path, mut df: DataFrame) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut f = File::create(path).unwrap();
+    IpcWriter::new(&mut f).finish(&mut df).unwrap();
+}
+
+/// A deterministic "noise" in [-1, 1].
+fn wiggle(seed: u64, i: usize) -> f64 {
+    (((i as f64 + 1.0) * 12.9898 + seed as f64 * 78.233).sin() * 43758.5453).fract()
+}
+
+struct Synth {
+    optimizer: &'static str,
+    label: &'static str,
+    lr: f64,
+    /// sharpness plateau, P·IPR plateau, consecutive overlap plateau
+    lambda: f64,
+    pipr: f64,
+    q: f64,
+    /// loss decay time
+    loss_tau: f64,
+    /// NaN losses from this step on, and diverged = true.
+    diverge_at: Option<i64>,
+}
+
+/// Writes the four files of one run and returns its RunInput.
+fn synth_run(dir: &Path, s: &Synth, seed: u64, drop_train_column: Option<&str>) -> RunInput {
+    let run_id = format!("{}-s{seed}", s.optimizer);
+    let root = dir.join(&run_id);
+    let noise = |i: usize, amp: f64| 1.0 + amp * wiggle(seed, i);
+
+    // train.arrow: every 10 steps
+    let steps: Vec<i64> = (0..=200).map(|i| i * 10).collect();
+    let nan_from = s.diverge_at.unwrap_or(i64::MAX);
+    let train_loss: Vec<f64> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            if t >= nan_from {
+                f64::NAN
+            } else {
+                (2.3 * (-(t as f64) / s.loss_tau).exp() + 0.04) * noise(i, 0.05)
+            }
+        })
+        .collect();
+    let test_loss: Vec<f64> = train_loss
+        .iter()
+        .zip(&steps)
+        .map(|(l, &t)| l + 0.15 * (1.0 - (-(t as f64) / 600.0).exp()))
+        .collect();
+    let n = steps.len();
+    let mut train = df!(
+        "step" => &steps,
+        "train_loss" => &train_loss,
+        "train_acc" => vec![0.5; n],
+        "test_loss" => &test_loss,
+        "test_acc" => vec![0.5; n],
+        "grad_norm" => vec![1.0; n],
+        "lr" => vec![s.lr; n],
+        "diverged" => steps.iter().map(|&t| t >= nan_from).collect::<Vec<bool>>(),
+    )
+    .unwrap();
+    if let Some(c) = drop_train_column {
+        train = train.drop(c).unwrap();
+    }
+    write_ipc(&root.join("train.arrow"), train);
+
+    // eigen/values.arrow: 4 ranks × 2 operators per checkpoint
+    let (mut step, mut op, mut rank, mut ev) = (vec![], vec![], vec![], vec![]);
+    for (i, &t) in CHECKPOINTS.iter().enumerate() {
+        let rise = 1.0 - (-(t as f64) / 150.0).exp();
+        for operator in ["hessian", "preconditioned"] {
+            for r in 0..4i32 {
+                step.push(t);
+                op.push(operator);
+                rank.push(r);
+                let top = (0.5 + s.lambda * rise) * noise(i + 7 * r as usize, 0.08);
+                ev.push(top / (1.0 + r as f64) * if operator == "hessian" { 1.0 } else { 5.0 });
+            }
+        }
+    }
+    let m = step.len();
+    write_ipc(
+        &root.join("eigen/values.arrow"),
+        df!(
+            "step" => &step,
+            "operator" => &op,
+            "rank" => &rank,
+            "eigenvalue" => &ev,
+            "residual" => vec![1e-7; m],
+            "hvps" => vec![40i64; m],
+        )
+        .unwrap(),
+    );
+
+    // metrics/localization.arrow
+    let (mut step, mut rank, mut ipr, mut pipr, mut pr) = (vec![], vec![], vec![], vec![], vec![]);
+    let p = 5000.0;
+    for (i, &t) in CHECKPOINTS.iter().enumerate() {
+        let grow = 1.0 - (-(t as f64) / 400.0).exp();
+        for r in 0..4i32 {
+            let v = (3.2 + (s.pipr - 3.2) * grow) * noise(i + 3 * r as usize, 0.1);
+            step.push(t);
+            rank.push(r);
+            pipr.push(v);
+            ipr.push(v / p);
+            pr.push(1.0 / v);
+        }
+    }
+    write_ipc(
+        &root.join("metrics/localization.arrow"),
+        df!("step" => &step, "rank" => &rank, "ipr" => &ipr, "p_ipr" => &pipr, "pr" => &pr)
+            .unwrap(),
+    );
+
+    // metrics/overlap.arrow: consecutive pairs and lag-2 pairs
+    let (mut tw, mut tt, mut q, mut gr, mut cons) = (vec![], vec![], vec![], vec![], vec![]);
+    for lag in [1usize, 2] {
+        for i in 0..CHECKPOINTS.len() - lag {
+            let settle = 1.0 - (-(CHECKPOINTS[i] as f64) / 200.0).exp();
+            let v = ((0.3 + (s.q - 0.3) * settle) * noise(i, 0.06) / lag as f64).clamp(0.0, 1.0);
+            tw.push(CHECKPOINTS[i]);
+            tt.push(CHECKPOINTS[i + lag]);
+            q.push(v);
+            gr.push((1.0 - v).sqrt());
+            cons.push(lag == 1);
+        }
+    }
+    write_ipc(
+        &root.join("metrics/overlap.arrow"),
+        df!("t_w" => &tw, "t" => &tt, "subspace_overlap" => &q, "grassmann" => &gr, "consecutive" => &cons)
+            .unwrap(),
+    );
+
+    RunInput {
+        run_id,
+        optimizer: s.optimizer.to_string(),
+        label: s.label.to_string(),
+        train: root.join("train.arrow"),
+        values: root.join("eigen/values.arrow"),
+        localization: root.join("metrics/localization.arrow"),
+        overlap: root.join("metrics/overlap.arrow"),
+    }
+}
+
+fn sgd() -> Synth {
+    Synth {
+        optimizer: "sgd",
+        label: "SGD (lr=0.1)",
+        lr: 0.1,
+        lambda: 18.0,
+        pipr: 6.0,
+        q: 0.95,
+        loss_tau: 600.0,
+        diverge_at: None,
+    }
+}
+
+fn adam() -> Synth {
+    Synth {
+        optimizer: "adam",
+        label: "Adam (lr=1e-3)",
+        lr: 1e-3,
+        lambda: 60.0,
+        pipr: 80.0,
+        q: 0.55,
+        loss_tau: 200.0,
+        diverge_at: None,
+    }
+}
+
+fn two_by_two(dir: &Path) -> ReportInput {
+    let mut runs = Vec::new();
+    for s in [sgd(), adam()] {
+        for seed in 0..2 {
+            runs.push(synth_run(dir, &s, seed, None));
+        }
+    }
+    ReportInput {
+        experiment: "synthetic".into(),
+        runs,
+    }
+}
+
+/// Where to leave a copy of the figure for a person to look at, if asked.
+fn keep_copy(out: &Path, names: &[String], sub: &str) {
+    if let Some(dir) = std::env::var_os("REPORTS_KEEP_FIGURES").map(|d| PathBuf::from(d).join(sub))
+    {
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in names {
+            std::fs::copy(out.join(n), dir.join(n)).unwrap();
+        }
+    }
+}
+
+fn svg_text_elements(svg: &str) -> usize {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(svg);
+    let (mut texts, mut root) = (0, None);
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) | Ok(Event::Empty(e)) => {
+                let name = String::from_utf8_lossy(e.name().as_ref()).to_string();
+                if root.is_none() {
+                    root = Some(name.clone());
+                }
+                if name == "text" {
+                    texts += 1;
+                }
+            }
+            Ok(Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => panic!(
+                "SVG is not well-formed XML at {}: {e}",
+                reader.buffer_position()
+            ),
+        }
+    }
+    assert_eq!(root.as_deref(), Some("svg"), "root element");
+    texts
+}
+
+#[test]
+fn renders_png_and_svg() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = two_by_two(&tmp.path().join("runs"));
+    let out = tmp.path().join("report");
+    std::fs::create_dir_all(&out).unwrap();
+
+    let files = render_report(&input, &out).expect("render");
+    assert_eq!(
+        files,
+        ["optimizer_comparison.png", "optimizer_comparison.svg"]
+    );
+    for f in &files {
+        assert!(out.join(f).is_file(), "{f} written");
+    }
+    keep_copy(&out, &files, "two_by_two");
+
+    // The PNG decodes, is wide enough for print, and is not blank.
+    let img = image::open(out.join("optimizer_comparison.png"))
+        .expect("PNG decodes")
+        .to_rgb8();
+    assert!(img.width() >= 2000, "width {}", img.width());
+    let luma: Vec<f64> = img
+        .pixels()
+        .map(|p| 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64)
+        .collect();
+    let mean = luma.iter().sum::<f64>() / luma.len() as f64;
+    let var = luma.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / luma.len() as f64;
+    assert!(var > 300.0, "pixel variance {var} (blank figure?)");
+    // Both optimizers' palette colours are drawn (sgd blue, adam vermillion).
+    for (name, rgb) in [("sgd", [0x00, 0x72, 0xB2]), ("adam", [0xD5, 0x5E, 0x00])] {
+        let n = img.pixels().filter(|p| p.0 == rgb).count();
+        assert!(n > 2000, "{name}: only {n} pixels of its colour");
+    }
+
+    // The SVG is well-formed, rooted at <svg>, and carries its text as text.
+    let svg = std::fs::read_to_string(out.join("optimizer_comparison.svg")).unwrap();
+    assert!(svg.contains("<svg"));
+    let texts = svg_text_elements(&svg);
+    assert!(texts >= 30, "only {texts} <text> elements");
+    for needle in [
+        "(a) Loss",
+        "SGD (lr=0.1)",
+        "Adam (lr=1e-3)",
+        "2/η",
+        "random vector (3)",
+        "λ₁",
+    ] {
+        assert!(svg.contains(needle), "SVG lacks {needle:?}");
+    }
+}
+
+#[test]
+fn diverged_runs_are_labelled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("runs");
+    let mut bad = adam();
+    bad.diverge_at = Some(700);
+    let runs = vec![
+        synth_run(&dir, &sgd(), 0, None),
+        synth_run(&dir, &adam(), 0, None),
+        synth_run(&dir, &bad, 1, None),
+    ];
+    let out = tmp.path().join("report");
+    std::fs::create_dir_all(&out).unwrap();
+    let input = ReportInput {
+        experiment: "diverged".into(),
+        runs,
+    };
+    let files = render_report(&input, &out).expect("render");
+    keep_copy(&out, &files, "diverged");
+    let svg = std::fs::read_to_string(out.join("optimizer_comparison.svg")).unwrap();
+    assert!(svg.contains("Adam (lr=1e-3) (diverged)"));
+    svg_text_elements(&svg);
+}
+
+#[test]
+fn missing_column_names_file_and_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("runs");
+    let run = synth_run(&dir, &adam(), 0, Some("test_loss"));
+    let train = run.train.clone();
+    let input = ReportInput {
+        experiment: "broken".into(),
+        runs: vec![run],
+    };
+    let err = render_report(&input, tmp.path()).expect_err("must fail");
+    match &err {
+        ReportError::MissingColumn { file, column, .. } => {
+            assert_eq!(file, &train);
+            assert_eq!(column, "test_loss");
+        }
+        other => panic!("wrong error: {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("train.arrow") && msg.contains("test_loss"),
+        "{msg}"
+    );
+    assert_eq!(err.file(), Some(train.as_path()));
+}
+
+#[test]
+fn unreadable_and_mistyped_inputs_are_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("runs");
+
+    // Not Arrow at all.
+    let mut run = synth_run(&dir, &sgd(), 0, None);
+    std::fs::write(&run.localization, b"this is not an arrow file").unwrap();
+    let input = ReportInput {
+        experiment: "x".into(),
+        runs: vec![run.clone()],
+    };
+    let err = render_report(&input, tmp.path()).expect_err("garbage");
+    assert!(matches!(err, ReportError::Unreadable { .. }), "{err:?}");
+    assert_eq!(err.file(), Some(run.localization.as_path()));
+
+    // Missing file.
+    run.localization = dir.join("nowhere.arrow");
+    let input = ReportInput {
+        experiment: "x".into(),
+        runs: vec![run.clone()],
+    };
+    let err = render_report(&input, tmp.path()).expect_err("missing");
+    assert!(err.to_string().contains("nowhere.arrow"), "{err}");
+
+    // A string where a number belongs.
+    let bad = dir.join("bad_values.arrow");
+    write_ipc(
+        &bad,
+        df!("step" => [0i64], "operator" => ["hessian"], "rank" => [0i32], "eigenvalue" => ["big"])
+            .unwrap(),
+    );
+    run = synth_run(&dir, &sgd(), 1, None);
+    run.values = bad.clone();
+    let input = ReportInput {
+        experiment: "x".into(),
+        runs: vec![run],
+    };
+    let err = render_report(&input, tmp.path()).expect_err("mistyped");
+    match &err {
+        ReportError::ColumnType { file, column, .. } => {
+            assert_eq!(file, &bad);
+            assert_eq!(column, "eigenvalue");
+        }
+        other => panic!("wrong error: {other:?}"),
+    }
+
+    // No runs.
+    let err = render_report(
+        &ReportInput {
+            experiment: "empty".into(),
+            runs: vec![],
+        },
+        tmp.path(),
+    )
+    .expect_err("no runs");
+    assert!(matches!(err, ReportError::NoRuns { .. }));
+}
+
+#[test]
+fn empty_tables_render_no_data_panels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("runs");
+    let run = synth_run(&dir, &sgd(), 0, None);
+    // Same schemas, zero rows: Hessian, localization and overlap not computed.
+    for path in [&run.values, &run.localization, &run.overlap] {
+        let df = IpcReader::new(File::open(path).unwrap()).finish().unwrap();
+        write_ipc(path, df.head(Some(0)));
+    }
+    let out = tmp.path().join("report");
+    std::fs::create_dir_all(&out).unwrap();
+    let input = ReportInput {
+        experiment: "empty tables".into(),
+        runs: vec![run],
+    };
+    let files = render_report(&input, &out).expect("render");
+    keep_copy(&out, &files, "empty");
+    let svg = std::fs::read_to_string(out.join("optimizer_comparison.svg")).unwrap();
+    assert_eq!(svg.matches("no data").count(), 3);
+}
