@@ -26,7 +26,7 @@ use stages::train::{CheckpointSpec, TrainParams};
 use stages::{code_version, dataset::DatasetParams};
 use std::path::{Path, PathBuf};
 
-/// A config error: the file, where, the field, and the fix.
+/// A config error: the file, the line and column, the field, and the fix.
 #[derive(Debug)]
 pub struct ConfigError {
     pub file: PathBuf,
@@ -35,31 +35,12 @@ pub struct ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.file.display(), self.msg)
+        write!(f, "{}{}", self.file.display(), self.msg)
     }
 }
 
 impl std::error::Error for ConfigError {}
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany<T> {
-    One(T),
-    Many(Vec<T>),
-}
-
-impl<T: Clone> OneOrMany<T> {
-    fn to_vec(&self) -> Vec<T> {
-        match self {
-            OneOrMany::One(t) => vec![t.clone()],
-            OneOrMany::Many(v) => v.clone(),
-        }
-    }
-}
-
-fn d_seeds() -> OneOrMany<u64> {
-    OneOrMany::One(0)
-}
 fn d_dtype() -> Dtype {
     Dtype::F64
 }
@@ -128,21 +109,21 @@ struct HessianSection {
     max_iter: usize,
 }
 
+/// One point of the sweep: every field a single value.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ExperimentFile {
+struct PointFile {
     name: String,
     #[serde(default)]
     #[allow(dead_code)]
     description: Option<String>,
-    #[serde(default = "d_seeds")]
-    seeds: OneOrMany<u64>,
+    seed: u64,
     #[serde(default = "d_dtype")]
     dtype: Dtype,
     dataset: DatasetParams,
     model: ModelSection,
     train: TrainSection,
-    optimizer: Vec<toml::Table>,
+    optimizer: OptimizerParams,
     hessian: HessianSection,
 }
 
@@ -150,16 +131,20 @@ struct ExperimentFile {
 #[derive(Clone, Debug)]
 pub struct RunSpec {
     pub id: String,
+    /// The colour and legend key: the optimizer's `label`, or its name.
     pub label: String,
+    /// The id of the dataset instance it trains on.
+    pub dataset: String,
     pub train: TrainParams,
+    pub hessian: HessianParams,
 }
 
 /// A parsed, validated experiment.
 pub struct Experiment {
     pub name: String,
-    pub dataset: DatasetParams,
+    /// Dataset instances: (id, view dir, params).
+    pub datasets: Vec<(String, String, DatasetParams)>,
     pub runs: Vec<RunSpec>,
-    pub hessian: HessianParams,
 }
 
 /// Compact, filesystem-safe number: 0.001 → "1e-3", 0.1 → "1e-1", 3 → "3".
@@ -177,84 +162,346 @@ fn toml_value_tag(v: &toml::Value) -> String {
         toml::Value::Integer(i) => i.to_string(),
         toml::Value::Boolean(b) => b.to_string(),
         toml::Value::String(s) => s.clone(),
+        toml::Value::Array(a) => a.iter().map(toml_value_tag).collect::<Vec<_>>().join("x"),
         other => other.to_string(),
     }
 }
 
-/// Expand list-valued fields of one `[[optimizer]]` table into settings, each
-/// with the id suffix naming the swept values.
-fn expand_optimizer(table: &toml::Table) -> Vec<(toml::Table, Vec<(String, String)>)> {
+/// Fields whose natural value is a list: they sweep only when given a list of lists.
+const NATURAL_LISTS: &[&str] = &["model.widths", "train.checkpoints.at", "optimizer.betas"];
+
+/// A swept axis and the value this point takes on it.
+#[derive(Clone, Debug)]
+struct Tag {
+    path: String,
+    value: toml::Value,
+}
+
+impl Tag {
+    fn short(&self) -> String {
+        let leaf = self.path.rsplit('.').next().unwrap_or(&self.path);
+        let v = toml_value_tag(&self.value);
+        match leaf {
+            "seeds" => format!("s{v}"),
+            "lr" => format!("lr{v}"),
+            "momentum" => format!("m{v}"),
+            "weight_decay" => format!("wd{v}"),
+            "widths" => format!("w{v}"),
+            "batch_size" => format!("bs{v}"),
+            "activation" | "name" | "kind" => v,
+            other => format!("{other}{v}"),
+        }
+    }
+}
+
+/// Expand every list-valued field of `table` (a cartesian product), except
+/// natural lists given flat. `prefix` is the table's path.
+fn expand(table: &toml::Table, prefix: &str) -> Result<Vec<(toml::Table, Vec<Tag>)>, String> {
     let mut out = vec![(toml::Table::new(), Vec::new())];
     for (k, v) in table {
-        let choices: Vec<toml::Value> = match v {
-            toml::Value::Array(a) => a.clone(),
-            other => vec![other.clone()],
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
         };
-        let swept = matches!(v, toml::Value::Array(_));
+        let choices: Vec<(toml::Value, Option<Tag>)> = match v {
+            toml::Value::Table(t) => expand(t, &path)?
+                .into_iter()
+                .map(|(t, tags)| (toml::Value::Table(t), tags.into_iter().next_back()))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .collect(),
+            toml::Value::Array(a)
+                if NATURAL_LISTS.contains(&path.as_str()) && !a.iter().all(|x| x.is_array()) =>
+            {
+                vec![(v.clone(), None)]
+            }
+            toml::Value::Array(a) if path == "optimizer" => {
+                vec![(toml::Value::Array(a.clone()), None)]
+            }
+            toml::Value::Array(a) => {
+                if a.is_empty() {
+                    return Err(path);
+                }
+                a.iter()
+                    .map(|x| {
+                        (
+                            x.clone(),
+                            Some(Tag {
+                                path: path.clone(),
+                                value: x.clone(),
+                            }),
+                        )
+                    })
+                    .collect()
+            }
+            other => vec![(other.clone(), None)],
+        };
+        // Nested tables may carry several tags; recompute them properly.
+        let nested: Option<Vec<Vec<Tag>>> = match v {
+            toml::Value::Table(t) => Some(
+                expand(t, &path)?
+                    .into_iter()
+                    .map(|(_, tags)| tags)
+                    .collect(),
+            ),
+            _ => None,
+        };
         let mut next = Vec::new();
         for (t, tags) in &out {
-            for c in &choices {
+            for (i, (c, tag)) in choices.iter().enumerate() {
                 let mut t = t.clone();
                 t.insert(k.clone(), c.clone());
                 let mut tags = tags.clone();
-                if swept || k == "lr" {
-                    tags.push((k.clone(), toml_value_tag(c)));
+                match &nested {
+                    Some(n) => tags.extend(n[i].iter().cloned()),
+                    None => tags.extend(tag.clone()),
                 }
                 next.push((t, tags));
             }
         }
         out = next;
     }
-    out
+    Ok(out)
 }
 
-fn short_field(k: &str) -> &str {
-    match k {
-        "lr" => "lr",
-        "momentum" => "m",
-        "weight_decay" => "wd",
-        "beta1" => "b1",
-        "beta2" => "b2",
-        "batch_size" => "bs",
-        other => other,
+/// 1-based line and column of the TOML item at `path` (e.g. `optimizer[1].lr`).
+fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
+    use toml::de::{DeTable, DeValue};
+    let doc = DeTable::parse(text).ok()?;
+    let mut span = doc.span();
+    let mut cur: Option<&DeValue<'_>> = None;
+    let mut table: Option<&DeTable<'_>> = Some(doc.get_ref());
+    for seg in path.split('.') {
+        let (name, index) = match seg.split_once('[') {
+            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (seg, None),
+        };
+        let t = match (table, cur) {
+            (Some(t), _) => t,
+            (None, Some(DeValue::Table(t))) => t,
+            _ => break,
+        };
+        let Some((key, val)) = t.iter().find(|(k, _)| k.get_ref().as_ref() == name) else {
+            break;
+        };
+        span = key.span();
+        cur = Some(val.get_ref());
+        table = None;
+        if let (Some(i), DeValue::Array(a)) = (index, val.get_ref()) {
+            if let Some(item) = a.get(i) {
+                span = item.span();
+                cur = Some(item.get_ref());
+            }
+        }
+        if let Some(DeValue::Table(t)) = cur {
+            table = Some(t);
+        }
     }
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    Some((line, col))
 }
 
 impl Experiment {
     pub fn load(path: &Path) -> Result<Experiment, ConfigError> {
-        let err = |msg: String| ConfigError {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_path_buf(),
-            msg,
+            msg: format!(": cannot read the config: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Experiment, ConfigError> {
+        // An error at `field`: file:line:col, the field, the message (with the fix).
+        let at = |field: &str, msg: &str| {
+            let loc = locate(text, field)
+                .map(|(l, c)| format!(":{l}:{c}"))
+                .unwrap_or_default();
+            ConfigError {
+                file: path.to_path_buf(),
+                msg: format!("{loc}: field `{field}`: {msg}"),
+            }
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(format!("cannot read the config: {e}")))?;
-        let f: ExperimentFile = toml::from_str(&text).map_err(|e| err(format!("{e}")))?;
-        let field_err = |field: &str, msg: &str| err(format!("field `{field}`: {msg}"));
+        let root: toml::Table = toml::from_str(text).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            msg: format!(": {}", e.to_string().trim_end()),
+        })?;
+        let mut root = root;
+        // `seeds` is the sweep over `seed`.
+        if let Some(s) = root.remove("seeds") {
+            if root.contains_key("seed") {
+                return Err(at("seed", "give either `seed` or `seeds`, not both"));
+            }
+            root.insert("seeds".into(), s);
+        }
+        let optimizers = match root.remove("optimizer") {
+            Some(toml::Value::Array(a)) if !a.is_empty() => a,
+            Some(toml::Value::Array(_)) | None => {
+                return Err(at("optimizer", "no [[optimizer]] tables; add at least one, e.g. [[optimizer]] name = \"sgd\" lr = 0.1"))
+            }
+            Some(_) => return Err(at("optimizer", "must be an array of tables: write [[optimizer]]")),
+        };
+        let points = expand(&root, "")
+            .map_err(|p| at(&p, "the sweep list is empty; give at least one value"))?;
+        let mut datasets: Vec<(String, String, DatasetParams, Vec<Tag>)> = Vec::new();
+        let mut runs: Vec<RunSpec> = Vec::new();
+        let mut name = String::new();
+        for (oi, opt) in optimizers.iter().enumerate() {
+            let opath = format!("optimizer[{oi}]");
+            let toml::Value::Table(opt) = opt else {
+                return Err(at(&opath, "must be a table"));
+            };
+            let mut opt = opt.clone();
+            let label = match opt.remove("label") {
+                None => None,
+                Some(toml::Value::String(s)) => Some(s),
+                Some(_) => return Err(at(&format!("{opath}.label"), "must be a string")),
+            };
+            let settings = expand(&opt, "").map_err(|p| {
+                at(
+                    &format!("{opath}.{p}"),
+                    "the sweep list is empty; give at least one value",
+                )
+            })?;
+            for (setting, otags) in settings {
+                for (point, tags) in &points {
+                    let mut point = point.clone();
+                    if let Some(s) = point.remove("seeds") {
+                        point.insert("seed".into(), s);
+                    }
+                    point.entry("seed").or_insert(toml::Value::Integer(0));
+                    point.insert("optimizer".into(), toml::Value::Table(setting.clone()));
+                    let f: PointFile = point.try_into().map_err(|e: toml::de::Error| {
+                        let msg = e.to_string();
+                        let (first, rest) = msg.split_once('\n').unwrap_or((&msg, ""));
+                        let mut field = rest
+                            .trim()
+                            .strip_prefix("in `")
+                            .and_then(|r| r.strip_suffix('`'))
+                            .unwrap_or("")
+                            .to_string();
+                        if let Some(unknown) = first
+                            .strip_prefix("unknown field `")
+                            .and_then(|r| r.split('`').next())
+                        {
+                            field = if field.is_empty() {
+                                unknown.to_string()
+                            } else {
+                                format!("{field}.{unknown}")
+                            };
+                        }
+                        let field = field.replacen("optimizer", &opath, 1);
+                        at(if field.is_empty() { "name" } else { &field }, first)
+                    })?;
+                    name = f.name.clone();
+                    let run = Self::validate_point(&f, &at, &opath)?;
+                    // Datasets: identical ones are shared.
+                    let dtags: Vec<Tag> = tags
+                        .iter()
+                        .filter(|t| t.path.starts_with("dataset."))
+                        .cloned()
+                        .collect();
+                    let ds_id = match datasets.iter().find(|d| d.2 == f.dataset) {
+                        Some(d) => d.0.clone(),
+                        None => {
+                            let suffix: Vec<String> = dtags.iter().map(Tag::short).collect();
+                            let (id, view) = if suffix.is_empty() {
+                                ("dataset".to_string(), "dataset".to_string())
+                            } else {
+                                (
+                                    format!("dataset[{}]", suffix.join("-")),
+                                    format!("dataset/{}", suffix.join("-")),
+                                )
+                            };
+                            datasets.push((id.clone(), view, f.dataset.clone(), dtags));
+                            id
+                        }
+                    };
+                    let base = label
+                        .clone()
+                        .unwrap_or_else(|| f.optimizer.name.as_str().to_string());
+                    let mut parts = vec![base.clone()];
+                    let mut ot = otags.clone();
+                    if !ot.iter().any(|t| t.path == "lr") {
+                        ot.insert(
+                            0,
+                            Tag {
+                                path: "lr".into(),
+                                value: toml::Value::Float(f.optimizer.lr),
+                            },
+                        );
+                    }
+                    ot.sort_by_key(|t| t.path != "lr");
+                    parts.extend(ot.iter().map(Tag::short));
+                    let mut gt: Vec<&Tag> = tags.iter().filter(|t| t.path != "seeds").collect();
+                    gt.sort_by(|a, b| a.path.cmp(&b.path));
+                    parts.extend(gt.iter().map(|t| t.short()));
+                    parts.push(format!("s{}", f.seed));
+                    let id = parts.join("-");
+                    if id.starts_with('.')
+                        || !id
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                    {
+                        return Err(at(
+                            &format!("{opath}.label"),
+                            &format!("run id `{id}` is not filesystem-safe (it names out/<name>/runs/<id>/); use letters, digits, '-', '_' and '.'"),
+                        ));
+                    }
+                    if runs.iter().any(|r| r.id == id) {
+                        return Err(at(
+                            &opath,
+                            &format!("duplicate run id `{id}`: two optimizer settings are identical; remove one or give it a distinct `label`"),
+                        ));
+                    }
+                    runs.push(RunSpec {
+                        id,
+                        label: base,
+                        dataset: ds_id,
+                        train: run.0,
+                        hessian: run.1,
+                    });
+                }
+            }
+        }
+        Ok(Experiment {
+            name,
+            datasets: datasets.into_iter().map(|(i, v, p, _)| (i, v, p)).collect(),
+            runs,
+        })
+    }
+
+    /// Range checks on one sweep point; errors name the field.
+    fn validate_point(
+        f: &PointFile,
+        at: &dyn Fn(&str, &str) -> ConfigError,
+        opath: &str,
+    ) -> Result<(TrainParams, HessianParams), ConfigError> {
         if f.name.is_empty()
             || !f
                 .name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(field_err("name", "must be non-empty and use only letters, digits, '-' and '_' (it names out/<name>/)"));
+            return Err(at("name", "must be non-empty and use only letters, digits, '-' and '_' (it names out/<name>/)"));
         }
-        f.dataset.validate().map_err(|(fl, m)| field_err(&fl, &m))?;
-        let seeds = f.seeds.to_vec();
-        if seeds.is_empty() {
-            return Err(field_err(
-                "seeds",
-                "the sweep list is empty; give at least one seed",
-            ));
-        }
+        f.dataset.validate().map_err(|(fl, m)| at(&fl, &m))?;
         let widths = &f.model.widths;
         if widths.len() < 2 || widths.contains(&0) {
-            return Err(field_err(
+            return Err(at(
                 "model.widths",
                 "needs at least [input, classes], every width ≥ 1",
             ));
         }
         if widths[0] != f.dataset.dim {
-            return Err(field_err(
+            return Err(at(
                 "model.widths",
                 &format!(
                     "the first width ({}) must equal dataset.dim ({})",
@@ -263,7 +510,7 @@ impl Experiment {
             ));
         }
         if *widths.last().unwrap() != f.dataset.classes {
-            return Err(field_err(
+            return Err(at(
                 "model.widths",
                 &format!(
                     "the last width ({}) must equal dataset.classes ({})",
@@ -274,7 +521,7 @@ impl Experiment {
         }
         if let Init::Normal { std } = f.model.init {
             if !(std.is_finite() && std > 0.0) {
-                return Err(field_err("model.init.std", "must be > 0"));
+                return Err(at("model.init.std", "must be > 0"));
             }
         }
         let arch = Arch {
@@ -282,16 +529,16 @@ impl Experiment {
             activation: f.model.activation,
         };
         if f.train.steps == 0 {
-            return Err(field_err("train.steps", "must be ≥ 1"));
+            return Err(at("train.steps", "must be ≥ 1"));
         }
         if f.train.log_every == 0 {
-            return Err(field_err("train.log_every", "must be ≥ 1"));
+            return Err(at("train.log_every", "must be ≥ 1"));
         }
         let n_train = f.dataset.samples
             - ((f.dataset.samples as f64) * f.dataset.test_fraction).round() as usize;
         if let Some(b) = f.train.batch_size {
             if b == 0 || b > n_train {
-                return Err(field_err(
+                return Err(at(
                     "train.batch_size",
                     &format!(
                         "must be in 1..={n_train} (the train split), or omitted for full batch"
@@ -301,14 +548,14 @@ impl Experiment {
         }
         let p = arch.num_params();
         if f.hessian.k == 0 || f.hessian.k >= p {
-            return Err(field_err(
+            return Err(at(
                 "hessian.k",
                 &format!("must be in 1..{p} (the model has P = {p} parameters)"),
             ));
         }
         if let Some(m) = f.hessian.analysis_size {
             if m == 0 || m > n_train {
-                return Err(field_err(
+                return Err(at(
                     "hessian.analysis_size",
                     &format!("must be in 1..={n_train} (the train split)"),
                 ));
@@ -316,94 +563,26 @@ impl Experiment {
         }
         if let Some(t) = f.hessian.tol {
             if !(t > 0.0 && t < 1.0) {
-                return Err(field_err("hessian.tol", "must be in (0, 1)"));
+                return Err(at("hessian.tol", "must be in (0, 1)"));
             }
         }
         if f.hessian.max_iter < f.hessian.k {
-            return Err(field_err("hessian.max_iter", "must be ≥ hessian.k"));
+            return Err(at("hessian.max_iter", "must be ≥ hessian.k"));
         }
-        if f.optimizer.is_empty() {
-            return Err(field_err(
-                "optimizer",
-                "no [[optimizer]] tables; add at least one",
-            ));
-        }
-        let mut runs: Vec<RunSpec> = Vec::new();
-        for (oi, table) in f.optimizer.iter().enumerate() {
-            let mut table = table.clone();
-            let label = match table.remove("label") {
-                None => None,
-                Some(toml::Value::String(s)) => Some(s),
-                Some(_) => {
-                    return Err(field_err(
-                        &format!("optimizer[{oi}].label"),
-                        "must be a string",
-                    ))
-                }
-            };
-            for (k, v) in &table {
-                if let toml::Value::Array(a) = v {
-                    if a.is_empty() {
-                        return Err(field_err(
-                            &format!("optimizer[{oi}].{k}"),
-                            "the sweep list is empty",
-                        ));
-                    }
-                }
-            }
-            for (setting, tags) in expand_optimizer(&table) {
-                let op: OptimizerParams =
-                    setting.clone().try_into().map_err(|e: toml::de::Error| {
-                        field_err(
-                            &format!("optimizer[{oi}]"),
-                            &e.to_string().replace('\n', " "),
-                        )
-                    })?;
-                op.validate()
-                    .map_err(|(fl, m)| field_err(&format!("optimizer[{oi}].{fl}"), &m))?;
-                let base = label
-                    .clone()
-                    .unwrap_or_else(|| op.name.as_str().to_string());
-                for &seed in &seeds {
-                    let mut id = base.clone();
-                    for (k, v) in &tags {
-                        id.push_str(&format!("-{}{}", short_field(k), v));
-                    }
-                    id.push_str(&format!("-s{seed}"));
-                    if !id
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-                        || id.starts_with('.')
-                    {
-                        return Err(field_err(
-                            &format!("optimizer[{oi}].label"),
-                            &format!("run id `{id}` is not filesystem-safe; use letters, digits, '-', '_' and '.'"),
-                        ));
-                    }
-                    if runs.iter().any(|r| r.id == id) {
-                        return Err(field_err(
-                            &format!("optimizer[{oi}]"),
-                            &format!("duplicate run id `{id}`: two optimizer settings are identical; give one a distinct `label`"),
-                        ));
-                    }
-                    runs.push(RunSpec {
-                        id,
-                        label: base.clone(),
-                        train: TrainParams {
-                            arch: arch.clone(),
-                            init: f.model.init,
-                            optimizer: op.resolved(),
-                            steps: f.train.steps,
-                            batch_size: f.train.batch_size,
-                            log_every: f.train.log_every,
-                            checkpoints: f.train.checkpoints.clone(),
-                            seed,
-                            dtype: f.dtype,
-                        },
-                    });
-                }
-            }
-        }
+        f.optimizer
+            .validate()
+            .map_err(|(fl, m)| at(&format!("{opath}.{fl}"), &m))?;
+        let train = TrainParams {
+            arch,
+            init: f.model.init,
+            optimizer: f.optimizer.resolved(),
+            steps: f.train.steps,
+            batch_size: f.train.batch_size,
+            log_every: f.train.log_every,
+            checkpoints: f.train.checkpoints.clone(),
+            seed: f.seed,
+            dtype: f.dtype,
+        };
         let hessian = HessianParams {
             k: f.hessian.k,
             analysis_size: f.hessian.analysis_size,
@@ -416,26 +595,25 @@ impl Experiment {
             seed: 0,
             dtype: f.dtype,
         };
-        Ok(Experiment {
-            name: f.name,
-            dataset: f.dataset,
-            runs,
-            hessian,
-        })
+        Ok((train, hessian))
     }
 
     /// The stage DAG. `torch_env` is what changes the numbers of torch stages.
     pub fn graph(&self, torch_env: &Value) -> Graph {
         let to = |v: &dyn erased::Ser| v.to_json();
-        let mut inst = vec![StageInstance {
-            id: "dataset".into(),
-            kind: "dataset".into(),
-            code_version: code_version::DATASET,
-            params: to(&self.dataset),
-            env: json!({}),
-            inputs: vec![],
-            view: "dataset".into(),
-        }];
+        let mut inst: Vec<StageInstance> = self
+            .datasets
+            .iter()
+            .map(|(id, view, p)| StageInstance {
+                id: id.clone(),
+                kind: "dataset".into(),
+                code_version: code_version::DATASET,
+                params: to(p),
+                env: json!({}),
+                inputs: vec![],
+                view: view.clone(),
+            })
+            .collect();
         let mut report_inputs = Vec::new();
         let mut report_runs = Vec::new();
         for r in &self.runs {
@@ -449,17 +627,17 @@ impl Experiment {
                 code_version: code_version::TRAIN,
                 params: to(&r.train),
                 env: torch_env.clone(),
-                inputs: vec![("dataset".into(), "dataset".into())],
+                inputs: vec![("dataset".into(), r.dataset.clone())],
                 view: view.clone(),
             });
             inst.push(StageInstance {
                 id: hess_id.clone(),
                 kind: "hessian".into(),
                 code_version: code_version::HESSIAN,
-                params: to(&self.hessian),
+                params: to(&r.hessian),
                 env: torch_env.clone(),
                 inputs: vec![
-                    ("dataset".into(), "dataset".into()),
+                    ("dataset".into(), r.dataset.clone()),
                     ("train".into(), train_id.clone()),
                 ],
                 view: view.clone(),

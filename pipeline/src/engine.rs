@@ -294,7 +294,7 @@ pub fn status(store: &Store, graph: &Graph, verify: bool) -> Result<Vec<Instance
     let mut out = Vec::with_capacity(n);
     for (i, inst) in graph.instances.iter().enumerate() {
         let Some(inputs) = input_records(graph, inst, &done) else {
-            let not_fresh: Vec<String> = inst
+            let stale_inputs: Vec<&str> = inst
                 .inputs
                 .iter()
                 .filter(|(_, dep)| {
@@ -303,8 +303,16 @@ pub fn status(store: &Store, graph: &Graph, verify: bool) -> Result<Vec<Instance
                         .map(|j| done[j].is_none())
                         .unwrap_or(true)
                 })
-                .map(|(role, dep)| format!("input {role} ({dep}) is not fresh"))
+                .map(|(_, dep)| dep.as_str())
                 .collect();
+            let not_fresh = vec![match stale_inputs.len() {
+                1 => format!("input {} is not fresh", stale_inputs[0]),
+                n if n <= 3 => format!("inputs {} are not fresh", stale_inputs.join(", ")),
+                n => format!(
+                    "{n} inputs are not fresh ({}, …)",
+                    stale_inputs[..2].join(", ")
+                ),
+            }];
             let ever = store.read_ref(&graph.experiment, &inst.id)?.is_some();
             out.push(InstanceState {
                 id: inst.id.clone(),

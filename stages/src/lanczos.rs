@@ -122,7 +122,7 @@ pub fn lanczos(
         _ => Vec::new(),
     };
     let nq = norm(&q0);
-    if q0.is_empty() || !(nq > 1e-12) {
+    if q0.is_empty() || nq.is_nan() || nq <= 1e-12 {
         q0 = random_unit(&[]);
     } else {
         q0.iter_mut().for_each(|x| *x /= nq);

@@ -262,7 +262,7 @@ impl Optimizer {
                 let denom = if p.amsgrad == Some(true) {
                     let mut vmax = self.state_or_zeros("max_exp_avg_sq", theta);
                     let mx = vmax.maximum(&v);
-                    let _ = vmax.copy_(&mx);
+                    vmax.copy_(&mx);
                     vmax.sqrt() / bc2_sqrt + eps
                 } else {
                     v.sqrt() / bc2_sqrt + eps
