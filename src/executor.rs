@@ -1,7 +1,6 @@
 //! The table from stage kinds to stage functions: the one place that knows
 //! both the engine's instances and the science's parameter types.
 
-use crate::experiment::Experiment;
 use pipeline::{engine::ProgressFn, Executor, StageInputs, StageInstance};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -9,8 +8,7 @@ use stages::train::TrainParams;
 use stages::{dataset, hessian, metrics, train};
 use std::path::Path;
 
-pub struct StageRunner<'a> {
-    pub exp: &'a Experiment,
+pub struct StageRunner {
     pub device: tch::Device,
 }
 
@@ -22,7 +20,7 @@ fn json_to_toml(v: &Value) -> Result<toml::Value, String> {
     toml::Value::try_from(v).map_err(|e| e.to_string())
 }
 
-impl Executor for StageRunner<'_> {
+impl Executor for StageRunner {
     fn execute(
         &self,
         inst: &StageInstance,
@@ -124,7 +122,10 @@ impl Executor for StageRunner<'_> {
                     });
                 }
                 let input = reports::ReportInput {
-                    experiment: self.exp.name.clone(),
+                    experiment: inst.params["experiment"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
                     runs: rin,
                 };
                 let files = reports::render_report(&input, workdir).map_err(|e| e.to_string())?;

@@ -95,6 +95,38 @@ enum Cmd {
     /// Show each stage instance as fresh, stale or missing, and why (which
     /// parameter changed, which input, or that code or environment changed).
     Status(StatusArgs),
+    /// Prove where a result came from: the provenance chain of a file (e.g.
+    /// out/quick/report/optimizer_comparison.png) or hash, down to the config,
+    /// with every hash verified.
+    Audit(AuditArgs),
+    /// Rehash every object in the store; list the corrupt and the missing.
+    /// Exits 1 if any.
+    Verify,
+    /// Remove what no current result needs: records that no experiment's
+    /// latest run reaches, and the objects no kept record lists.
+    Gc(GcArgs),
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    /// A file (any output under out/) or 8+ hex digits of an object hash or stage key.
+    target: String,
+    /// Execute the producing stage again in a temp dir and compare the bytes.
+    #[arg(long)]
+    reproduce: bool,
+    /// Device for --reproduce.
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+}
+
+#[derive(Args)]
+struct GcArgs {
+    /// Only list what would be removed.
+    #[arg(long)]
+    dry_run: bool,
+    /// Fail at once if another eigentrace holds the store.
+    #[arg(long)]
+    no_wait: bool,
 }
 
 /// An error with its exit code.
@@ -179,7 +211,7 @@ fn cmd_run(cli: &Cli, a: &RunArgs) -> Result<(), Failure> {
         jobs: a.jobs.max(1),
         verify: a.verify,
     };
-    let runner = executor::StageRunner { exp: &exp, device };
+    let runner = executor::StageRunner { device };
     let t0 = std::time::Instant::now();
     let (reports, records) = pipeline::run(&store, &graph, &runner, &opts, &ui)?;
     ui.finish();
@@ -262,11 +294,184 @@ fn cmd_status(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+fn cmd_verify(cli: &Cli) -> Result<(), Failure> {
+    let store = Store::open_existing(&cli.store).map_err(usage)?;
+    let rep = pipeline::maintain::verify(&store)?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&rep).unwrap());
+    } else {
+        for h in &rep.corrupt {
+            println!("corrupt  object {h} ({})", store.object_path(h).display());
+        }
+        for (id, key, name, h) in &rep.missing {
+            println!(
+                "missing  {name} of {id} (record {}): object {h}",
+                &key[..16]
+            );
+        }
+        for e in &rep.bad_records {
+            println!("bad      {e}");
+        }
+        println!(
+            "{} objects rehashed, {} records checked: {} corrupt, {} missing, {} unreadable records",
+            rep.objects,
+            rep.records,
+            rep.corrupt.len(),
+            rep.missing.len(),
+            rep.bad_records.len()
+        );
+    }
+    if rep.ok() {
+        Ok(())
+    } else {
+        Err(Failure {
+            code: 1,
+            err: anyhow::anyhow!(
+                "the store at {} has problems; `eigentrace run` recomputes what they affect",
+                cli.store.display()
+            ),
+        })
+    }
+}
+
+fn cmd_gc(cli: &Cli, a: &GcArgs) -> Result<(), Failure> {
+    let store = Store::open_existing(&cli.store).map_err(usage)?;
+    let mode = if a.no_wait {
+        LockMode::NoWait
+    } else {
+        LockMode::Wait
+    };
+    let _lock = store
+        .lock(mode, &|holder| {
+            eprintln!("waiting for the store lock (held by {holder})")
+        })
+        .map_err(usage)?;
+    store.sweep_tmp()?;
+    let rep = pipeline::maintain::gc(&store, a.dry_run)?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&rep).unwrap());
+    } else {
+        let verb = if a.dry_run { "would remove" } else { "removed" };
+        println!(
+            "{verb} {} records and {} objects ({:.1} MB); kept {} records",
+            rep.removed_records.len(),
+            rep.removed_objects.len(),
+            rep.freed_bytes as f64 / 1e6,
+            rep.kept_records
+        );
+    }
+    Ok(())
+}
+
+fn cmd_audit(cli: &Cli, a: &AuditArgs) -> Result<(), Failure> {
+    let store = Store::open_existing(&cli.store).map_err(usage)?;
+    let found = pipeline::maintain::find_records(&store, &a.target).map_err(usage)?;
+    let Some(rec) = found.first() else {
+        return Err(Failure {
+            code: 1,
+            err: anyhow::anyhow!(
+                "{}: no record in {} produced this (is it from another store, or corrupt?)",
+                a.target,
+                cli.store.display()
+            ),
+        });
+    };
+    let chain = pipeline::maintain::audit(&store, rec)?;
+    let problems: usize = chain.iter().map(|n| n.problems.len()).sum();
+    let mut repro = None;
+    if a.reproduce {
+        let device = resolve_device(a.device)?;
+        let runner = executor::StageRunner { device };
+        let _lock = store.lock(LockMode::Wait, &|h| {
+            eprintln!("waiting for the store lock (held by {h})")
+        })?;
+        repro = Some(pipeline::maintain::reproduce(&store, rec, &runner)?);
+    }
+    let repro_bad = repro
+        .as_ref()
+        .map(|r| r.values().filter(|(a, b)| a != b).count())
+        .unwrap_or(0);
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "target": a.target,
+                "record": rec.key,
+                "chain": chain,
+                "problems": problems,
+                "reproduce": repro,
+                "ok": problems == 0 && repro_bad == 0,
+            }))
+            .unwrap()
+        );
+    } else {
+        println!(
+            "{} was produced by {} (experiment {})",
+            a.target, rec.id, rec.experiment
+        );
+        for n in &chain {
+            println!("\n{} [{}]", n.id, n.kind);
+            println!("  key      {}", n.key);
+            println!("  code     {} v{}   env {}", n.kind, n.code_version, n.env);
+            println!("  params   {}", n.params);
+            for (role, key) in &n.inputs {
+                println!("  input    {role} ← {}", &key[..16]);
+            }
+            let ok = n.outputs.values().filter(|(_, ok)| *ok).count();
+            println!(
+                "  outputs  {} of {} verified; content {}",
+                ok,
+                n.outputs.len(),
+                &n.content[..16]
+            );
+            for p in &n.problems {
+                println!("  PROBLEM  {p}");
+            }
+        }
+        if let Some(r) = &repro {
+            println!("\nreproduce {}:", rec.id);
+            for (name, (want, got)) in r {
+                let same = if want == got {
+                    "identical"
+                } else {
+                    "DIFFERENT"
+                };
+                println!("  {same:<9} {name}");
+            }
+        }
+        println!(
+            "\n{} stages, {} problems{}",
+            chain.len(),
+            problems,
+            repro
+                .as_ref()
+                .map(|r| format!(
+                    ", {} of {} outputs reproduced byte for byte",
+                    r.len() - repro_bad,
+                    r.len()
+                ))
+                .unwrap_or_default()
+        );
+    }
+    if problems > 0 || repro_bad > 0 {
+        return Err(Failure {
+            code: 1,
+            err: anyhow::anyhow!(
+                "audit found {problems} problem(s) and {repro_bad} differing output(s)"
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match &cli.cmd {
         Cmd::Run(a) => cmd_run(&cli, a),
         Cmd::Status(a) => cmd_status(&cli, a),
+        Cmd::Audit(a) => cmd_audit(&cli, a),
+        Cmd::Verify => cmd_verify(&cli),
+        Cmd::Gc(a) => cmd_gc(&cli, a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -394,6 +394,7 @@ fn execute_and_commit(
     let work = store.fresh_tmp_dir(&inst.kind).map_err(|e| e.to_string())?;
     let inputs = resolve_inputs(store, graph, inst, recs);
     let progress = |done: u64, total: u64, msg: &str| {
+        crate::failpoint::hit("stage-progress");
         sink.event(Event::Progress {
             id: &inst.id,
             done,
@@ -420,6 +421,7 @@ fn execute_and_commit(
             return Err(format!("internal error: {msg}"));
         }
     };
+    crate::failpoint::hit("stage-before-commit");
     let mut files = Vec::new();
     collect_files(&work, &work, &mut files).map_err(|e| format!("{}: {e}", work.display()))?;
     files.sort();
@@ -472,13 +474,18 @@ fn execute_and_commit(
         eigentrace_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     store.write_record(&record).map_err(|e| e.to_string())?;
+    crate::failpoint::hit("after-record");
     store
         .write_ref(&graph.experiment, &inst.id, key)
         .map_err(|e| e.to_string())?;
     Ok(record)
 }
 
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {
+pub(crate) fn collect_files(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<(String, PathBuf)>,
+) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let p = entry.path();
@@ -523,10 +530,17 @@ pub fn run(
     let jobs = opts.jobs.max(1);
 
     std::thread::scope(|scope| -> Result<()> {
-        let (tx, rx) = mpsc::channel::<(usize, String, std::result::Result<Record, String>, f64)>();
+        let (tx, rx) = mpsc::channel::<(
+            usize,
+            String,
+            String,
+            std::result::Result<Record, String>,
+            f64,
+        )>();
         let mut pending: VecDeque<(usize, String, BTreeMap<String, Record>, String)> =
             VecDeque::new();
         let mut running = 0usize;
+        let mut running_keys: std::collections::HashSet<String> = std::collections::HashSet::new();
         loop {
             // Decide every instance whose inputs are all decided.
             for i in 0..n {
@@ -591,11 +605,44 @@ pub fn run(
                     }
                 }
             }
+            let mut deferred = VecDeque::new();
+            let mut resolved_now = false;
             while running < jobs {
                 let Some((i, key, recs, reason)) = pending.pop_front() else {
                     break;
                 };
                 let inst = &graph.instances[i];
+                // Two instances with one key (the same training under two
+                // hessian settings, say): run it once, then reuse it.
+                if running_keys.contains(&key) {
+                    deferred.push_back((i, key, recs, reason));
+                    continue;
+                }
+                if !forced(opts, inst) {
+                    if let Ok(Some(rec)) = store.read_record(&key) {
+                        if store.check_objects(&rec, false).is_none() {
+                            queued[i] = false;
+                            decided[i] = true;
+                            resolved_now = true;
+                            let rep = InstanceReport {
+                                id: inst.id.clone(),
+                                kind: inst.kind.clone(),
+                                key: Some(key.clone()),
+                                status: Outcome::Cached,
+                                seconds: 0.0,
+                                reason: None,
+                                error: None,
+                                meta: rec.meta.clone(),
+                            };
+                            store.write_ref(&graph.experiment, &inst.id, &key)?;
+                            sink.event(Event::Finished(&rep));
+                            reports[i] = Some(rep);
+                            done[i] = Some(rec);
+                            continue;
+                        }
+                    }
+                }
+                running_keys.insert(key.clone());
                 sink.event(Event::Started {
                     id: &inst.id,
                     kind: &inst.kind,
@@ -606,13 +653,19 @@ pub fn run(
                 scope.spawn(move || {
                     let t = Instant::now();
                     let r = execute_and_commit(store, graph, inst, &key, &recs, exec, sink);
-                    let _ = tx.send((i, reason, r, t.elapsed().as_secs_f64()));
+                    let _ = tx.send((i, key, reason, r, t.elapsed().as_secs_f64()));
                 });
             }
+            deferred.extend(pending.drain(..));
+            pending = deferred;
             if running == 0 {
+                if resolved_now || !pending.is_empty() {
+                    continue;
+                }
                 break;
             }
-            let (i, reason, result, secs) = rx.recv().expect("a worker is running");
+            let (i, key, reason, result, secs) = rx.recv().expect("a worker is running");
+            running_keys.remove(&key);
             running -= 1;
             queued[i] = false;
             decided[i] = true;
@@ -652,5 +705,7 @@ pub fn run(
         .into_iter()
         .map(|r| r.expect("every instance decided"))
         .collect();
+    let ids = graph.instances.iter().map(|i| i.id.clone()).collect();
+    store.prune_refs(&graph.experiment, &ids)?;
     Ok((reports, done))
 }

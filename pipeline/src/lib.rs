@@ -14,8 +14,10 @@
 pub mod canon;
 pub mod engine;
 pub mod error;
+pub mod failpoint;
 pub mod graph;
 pub mod key;
+pub mod maintain;
 pub mod record;
 pub mod store;
 pub mod view;

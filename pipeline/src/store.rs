@@ -162,12 +162,19 @@ impl Store {
         }
         let parent = dest.parent().expect("object path has a parent");
         fs::create_dir_all(parent).at(parent)?;
-        File::open(path).and_then(|f| f.sync_all()).at(path)?;
+        crate::failpoint::hit("object-before-sync");
+        {
+            let f = File::open(path).at(path)?;
+            f.set_modified(object_mtime()).at(path)?;
+            f.sync_all().at(path)?;
+        }
         let mut perm = fs::metadata(path).at(path)?.permissions();
         perm.set_readonly(true);
         fs::set_permissions(path, perm).at(path)?;
+        crate::failpoint::hit("object-before-rename");
         fs::rename(path, &dest).at(&dest)?;
         sync_dir(parent);
+        crate::failpoint::hit("object-after-rename");
         Ok(ObjectRef { hash: hex, size })
     }
 
@@ -202,6 +209,36 @@ impl Store {
         self.write_atomic(&p, &bytes)
     }
 
+    /// Forget the refs of `experiment` whose ids are not in `keep` (instances
+    /// the config no longer has); `gc` may then collect their results.
+    pub fn prune_refs(
+        &self,
+        experiment: &str,
+        keep: &std::collections::HashSet<String>,
+    ) -> Result<usize> {
+        let dir = self.root.join("refs").join(safe_name(experiment));
+        let keep: std::collections::HashSet<String> = keep
+            .iter()
+            .map(|id| format!("{}.json", safe_name(id)))
+            .collect();
+        let mut n = 0;
+        let Ok(rd) = fs::read_dir(&dir) else {
+            return Ok(0);
+        };
+        for e in rd {
+            let p = e.at(&dir)?.path();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !keep.contains(&name) {
+                fs::remove_file(&p).at(&p)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// The last key committed for `id` in `experiment`.
     pub fn read_ref(&self, experiment: &str, id: &str) -> Result<Option<String>> {
         let v: Option<serde_json::Value> = read_json(&self.ref_path(experiment, id))?;
@@ -228,24 +265,37 @@ impl Store {
     }
 
     /// Why the record's objects cannot be reused, or None when they can.
-    /// With `rehash`, each object's bytes are hashed again.
+    ///
+    /// Every object carries a sentinel mtime ([`object_mtime`]); any write to
+    /// it (a flipped byte, even by root through the read-only mode) moves the
+    /// mtime, and then the object is rehashed. So a plain check costs one
+    /// `stat` per object, and `rehash` forces the full rehash.
     pub fn check_objects(&self, record: &Record, rehash: bool) -> Option<String> {
         for (name, obj) in &record.outputs {
             let p = self.object_path(&obj.hash);
-            match fs::metadata(&p) {
+            let meta = match fs::metadata(&p) {
                 Err(_) => return Some(format!("output {name} is missing from the store")),
-                Ok(m) if m.len() != obj.size => {
-                    return Some(format!(
-                        "output {name} has {} bytes in the store, {} recorded",
-                        m.len(),
-                        obj.size
-                    ))
-                }
-                Ok(_) => {}
+                Ok(m) => m,
+            };
+            if meta.len() != obj.size {
+                return Some(format!(
+                    "output {name} is corrupt in the store ({} bytes, {} recorded)",
+                    meta.len(),
+                    obj.size
+                ));
             }
-            if rehash {
+            let untouched = meta
+                .modified()
+                .map(|t| t == object_mtime())
+                .unwrap_or(false);
+            if rehash || !untouched {
                 match hash_file(&p) {
-                    Ok((h, _)) if h.to_hex() == obj.hash => {}
+                    Ok((h, _)) if h.to_hex() == obj.hash => {
+                        if !untouched {
+                            // Touched but intact: restore the sentinel.
+                            let _ = File::open(&p).and_then(|f| f.set_modified(object_mtime()));
+                        }
+                    }
                     _ => {
                         return Some(format!(
                             "output {name} is corrupt in the store (hash mismatch)"
@@ -257,6 +307,68 @@ impl Store {
         None
     }
 
+    /// Every object file in the store, with its name (the claimed hash).
+    pub fn objects(&self) -> Result<Vec<(String, PathBuf)>> {
+        let dir = self.root.join("objects");
+        let mut out = Vec::new();
+        for sub in fs::read_dir(&dir).at(&dir)? {
+            let sub = sub.at(&dir)?.path();
+            if !sub.is_dir() {
+                continue;
+            }
+            for e in fs::read_dir(&sub).at(&sub)? {
+                let p = e.at(&sub)?.path();
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                out.push((name, p));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Remove one object file (gc).
+    pub fn remove_object(&self, hash: &str) -> Result<u64> {
+        let p = self.object_path(hash);
+        let size = fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        let _ = set_writable(&p);
+        fs::remove_file(&p).at(&p)?;
+        Ok(size)
+    }
+
+    /// Remove one record (gc).
+    pub fn remove_record(&self, key: &str) -> Result<()> {
+        let p = self.record_path(key);
+        fs::remove_file(&p).at(&p)
+    }
+
+    /// Every ref: (experiment dir name, id, key).
+    pub fn refs(&self) -> Result<Vec<(String, String, String)>> {
+        let dir = self.root.join("refs");
+        let mut out = Vec::new();
+        for exp in fs::read_dir(&dir).at(&dir)? {
+            let exp = exp.at(&dir)?.path();
+            if !exp.is_dir() {
+                continue;
+            }
+            let ename = exp
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            for e in fs::read_dir(&exp).at(&exp)? {
+                let p = e.at(&exp)?.path();
+                if let Some(v) = read_json::<serde_json::Value>(&p)? {
+                    if let (Some(id), Some(key)) = (v["id"].as_str(), v["key"].as_str()) {
+                        out.push((ename.clone(), id.to_string(), key.to_string()));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp = self
@@ -265,15 +377,24 @@ impl Store {
             .join(format!(".write.{}.{n}", std::process::id()));
         {
             let mut f = File::create(&tmp).at(&tmp)?;
-            f.write_all(bytes).at(&tmp)?;
+            let half = bytes.len() / 2;
+            f.write_all(&bytes[..half]).at(&tmp)?;
+            crate::failpoint::hit("atomic-write-half");
+            f.write_all(&bytes[half..]).at(&tmp)?;
             f.sync_all().at(&tmp)?;
         }
+        crate::failpoint::hit("atomic-before-rename");
         fs::rename(&tmp, dest).at(dest)?;
         if let Some(parent) = dest.parent() {
             sync_dir(parent);
         }
         Ok(())
     }
+}
+
+/// The mtime every object carries (1970-01-01T00:00:01Z): a write moves it.
+pub fn object_mtime() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(1)
 }
 
 /// blake3 and size of a file, streamed.

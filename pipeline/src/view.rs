@@ -20,12 +20,26 @@ pub fn materialize(store: &Store, dest: &Path, records: &[&Record]) -> Result<Pa
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "view".into());
+    // Leftovers of a build that was killed.
+    if let Ok(rd) = fs::read_dir(parent) {
+        for e in rd.flatten() {
+            let f = e.file_name().to_string_lossy().into_owned();
+            if f.starts_with(&format!(".{name}.building."))
+                || f.starts_with(&format!(".{name}.old."))
+            {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
     let staging = parent.join(format!(".{name}.building.{}", std::process::id()));
     if staging.exists() {
         fs::remove_dir_all(&staging).at(&staging)?;
     }
     fs::create_dir_all(&staging).at(&staging)?;
-    for rec in records {
+    for (n, rec) in records.iter().enumerate() {
+        if n == records.len() / 2 {
+            crate::failpoint::hit("view-half");
+        }
         for (rel, obj) in &rec.outputs {
             let target = if rec.view.is_empty() {
                 staging.join(rel)
