@@ -14,8 +14,18 @@ set -euo pipefail
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
 VENV="${EIGENTRACE_TORCH_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/eigentrace/torch-$TORCH_VERSION}"
 STAMP="$VENV/.eigentrace-complete"
+# What the tests' Python references need besides torch. The stamp records this
+# list: a venv made with an older list gets the missing packages added.
+EXTRAS="numpy scipy safetensors pyarrow"
 
 if [ -f "$STAMP" ] && [ -x "$VENV/bin/python" ]; then
+  if [ "$(cat "$STAMP")" = "$EXTRAS" ]; then
+    echo "$VENV/bin/python"
+    exit 0
+  fi
+  echo "bootstrap-libtorch: adding $EXTRAS to $VENV" >&2
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir $EXTRAS >&2
+  echo "$EXTRAS" > "$STAMP"
   echo "$VENV/bin/python"
   exit 0
 fi
@@ -32,12 +42,12 @@ rm -rf "$TMP"
 trap 'rm -rf "$TMP"' EXIT
 "$PY" -m venv "$TMP"
 "$TMP/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir \
-  "torch==$TORCH_VERSION" numpy scipy safetensors >&2
+  "torch==$TORCH_VERSION" $EXTRAS >&2
 # venv scripts embed their own path; recreate the venv in place after the move.
 rm -rf "$VENV"
 mv "$TMP" "$VENV"
 trap - EXIT
 "$PY" -m venv --upgrade "$VENV" >/dev/null
-"$VENV/bin/python" -c "import torch, numpy, scipy, safetensors; print(torch.__version__)" >&2
-touch "$STAMP"
+"$VENV/bin/python" -c "import torch, numpy, scipy, safetensors, pyarrow; print(torch.__version__)" >&2
+echo "$EXTRAS" > "$STAMP"
 echo "$VENV/bin/python"

@@ -10,6 +10,8 @@ use std::path::Path;
 
 pub struct StageRunner {
     pub device: tch::Device,
+    /// User data paths (e.g. IDX files) are relative to this: the config's directory.
+    pub base_dir: std::path::PathBuf,
 }
 
 fn params<T: DeserializeOwned>(inst: &StageInstance, v: &Value) -> Result<T, String> {
@@ -32,7 +34,7 @@ impl Executor for StageRunner {
         match inst.kind.as_str() {
             "dataset" => {
                 let p: dataset::DatasetParams = params(inst, &inst.params)?;
-                let ds = dataset::generate(&p);
+                let ds = dataset::load(&p, &self.base_dir).map_err(s)?;
                 dataset::write(&ds, &workdir.join("data.arrow")).map_err(s)?;
                 Ok(
                     json!({ "rows": ds.len(), "train_rows": ds.is_train.iter().filter(|&&t| t).count() }),

@@ -22,7 +22,7 @@ use stages::lanczos::Which;
 use stages::mlp::{Activation, Arch, Init};
 use stages::optim::OptimizerParams;
 use stages::runtime::Dtype;
-use stages::train::{CheckpointSpec, TrainParams};
+use stages::train::{CheckpointSpec, Schedule, ScheduleKind, TrainParams};
 use stages::{code_version, dataset::DatasetParams};
 use std::path::{Path, PathBuf};
 
@@ -76,7 +76,13 @@ fn de_init<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Init, D::Error> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TrainSection {
-    steps: u64,
+    /// The budget: `steps`, or `epochs` (passes over the train split).
+    #[serde(default)]
+    steps: Option<u64>,
+    #[serde(default)]
+    epochs: Option<u64>,
+    #[serde(default)]
+    schedule: Schedule,
     #[serde(default)]
     batch_size: Option<usize>,
     #[serde(default = "d_log_every")]
@@ -142,8 +148,10 @@ pub struct RunSpec {
 /// A parsed, validated experiment.
 pub struct Experiment {
     pub name: String,
-    /// Dataset instances: (id, view dir, params).
-    pub datasets: Vec<(String, String, DatasetParams)>,
+    /// Dataset instances: (id, view dir, params, env: the blake3 of user data files).
+    pub datasets: Vec<(String, String, DatasetParams, Value)>,
+    /// The config's directory: data paths are relative to it.
+    pub base_dir: PathBuf,
     pub runs: Vec<RunSpec>,
 }
 
@@ -168,7 +176,11 @@ fn toml_value_tag(v: &toml::Value) -> String {
 }
 
 /// Fields whose natural value is a list: they sweep only when given a list of lists.
-const NATURAL_LISTS: &[&str] = &["model.widths", "train.checkpoints.at", "optimizer.betas"];
+const NATURAL_LISTS: &[&str] = &[
+    "model.widths",
+    "train.checkpoints.at",
+    "dataset.teacher_widths",
+];
 
 /// A swept axis and the value this point takes on it.
 #[derive(Clone, Debug)]
@@ -319,6 +331,11 @@ impl Experiment {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Experiment, ConfigError> {
+        // Data paths in the config are relative to the config's directory.
+        let base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         // An error at `field`: file:line:col, the field, the message (with the fix).
         let at = |field: &str, msg: &str| {
             let loc = locate(text, field)
@@ -401,7 +418,7 @@ impl Experiment {
                         at(if field.is_empty() { "name" } else { &field }, first)
                     })?;
                     name = f.name.clone();
-                    let run = Self::validate_point(&f, &at, &opath)?;
+                    let run = Self::validate_point(&f, base_dir, &at, &opath)?;
                     // Datasets: identical ones are shared.
                     let dtags: Vec<Tag> = tags
                         .iter()
@@ -428,7 +445,12 @@ impl Experiment {
                         .clone()
                         .unwrap_or_else(|| f.optimizer.name.as_str().to_string());
                     let mut parts = vec![base.clone()];
-                    let mut ot = otags.clone();
+                    // The optimizer's name is already the id's first part.
+                    let mut ot: Vec<Tag> = otags
+                        .iter()
+                        .filter(|t| label.is_some() || t.path != "name")
+                        .cloned()
+                        .collect();
                     if !ot.iter().any(|t| t.path == "lr") {
                         ot.insert(
                             0,
@@ -473,7 +495,14 @@ impl Experiment {
         }
         Ok(Experiment {
             name,
-            datasets: datasets.into_iter().map(|(i, v, p, _)| (i, v, p)).collect(),
+            datasets: datasets
+                .into_iter()
+                .map(|(i, v, p, _)| {
+                    let env = input_files_env(&p, base_dir);
+                    (i, v, p, env)
+                })
+                .collect(),
+            base_dir: base_dir.to_path_buf(),
             runs,
         })
     }
@@ -481,6 +510,7 @@ impl Experiment {
     /// Range checks on one sweep point; errors name the field.
     fn validate_point(
         f: &PointFile,
+        base_dir: &Path,
         at: &dyn Fn(&str, &str) -> ConfigError,
         opath: &str,
     ) -> Result<(TrainParams, HessianParams), ConfigError> {
@@ -492,7 +522,7 @@ impl Experiment {
         {
             return Err(at("name", "must be non-empty and use only letters, digits, '-' and '_' (it names out/<name>/)"));
         }
-        f.dataset.validate().map_err(|(fl, m)| at(&fl, &m))?;
+        let shape = f.dataset.shape(base_dir).map_err(|(fl, m)| at(&fl, &m))?;
         let widths = &f.model.widths;
         if widths.len() < 2 || widths.contains(&0) {
             return Err(at(
@@ -500,22 +530,22 @@ impl Experiment {
                 "needs at least [input, classes], every width ≥ 1",
             ));
         }
-        if widths[0] != f.dataset.dim {
+        if widths[0] != shape.dim {
             return Err(at(
                 "model.widths",
                 &format!(
                     "the first width ({}) must equal dataset.dim ({})",
-                    widths[0], f.dataset.dim
+                    widths[0], shape.dim
                 ),
             ));
         }
-        if *widths.last().unwrap() != f.dataset.classes {
+        if *widths.last().unwrap() != shape.classes {
             return Err(at(
                 "model.widths",
                 &format!(
                     "the last width ({}) must equal dataset.classes ({})",
                     widths.last().unwrap(),
-                    f.dataset.classes
+                    shape.classes
                 ),
             ));
         }
@@ -528,14 +558,10 @@ impl Experiment {
             widths: widths.clone(),
             activation: f.model.activation,
         };
-        if f.train.steps == 0 {
-            return Err(at("train.steps", "must be ≥ 1"));
-        }
         if f.train.log_every == 0 {
             return Err(at("train.log_every", "must be ≥ 1"));
         }
-        let n_train = f.dataset.samples
-            - ((f.dataset.samples as f64) * f.dataset.test_fraction).round() as usize;
+        let n_train = shape.train;
         if let Some(b) = f.train.batch_size {
             if b == 0 || b > n_train {
                 return Err(at(
@@ -545,6 +571,48 @@ impl Experiment {
                     ),
                 ));
             }
+        }
+        // Minibatches are drawn from a seeded shuffle; an epoch is ⌊n/b⌋ steps.
+        let steps_per_epoch = f
+            .train
+            .batch_size
+            .map(|b| (n_train / b) as u64)
+            .unwrap_or(1);
+        let steps = match (f.train.steps, f.train.epochs) {
+            (Some(_), Some(_)) => {
+                return Err(at(
+                    "train.epochs",
+                    "give either `steps` or `epochs`, not both",
+                ))
+            }
+            (None, None) => return Err(at("train", "give a budget: `steps = N` or `epochs = N`")),
+            (Some(s), None) => s,
+            (None, Some(e)) => e * steps_per_epoch,
+        };
+        if steps == 0 {
+            return Err(at(
+                if f.train.steps.is_some() {
+                    "train.steps"
+                } else {
+                    "train.epochs"
+                },
+                "must be ≥ 1",
+            ));
+        }
+        let sch = f.train.schedule;
+        if sch.warmup > steps {
+            return Err(at(
+                "train.schedule.warmup",
+                &format!("must be ≤ the number of steps ({steps})"),
+            ));
+        }
+        if !(0.0..=1.0).contains(&sch.final_fraction)
+            || (sch.kind == ScheduleKind::Constant && sch.final_fraction != 0.0)
+        {
+            return Err(at(
+                "train.schedule.final_fraction",
+                "must be in [0, 1], and only with kind = \"cosine\"",
+            ));
         }
         let p = arch.num_params();
         if f.hessian.k == 0 || f.hessian.k >= p {
@@ -576,7 +644,8 @@ impl Experiment {
             arch,
             init: f.model.init,
             optimizer: f.optimizer.resolved(),
-            steps: f.train.steps,
+            steps,
+            schedule: sch,
             batch_size: f.train.batch_size,
             log_every: f.train.log_every,
             checkpoints: f.train.checkpoints.clone(),
@@ -604,12 +673,12 @@ impl Experiment {
         let mut inst: Vec<StageInstance> = self
             .datasets
             .iter()
-            .map(|(id, view, p)| StageInstance {
+            .map(|(id, view, p, env)| StageInstance {
                 id: id.clone(),
                 kind: "dataset".into(),
                 code_version: code_version::DATASET,
                 params: to(p),
-                env: json!({}),
+                env: env.clone(),
                 inputs: vec![],
                 view: view.clone(),
             })
@@ -673,6 +742,29 @@ impl Experiment {
         });
         Graph::new(self.name.clone(), inst).expect("the experiment builds a valid graph")
     }
+}
+
+/// The content of a dataset's user files enters its key (not their paths):
+/// `{"input_files": {"train-images-idx3-ubyte": "<blake3>", …}}`, or `{}`.
+fn input_files_env(p: &DatasetParams, base_dir: &Path) -> Value {
+    let Ok(files) = p.input_files(base_dir) else {
+        return json!({});
+    };
+    if files.is_empty() {
+        return json!({});
+    }
+    let mut m = serde_json::Map::new();
+    for f in files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let hash = pipeline::store::hash_file(&f)
+            .map(|(h, _)| h.to_hex())
+            .unwrap_or_default();
+        m.insert(name, Value::String(hash));
+    }
+    json!({ "input_files": m })
 }
 
 /// Serialize any parameter struct to JSON (object-safe helper).

@@ -206,12 +206,21 @@ fn cmd_run(cli: &Cli, a: &RunArgs) -> Result<(), Failure> {
             other => other.into(),
         })?;
     store.sweep_tmp()?;
+    // libtorch's intra-op threads share the cores between parallel stages.
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    tch::set_num_threads((cores / a.jobs.max(1)).max(1) as i32);
     let opts = RunOptions {
+        force_exact: a.force.clone(),
         force,
         jobs: a.jobs.max(1),
         verify: a.verify,
     };
-    let runner = executor::StageRunner { device };
+    let runner = executor::StageRunner {
+        device,
+        base_dir: exp.base_dir.clone(),
+    };
     let t0 = std::time::Instant::now();
     let (reports, records) = pipeline::run(&store, &graph, &runner, &opts, &ui)?;
     ui.finish();
@@ -381,7 +390,10 @@ fn cmd_audit(cli: &Cli, a: &AuditArgs) -> Result<(), Failure> {
     let mut repro = None;
     if a.reproduce {
         let device = resolve_device(a.device)?;
-        let runner = executor::StageRunner { device };
+        let runner = executor::StageRunner {
+            device,
+            base_dir: std::env::current_dir()?,
+        };
         let _lock = store.lock(LockMode::Wait, &|h| {
             eprintln!("waiting for the store lock (held by {h})")
         })?;

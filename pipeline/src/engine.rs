@@ -115,6 +115,8 @@ pub trait EventSink: Sync {
 pub struct RunOptions {
     /// Instances whose id or kind matches are executed even when fresh.
     pub force: Option<globset::GlobSet>,
+    /// The raw `--force` patterns: an exact id (brackets and all) always matches.
+    pub force_exact: Vec<String>,
     pub jobs: usize,
     /// Rehash objects before reusing them.
     pub verify: bool,
@@ -124,6 +126,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             force: None,
+            force_exact: Vec::new(),
             jobs: 1,
             verify: false,
         }
@@ -506,6 +509,13 @@ pub(crate) fn collect_files(
 }
 
 fn forced(opts: &RunOptions, inst: &StageInstance) -> bool {
+    if opts
+        .force_exact
+        .iter()
+        .any(|p| *p == inst.id || *p == inst.kind)
+    {
+        return true;
+    }
     opts.force
         .as_ref()
         .map(|g| g.is_match(&inst.id) || g.is_match(&inst.kind))

@@ -202,6 +202,9 @@ impl Store {
 
     /// Point the logical instance `id` of `experiment` at `key`.
     pub fn write_ref(&self, experiment: &str, id: &str, key: &str) -> Result<()> {
+        if self.read_ref(experiment, id).ok().flatten().as_deref() == Some(key) {
+            return Ok(()); // unchanged: no write, no fsync
+        }
         let p = self.ref_path(experiment, id);
         let parent = p.parent().expect("ref has a parent");
         fs::create_dir_all(parent).at(parent)?;

@@ -16,6 +16,9 @@ pub enum OptName {
     Rmsprop,
     Adagrad,
     Lion,
+    /// Newton–Schulz-orthogonalized momentum on the 2-D weights, AdamW on the
+    /// biases (Jordan et al. 2024, github.com/KellerJordan/Muon, MuonWithAuxAdam).
+    Muon,
 }
 
 impl OptName {
@@ -27,6 +30,7 @@ impl OptName {
             OptName::Rmsprop => "rmsprop",
             OptName::Adagrad => "adagrad",
             OptName::Lion => "lion",
+            OptName::Muon => "muon",
         }
     }
     /// Adaptive optimizers have a diagonal preconditioner (`exp_avg_sq`).
@@ -65,6 +69,12 @@ pub struct OptimizerParams {
     pub centered: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lr_decay: Option<f64>,
+    /// Muon: Newton–Schulz iterations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_steps: Option<u32>,
+    /// Muon: the AdamW learning rate of the biases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aux_lr: Option<f64>,
 }
 
 impl OptimizerParams {
@@ -83,6 +93,8 @@ impl OptimizerParams {
             alpha: None,
             centered: None,
             lr_decay: None,
+            ns_steps: None,
+            aux_lr: None,
         }
     }
 
@@ -125,6 +137,19 @@ impl OptimizerParams {
                 r.beta1 = Some(self.beta1.unwrap_or(0.9));
                 r.beta2 = Some(self.beta2.unwrap_or(0.99));
                 r.weight_decay = wd;
+            }
+            OptName::Muon => {
+                // torch.optim.Muon's defaults for the weights (momentum 0.95,
+                // Nesterov, 5 steps); MuonWithAuxAdam's AdamW for the biases
+                // (lr 3e-4, betas (0.9, 0.95), eps 1e-10).
+                r.momentum = Some(self.momentum.unwrap_or(0.95));
+                r.nesterov = Some(self.nesterov.unwrap_or(true));
+                r.ns_steps = Some(self.ns_steps.unwrap_or(5));
+                r.weight_decay = wd;
+                r.aux_lr = Some(self.aux_lr.unwrap_or(3e-4));
+                r.beta1 = Some(self.beta1.unwrap_or(0.9));
+                r.beta2 = Some(self.beta2.unwrap_or(0.95));
+                r.eps = Some(self.eps.unwrap_or(1e-10));
             }
         }
         r
@@ -172,6 +197,8 @@ impl OptimizerParams {
 /// An optimizer with its state, over one flat parameter tensor.
 pub struct Optimizer {
     pub p: OptimizerParams,
+    /// The 2-D weight blocks of θ as (offset, rows, cols): Muon orthogonalizes these.
+    pub matrices: Vec<(usize, usize, usize)>,
     /// State tensors by their PyTorch names (`exp_avg`, `momentum_buffer`, …).
     pub state: BTreeMap<String, Tensor>,
     pub step: i64,
@@ -185,9 +212,20 @@ impl Optimizer {
     pub fn new(params: &OptimizerParams) -> Optimizer {
         Optimizer {
             p: params.resolved(),
+            matrices: Vec::new(),
             state: BTreeMap::new(),
             step: 0,
         }
+    }
+
+    /// An optimizer that knows θ's 2-D blocks (offset, rows, cols); Muon needs them.
+    pub fn with_matrices(
+        params: &OptimizerParams,
+        matrices: Vec<(usize, usize, usize)>,
+    ) -> Optimizer {
+        let mut o = Optimizer::new(params);
+        o.matrices = matrices;
+        o
     }
 
     fn state_or_zeros(&mut self, name: &str, like: &Tensor) -> Tensor {
@@ -310,6 +348,7 @@ impl Optimizer {
                 let mut th = theta.shallow_clone();
                 let _ = th.addcdiv_(&(&g * (-clr)), &std);
             }
+            OptName::Muon => self.muon_step(theta, grad, lr),
             OptName::Lion => {
                 // Chen et al. 2023, Algorithm 2.
                 let (b1, b2) = (get(p.beta1), get(p.beta2));
@@ -324,11 +363,92 @@ impl Optimizer {
         }
     }
 
+    /// Muon: per weight matrix, momentum → Newton–Schulz → scaled step; per
+    /// other entry, AdamW with `aux_lr`. As torch.optim.Muon and the
+    /// reference, except that Newton–Schulz runs in θ's dtype, not bf16, so
+    /// that f64 runs are exact.
+    fn muon_step(&mut self, theta: &Tensor, grad: &Tensor, lr: f64) {
+        let p = self.p.clone();
+        let (mu, wd) = (get(p.momentum), p.weight_decay.unwrap_or(0.0));
+        let ns_steps = p.ns_steps.expect("resolved");
+        let t = self.step as f64;
+        let buf = self.state_or_zeros("momentum_buffer", theta);
+        let n = theta.size()[0];
+        let mut is_matrix = vec![false; n as usize];
+        for &(off, rows, cols) in &self.matrices {
+            is_matrix[off..off + rows * cols]
+                .iter_mut()
+                .for_each(|b| *b = true);
+            let g = grad
+                .narrow(0, off as i64, (rows * cols) as i64)
+                .view([rows as i64, cols as i64]);
+            let mut b = buf
+                .narrow(0, off as i64, (rows * cols) as i64)
+                .view([rows as i64, cols as i64]);
+            let _ = b.lerp_(&g, 1.0 - mu);
+            let update = if p.nesterov == Some(true) {
+                g.lerp(&b, mu)
+            } else {
+                b.shallow_clone()
+            };
+            let o = newton_schulz(&update, ns_steps);
+            // torch.optim.Muon's "original" adjustment: lr·sqrt(max(1, rows/cols)).
+            let adjusted = lr * (1f64).max(rows as f64 / cols as f64).sqrt();
+            let mut w = theta
+                .narrow(0, off as i64, (rows * cols) as i64)
+                .view([rows as i64, cols as i64]);
+            let _ = w.g_mul_scalar_(1.0 - lr * wd);
+            let _ = w.g_sub_(&(o * adjusted));
+        }
+        // AdamW on the rest (biases), on the full vector masked to those entries.
+        let mask = Tensor::from_slice(
+            &is_matrix
+                .iter()
+                .map(|&m| if m { 0.0 } else { 1.0 })
+                .collect::<Vec<f64>>(),
+        )
+        .to_kind(theta.kind())
+        .to_device(theta.device());
+        let (b1, b2, eps, alr) = (get(p.beta1), get(p.beta2), get(p.eps), get(p.aux_lr));
+        let g = grad * &mask;
+        let mut m = self.state_or_zeros("exp_avg", theta);
+        let mut v = self.state_or_zeros("exp_avg_sq", theta);
+        let _ = m.lerp_(&g, 1.0 - b1);
+        let _ = v.g_mul_scalar_(b2);
+        let _ = v.addcmul_(&g, &(&g * (1.0 - b2)));
+        let bc1 = 1.0 - b1.powf(t);
+        let bc2_sqrt = (1.0 - b2.powf(t)).sqrt();
+        let denom = v.sqrt() / bc2_sqrt + eps;
+        let step = (&m * (-alr / bc1)) / denom * &mask;
+        let mut th = theta.shallow_clone();
+        let _ = th.g_add_(&step);
+    }
+
     /// Snapshot of the state tensors (copies), for a checkpoint.
     pub fn state_snapshot(&self) -> BTreeMap<String, Tensor> {
         self.state
             .iter()
             .map(|(k, v)| (k.clone(), v.copy()))
             .collect()
+    }
+}
+
+/// Newton–Schulz quintic iteration towards the orthogonal factor of `g`
+/// (Jordan et al. 2024; coefficients (3.4445, −4.7750, 2.0315) as in
+/// torch.optim.Muon), in `g`'s dtype.
+pub fn newton_schulz(g: &Tensor, steps: u32) -> Tensor {
+    let (a, b, c) = (3.4445, -4.7750, 2.0315);
+    let tall = g.size()[0] > g.size()[1];
+    let mut x = if tall { g.tr() } else { g.shallow_clone() };
+    x = &x / x.norm().clamp_min(1e-7);
+    for _ in 0..steps {
+        let gram = x.matmul(&x.tr());
+        let upd = &gram * b + gram.matmul(&gram) * c;
+        x = &x * a + upd.matmul(&x);
+    }
+    if tall {
+        x.tr()
+    } else {
+        x
     }
 }

@@ -57,6 +57,50 @@ fn d_log_every() -> u64 {
     10
 }
 
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleKind {
+    #[default]
+    Constant,
+    /// Half a cosine from the base lr down to `final_fraction`·lr at the last step.
+    Cosine,
+}
+
+/// The learning-rate schedule: an optional linear warmup, then constant or cosine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    #[serde(default)]
+    pub kind: ScheduleKind,
+    /// Steps of linear warmup: lr·(t+1)/warmup for t < warmup.
+    #[serde(default)]
+    pub warmup: u64,
+    /// Cosine only: the final lr as a fraction of the base lr.
+    #[serde(default)]
+    pub final_fraction: f64,
+}
+
+impl Schedule {
+    /// The learning rate of step t (0-based; the update from θ_t to θ_{t+1}).
+    pub fn lr(&self, base: f64, t: u64, total: u64) -> f64 {
+        let warm = if self.warmup > 0 && t < self.warmup {
+            (t + 1) as f64 / self.warmup as f64
+        } else {
+            1.0
+        };
+        let decay = match self.kind {
+            ScheduleKind::Constant => 1.0,
+            ScheduleKind::Cosine => {
+                let span = total.saturating_sub(self.warmup).max(1) as f64;
+                let x = (t.saturating_sub(self.warmup) as f64 / span).min(1.0);
+                self.final_fraction
+                    + (1.0 - self.final_fraction) * 0.5 * (1.0 + (std::f64::consts::PI * x).cos())
+            }
+        };
+        base * warm * decay
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainParams {
@@ -64,6 +108,8 @@ pub struct TrainParams {
     pub init: Init,
     pub optimizer: OptimizerParams,
     pub steps: u64,
+    #[serde(default)]
+    pub schedule: Schedule,
     /// Rows per step; None = full batch (gradient descent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
@@ -250,7 +296,13 @@ pub fn run(
         .to_kind(kind)
         .to_device(dev)
         .set_requires_grad(true);
-    let mut opt = Optimizer::new(&p.optimizer);
+    let matrices = arch
+        .param_map()
+        .iter()
+        .filter(|b| b.is_weight)
+        .map(|b| (b.offset, b.shape[0], b.shape[1]))
+        .collect();
+    let mut opt = Optimizer::with_matrices(&p.optimizer, matrices);
     let ckpts: BTreeSet<u64> = p.checkpoints.steps(p.steps).into_iter().collect();
     let mut shuffle_rng = {
         use rand::SeedableRng;
@@ -276,6 +328,7 @@ pub fn run(
         } else {
             None
         };
+        let lr = p.schedule.lr(opt.p.lr, step, p.steps);
         if !loss_v.is_finite() {
             log.push(
                 step,
@@ -284,7 +337,7 @@ pub fn run(
                 f64::NAN,
                 f64::NAN,
                 f64::NAN,
-                opt.p.lr,
+                lr,
                 true,
             );
             diverged_at = Some(step);
@@ -297,7 +350,7 @@ pub fn run(
                 .as_ref()
                 .map(|g| g.norm().double_value(&[]))
                 .unwrap_or(f64::NAN);
-            log.push(step, tl, ta, vl, va, gn, opt.p.lr, false);
+            log.push(step, tl, ta, vl, va, gn, lr, false);
         }
         let state_before = if is_ckpt {
             Some(opt.state_snapshot())
@@ -326,7 +379,7 @@ pub fn run(
                     Tensor::run_backward(&[&l], &[&theta], false, false).remove(0)
                 }
             };
-            opt.step(&theta, &grad, opt.p.lr);
+            opt.step(&theta, &grad, lr);
         }
         if is_ckpt {
             let before = theta_before.expect("snapshot");
@@ -436,6 +489,27 @@ impl LogRows {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lr_schedules() {
+        let c = Schedule::default();
+        assert_eq!(c.lr(0.1, 7, 100), 0.1);
+        let w = Schedule {
+            kind: ScheduleKind::Constant,
+            warmup: 10,
+            final_fraction: 0.0,
+        };
+        assert!((w.lr(1.0, 0, 100) - 0.1).abs() < 1e-15);
+        assert!((w.lr(1.0, 9, 100) - 1.0).abs() < 1e-15);
+        let cos = Schedule {
+            kind: ScheduleKind::Cosine,
+            warmup: 0,
+            final_fraction: 0.1,
+        };
+        assert!((cos.lr(1.0, 0, 100) - 1.0).abs() < 1e-15);
+        assert!((cos.lr(1.0, 50, 100) - 0.55).abs() < 1e-12);
+        assert!((cos.lr(1.0, 100, 100) - 0.1).abs() < 1e-12);
+    }
 
     #[test]
     fn checkpoint_schedule_merges_rules() {

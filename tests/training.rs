@@ -1,0 +1,159 @@
+//! Training end to end: checkpoints that PyTorch can load and that reproduce
+//! the logged loss, byte-identical reruns, and divergence handled cleanly.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn python() -> String {
+    std::env::var("EIGENTRACE_PYTHON")
+        .expect("EIGENTRACE_PYTHON is not set: run the tests through `make test` (it bootstraps the PyTorch venv)")
+}
+
+fn read_train_arrow_loss(path: &std::path::Path, step: i64) -> (f64, bool) {
+    // Read through PyTorch's venv too (pyarrow): an independent reader of our file.
+    let script = format!(
+        "import pyarrow.ipc as i, json; t=i.open_file('{}').read_all().to_pylist(); r=[x for x in t if x['step']=={step}][0]; print(json.dumps([r['train_loss'], any(x['diverged'] for x in t)]))",
+        path.display()
+    );
+    let out = std::process::Command::new(python())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (v[0].as_f64().unwrap(), v[1].as_bool().unwrap())
+}
+
+fn minibatch_sweep(name: &str) -> String {
+    tiny_config(
+        name,
+        "[0]",
+        "[[optimizer]]\nname = \"sgd\"\nlr = 0.1\nmomentum = 0.9\n\n[[optimizer]]\nname = \"muon\"\nlr = 0.02\n\n[[optimizer]]\nname = \"adamw\"\nlr = 0.01\n",
+    )
+    .replace("steps = 40", "epochs = 6\nbatch_size = 30\nschedule = { kind = \"cosine\", warmup = 3, final_fraction = 0.1 }")
+}
+
+#[test]
+fn pytorch_rebuilds_the_model_from_our_files_and_reproduces_the_logged_loss() {
+    let env = Env::new();
+    let cfg =
+        env.write_config(&minibatch_sweep("ckpt").replace("dtype = \"f64\"", "dtype = \"f32\""));
+    env.run_json(&cfg);
+    let cfg64 = env.write_config(&minibatch_sweep("ckpt64"));
+    env.run_json(&cfg64);
+    for (exp, run, tol) in [
+        ("ckpt", "adamw-lr1e-2-s0", 1e-6),
+        ("ckpt64", "muon-lr2e-2-s0", 1e-6),
+        ("ckpt64", "sgd-lr1e-1-s0", 1e-6),
+    ] {
+        let dir = env.path().join("out").join(exp).join("runs").join(run);
+        let data = env.path().join("out").join(exp).join("dataset/data.arrow");
+        // The last step is always both a checkpoint and a logged step.
+        let cks: Vec<i64> = std::fs::read_dir(dir.join("checkpoints"))
+            .unwrap()
+            .map(|e| {
+                e.unwrap().file_name().to_string_lossy()[5..13]
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        let step = cks.iter().copied().max().unwrap();
+        let out = std::process::Command::new(python())
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/python/checkpoint_loss.py"
+            ))
+            .arg(&dir)
+            .arg(&data)
+            .arg(step.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let (logged, _) = read_train_arrow_loss(&dir.join("train.arrow"), step);
+        let theirs = if v["loss_f64"].is_null() {
+            v["loss_f32"].as_f64().unwrap()
+        } else {
+            v["loss_f64"].as_f64().unwrap()
+        };
+        let rel = (theirs - logged).abs() / logged.abs();
+        eprintln!("{exp}/{run} step {step}: logged {logged}, PyTorch {theirs}, rel {rel:e}");
+        assert!(
+            rel <= tol,
+            "{exp}/{run} step {step}: logged {logged} vs PyTorch {theirs} (rel {rel:e})"
+        );
+        // The f32 θ alone reproduces it to f32 precision as well.
+        let rel32 = (v["loss_f32"].as_f64().unwrap() - logged).abs() / logged.abs();
+        assert!(rel32 <= 1e-5, "{run}: f32 θ gives rel {rel32:e}");
+    }
+}
+
+#[test]
+fn the_same_config_twice_gives_byte_identical_data_checkpoints_and_logs() {
+    let a = Env::new();
+    let b = Env::new();
+    let text = minibatch_sweep("det");
+    let ja = a.run_json(&a.write_config(&text));
+    let jb = b.run_json(&b.write_config(&text));
+    let oa = store_outputs(&a.path().join(".eigentrace"));
+    let ob = store_outputs(&b.path().join(".eigentrace"));
+    assert_eq!(oa, ob, "every output of every stage is byte-identical");
+    let keys = |j: &Value| {
+        j["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["key"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&ja), keys(&jb));
+    // And a different seed does change the training bytes.
+    let c = Env::new();
+    c.run_json(&c.write_config(&text.replace("seeds = [0]", "seeds = [1]")));
+    let oc = store_outputs(&c.path().join(".eigentrace"));
+    assert_ne!(
+        oa.get("train[adamw-lr1e-2-s0]"),
+        oc.get("train[adamw-lr1e-2-s1]")
+    );
+    assert_eq!(
+        oa.get("dataset"),
+        oc.get("dataset"),
+        "the dataset has its own seed"
+    );
+}
+
+#[test]
+fn a_diverging_run_stops_cleanly_and_the_others_go_on() {
+    let env = Env::new();
+    let text = tiny_config(
+        "div",
+        "[0]",
+        "[[optimizer]]\nname = \"sgd\"\nlr = 1e12\n\n[[optimizer]]\nname = \"adam\"\nlr = 0.01\n",
+    )
+    .replace("activation = \"tanh\"", "activation = \"relu\"");
+    let j = env.run_json(&env.write_config(&text));
+    assert!(j["ok"].as_bool().unwrap());
+    let train = j["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "train[sgd-lr1e12-s0]")
+        .unwrap();
+    assert_eq!(train["meta"]["diverged"], true, "{train}");
+    let out = env.path().join("out/div");
+    let (_, diverged) = read_train_arrow_loss(&out.join("runs/sgd-lr1e12-s0/train.arrow"), 0);
+    assert!(diverged, "train.arrow marks the divergence");
+    let (_, adam_div) = read_train_arrow_loss(&out.join("runs/adam-lr1e-2-s0/train.arrow"), 0);
+    assert!(!adam_div);
+    assert!(out.join("report/optimizer_comparison.png").is_file());
+}
