@@ -24,7 +24,7 @@ lint:
 	$(WITH_TORCH) --no-python cargo clippy --release --locked --workspace --all-targets -- -D warnings
 
 bench: build
-	$(BIN) bench
+	$(WITH_TORCH) $(BIN) bench train
 
 clean-out:
 	rm -rf out .eigentrace

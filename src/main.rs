@@ -5,6 +5,7 @@
 //! This binary only parses the command line and wires the stages (the
 //! `stages` and `reports` crates) to the engine (`pipeline`).
 
+mod bench;
 mod executor;
 mod experiment;
 mod ui;
@@ -105,6 +106,27 @@ enum Cmd {
     /// Remove what no current result needs: records that no experiment's
     /// latest run reaches, and the objects no kept record lists.
     Gc(GcArgs),
+    /// Measure speed side by side with the PyTorch peers (same torch, same
+    /// threads): `train` (steps per second against an eager loop).
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum, default_value = "train")]
+    what: BenchWhat,
+    /// Threads for both sides.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Timed steps per measurement.
+    #[arg(long, default_value_t = 200)]
+    steps: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BenchWhat {
+    Train,
 }
 
 #[derive(Args)]
@@ -484,6 +506,17 @@ fn main() -> ExitCode {
         Cmd::Audit(a) => cmd_audit(&cli, a),
         Cmd::Verify => cmd_verify(&cli),
         Cmd::Gc(a) => cmd_gc(&cli, a),
+        Cmd::Bench(a) => {
+            let r = match a.what {
+                BenchWhat::Train => bench::train(a.threads, a.steps),
+            };
+            r.map(|v| {
+                if cli.json {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap());
+                }
+            })
+            .map_err(Failure::from)
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -292,10 +292,11 @@ pub fn run(
     let n_train = s.y_train.size()[0];
     let arch = &p.arch;
     let theta0 = arch.init(p.init, p.seed);
-    let theta = Tensor::from_slice(&theta0)
-        .to_kind(kind)
-        .to_device(dev)
-        .set_requires_grad(true);
+    let theta = Tensor::from_slice(&theta0).to_kind(kind).to_device(dev);
+    // Gradient buffers, reused every step (the gradient is computed by
+    // backprop written out layer by layer: no autograd graph per step).
+    let mut full_buf = theta.zeros_like();
+    let mut batch_buf = theta.zeros_like();
     let matrices = arch
         .param_map()
         .iter()
@@ -320,16 +321,17 @@ pub fn run(
         let is_log = step % p.log_every.max(1) == 0 || step == p.steps;
         let is_ckpt = ckpts.contains(&step);
         // Full-batch loss and gradient at θ_step (what we log and what the analysis sees).
-        let full_loss = arch.loss(&theta, &s.x_train, &s.y_train);
-        let loss_v = full_loss.double_value(&[]);
-        let need_full_grad = is_log || is_ckpt || p.batch_size.is_none();
-        let full_grad = if need_full_grad && loss_v.is_finite() {
-            Some(Tensor::run_backward(&[&full_loss], &[&theta], false, false).remove(0))
+        let need_full = is_log || is_ckpt || p.batch_size.is_none();
+        let full_loss = if need_full {
+            Some(arch.loss_and_grad(&theta, &s.x_train, &s.y_train, &mut full_buf))
         } else {
             None
         };
+        let full_grad = full_loss
+            .filter(|l| l.is_finite())
+            .map(|_| full_buf.shallow_clone());
         let lr = p.schedule.lr(opt.p.lr, step, p.steps);
-        if !loss_v.is_finite() {
+        if full_loss.is_some_and(|l| !l.is_finite()) {
             log.push(
                 step,
                 f64::NAN,
@@ -357,11 +359,7 @@ pub fn run(
         } else {
             None
         };
-        let theta_before = if is_ckpt {
-            Some(theta.detach().copy())
-        } else {
-            None
-        };
+        let theta_before = if is_ckpt { Some(theta.copy()) } else { None };
         if step < p.steps {
             let grad = match p.batch_size {
                 None => full_grad.as_ref().expect("full batch").shallow_clone(),
@@ -375,8 +373,22 @@ pub fn run(
                     cursor += b;
                     let xb = s.x_train.index_select(0, &idx);
                     let yb = s.y_train.index_select(0, &idx);
-                    let l = arch.loss(&theta, &xb, &yb);
-                    Tensor::run_backward(&[&l], &[&theta], false, false).remove(0)
+                    let lb = arch.loss_and_grad(&theta, &xb, &yb, &mut batch_buf);
+                    if !lb.is_finite() {
+                        log.push(
+                            step,
+                            f64::NAN,
+                            f64::NAN,
+                            f64::NAN,
+                            f64::NAN,
+                            f64::NAN,
+                            lr,
+                            true,
+                        );
+                        diverged_at = Some(step);
+                        break;
+                    }
+                    batch_buf.shallow_clone()
                 }
             };
             opt.step(&theta, &grad, lr);
@@ -389,10 +401,10 @@ pub fn run(
                 tensors.insert("theta_f64".into(), before.shallow_clone());
             }
             if let Some(g) = &full_grad {
-                tensors.insert("grad".into(), g.shallow_clone());
+                tensors.insert("grad".into(), g.copy());
             }
             if step < p.steps {
-                tensors.insert("update".into(), theta.detach() - &before);
+                tensors.insert("update".into(), &theta - &before);
             }
             tensors.insert(
                 "step".into(),
@@ -521,5 +533,93 @@ mod tests {
         let s = spec.steps(100);
         assert_eq!(s, vec![0, 1, 3, 7, 10, 32, 50, 100]);
         assert_eq!(CheckpointSpec::default().steps(10), vec![0, 10]);
+    }
+}
+
+/// Timing of the training inner loop, for `eigentrace bench train`.
+pub mod bench {
+    use crate::mlp::{Activation, Arch, Init};
+    use crate::optim::{OptName, Optimizer, OptimizerParams};
+    use std::time::Instant;
+    use tch::{Kind, Tensor};
+
+    pub struct StepTiming {
+        pub params: usize,
+        pub ms_per_step: f64,
+        /// Matmul FLOPs of one step (forward, and backward for dW and dX).
+        pub flops_per_step: f64,
+        /// The same matmuls alone, timed with libtorch: the GEMM floor.
+        pub gemm_ms: f64,
+    }
+
+    /// Full-batch steps as the train stage runs them (loss, backward, optimizer).
+    pub fn train_steps(
+        widths: &[usize],
+        n: usize,
+        steps: usize,
+        opt: OptName,
+        kind: Kind,
+    ) -> StepTiming {
+        let arch = Arch {
+            widths: widths.to_vec(),
+            activation: Activation::Tanh,
+        };
+        tch::manual_seed(0);
+        let x = Tensor::randn([n as i64, widths[0] as i64], (kind, tch::Device::Cpu));
+        let y = Tensor::randint(
+            *widths.last().unwrap() as i64,
+            [n as i64],
+            (Kind::Int64, tch::Device::Cpu),
+        );
+        let theta = Tensor::from_slice(&arch.init(Init::TorchDefault, 0)).to_kind(kind);
+        let mut g = theta.zeros_like();
+        let lr = if opt == OptName::Sgd { 0.1 } else { 1e-3 };
+        let mut o = Optimizer::new(&OptimizerParams::new(opt, lr));
+        let mut step = || {
+            arch.loss_and_grad(&theta, &x, &y, &mut g);
+            o.step(&theta, &g, lr);
+        };
+        for _ in 0..(steps / 10).max(10) {
+            step();
+        }
+        let t = Instant::now();
+        for _ in 0..steps {
+            step();
+        }
+        let ms_per_step = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
+        // The GEMMs of one step, alone.
+        let mut flops = 0.0;
+        let mut mats = Vec::new();
+        for l in 0..widths.len() - 1 {
+            let (i, o) = (widths[l] as i64, widths[l + 1] as i64);
+            let a = Tensor::randn([n as i64, i], (kind, tch::Device::Cpu));
+            let w = Tensor::randn([o, i], (kind, tch::Device::Cpu));
+            let d = Tensor::randn([n as i64, o], (kind, tch::Device::Cpu));
+            flops += 2.0 * (n as f64) * (i * o) as f64 * if l == 0 { 2.0 } else { 3.0 };
+            mats.push((a, w, d, l == 0));
+        }
+        let gemms = || {
+            for (a, w, d, first) in &mats {
+                let _ = a.matmul(&w.tr());
+                let _ = d.tr().matmul(a);
+                if !first {
+                    let _ = d.matmul(w);
+                }
+            }
+        };
+        for _ in 0..10 {
+            gemms();
+        }
+        let t = Instant::now();
+        for _ in 0..steps {
+            gemms();
+        }
+        let gemm_ms = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
+        StepTiming {
+            params: arch.num_params(),
+            ms_per_step,
+            flops_per_step: flops,
+            gemm_ms,
+        }
     }
 }

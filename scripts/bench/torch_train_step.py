@@ -1,0 +1,40 @@
+"""PyTorch eager reference for `eigentrace bench train`: full-batch steps of
+an nn.Linear MLP with torch.optim, timed the way a researcher's loop runs.
+
+argv: widths(comma) n_rows steps threads optimizer(adam|sgd) dtype(f32|f64)
+Prints JSON: {"ms_per_step": ..., "gemm_gflops": ...}
+"""
+import json
+import sys
+import time
+
+import torch
+
+widths = [int(w) for w in sys.argv[1].split(",")]
+n, steps, threads = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+opt_name, dtype = sys.argv[5], {"f32": torch.float32, "f64": torch.float64}[sys.argv[6]]
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+layers = []
+for i, o in zip(widths[:-1], widths[1:]):
+    layers += [torch.nn.Linear(i, o, dtype=dtype), torch.nn.Tanh()]
+model = torch.nn.Sequential(*layers[:-1])
+x = torch.randn(n, widths[0], dtype=dtype)
+y = torch.randint(0, widths[-1], (n,))
+opt = torch.optim.Adam(model.parameters(), lr=1e-3) if opt_name == "adam" else torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+def step():
+    opt.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+
+
+for _ in range(max(10, steps // 10)):
+    step()
+t = time.perf_counter()
+for _ in range(steps):
+    step()
+ms = (time.perf_counter() - t) / steps * 1e3
+print(json.dumps({"ms_per_step": ms}))
