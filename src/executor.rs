@@ -4,22 +4,117 @@
 use pipeline::{engine::ProgressFn, Executor, StageInputs, StageInstance};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use stages::train::TrainParams;
-use stages::{dataset, hessian, metrics, train};
-use std::path::Path;
+use stages::{dataset, metrics};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 pub struct StageRunner {
-    pub device: tch::Device,
+    /// "cpu" or "cuda".
+    pub device: String,
+    /// libtorch intra-op threads per worker.
+    pub threads: usize,
     /// User data paths (e.g. IDX files) are relative to this: the config's directory.
-    pub base_dir: std::path::PathBuf,
+    pub base_dir: PathBuf,
 }
 
 fn params<T: DeserializeOwned>(inst: &StageInstance, v: &Value) -> Result<T, String> {
     serde_json::from_value(v.clone()).map_err(|e| format!("{}: bad parameters: {e}", inst.id))
 }
 
-fn json_to_toml(v: &Value) -> Result<toml::Value, String> {
-    toml::Value::try_from(v).map_err(|e| e.to_string())
+/// The worker binary, installed next to this one.
+pub fn worker_path() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("eigentrace"));
+    exe.with_file_name("eigentrace-worker")
+}
+
+/// A worker command that dies with its parent (so a killed `run` leaves no
+/// orphan writing into the store's temp dir).
+pub fn worker_command() -> Command {
+    let mut c = Command::new(worker_path());
+    #[cfg(target_os = "linux")]
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        c.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    c
+}
+
+impl StageRunner {
+    /// Run a libtorch stage in an `eigentrace-worker` process.
+    fn in_worker(
+        &self,
+        inst: &StageInstance,
+        inputs: &StageInputs,
+        workdir: &Path,
+        progress: ProgressFn<'_>,
+    ) -> Result<Value, String> {
+        let req = stages::exec::Request {
+            kind: inst.kind.clone(),
+            params: inst.params.clone(),
+            inputs: inputs
+                .by_role
+                .iter()
+                .map(|(role, i)| {
+                    (
+                        role.clone(),
+                        stages::exec::InputSpec {
+                            params: i.params.clone(),
+                            files: i.files.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            device: self.device.clone(),
+            threads: self.threads,
+        };
+        let mut child = worker_command()
+            .arg("exec")
+            .arg(workdir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", worker_path().display()))?;
+        {
+            let mut stdin = child.stdin.take().expect("piped");
+            stdin
+                .write_all(serde_json::to_string(&req).unwrap().as_bytes())
+                .map_err(|e| format!("worker: {e}"))?;
+        }
+        let stderr = child.stderr.take().expect("piped");
+        let err_reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut s);
+            s
+        });
+        let mut meta = None;
+        for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
+            let line = line.map_err(|e| format!("worker: {e}"))?;
+            if let Some(rest) = line.strip_prefix("progress ") {
+                let mut it = rest.splitn(3, ' ');
+                let done = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                let total = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                progress(done, total, it.next().unwrap_or(""));
+            } else if let Some(rest) = line.strip_prefix("result ") {
+                meta = Some(serde_json::from_str(rest).map_err(|e| format!("worker result: {e}"))?);
+            }
+        }
+        let status = child.wait().map_err(|e| format!("worker: {e}"))?;
+        let err = err_reader.join().unwrap_or_default();
+        match (status.success(), meta) {
+            (true, Some(m)) => Ok(m),
+            _ => Err(err
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("the worker failed without a message")
+                .to_string()),
+        }
+    }
 }
 
 impl Executor for StageRunner {
@@ -40,59 +135,7 @@ impl Executor for StageRunner {
                     json!({ "rows": ds.len(), "train_rows": ds.is_train.iter().filter(|&&t| t).count() }),
                 )
             }
-            "train" => {
-                let p: TrainParams = params(inst, &inst.params)?;
-                let data = inputs.file("dataset", "data.arrow")?;
-                // train_config.toml: this run's resolved parameters, dataset included.
-                let mut cfg = toml::Table::new();
-                cfg.insert(
-                    "dataset".into(),
-                    json_to_toml(&inputs.role("dataset")?.params)?,
-                );
-                cfg.insert("model".into(), json_to_toml(&json!({ "widths": p.arch.widths, "activation": p.arch.activation, "init": p.init }))?);
-                cfg.insert(
-                    "optimizer".into(),
-                    json_to_toml(&serde_json::to_value(&p.optimizer).unwrap())?,
-                );
-                let mut tr = serde_json::to_value(&p).unwrap();
-                if let Some(o) = tr.as_object_mut() {
-                    for k in ["arch", "init", "optimizer", "seed", "dtype"] {
-                        o.remove(k);
-                    }
-                }
-                cfg.insert("train".into(), json_to_toml(&tr)?);
-                cfg.insert("seed".into(), toml::Value::Integer(p.seed as i64));
-                cfg.insert("dtype".into(), toml::Value::String(p.dtype.name().into()));
-                let text = toml::to_string_pretty(&cfg).map_err(|e| e.to_string())?;
-                std::fs::write(workdir.join("train_config.toml"), text)
-                    .map_err(|e| e.to_string())?;
-                let summary = train::run(&p, data, self.device, workdir, progress).map_err(s)?;
-                Ok(serde_json::to_value(summary).unwrap())
-            }
-            "hessian" => {
-                let p: hessian::HessianParams = params(inst, &inst.params)?;
-                let tr = inputs.role("train")?;
-                let tp: TrainParams = params(inst, &tr.params)?;
-                let steps = hessian::checkpoint_steps(tr.files.keys());
-                let paths: Vec<(u64, &Path)> = steps
-                    .iter()
-                    .map(|&st| (st, tr.files[&train::checkpoint_name(st)].as_path()))
-                    .collect();
-                let cfg = std::fs::read_to_string(inputs.file("train", "train_config.toml")?)
-                    .map_err(|e| e.to_string())?;
-                let data = inputs.file("dataset", "data.arrow")?;
-                hessian::run(
-                    &p,
-                    &tp.arch,
-                    data,
-                    &paths,
-                    &cfg,
-                    self.device,
-                    workdir,
-                    progress,
-                )
-                .map_err(s)
-            }
+            "train" | "hessian" => self.in_worker(inst, inputs, workdir, progress),
             "metrics" => {
                 metrics::run(inputs.file("hessian", "eigen/vectors.arrow")?, workdir).map_err(s)
             }

@@ -5,7 +5,6 @@
 //! This binary only parses the command line and wires the stages (the
 //! `stages` and `reports` crates) to the engine (`pipeline`).
 
-mod bench;
 mod executor;
 mod experiment;
 mod ui;
@@ -173,18 +172,32 @@ fn usage(err: impl Into<anyhow::Error>) -> Failure {
     }
 }
 
-fn resolve_device(d: DeviceArg) -> Result<tch::Device, Failure> {
-    use stages::runtime::DeviceChoice;
-    let c = match d {
-        DeviceArg::Auto => DeviceChoice::Auto,
-        DeviceArg::Cpu => DeviceChoice::Cpu,
-        DeviceArg::Cuda => DeviceChoice::Cuda,
+/// "cpu" or "cuda", without loading libtorch: with no NVIDIA device node
+/// there is no CUDA for libtorch either; otherwise the worker is asked.
+fn resolve_device(d: DeviceArg) -> Result<String, Failure> {
+    let cuda_visible = || -> Result<bool, Failure> {
+        if !Path::new("/dev/nvidiactl").exists() && !Path::new("/dev/nvidia0").exists() {
+            return Ok(false);
+        }
+        let out = executor::worker_command().arg("probe").output()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        Ok(v["cuda"].as_bool().unwrap_or(false))
     };
-    c.resolve().map_err(|e| usage(anyhow::anyhow!(e)))
+    match d {
+        DeviceArg::Cpu => Ok("cpu".into()),
+        DeviceArg::Auto => Ok(if cuda_visible()? { "cuda" } else { "cpu" }.into()),
+        DeviceArg::Cuda => {
+            if cuda_visible()? {
+                Ok("cuda".into())
+            } else {
+                Err(usage(anyhow::anyhow!("--device cuda: no CUDA device is visible to libtorch (use --device cpu or auto)")))
+            }
+        }
+    }
 }
 
-fn torch_env(dev: tch::Device) -> serde_json::Value {
-    json!({ "libtorch": stages::LIBTORCH_VERSION, "device": stages::runtime::device_kind(dev) })
+fn torch_env(dev: &str) -> serde_json::Value {
+    json!({ "libtorch": stages::LIBTORCH_VERSION, "device": dev })
 }
 
 fn load(config: &Path) -> Result<Experiment, Failure> {
@@ -207,7 +220,7 @@ fn cmd_run(cli: &Cli, a: &RunArgs) -> Result<(), Failure> {
         }
         force = Some(b.build().map_err(usage)?);
     }
-    let graph = exp.graph(&torch_env(device));
+    let graph = exp.graph(&torch_env(&device));
     let store = Store::open(&cli.store)
         .with_context(|| format!("opening the store {}", cli.store.display()))?;
     let ui = ui::Ui::new(graph.instances.len());
@@ -232,7 +245,6 @@ fn cmd_run(cli: &Cli, a: &RunArgs) -> Result<(), Failure> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    tch::set_num_threads((cores / a.jobs.max(1)).max(1) as i32);
     let opts = RunOptions {
         force_exact: a.force.clone(),
         force,
@@ -241,6 +253,7 @@ fn cmd_run(cli: &Cli, a: &RunArgs) -> Result<(), Failure> {
     };
     let runner = executor::StageRunner {
         device,
+        threads: (cores / a.jobs.max(1)).max(1),
         base_dir: exp.base_dir.clone(),
     };
     let t0 = std::time::Instant::now();
@@ -301,7 +314,7 @@ fn cmd_run(cli: &Cli, a: &RunArgs) -> Result<(), Failure> {
 fn cmd_status(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
     let exp = load(&a.config)?;
     let device = resolve_device(a.device)?;
-    let graph = exp.graph(&torch_env(device));
+    let graph = exp.graph(&torch_env(&device));
     let store = Store::open(&cli.store)?;
     let states = pipeline::status(&store, &graph, a.verify)?;
     if cli.json {
@@ -414,6 +427,9 @@ fn cmd_audit(cli: &Cli, a: &AuditArgs) -> Result<(), Failure> {
         let device = resolve_device(a.device)?;
         let runner = executor::StageRunner {
             device,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             base_dir: std::env::current_dir()?,
         };
         let _lock = store.lock(LockMode::Wait, &|h| {
@@ -498,6 +514,24 @@ fn cmd_audit(cli: &Cli, a: &AuditArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+fn cmd_bench(cli: &Cli, a: &BenchArgs) -> Result<(), Failure> {
+    let what = match a.what {
+        BenchWhat::Train => "train",
+    };
+    let out = executor::worker_command()
+        .args(["bench", what, &a.threads.to_string(), &a.steps.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        return Err(anyhow::anyhow!("the benchmark failed").into());
+    }
+    if cli.json {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        println!("{}", serde_json::to_string_pretty(&v).unwrap());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match &cli.cmd {
@@ -506,17 +540,7 @@ fn main() -> ExitCode {
         Cmd::Audit(a) => cmd_audit(&cli, a),
         Cmd::Verify => cmd_verify(&cli),
         Cmd::Gc(a) => cmd_gc(&cli, a),
-        Cmd::Bench(a) => {
-            let r = match a.what {
-                BenchWhat::Train => bench::train(a.threads, a.steps),
-            };
-            r.map(|v| {
-                if cli.json {
-                    println!("{}", serde_json::to_string_pretty(&v).unwrap());
-                }
-            })
-            .map_err(Failure::from)
-        }
+        Cmd::Bench(a) => cmd_bench(&cli, a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@
 pub mod arrow_io;
 pub mod dataset;
 pub mod error;
+pub mod exec;
 pub mod hessian;
 pub mod lanczos;
 pub mod metrics;

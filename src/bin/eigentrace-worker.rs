@@ -1,0 +1,66 @@
+//! eigentrace-worker: runs one libtorch stage (train, hessian) for the
+//! `eigentrace` CLI, which never links libtorch itself.
+//!
+//! ```text
+//! eigentrace-worker exec <workdir>     request JSON on stdin (stages::exec::Request)
+//!                                      stdout: "progress <done> <total> <msg>" lines, then "result <json>"
+//! eigentrace-worker probe              what libtorch sees (CUDA), as JSON
+//! eigentrace-worker bench train <threads> <steps>
+//! ```
+//! Errors go to stderr with exit code 1.
+
+#[path = "../worker_bench.rs"]
+mod bench;
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+fn exec(workdir: &str) -> Result<(), String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    let req: stages::exec::Request =
+        serde_json::from_str(&text).map_err(|e| format!("bad request: {e}"))?;
+    let out = std::sync::Mutex::new(std::io::stdout());
+    let progress = |done: u64, total: u64, msg: &str| {
+        let mut o = out.lock().unwrap();
+        let _ = writeln!(o, "progress {done} {total} {msg}");
+        let _ = o.flush();
+    };
+    let meta = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        stages::exec::execute(&req, std::path::Path::new(workdir), &progress)
+    }))
+    .map_err(|p| {
+        p.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic".into())
+    })??;
+    let mut o = out.lock().unwrap();
+    writeln!(o, "result {meta}").map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["exec", workdir] => exec(workdir),
+        ["probe"] => {
+            println!("{}", stages::exec::probe());
+            Ok(())
+        }
+        ["bench", "train", threads, steps] => {
+            let (t, s) = (threads.parse().unwrap_or(2), steps.parse().unwrap_or(200));
+            bench::train(t, s).map(|v| println!("{v}")).map_err(|e| format!("{e:#}"))
+        }
+        _ => Err("usage: eigentrace-worker exec <workdir> | probe | bench train <threads> <steps>\n(this is an internal tool of `eigentrace`)".into()),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
