@@ -113,6 +113,16 @@ struct HessianSection {
     tol: Option<f64>,
     #[serde(default = "d_max_iter")]
     max_iter: usize,
+    #[serde(default)]
+    chunk_rows: Option<usize>,
+    #[serde(default = "d_true")]
+    warm_start: bool,
+    #[serde(default = "d_true")]
+    preconditioned: bool,
+}
+
+fn d_true() -> bool {
+    true
 }
 
 /// One point of the sweep: every field a single value.
@@ -663,6 +673,9 @@ impl Experiment {
             max_iter: f.hessian.max_iter,
             seed: 0,
             dtype: f.dtype,
+            chunk_rows: f.hessian.chunk_rows,
+            warm_start: f.hessian.warm_start,
+            preconditioned: f.hessian.preconditioned,
         };
         Ok((train, hessian))
     }

@@ -210,8 +210,17 @@ pub(crate) fn load_run(
         l.col("rank", Kind::Int)?,
         l.col("p_ipr", Kind::Float)?,
     );
+    // The Hessian's own eigenvectors (not the preconditioned operator's).
+    let is_hessian = |t: &Table| -> Result<Expr, ReportError> {
+        Ok(if t.has("operator") {
+            t.col("operator", Kind::Str)?.eq(lit("hessian"))
+        } else {
+            lit(true)
+        })
+    };
+    let l_hessian = is_hessian(&l)?;
     let localization = l.query(|lf| {
-        lf.filter(rank.eq(lit(0i64)))
+        lf.filter(rank.eq(lit(0i64)).and(l_hessian))
             .select([step.alias("step"), pipr.alias("value")])
             .sort(["step"], SortMultipleOptions::default())
     })?;
@@ -238,8 +247,9 @@ pub(crate) fn load_run(
             })?;
         t.eq(next)
     };
+    let o_hessian = is_hessian(&o)?;
     let overlap = o.query(|lf| {
-        lf.filter(consecutive)
+        lf.filter(consecutive.and(o_hessian))
             .select([t_w.alias("step"), q.alias("value")])
             .sort(["step"], SortMultipleOptions::default())
     })?;

@@ -119,7 +119,18 @@ pub fn execute(req: &Request, workdir: &Path, progress: Progress<'_>) -> Result<
             let cfg = std::fs::read_to_string(file(req, "train", "train_config.toml")?)
                 .map_err(|e| e.to_string())?;
             let data = file(req, "dataset", "data.arrow")?;
-            hessian::run(&p, &tp.arch, data, &paths, &cfg, device, workdir, progress).map_err(s)
+            hessian::run(
+                &p,
+                &tp.arch,
+                &tp.optimizer,
+                data,
+                &paths,
+                &cfg,
+                device,
+                workdir,
+                progress,
+            )
+            .map_err(s)
         }
         other => Err(format!("the worker does not run {other} stages")),
     }

@@ -15,10 +15,12 @@ use crate::dataset;
 use crate::error::{fmt_err, io_err, StageError, StageResult};
 use crate::lanczos::{lanczos, LanczosOptions, Which};
 use crate::mlp::Arch;
+use crate::optim::{OptName, OptimizerParams};
 use crate::runtime::Dtype;
 use crate::train::{read_checkpoint, tensor_f64};
 use crate::Progress;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
@@ -46,6 +48,20 @@ pub struct HessianParams {
     #[serde(default)]
     pub seed: u64,
     pub dtype: Dtype,
+    /// Rows per chunk of the HVP (bounded memory); None = all rows at once,
+    /// with the first-order graph built once per checkpoint and reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_rows: Option<usize>,
+    /// Start Lanczos from the previous checkpoint's eigenvectors.
+    #[serde(default = "d_true")]
+    pub warm_start: bool,
+    /// Also the preconditioned operator D^{-1/2} H D^{-1/2} for adaptive optimizers.
+    #[serde(default = "d_true")]
+    pub preconditioned: bool,
+}
+
+fn d_true() -> bool {
+    true
 }
 
 impl HessianParams {
@@ -58,9 +74,20 @@ impl HessianParams {
 }
 
 /// H·v for the MLP loss at one θ, over fixed rows, by double backprop.
+///
+/// Without chunks the first-order graph (∇L with its history) is built once
+/// and every product is one backward pass through it. With `chunk_rows`,
+/// each product runs forward and double backward chunk by chunk, weighting
+/// each chunk's mean loss by its share of the rows: memory stays bounded by
+/// the chunk, and the sum is the same H·v (up to rounding).
 pub struct HessianOperator {
+    arch: Arch,
     theta: Tensor,
-    grad: Tensor,
+    x: Tensor,
+    y: Tensor,
+    /// The cached first-order graph (no chunks).
+    grad: Option<Tensor>,
+    chunk_rows: Option<usize>,
     kind: Kind,
     device: Device,
     pub products: usize,
@@ -75,15 +102,37 @@ impl HessianOperator {
         kind: Kind,
         device: Device,
     ) -> HessianOperator {
+        Self::with_chunks(arch, theta, x, y, kind, device, None)
+    }
+
+    pub fn with_chunks(
+        arch: &Arch,
+        theta: &[f64],
+        x: &Tensor,
+        y: &Tensor,
+        kind: Kind,
+        device: Device,
+        chunk_rows: Option<usize>,
+    ) -> HessianOperator {
         let theta = Tensor::from_slice(theta)
             .to_kind(kind)
             .to_device(device)
             .set_requires_grad(true);
-        let loss = arch.loss(&theta, x, y);
-        let grad = Tensor::run_backward(&[&loss], &[&theta], true, true).remove(0);
+        let n = x.size()[0] as usize;
+        let chunk_rows = chunk_rows.filter(|&c| c > 0 && c < n);
+        let grad = if chunk_rows.is_none() {
+            let loss = arch.loss(&theta, x, y);
+            Some(Tensor::run_backward(&[&loss], &[&theta], true, true).remove(0))
+        } else {
+            None
+        };
         HessianOperator {
+            arch: arch.clone(),
             theta,
+            x: x.shallow_clone(),
+            y: y.shallow_clone(),
             grad,
+            chunk_rows,
             kind,
             device,
             products: 0,
@@ -92,13 +141,37 @@ impl HessianOperator {
 
     /// The gradient ∇L(θ).
     pub fn gradient(&self) -> Vec<f64> {
-        tensor_f64(&self.grad.detach())
+        match &self.grad {
+            Some(g) => tensor_f64(&g.detach()),
+            None => {
+                let loss = self.arch.loss(&self.theta, &self.x, &self.y);
+                tensor_f64(&Tensor::run_backward(&[&loss], &[&self.theta], false, false).remove(0))
+            }
+        }
     }
 
     pub fn apply_tensor(&mut self, v: &Tensor) -> Tensor {
         self.products += 1;
-        let gv = (&self.grad * v).sum(self.kind);
-        Tensor::run_backward(&[&gv], &[&self.theta], true, false).remove(0)
+        if let Some(g) = &self.grad {
+            let gv = (g * v).sum(self.kind);
+            return Tensor::run_backward(&[&gv], &[&self.theta], true, false).remove(0);
+        }
+        let n = self.x.size()[0];
+        let c = self.chunk_rows.expect("chunked") as i64;
+        let mut total = self.theta.zeros_like().detach();
+        let mut start = 0;
+        while start < n {
+            let len = c.min(n - start);
+            let xc = self.x.narrow(0, start, len);
+            let yc = self.y.narrow(0, start, len);
+            let loss = self.arch.loss(&self.theta, &xc, &yc) * (len as f64 / n as f64);
+            let g = Tensor::run_backward(&[&loss], &[&self.theta], true, true).remove(0);
+            let gv = (&g * v).sum(self.kind);
+            let hv = Tensor::run_backward(&[&gv], &[&self.theta], false, false).remove(0);
+            total += hv;
+            start += len;
+        }
+        total
     }
 
     pub fn apply(&mut self, v: &[f64], out: &mut [f64]) {
@@ -108,6 +181,45 @@ impl HessianOperator {
         let hv = self.apply_tensor(&vt);
         out.copy_from_slice(&tensor_f64(&hv));
     }
+}
+
+/// D^{-1/2} from an adaptive optimizer's checkpointed state, with
+/// D = diag(sqrt(v̂) + ε) (Cohen et al. 2022, "Adaptive gradient methods at
+/// the edge of stability"): Adam/AdamW v̂ = exp_avg_sq / (1 − β2^t);
+/// RMSprop v̂ = square_avg; Adagrad v̂ = sum. None when the optimizer has no
+/// diagonal preconditioner or no step was taken yet.
+pub fn preconditioner_inv_sqrt(
+    opt: &OptimizerParams,
+    state: &BTreeMap<String, Vec<f64>>,
+) -> Option<Vec<f64>> {
+    let r = opt.resolved();
+    let eps = r.eps.unwrap_or(1e-8);
+    let t = state
+        .get("step")
+        .and_then(|s| s.first())
+        .copied()
+        .unwrap_or(0.0);
+    let v: Vec<f64> = match r.name {
+        OptName::Adam | OptName::Adamw => {
+            if t < 1.0 {
+                return None;
+            }
+            let bc2 = 1.0 - r.beta2.unwrap_or(0.999).powf(t);
+            let raw = state.get(if r.amsgrad == Some(true) {
+                "max_exp_avg_sq"
+            } else {
+                "exp_avg_sq"
+            })?;
+            raw.iter().map(|x| x / bc2).collect()
+        }
+        OptName::Rmsprop => state.get("square_avg")?.clone(),
+        OptName::Adagrad => state.get("sum")?.clone(),
+        _ => return None,
+    };
+    if t < 1.0 {
+        return None;
+    }
+    Some(v.iter().map(|x| 1.0 / (x.sqrt() + eps).sqrt()).collect())
 }
 
 /// The analysis set: the first `m` train rows.
@@ -153,6 +265,7 @@ pub fn checkpoint_steps<'a>(names: impl Iterator<Item = &'a String>) -> Vec<u64>
 pub fn run(
     p: &HessianParams,
     arch: &Arch,
+    optimizer: &OptimizerParams,
     data: &Path,
     checkpoints: &[(u64, &Path)],
     train_config: &str,
@@ -172,6 +285,8 @@ pub fn run(
     }
     let mut rows = Rows::default();
     let mut total_hvps = 0usize;
+    // The previous checkpoint's vectors, per operator, for the warm start.
+    let mut previous: BTreeMap<&'static str, Vec<Vec<f64>>> = BTreeMap::new();
     for (ci, (step, path)) in checkpoints.iter().enumerate() {
         let ck = read_checkpoint(path)?;
         let theta = ck
@@ -190,7 +305,7 @@ pub fn run(
         if theta.iter().any(|v| !v.is_finite()) {
             continue; // a diverged run's last state: no spectrum to speak of
         }
-        let mut op = HessianOperator::new(arch, theta, &x, &y, kind, dev);
+        let mut op = HessianOperator::with_chunks(arch, theta, &x, &y, kind, dev, p.chunk_rows);
         let opts = LanczosOptions {
             k: p.k,
             which: p.which,
@@ -198,19 +313,60 @@ pub fn run(
             max_iter: p.max_iter,
             seed: p.seed.wrapping_add(*step),
         };
-        let r = lanczos(n, &mut |v, o| op.apply(v, o), &opts, None);
-        total_hvps += r.hvps;
-        for pair in &r.pairs {
-            rows.push(
-                *step,
-                "hessian",
-                pair.rank,
-                pair.value,
-                pair.residual,
-                r.hvps,
-                r.iterations,
-                r.converged,
-                &pair.vector,
+        let mut operators: Vec<(&'static str, Option<Vec<f64>>)> = vec![("hessian", None)];
+        if p.preconditioned {
+            if let Some(d) = preconditioner_inv_sqrt(optimizer, &ck) {
+                operators.push(("preconditioned", Some(d)));
+            }
+        }
+        for (name, scale) in operators {
+            let start = if p.warm_start {
+                previous.get(name).map(Vec::as_slice)
+            } else {
+                None
+            };
+            let mut tmp = vec![0.0; n];
+            let r = match &scale {
+                None => lanczos(n, &mut |v, o| op.apply(v, o), &opts, start),
+                Some(d) => lanczos(
+                    n,
+                    &mut |v, o| {
+                        for i in 0..n {
+                            tmp[i] = v[i] * d[i];
+                        }
+                        op.apply(&tmp, o);
+                        for i in 0..n {
+                            o[i] *= d[i];
+                        }
+                    },
+                    &opts,
+                    start,
+                ),
+            };
+            if r.pairs.iter().any(|q| !q.value.is_finite()) {
+                continue;
+            }
+            total_hvps += r.hvps;
+            for pair in &r.pairs {
+                rows.push(
+                    *step,
+                    name,
+                    pair.rank,
+                    pair.value,
+                    pair.residual,
+                    r.hvps,
+                    r.iterations,
+                    r.converged,
+                    &pair.vector,
+                );
+            }
+            previous.insert(
+                name,
+                r.pairs
+                    .iter()
+                    .filter(|q| q.rank >= 0)
+                    .map(|q| q.vector.clone())
+                    .collect(),
             );
         }
         progress(ci as u64 + 1, checkpoints.len() as u64, "checkpoints");

@@ -1,0 +1,207 @@
+//! The Hessian operators against independent computations: chunking does not
+//! change H·v; our HVP equals torch.autograd's on a saved checkpoint; the
+//! preconditioned operator's eigenpairs equal a dense eigh of D^{-1/2} H D^{-1/2}.
+
+use stages::dataset::{generate, write, DatasetKind, DatasetParams};
+use stages::hessian::{analysis_set, preconditioner_inv_sqrt, HessianOperator};
+use stages::lanczos::{lanczos, LanczosOptions, Which};
+use stages::mlp::{Activation, Arch, Init};
+use stages::optim::{OptName, OptimizerParams};
+use stages::train::{read_checkpoint, CheckpointSpec, Schedule, TrainParams};
+use tch::{Device, Kind, Tensor};
+
+fn data(dim: usize, classes: usize, samples: usize) -> DatasetParams {
+    DatasetParams {
+        kind: DatasetKind::GaussianMixture,
+        classes,
+        dim,
+        samples,
+        separation: 2.0,
+        test_fraction: 0.25,
+        seed: 9,
+    }
+}
+
+fn rand_vec(n: usize, seed: i64) -> Tensor {
+    tch::manual_seed(seed);
+    Tensor::randn([n as i64], (Kind::Double, Device::Cpu))
+}
+
+#[test]
+fn hvp_does_not_depend_on_the_chunk_size_f32() {
+    let ds = generate(&data(6, 3, 400));
+    let arch = Arch {
+        widths: vec![6, 20, 3],
+        activation: Activation::Tanh,
+    };
+    let theta = arch.init(Init::TorchDefault, 2);
+    let (x, y) = analysis_set(&ds, None, Kind::Float, Device::Cpu).unwrap();
+    let v = rand_vec(arch.num_params(), 1).to_kind(Kind::Float);
+    let mut whole = HessianOperator::new(&arch, &theta, &x, &y, Kind::Float, Device::Cpu);
+    let reference = whole.apply_tensor(&v);
+    for chunk in [1usize, 7, 64, 299] {
+        let mut op = HessianOperator::with_chunks(
+            &arch,
+            &theta,
+            &x,
+            &y,
+            Kind::Float,
+            Device::Cpu,
+            Some(chunk),
+        );
+        let hv = op.apply_tensor(&v);
+        let rel = (&hv - &reference).norm().double_value(&[]) / reference.norm().double_value(&[]);
+        assert!(rel <= 1e-6, "chunk {chunk}: relative difference {rel:e}");
+    }
+}
+
+#[test]
+fn our_hvp_equals_torch_autograd_on_a_saved_checkpoint() {
+    let py = std::env::var("EIGENTRACE_PYTHON")
+        .expect("EIGENTRACE_PYTHON is not set: run the tests through `make test`");
+    let dir = tempfile::tempdir().unwrap();
+    let ds = generate(&data(5, 3, 300));
+    let data_path = dir.path().join("data.arrow");
+    write(&ds, &data_path).unwrap();
+    let arch = Arch {
+        widths: vec![5, 16, 16, 3],
+        activation: Activation::Softplus,
+    };
+    let p = TrainParams {
+        arch: arch.clone(),
+        init: Init::TorchDefault,
+        optimizer: OptimizerParams::new(OptName::Adam, 1e-2),
+        steps: 30,
+        schedule: Schedule::default(),
+        batch_size: None,
+        log_every: 10,
+        checkpoints: CheckpointSpec::default(),
+        seed: 0,
+        dtype: stages::runtime::Dtype::F32,
+    };
+    let out = dir.path().join("run");
+    stages::train::run(&p, &data_path, Device::Cpu, &out, &|_, _, _| {}).unwrap();
+    let ck = out.join(stages::train::checkpoint_name(30));
+    let theta = &read_checkpoint(&ck).unwrap()["theta"];
+    let m = 150;
+    let (x, y) = analysis_set(&ds, Some(m), Kind::Float, Device::Cpu).unwrap();
+    let mut op = HessianOperator::new(&arch, theta, &x, &y, Kind::Float, Device::Cpu);
+    let vs: Vec<Vec<f64>> = (0..3)
+        .map(|s| Vec::<f64>::try_from(&rand_vec(theta.len(), s)).unwrap())
+        .collect();
+    let ours: Vec<Vec<f64>> = vs
+        .iter()
+        .map(|v| {
+            let mut o = vec![0.0; v.len()];
+            op.apply(v, &mut o);
+            o
+        })
+        .collect();
+    let req = serde_json::json!({
+        "checkpoint": ck, "data": data_path, "widths": arch.widths, "activation": "softplus", "m": m, "v": vs,
+    });
+    let (rq, rs) = (dir.path().join("req.json"), dir.path().join("res.json"));
+    std::fs::write(&rq, req.to_string()).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/torch_hvp_reference.py"
+    );
+    let st = std::process::Command::new(py)
+        .arg(script)
+        .arg(&rq)
+        .arg(&rs)
+        .status()
+        .unwrap();
+    assert!(st.success(), "the PyTorch reference failed");
+    let res: serde_json::Value = serde_json::from_slice(&std::fs::read(&rs).unwrap()).unwrap();
+    for (i, o) in ours.iter().enumerate() {
+        let theirs: Vec<f64> = res["hv"][i]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        let diff: f64 = o
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let norm: f64 = theirs.iter().map(|b| b * b).sum::<f64>().sqrt();
+        eprintln!("v{i}: ‖ours − torch‖/‖torch‖ = {:.2e}", diff / norm);
+        assert!(
+            diff / norm <= 1e-5,
+            "v{i}: relative difference {:e}",
+            diff / norm
+        );
+    }
+}
+
+#[test]
+fn preconditioned_lanczos_matches_dense_eigh() {
+    let ds = generate(&data(5, 3, 200));
+    let arch = Arch {
+        widths: vec![5, 18, 3],
+        activation: Activation::Tanh,
+    };
+    let n = arch.num_params();
+    let theta = arch.init(Init::TorchDefault, 4);
+    let (x, y) = analysis_set(&ds, None, Kind::Double, Device::Cpu).unwrap();
+    // An Adam state: exp_avg_sq from a few squared gradients, step 7.
+    let mut state = std::collections::BTreeMap::new();
+    let v: Vec<f64> = (0..n).map(|i| 1e-4 * (1.0 + (i % 13) as f64)).collect();
+    state.insert("exp_avg_sq".to_string(), v.clone());
+    state.insert("step".to_string(), vec![7.0]);
+    let adam = OptimizerParams::new(OptName::Adam, 1e-3);
+    let d = preconditioner_inv_sqrt(&adam, &state).unwrap();
+    // Closed form of one entry: (sqrt(v / (1 − β2^7)) + ε)^(-1/2).
+    let expect0 = 1.0 / ((v[0] / (1.0 - 0.999f64.powi(7))).sqrt() + 1e-8).sqrt();
+    assert!((d[0] - expect0).abs() <= 1e-12 * expect0);
+    let mut op = HessianOperator::new(&arch, &theta, &x, &y, Kind::Double, Device::Cpu);
+    let mut cols = Vec::new();
+    for j in 0..n {
+        let e = Tensor::zeros([n as i64], (Kind::Double, Device::Cpu));
+        let _ = e.get(j as i64).fill_(1.0);
+        cols.push(op.apply_tensor(&e));
+    }
+    let h = Tensor::stack(&cols, 1);
+    let h = (&h + h.tr()) / 2.0;
+    let dt = Tensor::from_slice(&d);
+    let pre = &h * dt.unsqueeze(0) * dt.unsqueeze(1);
+    let evals = Vec::<f64>::try_from(&pre.linalg_eigvalsh("L")).unwrap();
+    let mut tmp = vec![0.0; n];
+    let r = lanczos(
+        n,
+        &mut |v, o| {
+            for i in 0..n {
+                tmp[i] = v[i] * d[i];
+            }
+            op.apply(&tmp, o);
+            for i in 0..n {
+                o[i] *= d[i];
+            }
+        },
+        &LanczosOptions {
+            k: 4,
+            which: Which::Largest,
+            tol: 1e-10,
+            max_iter: n,
+            seed: 3,
+        },
+        None,
+    );
+    assert!(r.converged);
+    for p in &r.pairs {
+        let truth = evals[n - 1 - p.rank as usize];
+        let rel = (p.value - truth).abs() / truth.abs();
+        assert!(
+            rel <= 1e-8,
+            "rank {}: {} vs dense {} (rel {rel:e})",
+            p.rank,
+            p.value,
+            truth
+        );
+    }
+    // SGD has no preconditioner.
+    assert!(preconditioner_inv_sqrt(&OptimizerParams::new(OptName::Sgd, 0.1), &state).is_none());
+}
