@@ -52,7 +52,7 @@ impl StageRunner {
         workdir: &Path,
         progress: ProgressFn<'_>,
     ) -> Result<Value, String> {
-        let req = stages::exec::Request {
+        let req = stages::worker::Request {
             kind: inst.kind.clone(),
             params: inst.params.clone(),
             inputs: inputs
@@ -61,7 +61,7 @@ impl StageRunner {
                 .map(|(role, i)| {
                     (
                         role.clone(),
-                        stages::exec::InputSpec {
+                        stages::worker::InputSpec {
                             params: i.params.clone(),
                             files: i.files.clone(),
                         },

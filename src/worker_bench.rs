@@ -33,8 +33,13 @@ pub fn train(threads: usize, steps: usize) -> anyhow::Result<Value> {
         vec![64, 128, 128, 10],
         vec![64, 256, 256, 10],
     ] {
-        let ours =
-            stages::train::bench::train_steps(&widths, n, steps, OptName::Adam, tch::Kind::Float);
+        let ours = stages_torch::train::bench::train_steps(
+            &widths,
+            n,
+            steps,
+            OptName::Adam,
+            tch::Kind::Float,
+        );
         let ws: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
         let out = Command::new(&py)
             .arg(script("torch_train_step.py"))

@@ -2,7 +2,7 @@
 //! `eigentrace` CLI, which never links libtorch itself.
 //!
 //! ```text
-//! eigentrace-worker exec <workdir>     request JSON on stdin (stages::exec::Request)
+//! eigentrace-worker exec <workdir>     request JSON on stdin (stages_torch::exec::Request)
 //!                                      stdout: "progress <done> <total> <msg>" lines, then "result <json>"
 //! eigentrace-worker probe              what libtorch sees (CUDA), as JSON
 //! eigentrace-worker bench train <threads> <steps>
@@ -20,7 +20,7 @@ fn exec(workdir: &str) -> Result<(), String> {
     std::io::stdin()
         .read_to_string(&mut text)
         .map_err(|e| e.to_string())?;
-    let req: stages::exec::Request =
+    let req: stages::worker::Request =
         serde_json::from_str(&text).map_err(|e| format!("bad request: {e}"))?;
     let out = std::sync::Mutex::new(std::io::stdout());
     let progress = |done: u64, total: u64, msg: &str| {
@@ -29,7 +29,7 @@ fn exec(workdir: &str) -> Result<(), String> {
         let _ = o.flush();
     };
     let meta = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        stages::exec::execute(&req, std::path::Path::new(workdir), &progress)
+        stages_torch::exec::execute(&req, std::path::Path::new(workdir), &progress)
     }))
     .map_err(|p| {
         p.downcast_ref::<String>()
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     let r = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["exec", workdir] => exec(workdir),
         ["probe"] => {
-            println!("{}", stages::exec::probe());
+            println!("{}", stages_torch::exec::probe());
             Ok(())
         }
         ["bench", "train", threads, steps] => {

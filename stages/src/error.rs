@@ -14,20 +14,18 @@ pub enum StageError {
     Format { path: PathBuf, msg: String },
     #[error("parameter {field}: {msg}")]
     Param { field: String, msg: String },
-    #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
     #[error("{0}")]
     Other(String),
 }
 
 pub type StageResult<T> = Result<T, StageError>;
 
-pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StageError {
+pub fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StageError {
     let path = path.into();
     move |source| StageError::Io { path, source }
 }
 
-pub(crate) fn fmt_err(path: impl Into<PathBuf>, msg: impl std::fmt::Display) -> StageError {
+pub fn fmt_err(path: impl Into<PathBuf>, msg: impl std::fmt::Display) -> StageError {
     StageError::Format {
         path: path.into(),
         msg: msg.to_string(),

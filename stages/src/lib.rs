@@ -1,6 +1,10 @@
-//! The science of eigentrace: datasets, MLP training over one flat parameter
-//! vector, Hessian eigenpairs by Lanczos, and the displacement and
-//! localization metrics (definitions in SCIENCE.md).
+//! The science of eigentrace that needs no libtorch: datasets, the MLP's
+//! parameter layout, every stage's parameters, Lanczos, and the displacement
+//! and localization metrics (definitions in SCIENCE.md). The tensor work
+//! (training, Hessian-vector products) is in `stages-torch`.
+//!
+//! The CLI links this crate but not libtorch, whose static initialization
+//! alone would cost ~0.2 s on every call.
 //!
 //! Each stage is a plain function from parameters and input files to output
 //! files in a directory. Nothing here knows about caching or keys.
@@ -8,7 +12,6 @@
 pub mod arrow_io;
 pub mod dataset;
 pub mod error;
-pub mod exec;
 pub mod hessian;
 pub mod lanczos;
 pub mod metrics;
@@ -16,6 +19,7 @@ pub mod mlp;
 pub mod optim;
 pub mod runtime;
 pub mod train;
+pub mod worker;
 
 pub use error::{StageError, StageResult};
 

@@ -12,7 +12,6 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal, Uniform};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use tch::{Kind, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -21,32 +20,6 @@ pub enum Activation {
     Relu,
     Gelu,
     Softplus,
-}
-
-impl Activation {
-    /// σ'(z), given z and h = σ(z).
-    pub fn derivative(self, z: &Tensor, h: &Tensor) -> Tensor {
-        match self {
-            Activation::Tanh => 1.0 - h * h,
-            Activation::Relu => z.gt(0.0).to_kind(z.kind()),
-            Activation::Softplus => z.sigmoid(),
-            Activation::Gelu => {
-                // d/dz [z Φ(z)] = Φ(z) + z φ(z)
-                let phi = (z * z * -0.5).exp() * (1.0 / (2.0 * std::f64::consts::PI).sqrt());
-                let cdf = (z * std::f64::consts::FRAC_1_SQRT_2).erf() * 0.5 + 0.5;
-                cdf + z * phi
-            }
-        }
-    }
-
-    pub fn apply(self, x: &Tensor) -> Tensor {
-        match self {
-            Activation::Tanh => x.tanh(),
-            Activation::Relu => x.relu(),
-            Activation::Gelu => x.gelu("none"),
-            Activation::Softplus => x.softplus(),
-        }
-    }
 }
 
 /// How θ is initialized.
@@ -146,110 +119,6 @@ impl Arch {
         }
         theta
     }
-
-    /// Logits for rows `x` [N, in] under parameters `theta` [P].
-    pub fn forward(&self, theta: &Tensor, x: &Tensor) -> Tensor {
-        let blocks = self.param_map();
-        let mut h = x.shallow_clone();
-        for l in 0..self.layers() {
-            let w = &blocks[2 * l];
-            let b = &blocks[2 * l + 1];
-            let wt = theta
-                .narrow(0, w.offset as i64, w.numel as i64)
-                .view([w.shape[0] as i64, w.shape[1] as i64]);
-            let bt = theta.narrow(0, b.offset as i64, b.numel as i64);
-            h = h.linear(&wt, Some(&bt));
-            if l + 1 < self.layers() {
-                h = self.activation.apply(&h);
-            }
-        }
-        h
-    }
-
-    /// Mean cross-entropy over rows `x` with labels `y`.
-    pub fn loss(&self, theta: &Tensor, x: &Tensor, y: &Tensor) -> Tensor {
-        cross_entropy(&self.forward(theta, x), y)
-    }
-
-    /// Mean cross-entropy and its gradient, by backpropagation written out
-    /// layer by layer (no autograd graph): the training hot path. The
-    /// gradient is written into `grad` (a [P] tensor like θ).
-    /// Checked against autograd in the tests.
-    pub fn loss_and_grad(&self, theta: &Tensor, x: &Tensor, y: &Tensor, grad: &mut Tensor) -> f64 {
-        tch::no_grad(|| {
-            let blocks = self.param_map();
-            let layers = self.layers();
-            let n = x.size()[0];
-            let mut hs = vec![x.shallow_clone()];
-            let mut zs = Vec::with_capacity(layers);
-            for l in 0..layers {
-                let (w, b) = (&blocks[2 * l], &blocks[2 * l + 1]);
-                let wt = theta
-                    .narrow(0, w.offset as i64, w.numel as i64)
-                    .view([w.shape[0] as i64, w.shape[1] as i64]);
-                let bt = theta.narrow(0, b.offset as i64, b.numel as i64);
-                let z = bt.addmm(&hs[l], &wt.tr());
-                if l + 1 < layers {
-                    hs.push(self.activation.apply(&z));
-                }
-                zs.push(z);
-            }
-            // Softmax cross-entropy: dL/dz = (softmax(z) − onehot(y)) / N.
-            let logits = zs.last().expect("at least one layer");
-            let logp = logits.log_softmax(-1, logits.kind());
-            let picked = logp.gather(1, &y.unsqueeze(1), false);
-            let loss = -picked.mean(logits.kind()).double_value(&[]);
-            let mut dz = logp.exp();
-            let _ = dz.scatter_add_(
-                1,
-                &y.unsqueeze(1),
-                &Tensor::full([n, 1], -1.0, (logits.kind(), logits.device())),
-            );
-            let _ = dz.g_div_scalar_(n as f64);
-            for l in (0..layers).rev() {
-                let (w, b) = (&blocks[2 * l], &blocks[2 * l + 1]);
-                let gw = grad
-                    .narrow(0, w.offset as i64, w.numel as i64)
-                    .view([w.shape[0] as i64, w.shape[1] as i64]);
-                let _ = dz.tr().mm_out(&gw, &hs[l]);
-                let gb = grad.narrow(0, b.offset as i64, b.numel as i64);
-                let _ = dz.sum_intlist_out(&gb, [0i64].as_slice(), false, dz.kind());
-                if l > 0 {
-                    let wt = theta
-                        .narrow(0, w.offset as i64, w.numel as i64)
-                        .view([w.shape[0] as i64, w.shape[1] as i64]);
-                    let dh = dz.mm(&wt);
-                    dz = dh * self.activation.derivative(&zs[l - 1], &hs[l]);
-                }
-            }
-            loss
-        })
-    }
-
-    /// (mean loss, accuracy) without building a graph.
-    pub fn evaluate(&self, theta: &Tensor, x: &Tensor, y: &Tensor) -> (f64, f64) {
-        if y.size()[0] == 0 {
-            return (f64::NAN, f64::NAN);
-        }
-        tch::no_grad(|| {
-            let logits = self.forward(theta, x);
-            let loss = cross_entropy(&logits, y).double_value(&[]);
-            let acc = logits
-                .argmax(-1, false)
-                .eq_tensor(y)
-                .to_kind(Kind::Double)
-                .mean(Kind::Double)
-                .double_value(&[]);
-            (loss, acc)
-        })
-    }
-}
-
-/// Mean cross-entropy of softmax(logits) in the logits' own dtype.
-/// (tch's `cross_entropy_for_logits` computes in f32 whatever the input,
-/// which would cap every f64 Hessian at single precision.)
-pub fn cross_entropy(logits: &Tensor, y: &Tensor) -> Tensor {
-    logits.cross_entropy_loss::<Tensor>(y, None, tch::Reduction::Mean, -100, 0.0)
 }
 
 /// Write `param_map.arrow`: name, offset, numel, shape, plus layer and kind.
@@ -289,71 +158,4 @@ pub fn write_param_map(arch: &Arch, path: &Path) -> StageResult<()> {
         ],
         false,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn analytic_gradient_equals_autograd() {
-        for act in [
-            Activation::Tanh,
-            Activation::Relu,
-            Activation::Gelu,
-            Activation::Softplus,
-        ] {
-            let a = Arch {
-                widths: vec![5, 7, 6, 3],
-                activation: act,
-            };
-            let theta = Tensor::from_slice(&a.init(Init::TorchDefault, 3)).set_requires_grad(true);
-            tch::manual_seed(1);
-            let x = Tensor::randn([11, 5], (Kind::Double, tch::Device::Cpu));
-            let y = Tensor::from_slice(&[0i64, 1, 2, 2, 1, 0, 0, 1, 2, 1, 0]);
-            let loss = a.loss(&theta, &x, &y);
-            let g = Tensor::run_backward(&[&loss], &[&theta], false, false).remove(0);
-            let mut ours = theta.detach().zeros_like();
-            let l = a.loss_and_grad(&theta.detach(), &x, &y, &mut ours);
-            assert!((l - loss.double_value(&[])).abs() < 1e-14, "{act:?}");
-            let rel = (&ours - &g).norm().double_value(&[]) / g.norm().double_value(&[]);
-            assert!(rel < 1e-13, "{act:?}: relative gradient error {rel:e}");
-        }
-    }
-
-    #[test]
-    fn layout_matches_nn_linear() {
-        let a = Arch {
-            widths: vec![3, 4, 2],
-            activation: Activation::Tanh,
-        };
-        let m = a.param_map();
-        assert_eq!(a.num_params(), 3 * 4 + 4 + 4 * 2 + 2);
-        assert_eq!(m[0].name, "layers.0.weight");
-        assert_eq!(m[0].shape, vec![4, 3]);
-        assert_eq!(m[1].offset, 12);
-        assert_eq!(m[3].offset + m[3].numel, a.num_params());
-        // forward equals an explicit computation
-        let theta_v = a.init(Init::TorchDefault, 1);
-        let theta = Tensor::from_slice(&theta_v);
-        let x = Tensor::from_slice(&[0.5f64, -1.0, 2.0]).view([1, 3]);
-        let out = a.forward(&theta, &x);
-        let mut h = [0f64; 4];
-        for o in 0..4 {
-            h[o] = theta_v[12 + o];
-            for i in 0..3 {
-                h[o] += theta_v[o * 3 + i] * [0.5, -1.0, 2.0][i];
-            }
-            h[o] = h[o].tanh();
-        }
-        for o in 0..2 {
-            let mut z = theta_v[16 + 8 + o];
-            for i in 0..4 {
-                z += theta_v[16 + o * 4 + i] * h[i];
-            }
-            assert!((out.double_value(&[0, o as i64]) - z).abs() < 1e-12);
-        }
-        let bound = 1.0 / 3f64.sqrt();
-        assert!(theta_v[..16].iter().all(|v| v.abs() <= bound));
-    }
 }

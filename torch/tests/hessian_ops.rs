@@ -3,11 +3,12 @@
 //! preconditioned operator's eigenpairs equal a dense eigh of D^{-1/2} H D^{-1/2}.
 
 use stages::dataset::{generate, write, DatasetKind, DatasetParams};
-use stages::hessian::{analysis_set, preconditioner_inv_sqrt, HessianOperator};
+use stages::hessian::preconditioner_inv_sqrt;
 use stages::lanczos::{lanczos, LanczosOptions, Which};
 use stages::mlp::{Activation, Arch, Init};
 use stages::optim::{OptName, OptimizerParams};
 use stages::train::{read_checkpoint, CheckpointSpec, Schedule, TrainParams};
+use stages_torch::hessian::{analysis_set, HessianOperator};
 use tch::{Device, Kind, Tensor};
 
 fn data(dim: usize, classes: usize, samples: usize) -> DatasetParams {
@@ -80,7 +81,7 @@ fn our_hvp_equals_torch_autograd_on_a_saved_checkpoint() {
         dtype: stages::runtime::Dtype::F32,
     };
     let out = dir.path().join("run");
-    stages::train::run(&p, &data_path, Device::Cpu, &out, &|_, _, _| {}).unwrap();
+    stages_torch::train::run(&p, &data_path, Device::Cpu, &out, &|_, _, _| {}).unwrap();
     let ck = out.join(stages::train::checkpoint_name(30));
     let theta = &read_checkpoint(&ck).unwrap()["theta"];
     let m = 150;

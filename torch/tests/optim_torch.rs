@@ -6,7 +6,9 @@
 use serde_json::json;
 use stages::dataset::{generate, DatasetKind, DatasetParams};
 use stages::mlp::{Activation, Arch, Init};
-use stages::optim::{OptName, Optimizer, OptimizerParams};
+use stages::optim::{OptName, OptimizerParams};
+use stages_torch::mlp::ArchExt;
+use stages_torch::optim::Optimizer;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 

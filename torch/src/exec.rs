@@ -3,32 +3,13 @@
 //! initialization alone costs a few hundred milliseconds): it decides what is
 //! stale, then hands each train or hessian stage to a worker process.
 
-use crate::error::StageError;
-use crate::train::{self, TrainParams};
-use crate::{hessian, runtime::DeviceChoice, Progress, LIBTORCH_VERSION};
-use serde::{Deserialize, Serialize};
+use crate::{hessian, train};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use stages::error::StageError;
+use stages::train::{checkpoint_name, TrainParams};
+use stages::worker::{InputSpec, Request};
+use stages::{Progress, LIBTORCH_VERSION};
 use std::path::{Path, PathBuf};
-
-/// One input stage: its parameters and its files.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct InputSpec {
-    pub params: Value,
-    pub files: BTreeMap<String, PathBuf>,
-}
-
-/// What a worker is asked to do.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Request {
-    pub kind: String,
-    pub params: Value,
-    pub inputs: BTreeMap<String, InputSpec>,
-    /// "cpu" or "cuda".
-    pub device: String,
-    /// libtorch intra-op threads.
-    pub threads: usize,
-}
 
 /// What the worker's libtorch sees.
 pub fn probe() -> Value {
@@ -59,12 +40,7 @@ fn json_to_toml(v: &Value) -> Result<toml::Value, String> {
 
 /// Execute `req` into `workdir`; returns the record's metadata.
 pub fn execute(req: &Request, workdir: &Path, progress: Progress<'_>) -> Result<Value, String> {
-    let device = match req.device.as_str() {
-        "cpu" => DeviceChoice::Cpu,
-        "cuda" => DeviceChoice::Cuda,
-        other => return Err(format!("unknown device {other}")),
-    }
-    .resolve()?;
+    let device = crate::runtime::device(&req.device)?;
     tch::set_num_threads(req.threads.max(1) as i32);
     let s = |e: StageError| e.to_string();
     let bad = |e: serde_json::Error| format!("bad parameters: {e}");
@@ -107,14 +83,14 @@ pub fn execute(req: &Request, workdir: &Path, progress: Progress<'_>) -> Result<
             Ok(serde_json::to_value(summary).unwrap())
         }
         "hessian" => {
-            let p: hessian::HessianParams =
+            let p: stages::hessian::HessianParams =
                 serde_json::from_value(req.params.clone()).map_err(bad)?;
             let tr = input(req, "train")?;
             let tp: TrainParams = serde_json::from_value(tr.params.clone()).map_err(bad)?;
-            let steps = hessian::checkpoint_steps(tr.files.keys());
+            let steps = stages::hessian::checkpoint_steps(tr.files.keys());
             let paths: Vec<(u64, &Path)> = steps
                 .iter()
-                .map(|&st| (st, tr.files[&train::checkpoint_name(st)].as_path()))
+                .map(|&st| (st, tr.files[&checkpoint_name(st)].as_path()))
                 .collect();
             let cfg = std::fs::read_to_string(file(req, "train", "train_config.toml")?)
                 .map_err(|e| e.to_string())?;

@@ -3,10 +3,12 @@
 //! and diagonalized by LAPACK (torch.linalg.eigh) in f64.
 
 use stages::dataset::{generate, DatasetKind, DatasetParams};
-use stages::hessian::{analysis_set, HessianOperator};
 use stages::lanczos::{lanczos, LanczosOptions, Which};
 use stages::mlp::{Activation, Arch, Init};
-use stages::optim::{OptName, Optimizer, OptimizerParams};
+use stages::optim::{OptName, OptimizerParams};
+use stages_torch::hessian::{analysis_set, HessianOperator};
+use stages_torch::mlp::ArchExt;
+use stages_torch::optim::Optimizer;
 use tch::{Device, Kind, Tensor};
 
 struct Case {

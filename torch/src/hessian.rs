@@ -1,0 +1,341 @@
+//! Hessian-vector products on libtorch, and the hessian stage's loop over
+//! checkpoints (Lanczos from `stages::lanczos`). Parameters and outputs are
+//! described in `stages::hessian`.
+
+use crate::mlp::ArchExt;
+use crate::runtime::kind as torch_kind;
+use crate::train::tensor_f64;
+use stages::arrow_io::{col_bool, col_f64, col_i32, col_i64, col_str, list_f32, write_batch};
+use stages::dataset;
+use stages::error::{fmt_err, io_err, StageError, StageResult};
+use stages::hessian::{preconditioner_inv_sqrt, HessianParams};
+use stages::lanczos::{lanczos, LanczosOptions};
+use stages::mlp::Arch;
+use stages::optim::OptimizerParams;
+use stages::train::read_checkpoint;
+use stages::Progress;
+use std::collections::BTreeMap;
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+/// H·v for the MLP loss at one θ, over fixed rows, by double backprop.
+///
+/// Without chunks the first-order graph (∇L with its history) is built once
+/// and every product is one backward pass through it. With `chunk_rows`,
+/// each product runs forward and double backward chunk by chunk, weighting
+/// each chunk's mean loss by its share of the rows: memory stays bounded by
+/// the chunk, and the sum is the same H·v (up to rounding).
+pub struct HessianOperator {
+    arch: Arch,
+    theta: Tensor,
+    x: Tensor,
+    y: Tensor,
+    /// The cached first-order graph (no chunks).
+    grad: Option<Tensor>,
+    chunk_rows: Option<usize>,
+    kind: Kind,
+    device: Device,
+    pub products: usize,
+}
+
+impl HessianOperator {
+    pub fn new(
+        arch: &Arch,
+        theta: &[f64],
+        x: &Tensor,
+        y: &Tensor,
+        kind: Kind,
+        device: Device,
+    ) -> HessianOperator {
+        Self::with_chunks(arch, theta, x, y, kind, device, None)
+    }
+
+    pub fn with_chunks(
+        arch: &Arch,
+        theta: &[f64],
+        x: &Tensor,
+        y: &Tensor,
+        kind: Kind,
+        device: Device,
+        chunk_rows: Option<usize>,
+    ) -> HessianOperator {
+        let theta = Tensor::from_slice(theta)
+            .to_kind(kind)
+            .to_device(device)
+            .set_requires_grad(true);
+        let n = x.size()[0] as usize;
+        let chunk_rows = chunk_rows.filter(|&c| c > 0 && c < n);
+        let grad = if chunk_rows.is_none() {
+            let loss = arch.loss(&theta, x, y);
+            Some(Tensor::run_backward(&[&loss], &[&theta], true, true).remove(0))
+        } else {
+            None
+        };
+        HessianOperator {
+            arch: arch.clone(),
+            theta,
+            x: x.shallow_clone(),
+            y: y.shallow_clone(),
+            grad,
+            chunk_rows,
+            kind,
+            device,
+            products: 0,
+        }
+    }
+
+    /// The gradient ∇L(θ).
+    pub fn gradient(&self) -> Vec<f64> {
+        match &self.grad {
+            Some(g) => tensor_f64(&g.detach()),
+            None => {
+                let loss = self.arch.loss(&self.theta, &self.x, &self.y);
+                tensor_f64(&Tensor::run_backward(&[&loss], &[&self.theta], false, false).remove(0))
+            }
+        }
+    }
+
+    pub fn apply_tensor(&mut self, v: &Tensor) -> Tensor {
+        self.products += 1;
+        if let Some(g) = &self.grad {
+            let gv = (g * v).sum(self.kind);
+            return Tensor::run_backward(&[&gv], &[&self.theta], true, false).remove(0);
+        }
+        let n = self.x.size()[0];
+        let c = self.chunk_rows.expect("chunked") as i64;
+        let mut total = self.theta.zeros_like().detach();
+        let mut start = 0;
+        while start < n {
+            let len = c.min(n - start);
+            let xc = self.x.narrow(0, start, len);
+            let yc = self.y.narrow(0, start, len);
+            let loss = self.arch.loss(&self.theta, &xc, &yc) * (len as f64 / n as f64);
+            let g = Tensor::run_backward(&[&loss], &[&self.theta], true, true).remove(0);
+            let gv = (&g * v).sum(self.kind);
+            let hv = Tensor::run_backward(&[&gv], &[&self.theta], false, false).remove(0);
+            total += hv;
+            start += len;
+        }
+        total
+    }
+
+    pub fn apply(&mut self, v: &[f64], out: &mut [f64]) {
+        let vt = Tensor::from_slice(v)
+            .to_kind(self.kind)
+            .to_device(self.device);
+        let hv = self.apply_tensor(&vt);
+        out.copy_from_slice(&tensor_f64(&hv));
+    }
+}
+
+/// The analysis set: the first `m` train rows.
+pub fn analysis_set(
+    ds: &dataset::Dataset,
+    m: Option<usize>,
+    kind: Kind,
+    dev: Device,
+) -> StageResult<(Tensor, Tensor)> {
+    let (x, y) = ds.split(true);
+    let n = y.len();
+    let m = m.unwrap_or(n);
+    if m == 0 || m > n {
+        return Err(StageError::Param {
+            field: "hessian.analysis_size".into(),
+            msg: format!("must be in 1..={n} (the train split's size), got {m}"),
+        });
+    }
+    let xt = Tensor::from_slice(&x[..m * ds.dim])
+        .view([m as i64, ds.dim as i64])
+        .to_kind(kind)
+        .to_device(dev);
+    let yt = Tensor::from_slice(&y[..m]).to_device(dev);
+    Ok((xt, yt))
+}
+
+/// Run the hessian stage. `checkpoints` are (step, path) pairs.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    p: &HessianParams,
+    arch: &Arch,
+    optimizer: &OptimizerParams,
+    data: &Path,
+    checkpoints: &[(u64, &Path)],
+    train_config: &str,
+    dev: Device,
+    out: &Path,
+    progress: Progress<'_>,
+) -> StageResult<serde_json::Value> {
+    let ds = dataset::read(data)?;
+    let kind = torch_kind(p.dtype);
+    let (x, y) = analysis_set(&ds, p.analysis_size, kind, dev)?;
+    let n = arch.num_params();
+    if p.k == 0 || p.k >= n {
+        return Err(StageError::Param {
+            field: "hessian.k".into(),
+            msg: format!("must be in 1..{n} (P = {n} parameters), got {}", p.k),
+        });
+    }
+    let mut rows = Rows::default();
+    let mut total_hvps = 0usize;
+    // The previous checkpoint's vectors, per operator, for the warm start.
+    let mut previous: BTreeMap<&'static str, Vec<Vec<f64>>> = BTreeMap::new();
+    for (ci, (step, path)) in checkpoints.iter().enumerate() {
+        let ck = read_checkpoint(path)?;
+        let theta = ck
+            .get("theta_f64")
+            .or_else(|| ck.get("theta"))
+            .ok_or_else(|| fmt_err(path, "no tensor `theta`"))?;
+        if theta.len() != n {
+            return Err(fmt_err(
+                path,
+                format!(
+                    "theta has {} entries, the architecture has {n}",
+                    theta.len()
+                ),
+            ));
+        }
+        if theta.iter().any(|v| !v.is_finite()) {
+            continue; // a diverged run's last state: no spectrum to speak of
+        }
+        let mut op = HessianOperator::with_chunks(arch, theta, &x, &y, kind, dev, p.chunk_rows);
+        let opts = LanczosOptions {
+            k: p.k,
+            which: p.which,
+            tol: p.tol(),
+            max_iter: p.max_iter,
+            seed: p.seed.wrapping_add(*step),
+        };
+        let mut operators: Vec<(&'static str, Option<Vec<f64>>)> = vec![("hessian", None)];
+        if p.preconditioned {
+            if let Some(d) = preconditioner_inv_sqrt(optimizer, &ck) {
+                operators.push(("preconditioned", Some(d)));
+            }
+        }
+        for (name, scale) in operators {
+            let start = if p.warm_start {
+                previous.get(name).map(Vec::as_slice)
+            } else {
+                None
+            };
+            let mut tmp = vec![0.0; n];
+            let r = match &scale {
+                None => lanczos(n, &mut |v, o| op.apply(v, o), &opts, start),
+                Some(d) => lanczos(
+                    n,
+                    &mut |v, o| {
+                        for i in 0..n {
+                            tmp[i] = v[i] * d[i];
+                        }
+                        op.apply(&tmp, o);
+                        for i in 0..n {
+                            o[i] *= d[i];
+                        }
+                    },
+                    &opts,
+                    start,
+                ),
+            };
+            if r.pairs.iter().any(|q| !q.value.is_finite()) {
+                continue;
+            }
+            total_hvps += r.hvps;
+            for pair in &r.pairs {
+                rows.push(
+                    *step,
+                    name,
+                    pair.rank,
+                    pair.value,
+                    pair.residual,
+                    r.hvps,
+                    r.iterations,
+                    r.converged,
+                    &pair.vector,
+                );
+            }
+            previous.insert(
+                name,
+                r.pairs
+                    .iter()
+                    .filter(|q| q.rank >= 0)
+                    .map(|q| q.vector.clone())
+                    .collect(),
+            );
+        }
+        progress(ci as u64 + 1, checkpoints.len() as u64, "checkpoints");
+    }
+    rows.write(out)?;
+    // config.toml: the train stage's resolved config plus ours.
+    let mut cfg: toml::Table = toml::from_str(train_config)
+        .map_err(|e| StageError::Other(format!("train_config.toml: {e}")))?;
+    let ours =
+        toml::Table::try_from(p).map_err(|e| StageError::Other(format!("hessian params: {e}")))?;
+    cfg.insert("hessian".into(), toml::Value::Table(ours));
+    let text = toml::to_string_pretty(&cfg).map_err(|e| StageError::Other(e.to_string()))?;
+    std::fs::write(out.join("config.toml"), text).map_err(io_err(out.join("config.toml")))?;
+    Ok(serde_json::json!({ "hvps": total_hvps, "checkpoints": checkpoints.len() }))
+}
+
+#[derive(Default)]
+struct Rows {
+    step: Vec<i64>,
+    operator: Vec<&'static str>,
+    rank: Vec<i32>,
+    value: Vec<f64>,
+    residual: Vec<f64>,
+    hvps: Vec<i64>,
+    iterations: Vec<i64>,
+    converged: Vec<bool>,
+    vectors: Vec<Vec<f32>>,
+}
+
+impl Rows {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        step: u64,
+        op: &'static str,
+        rank: i32,
+        value: f64,
+        residual: f64,
+        hvps: usize,
+        iters: usize,
+        conv: bool,
+        v: &[f64],
+    ) {
+        self.step.push(step as i64);
+        self.operator.push(op);
+        self.rank.push(rank);
+        self.value.push(value);
+        self.residual.push(residual);
+        self.hvps.push(hvps as i64);
+        self.iterations.push(iters as i64);
+        self.converged.push(conv);
+        self.vectors.push(v.iter().map(|&x| x as f32).collect());
+    }
+    fn write(self, out: &Path) -> StageResult<()> {
+        write_batch(
+            &out.join("eigen/values.arrow"),
+            vec![
+                ("step", col_i64(self.step.clone())),
+                ("operator", col_str(&self.operator)),
+                ("rank", col_i32(self.rank.clone())),
+                ("eigenvalue", col_f64(self.value)),
+                ("residual", col_f64(self.residual)),
+                ("hvps", col_i64(self.hvps)),
+                ("iterations", col_i64(self.iterations)),
+                ("converged", col_bool(self.converged)),
+            ],
+            false,
+        )?;
+        write_batch(
+            &out.join("eigen/vectors.arrow"),
+            vec![
+                ("step", col_i64(self.step)),
+                ("operator", col_str(&self.operator)),
+                ("rank", col_i32(self.rank)),
+                ("vector", list_f32(&self.vectors)),
+            ],
+            true,
+        )
+    }
+}

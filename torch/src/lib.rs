@@ -1,0 +1,10 @@
+//! The libtorch side of eigentrace's stages: the MLP's forward and backward
+//! passes, the optimizers, the training loop, Hessian-vector products and
+//! the hessian stage. Only `eigentrace-worker` links it.
+
+pub mod exec;
+pub mod hessian;
+pub mod mlp;
+pub mod optim;
+pub mod runtime;
+pub mod train;

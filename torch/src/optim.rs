@@ -1,0 +1,266 @@
+//! Optimizers over the flat θ, matching torch.optim step for step (same
+//! operation order, same state names); their hyperparameters are
+//! `stages::optim`'s.
+
+use stages::optim::{OptName, OptimizerParams};
+use std::collections::BTreeMap;
+use tch::Tensor;
+
+/// An optimizer with its state, over one flat parameter tensor.
+pub struct Optimizer {
+    pub p: OptimizerParams,
+    /// The 2-D weight blocks of θ as (offset, rows, cols): Muon orthogonalizes these.
+    pub matrices: Vec<(usize, usize, usize)>,
+    /// State tensors by their PyTorch names (`exp_avg`, `momentum_buffer`, …).
+    pub state: BTreeMap<String, Tensor>,
+    pub step: i64,
+}
+
+fn get(p: Option<f64>) -> f64 {
+    p.expect("resolved params")
+}
+
+impl Optimizer {
+    pub fn new(params: &OptimizerParams) -> Optimizer {
+        Optimizer {
+            p: params.resolved(),
+            matrices: Vec::new(),
+            state: BTreeMap::new(),
+            step: 0,
+        }
+    }
+
+    /// An optimizer that knows θ's 2-D blocks (offset, rows, cols); Muon needs them.
+    pub fn with_matrices(
+        params: &OptimizerParams,
+        matrices: Vec<(usize, usize, usize)>,
+    ) -> Optimizer {
+        let mut o = Optimizer::new(params);
+        o.matrices = matrices;
+        o
+    }
+
+    fn state_or_zeros(&mut self, name: &str, like: &Tensor) -> Tensor {
+        self.state
+            .entry(name.to_string())
+            .or_insert_with(|| like.zeros_like())
+            .shallow_clone()
+    }
+
+    /// One step: θ ← θ + update(grad), with learning rate `lr` (the schedule's
+    /// value for this step). `theta` is updated in place, without autograd.
+    pub fn step(&mut self, theta: &Tensor, grad: &Tensor, lr: f64) {
+        tch::no_grad(|| self.step_inner(theta, grad, lr));
+    }
+
+    fn step_inner(&mut self, theta: &Tensor, grad: &Tensor, lr: f64) {
+        self.step += 1;
+        let p = self.p.clone();
+        let wd = p.weight_decay.unwrap_or(0.0);
+        let t = self.step as f64;
+        match p.name {
+            OptName::Sgd => {
+                let mut d_p = if wd != 0.0 {
+                    grad + theta * wd
+                } else {
+                    grad.shallow_clone()
+                };
+                let momentum = get(p.momentum);
+                if momentum != 0.0 {
+                    let buf = match self.state.get("momentum_buffer") {
+                        None => {
+                            let b = d_p.copy();
+                            self.state
+                                .insert("momentum_buffer".into(), b.shallow_clone());
+                            b
+                        }
+                        Some(b) => {
+                            let mut b = b.shallow_clone();
+                            let _ = b.g_mul_scalar_(momentum);
+                            let _ = b.g_add_(&(&d_p * (1.0 - get(p.dampening))));
+                            b
+                        }
+                    };
+                    d_p = if p.nesterov == Some(true) {
+                        &d_p + &buf * momentum
+                    } else {
+                        buf
+                    };
+                }
+                let mut th = theta.shallow_clone();
+                let _ = th.g_sub_(&(d_p * lr));
+            }
+            OptName::Adam | OptName::Adamw => {
+                let (b1, b2, eps) = (get(p.beta1), get(p.beta2), get(p.eps));
+                let mut th = theta.shallow_clone();
+                let g = if p.name == OptName::Adamw {
+                    let _ = th.g_mul_scalar_(1.0 - lr * wd);
+                    grad.shallow_clone()
+                } else if wd != 0.0 {
+                    grad + theta * wd
+                } else {
+                    grad.shallow_clone()
+                };
+                let mut m = self.state_or_zeros("exp_avg", theta);
+                let mut v = self.state_or_zeros("exp_avg_sq", theta);
+                let _ = m.lerp_(&g, 1.0 - b1);
+                let _ = v.g_mul_scalar_(b2);
+                let _ = v.addcmul_(&g, &(&g * (1.0 - b2)));
+                let bc1 = 1.0 - b1.powf(t);
+                let bc2_sqrt = (1.0 - b2.powf(t)).sqrt();
+                let step_size = lr / bc1;
+                let denom = if p.amsgrad == Some(true) {
+                    let mut vmax = self.state_or_zeros("max_exp_avg_sq", theta);
+                    let mx = vmax.maximum(&v);
+                    vmax.copy_(&mx);
+                    vmax.sqrt() / bc2_sqrt + eps
+                } else {
+                    v.sqrt() / bc2_sqrt + eps
+                };
+                let _ = th.addcdiv_(&(&m * (-step_size)), &denom);
+            }
+            OptName::Rmsprop => {
+                let (alpha, eps, momentum) = (get(p.alpha), get(p.eps), get(p.momentum));
+                let g = if wd != 0.0 {
+                    grad + theta * wd
+                } else {
+                    grad.shallow_clone()
+                };
+                let mut sq = self.state_or_zeros("square_avg", theta);
+                let _ = sq.g_mul_scalar_(alpha);
+                let _ = sq.addcmul_(&g, &(&g * (1.0 - alpha)));
+                let avg = if p.centered == Some(true) {
+                    let mut ga = self.state_or_zeros("grad_avg", theta);
+                    let _ = ga.lerp_(&g, 1.0 - alpha);
+                    (&sq - &ga * &ga).sqrt() + eps
+                } else {
+                    sq.sqrt() + eps
+                };
+                let mut th = theta.shallow_clone();
+                if momentum > 0.0 {
+                    let mut buf = self.state_or_zeros("momentum_buffer", theta);
+                    let _ = buf.g_mul_scalar_(momentum);
+                    let _ = buf.addcdiv_(&g, &avg);
+                    let _ = th.g_sub_(&(&buf * lr));
+                } else {
+                    let _ = th.addcdiv_(&(&g * (-lr)), &avg);
+                }
+            }
+            OptName::Adagrad => {
+                let (lr_decay, eps) = (get(p.lr_decay), get(p.eps));
+                let g = if wd != 0.0 {
+                    grad + theta * wd
+                } else {
+                    grad.shallow_clone()
+                };
+                let clr = lr / (1.0 + (t - 1.0) * lr_decay);
+                let mut sum = self.state_or_zeros("sum", theta);
+                let _ = sum.addcmul_(&g, &g);
+                let std = sum.sqrt() + eps;
+                let mut th = theta.shallow_clone();
+                let _ = th.addcdiv_(&(&g * (-clr)), &std);
+            }
+            OptName::Muon => self.muon_step(theta, grad, lr),
+            OptName::Lion => {
+                // Chen et al. 2023, Algorithm 2.
+                let (b1, b2) = (get(p.beta1), get(p.beta2));
+                let mut m = self.state_or_zeros("exp_avg", theta);
+                let mut th = theta.shallow_clone();
+                let _ = th.g_mul_scalar_(1.0 - lr * wd);
+                let update = (&m * b1 + grad * (1.0 - b1)).sign();
+                let _ = th.g_sub_(&(update * lr));
+                let _ = m.g_mul_scalar_(b2);
+                let _ = m.g_add_(&(grad * (1.0 - b2)));
+            }
+        }
+    }
+
+    /// Muon: per weight matrix, momentum → Newton–Schulz → scaled step; per
+    /// other entry, AdamW with `aux_lr`. As torch.optim.Muon and the
+    /// reference, except that Newton–Schulz runs in θ's dtype, not bf16, so
+    /// that f64 runs are exact.
+    fn muon_step(&mut self, theta: &Tensor, grad: &Tensor, lr: f64) {
+        let p = self.p.clone();
+        let (mu, wd) = (get(p.momentum), p.weight_decay.unwrap_or(0.0));
+        let ns_steps = p.ns_steps.expect("resolved");
+        let t = self.step as f64;
+        let buf = self.state_or_zeros("momentum_buffer", theta);
+        let n = theta.size()[0];
+        let mut is_matrix = vec![false; n as usize];
+        for &(off, rows, cols) in &self.matrices {
+            is_matrix[off..off + rows * cols]
+                .iter_mut()
+                .for_each(|b| *b = true);
+            let g = grad
+                .narrow(0, off as i64, (rows * cols) as i64)
+                .view([rows as i64, cols as i64]);
+            let mut b = buf
+                .narrow(0, off as i64, (rows * cols) as i64)
+                .view([rows as i64, cols as i64]);
+            let _ = b.lerp_(&g, 1.0 - mu);
+            let update = if p.nesterov == Some(true) {
+                g.lerp(&b, mu)
+            } else {
+                b.shallow_clone()
+            };
+            let o = newton_schulz(&update, ns_steps);
+            // torch.optim.Muon's "original" adjustment: lr·sqrt(max(1, rows/cols)).
+            let adjusted = lr * (1f64).max(rows as f64 / cols as f64).sqrt();
+            let mut w = theta
+                .narrow(0, off as i64, (rows * cols) as i64)
+                .view([rows as i64, cols as i64]);
+            let _ = w.g_mul_scalar_(1.0 - lr * wd);
+            let _ = w.g_sub_(&(o * adjusted));
+        }
+        // AdamW on the rest (biases), on the full vector masked to those entries.
+        let mask = Tensor::from_slice(
+            &is_matrix
+                .iter()
+                .map(|&m| if m { 0.0 } else { 1.0 })
+                .collect::<Vec<f64>>(),
+        )
+        .to_kind(theta.kind())
+        .to_device(theta.device());
+        let (b1, b2, eps, alr) = (get(p.beta1), get(p.beta2), get(p.eps), get(p.aux_lr));
+        let g = grad * &mask;
+        let mut m = self.state_or_zeros("exp_avg", theta);
+        let mut v = self.state_or_zeros("exp_avg_sq", theta);
+        let _ = m.lerp_(&g, 1.0 - b1);
+        let _ = v.g_mul_scalar_(b2);
+        let _ = v.addcmul_(&g, &(&g * (1.0 - b2)));
+        let bc1 = 1.0 - b1.powf(t);
+        let bc2_sqrt = (1.0 - b2.powf(t)).sqrt();
+        let denom = v.sqrt() / bc2_sqrt + eps;
+        let step = (&m * (-alr / bc1)) / denom * &mask;
+        let mut th = theta.shallow_clone();
+        let _ = th.g_add_(&step);
+    }
+
+    /// Snapshot of the state tensors (copies), for a checkpoint.
+    pub fn state_snapshot(&self) -> BTreeMap<String, Tensor> {
+        self.state
+            .iter()
+            .map(|(k, v)| (k.clone(), v.copy()))
+            .collect()
+    }
+}
+
+/// Newton–Schulz quintic iteration towards the orthogonal factor of `g`
+/// (Jordan et al. 2024; coefficients (3.4445, −4.7750, 2.0315) as in
+/// torch.optim.Muon), in `g`'s dtype.
+pub fn newton_schulz(g: &Tensor, steps: u32) -> Tensor {
+    let (a, b, c) = (3.4445, -4.7750, 2.0315);
+    let tall = g.size()[0] > g.size()[1];
+    let mut x = if tall { g.tr() } else { g.shallow_clone() };
+    x = &x / x.norm().clamp_min(1e-7);
+    for _ in 0..steps {
+        let gram = x.matmul(&x.tr());
+        let upd = &gram * b + gram.matmul(&gram) * c;
+        x = &x * a + upd.matmul(&x);
+    }
+    if tall {
+        x.tr()
+    } else {
+        x
+    }
+}

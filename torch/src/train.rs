@@ -1,0 +1,432 @@
+//! The training loop on libtorch, and the checkpoint writer. Parameters and
+//! the checkpoint format are `stages::train`'s.
+
+use crate::mlp::ArchExt;
+use crate::optim::Optimizer;
+use crate::runtime::kind as torch_kind;
+use stages::arrow_io::{col_bool, col_f64, col_i64, write_batch};
+use stages::dataset::{self, Dataset};
+use stages::error::{io_err, StageError, StageResult};
+use stages::mlp::write_param_map;
+use stages::train::{checkpoint_name, TrainParams, TrainSummary};
+use stages::Progress;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+fn to_tensor(x: &[f32], rows: usize, dim: usize, kind: Kind, dev: Device) -> Tensor {
+    Tensor::from_slice(x)
+        .view([rows as i64, dim as i64])
+        .to_kind(kind)
+        .to_device(dev)
+}
+
+/// Train split and test split as tensors on `dev`.
+pub struct Splits {
+    pub x_train: Tensor,
+    pub y_train: Tensor,
+    pub x_test: Tensor,
+    pub y_test: Tensor,
+}
+
+pub fn splits(ds: &Dataset, kind: Kind, dev: Device) -> Splits {
+    let (xt, yt) = ds.split(true);
+    let (xs, ys) = ds.split(false);
+    Splits {
+        x_train: to_tensor(&xt, yt.len(), ds.dim, kind, dev),
+        y_train: Tensor::from_slice(&yt).to_device(dev),
+        x_test: to_tensor(&xs, ys.len(), ds.dim, kind, dev),
+        y_test: Tensor::from_slice(&ys).to_device(dev),
+    }
+}
+
+pub fn tensor_f32(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(
+        &t.to_kind(Kind::Float)
+            .to_device(Device::Cpu)
+            .contiguous()
+            .view([-1]),
+    )
+    .expect("f32 tensor")
+}
+
+pub fn tensor_f64(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(
+        &t.to_kind(Kind::Double)
+            .to_device(Device::Cpu)
+            .contiguous()
+            .view([-1]),
+    )
+    .expect("f64 tensor")
+}
+
+/// Write a safetensors checkpoint (tensors sorted by name; metadata: step).
+pub fn write_checkpoint(
+    path: &Path,
+    step: u64,
+    tensors: &BTreeMap<String, Tensor>,
+) -> StageResult<()> {
+    let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, t) in tensors {
+        let shape: Vec<usize> = t.size().iter().map(|&s| s as usize).collect();
+        let (dtype, bytes) = match t.kind() {
+            Kind::Double => {
+                let v = tensor_f64(t);
+                (
+                    safetensors::Dtype::F64,
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                )
+            }
+            Kind::Int64 => {
+                let v = Vec::<i64>::try_from(&t.to_device(Device::Cpu).contiguous().view([-1]))
+                    .expect("i64");
+                (
+                    safetensors::Dtype::I64,
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                )
+            }
+            _ => {
+                let v = tensor_f32(t);
+                (
+                    safetensors::Dtype::F32,
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                )
+            }
+        };
+        owned.push((name.clone(), dtype, shape, bytes));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = owned
+        .iter()
+        .map(|(n, d, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).expect("consistent view"),
+            )
+        })
+        .collect();
+    let meta = std::collections::HashMap::from([("step".to_string(), step.to_string())]);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    safetensors::tensor::serialize_to_file(views, Some(meta), path)
+        .map_err(|e| StageError::Other(format!("{}: {e}", path.display())))
+}
+
+/// Run the train stage into `out`.
+pub fn run(
+    p: &TrainParams,
+    data: &Path,
+    dev: Device,
+    out: &Path,
+    progress: Progress<'_>,
+) -> StageResult<TrainSummary> {
+    let ds = dataset::read(data)?;
+    if p.arch.widths.first() != Some(&ds.dim) || p.arch.widths.last() != Some(&ds.classes) {
+        return Err(StageError::Param {
+            field: "model.widths".into(),
+            msg: format!(
+                "{:?} does not fit the dataset: the first width must be its dim ({}) and the last its classes ({})",
+                p.arch.widths, ds.dim, ds.classes
+            ),
+        });
+    }
+    let kind = torch_kind(p.dtype);
+    let s = splits(&ds, kind, dev);
+    let n_train = s.y_train.size()[0];
+    let arch = &p.arch;
+    let theta0 = arch.init(p.init, p.seed);
+    let theta = Tensor::from_slice(&theta0).to_kind(kind).to_device(dev);
+    // Gradient buffers, reused every step (the gradient is computed by
+    // backprop written out layer by layer: no autograd graph per step).
+    let mut full_buf = theta.zeros_like();
+    let mut batch_buf = theta.zeros_like();
+    let matrices = arch
+        .param_map()
+        .iter()
+        .filter(|b| b.is_weight)
+        .map(|b| (b.offset, b.shape[0], b.shape[1]))
+        .collect();
+    let mut opt = Optimizer::with_matrices(&p.optimizer, matrices);
+    let ckpts: BTreeSet<u64> = p.checkpoints.steps(p.steps).into_iter().collect();
+    let mut shuffle_rng = {
+        use rand::SeedableRng;
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(p.seed);
+        r.set_stream(0xba7c);
+        r
+    };
+    let mut order: Vec<i64> = (0..n_train).collect();
+    let mut cursor = order.len();
+
+    let mut log = LogRows::default();
+    let mut diverged_at = None;
+    let mut written = Vec::new();
+    for step in 0..=p.steps {
+        let is_log = step % p.log_every.max(1) == 0 || step == p.steps;
+        let is_ckpt = ckpts.contains(&step);
+        // Full-batch loss and gradient at θ_step (what we log and what the analysis sees).
+        let need_full = is_log || is_ckpt || p.batch_size.is_none();
+        let full_loss = if need_full {
+            Some(arch.loss_and_grad(&theta, &s.x_train, &s.y_train, &mut full_buf))
+        } else {
+            None
+        };
+        let full_grad = full_loss
+            .filter(|l| l.is_finite())
+            .map(|_| full_buf.shallow_clone());
+        let lr = p.schedule.lr(opt.p.lr, step, p.steps);
+        if full_loss.is_some_and(|l| !l.is_finite()) {
+            log.push(
+                step,
+                f64::NAN,
+                f64::NAN,
+                f64::NAN,
+                f64::NAN,
+                f64::NAN,
+                lr,
+                true,
+            );
+            diverged_at = Some(step);
+            break;
+        }
+        if is_log {
+            let (tl, ta) = arch.evaluate(&theta, &s.x_train, &s.y_train);
+            let (vl, va) = arch.evaluate(&theta, &s.x_test, &s.y_test);
+            let gn = full_grad
+                .as_ref()
+                .map(|g| g.norm().double_value(&[]))
+                .unwrap_or(f64::NAN);
+            log.push(step, tl, ta, vl, va, gn, lr, false);
+        }
+        let state_before = if is_ckpt {
+            Some(opt.state_snapshot())
+        } else {
+            None
+        };
+        let theta_before = if is_ckpt { Some(theta.copy()) } else { None };
+        if step < p.steps {
+            let grad = match p.batch_size {
+                None => full_grad.as_ref().expect("full batch").shallow_clone(),
+                Some(b) => {
+                    if cursor + b > order.len() {
+                        use rand::seq::SliceRandom;
+                        order.shuffle(&mut shuffle_rng);
+                        cursor = 0;
+                    }
+                    let idx = Tensor::from_slice(&order[cursor..cursor + b]).to_device(dev);
+                    cursor += b;
+                    let xb = s.x_train.index_select(0, &idx);
+                    let yb = s.y_train.index_select(0, &idx);
+                    let lb = arch.loss_and_grad(&theta, &xb, &yb, &mut batch_buf);
+                    if !lb.is_finite() {
+                        log.push(
+                            step,
+                            f64::NAN,
+                            f64::NAN,
+                            f64::NAN,
+                            f64::NAN,
+                            f64::NAN,
+                            lr,
+                            true,
+                        );
+                        diverged_at = Some(step);
+                        break;
+                    }
+                    batch_buf.shallow_clone()
+                }
+            };
+            opt.step(&theta, &grad, lr);
+        }
+        if is_ckpt {
+            let before = theta_before.expect("snapshot");
+            let mut tensors = state_before.expect("snapshot");
+            tensors.insert("theta".into(), before.to_kind(Kind::Float));
+            if kind == Kind::Double {
+                tensors.insert("theta_f64".into(), before.shallow_clone());
+            }
+            if let Some(g) = &full_grad {
+                tensors.insert("grad".into(), g.copy());
+            }
+            if step < p.steps {
+                tensors.insert("update".into(), &theta - &before);
+            }
+            tensors.insert(
+                "step".into(),
+                Tensor::from_slice(&[opt.step - i64::from(step < p.steps)]),
+            );
+            write_checkpoint(&out.join(checkpoint_name(step)), step, &tensors)?;
+            written.push(step);
+        }
+        if step % 10 == 0 || step == p.steps {
+            progress(step, p.steps, "steps");
+        }
+    }
+    let last = log.last_finite();
+    log.write(&out.join("train.arrow"))?;
+    write_param_map(arch, &out.join("param_map.arrow"))?;
+    Ok(TrainSummary {
+        diverged: diverged_at.is_some(),
+        diverged_at,
+        final_train_loss: last.0,
+        final_train_acc: last.1,
+        final_test_loss: last.2,
+        final_test_acc: last.3,
+        checkpoints: written,
+        num_params: arch.num_params(),
+    })
+}
+
+#[derive(Default)]
+struct LogRows {
+    step: Vec<i64>,
+    train_loss: Vec<f64>,
+    train_acc: Vec<f64>,
+    test_loss: Vec<f64>,
+    test_acc: Vec<f64>,
+    grad_norm: Vec<f64>,
+    lr: Vec<f64>,
+    diverged: Vec<bool>,
+}
+
+impl LogRows {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        step: u64,
+        tl: f64,
+        ta: f64,
+        vl: f64,
+        va: f64,
+        gn: f64,
+        lr: f64,
+        diverged: bool,
+    ) {
+        self.step.push(step as i64);
+        self.train_loss.push(tl);
+        self.train_acc.push(ta);
+        self.test_loss.push(vl);
+        self.test_acc.push(va);
+        self.grad_norm.push(gn);
+        self.lr.push(lr);
+        self.diverged.push(diverged);
+    }
+    fn last_finite(&self) -> (f64, f64, f64, f64) {
+        (0..self.step.len())
+            .rev()
+            .find(|&i| self.train_loss[i].is_finite())
+            .map(|i| {
+                (
+                    self.train_loss[i],
+                    self.train_acc[i],
+                    self.test_loss[i],
+                    self.test_acc[i],
+                )
+            })
+            .unwrap_or((f64::NAN, f64::NAN, f64::NAN, f64::NAN))
+    }
+    fn write(self, path: &Path) -> StageResult<()> {
+        write_batch(
+            path,
+            vec![
+                ("step", col_i64(self.step)),
+                ("train_loss", col_f64(self.train_loss)),
+                ("train_acc", col_f64(self.train_acc)),
+                ("test_loss", col_f64(self.test_loss)),
+                ("test_acc", col_f64(self.test_acc)),
+                ("grad_norm", col_f64(self.grad_norm)),
+                ("lr", col_f64(self.lr)),
+                ("diverged", col_bool(self.diverged)),
+            ],
+            false,
+        )
+    }
+}
+
+/// Timing of the training inner loop, for `eigentrace bench train`.
+pub mod bench {
+    use crate::mlp::ArchExt;
+    use crate::optim::Optimizer;
+    use stages::mlp::{Activation, Arch, Init};
+    use stages::optim::{OptName, OptimizerParams};
+    use std::time::Instant;
+    use tch::{Kind, Tensor};
+
+    pub struct StepTiming {
+        pub params: usize,
+        pub ms_per_step: f64,
+        /// Matmul FLOPs of one step (forward, and backward for dW and dX).
+        pub flops_per_step: f64,
+        /// The same matmuls alone, timed with libtorch: the GEMM floor.
+        pub gemm_ms: f64,
+    }
+
+    /// Full-batch steps as the train stage runs them (loss, backward, optimizer).
+    pub fn train_steps(
+        widths: &[usize],
+        n: usize,
+        steps: usize,
+        opt: OptName,
+        kind: Kind,
+    ) -> StepTiming {
+        let arch = Arch {
+            widths: widths.to_vec(),
+            activation: Activation::Tanh,
+        };
+        tch::manual_seed(0);
+        let x = Tensor::randn([n as i64, widths[0] as i64], (kind, tch::Device::Cpu));
+        let y = Tensor::randint(
+            *widths.last().unwrap() as i64,
+            [n as i64],
+            (Kind::Int64, tch::Device::Cpu),
+        );
+        let theta = Tensor::from_slice(&arch.init(Init::TorchDefault, 0)).to_kind(kind);
+        let mut g = theta.zeros_like();
+        let lr = if opt == OptName::Sgd { 0.1 } else { 1e-3 };
+        let mut o = Optimizer::new(&OptimizerParams::new(opt, lr));
+        let mut step = || {
+            arch.loss_and_grad(&theta, &x, &y, &mut g);
+            o.step(&theta, &g, lr);
+        };
+        for _ in 0..(steps / 10).max(10) {
+            step();
+        }
+        let t = Instant::now();
+        for _ in 0..steps {
+            step();
+        }
+        let ms_per_step = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
+        // The GEMMs of one step, alone.
+        let mut flops = 0.0;
+        let mut mats = Vec::new();
+        for l in 0..widths.len() - 1 {
+            let (i, o) = (widths[l] as i64, widths[l + 1] as i64);
+            let a = Tensor::randn([n as i64, i], (kind, tch::Device::Cpu));
+            let w = Tensor::randn([o, i], (kind, tch::Device::Cpu));
+            let d = Tensor::randn([n as i64, o], (kind, tch::Device::Cpu));
+            flops += 2.0 * (n as f64) * (i * o) as f64 * if l == 0 { 2.0 } else { 3.0 };
+            mats.push((a, w, d, l == 0));
+        }
+        let gemms = || {
+            for (a, w, d, first) in &mats {
+                let _ = a.matmul(&w.tr());
+                let _ = d.tr().matmul(a);
+                if !first {
+                    let _ = d.matmul(w);
+                }
+            }
+        };
+        for _ in 0..10 {
+            gemms();
+        }
+        let t = Instant::now();
+        for _ in 0..steps {
+            gemms();
+        }
+        let gemm_ms = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
+        StepTiming {
+            params: arch.num_params(),
+            ms_per_step,
+            flops_per_step: flops,
+            gemm_ms,
+        }
+    }
+}
