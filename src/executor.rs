@@ -135,7 +135,7 @@ impl Executor for StageRunner {
                     json!({ "rows": ds.len(), "train_rows": ds.is_train.iter().filter(|&&t| t).count() }),
                 )
             }
-            "train" | "hessian" => self.in_worker(inst, inputs, workdir, progress),
+            "train" | "hessian" | "null" => self.in_worker(inst, inputs, workdir, progress),
             "metrics" => {
                 metrics::run(inputs.file("hessian", "eigen/vectors.arrow")?, workdir).map_err(s)
             }

@@ -17,7 +17,7 @@
 use pipeline::{Graph, StageInstance};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use stages::hessian::HessianParams;
+use stages::hessian::{HessianParams, NullParams};
 use stages::lanczos::Which;
 use stages::mlp::{Activation, Arch, Init};
 use stages::optim::OptimizerParams;
@@ -141,6 +141,29 @@ struct PointFile {
     train: TrainSection,
     optimizer: OptimizerParams,
     hessian: HessianSection,
+    #[serde(default)]
+    null: NullSection,
+}
+
+fn d_replicas() -> usize {
+    5
+}
+
+/// `[null]`: the architecture-induced null model.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NullSection {
+    /// Fresh random initializations (0 turns the null model off).
+    #[serde(default = "d_replicas")]
+    replicas: usize,
+}
+
+impl Default for NullSection {
+    fn default() -> Self {
+        NullSection {
+            replicas: d_replicas(),
+        }
+    }
 }
 
 /// One training run of the sweep.
@@ -153,6 +176,8 @@ pub struct RunSpec {
     pub dataset: String,
     pub train: TrainParams,
     pub hessian: HessianParams,
+    /// The null model of this run's architecture, data and Hessian settings.
+    pub null: Option<NullParams>,
 }
 
 /// A parsed, validated experiment.
@@ -497,6 +522,19 @@ impl Experiment {
                         id,
                         label: base,
                         dataset: ds_id,
+                        null: (f.null.replicas > 0).then(|| NullParams {
+                            arch: run.0.arch.clone(),
+                            init: run.0.init,
+                            replicas: f.null.replicas,
+                            k: run.1.k,
+                            analysis_size: run.1.analysis_size,
+                            which: run.1.which,
+                            tol: run.1.tol(),
+                            max_iter: run.1.max_iter,
+                            seed: 0,
+                            dtype: run.1.dtype,
+                            chunk_rows: run.1.chunk_rows,
+                        }),
                         train: run.0,
                         hessian: run.1,
                     });
@@ -743,6 +781,34 @@ impl Experiment {
                 "lr": r.train.optimizer.lr,
                 "seed": r.train.seed,
             }));
+        }
+        // Null models: one per distinct (dataset, architecture, Hessian settings).
+        let mut nulls: Vec<(String, Value)> = Vec::new();
+        for r in &self.runs {
+            let Some(np) = &r.null else { continue };
+            let params = to(np);
+            if nulls.iter().any(|(d, p)| *d == r.dataset && *p == params) {
+                continue;
+            }
+            let i = nulls.len();
+            let (id, view) = if i == 0 {
+                ("null".to_string(), String::new())
+            } else {
+                (
+                    format!("null[{}]", i + 1),
+                    format!("null-variants/{}", i + 1),
+                )
+            };
+            inst.push(StageInstance {
+                id,
+                kind: "null".into(),
+                code_version: code_version::NULL,
+                params: params.clone(),
+                env: torch_env.clone(),
+                inputs: vec![("dataset".into(), r.dataset.clone())],
+                view,
+            });
+            nulls.push((r.dataset.clone(), params));
         }
         inst.push(StageInstance {
             id: "report".into(),

@@ -22,7 +22,7 @@ fn editing_one_lr_in_a_sweep_reruns_exactly_the_affected_branches() {
     let env = Env::new();
     let cfg = env.write_config(&sweep("sweep", 0.01));
     let first = env.run_json(&cfg);
-    assert_eq!(statuses(&first).len(), 1 + 3 * 4 + 1);
+    assert_eq!(statuses(&first).len(), 1 + 3 * 4 + 1 + 1);
     let cfg = env.write_config(&sweep("sweep", 0.02));
     let second = env.run_json(&cfg);
     let mut expect: Vec<String> = ["train", "hessian", "metrics"]
@@ -38,8 +38,8 @@ fn editing_one_lr_in_a_sweep_reruns_exactly_the_affected_branches() {
         .count();
     assert_eq!(
         cached,
-        1 + 3 * 2,
-        "dataset and both sgd branches stay cached"
+        1 + 3 * 2 + 1,
+        "dataset, null and both sgd branches stay cached"
     );
 }
 

@@ -119,3 +119,22 @@ pub fn checkpoint_steps<'a>(names: impl Iterator<Item = &'a String>) -> Vec<u64>
     steps.sort_unstable();
     steps
 }
+
+/// The null stage's parameters: R fresh initializations of one architecture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NullParams {
+    pub arch: crate::mlp::Arch,
+    pub init: crate::mlp::Init,
+    pub replicas: usize,
+    pub k: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis_size: Option<usize>,
+    pub which: Which,
+    pub tol: f64,
+    pub max_iter: usize,
+    pub seed: u64,
+    pub dtype: Dtype,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_rows: Option<usize>,
+}

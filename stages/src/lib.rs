@@ -33,6 +33,7 @@ pub mod code_version {
     pub const TRAIN: u32 = 1;
     pub const HESSIAN: u32 = 1;
     pub const METRICS: u32 = 1;
+    pub const NULL: u32 = 1;
 }
 
 /// Progress callback: (done, total, message).

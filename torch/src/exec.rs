@@ -108,6 +108,18 @@ pub fn execute(req: &Request, workdir: &Path, progress: Progress<'_>) -> Result<
             )
             .map_err(s)
         }
+        "null" => {
+            let p: stages::hessian::NullParams =
+                serde_json::from_value(req.params.clone()).map_err(bad)?;
+            hessian::run_null(
+                &p,
+                file(req, "dataset", "data.arrow")?,
+                device,
+                workdir,
+                progress,
+            )
+            .map_err(s)
+        }
         other => Err(format!("the worker does not run {other} stages")),
     }
 }

@@ -8,7 +8,7 @@ use crate::train::tensor_f64;
 use stages::arrow_io::{col_bool, col_f64, col_i32, col_i64, col_str, list_f32, write_batch};
 use stages::dataset;
 use stages::error::{fmt_err, io_err, StageError, StageResult};
-use stages::hessian::{preconditioner_inv_sqrt, HessianParams};
+use stages::hessian::{preconditioner_inv_sqrt, HessianParams, NullParams};
 use stages::lanczos::{lanczos, LanczosOptions};
 use stages::mlp::Arch;
 use stages::optim::OptimizerParams;
@@ -263,7 +263,7 @@ pub fn run(
         }
         progress(ci as u64 + 1, checkpoints.len() as u64, "checkpoints");
     }
-    rows.write(out)?;
+    rows.write(out, "eigen", "step")?;
     // config.toml: the train stage's resolved config plus ours.
     let mut cfg: toml::Table = toml::from_str(train_config)
         .map_err(|e| StageError::Other(format!("train_config.toml: {e}")))?;
@@ -312,11 +312,13 @@ impl Rows {
         self.converged.push(conv);
         self.vectors.push(v.iter().map(|&x| x as f32).collect());
     }
-    fn write(self, out: &Path) -> StageResult<()> {
+    /// `dir/values.arrow` and `dir/vectors.arrow`, the first column named `index`
+    /// (`step` for checkpoints, `replica` for the null model).
+    fn write(self, out: &Path, dir: &str, index: &str) -> StageResult<()> {
         write_batch(
-            &out.join("eigen/values.arrow"),
+            &out.join(dir).join("values.arrow"),
             vec![
-                ("step", col_i64(self.step.clone())),
+                (index, col_i64(self.step.clone())),
                 ("operator", col_str(&self.operator)),
                 ("rank", col_i32(self.rank.clone())),
                 ("eigenvalue", col_f64(self.value)),
@@ -328,9 +330,9 @@ impl Rows {
             false,
         )?;
         write_batch(
-            &out.join("eigen/vectors.arrow"),
+            &out.join(dir).join("vectors.arrow"),
             vec![
-                ("step", col_i64(self.step)),
+                (index, col_i64(self.step)),
                 ("operator", col_str(&self.operator)),
                 ("rank", col_i32(self.rank)),
                 ("vector", list_f32(&self.vectors)),
@@ -338,4 +340,55 @@ impl Rows {
             true,
         )
     }
+}
+
+/// The null stage: the top-k eigenpairs of H at `replicas` fresh random
+/// initializations of the same architecture, on the same analysis set: the
+/// architecture-induced null model of SCIENCE.md. Outputs
+/// `null/values.arrow` and `null/vectors.arrow` (column `replica` instead of `step`).
+pub fn run_null(
+    p: &NullParams,
+    data: &Path,
+    dev: Device,
+    out: &Path,
+    progress: Progress<'_>,
+) -> StageResult<serde_json::Value> {
+    let ds = dataset::read(data)?;
+    let kind = torch_kind(p.dtype);
+    let (x, y) = analysis_set(&ds, p.analysis_size, kind, dev)?;
+    let n = p.arch.num_params();
+    let mut rows = Rows::default();
+    let mut total = 0usize;
+    for r in 0..p.replicas {
+        // Seeds of their own, never those of a training run.
+        let theta = p
+            .arch
+            .init(p.init, p.seed.wrapping_add(1_000_003 * (r as u64 + 1)));
+        let mut op = HessianOperator::with_chunks(&p.arch, &theta, &x, &y, kind, dev, p.chunk_rows);
+        let opts = LanczosOptions {
+            k: p.k,
+            which: p.which,
+            tol: p.tol,
+            max_iter: p.max_iter,
+            seed: p.seed.wrapping_add(r as u64),
+        };
+        let res = lanczos(n, &mut |v, o| op.apply(v, o), &opts, None);
+        total += res.hvps;
+        for pair in &res.pairs {
+            rows.push(
+                r as u64,
+                "hessian",
+                pair.rank,
+                pair.value,
+                pair.residual,
+                res.hvps,
+                res.iterations,
+                res.converged,
+                &pair.vector,
+            );
+        }
+        progress(r as u64 + 1, p.replicas as u64, "replicas");
+    }
+    rows.write(out, "null", "replica")?;
+    Ok(serde_json::json!({ "replicas": p.replicas, "hvps": total }))
 }

@@ -206,3 +206,59 @@ fn preconditioned_lanczos_matches_dense_eigh() {
     // SGD has no preconditioner.
     assert!(preconditioner_inv_sqrt(&OptimizerParams::new(OptName::Sgd, 0.1), &state).is_none());
 }
+
+#[test]
+fn the_null_model_is_the_spectrum_at_fresh_initializations() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = generate(&data(4, 3, 160));
+    let data_path = dir.path().join("data.arrow");
+    write(&ds, &data_path).unwrap();
+    let arch = Arch {
+        widths: vec![4, 10, 3],
+        activation: Activation::Tanh,
+    };
+    let p = stages::hessian::NullParams {
+        arch: arch.clone(),
+        init: Init::TorchDefault,
+        replicas: 2,
+        k: 3,
+        analysis_size: None,
+        which: Which::Largest,
+        tol: 1e-10,
+        max_iter: 200,
+        seed: 0,
+        dtype: stages::runtime::Dtype::F64,
+        chunk_rows: None,
+    };
+    stages_torch::hessian::run_null(&p, &data_path, Device::Cpu, dir.path(), &|_, _, _| {})
+        .unwrap();
+    let values_path = dir.path().join("null/values.arrow");
+    let values = stages::arrow_io::Table::open(&values_path).unwrap();
+    assert_eq!(values.len(), 2 * 3);
+    let ev = values.f64("eigenvalue").unwrap();
+    // Replica 0 is the init with seed 1_000_003: a dense eigh there agrees.
+    let n = arch.num_params();
+    let theta = arch.init(Init::TorchDefault, 1_000_003);
+    let (x, y) = analysis_set(&ds, None, Kind::Double, Device::Cpu).unwrap();
+    let mut op = HessianOperator::new(&arch, &theta, &x, &y, Kind::Double, Device::Cpu);
+    let cols: Vec<Tensor> = (0..n)
+        .map(|j| {
+            let e = Tensor::zeros([n as i64], (Kind::Double, Device::Cpu));
+            let _ = e.get(j as i64).fill_(1.0);
+            op.apply_tensor(&e)
+        })
+        .collect();
+    let h = Tensor::stack(&cols, 1);
+    let evals = Vec::<f64>::try_from(&((&h + h.tr()) / 2.0).linalg_eigvalsh("L")).unwrap();
+    for r in 0..3 {
+        let rel = (ev.value(r) - evals[n - 1 - r]).abs() / evals[n - 1 - r].abs();
+        assert!(
+            rel <= 1e-8,
+            "rank {r}: null {} vs dense {}",
+            ev.value(r),
+            evals[n - 1 - r]
+        );
+    }
+    // The two replicas are different initializations.
+    assert!((ev.value(0) - ev.value(3)).abs() > 1e-9);
+}
