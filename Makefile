@@ -25,6 +25,7 @@ lint:
 
 bench: build
 	$(WITH_TORCH) $(BIN) bench train
+	$(WITH_TORCH) $(BIN) bench hessian
 
 clean-out:
 	rm -rf out .eigentrace

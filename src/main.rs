@@ -106,7 +106,9 @@ enum Cmd {
     /// latest run reaches, and the objects no kept record lists.
     Gc(GcArgs),
     /// Measure speed side by side with the PyTorch peers (same torch, same
-    /// threads): `train` (steps per second against an eager loop).
+    /// threads): `train` (steps per second against an eager loop), `hessian`
+    /// (HVP cost, R-operator blocks, Lanczos against scipy's eigsh and power
+    /// iteration, warm start).
     Bench(BenchArgs),
 }
 
@@ -126,6 +128,7 @@ struct BenchArgs {
 #[derive(Clone, Copy, ValueEnum)]
 enum BenchWhat {
     Train,
+    Hessian,
 }
 
 #[derive(Args)]
@@ -517,6 +520,7 @@ fn cmd_audit(cli: &Cli, a: &AuditArgs) -> Result<(), Failure> {
 fn cmd_bench(cli: &Cli, a: &BenchArgs) -> Result<(), Failure> {
     let what = match a.what {
         BenchWhat::Train => "train",
+        BenchWhat::Hessian => "hessian",
     };
     let out = executor::worker_command()
         .args(["bench", what, &a.threads.to_string(), &a.steps.to_string()])

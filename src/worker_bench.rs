@@ -80,3 +80,220 @@ pub fn train(threads: usize, steps: usize) -> anyhow::Result<Value> {
     }
     Ok(json!({ "bench": "train", "threads": threads, "steps": steps, "results": rows }))
 }
+
+/// Hessian eigenpairs: HVP cost, R-operator blocks, our Lanczos against
+/// scipy's eigsh on torch HVPs and against deflated power iteration, and the
+/// warm start.
+pub fn hessian(threads: usize) -> anyhow::Result<Value> {
+    use stages::lanczos::{lanczos, LanczosOptions, Which};
+    use stages::mlp::{Activation, Arch, Init};
+    use stages::optim::OptimizerParams;
+    use stages_torch::hessian::{analysis_set, HessianOperator};
+    use stages_torch::mlp::ArchExt;
+    use std::time::Instant;
+    use tch::{Device, Kind, Tensor};
+    tch::set_num_threads(threads as i32);
+    let py = python()?;
+    let dir = tempfile::tempdir()?;
+    // The model: 64-32-32-10 on a 10-class mixture (N = 1437 train rows), after 200 Adam steps.
+    let dp = stages::dataset::DatasetParams {
+        kind: stages::dataset::DatasetKind::GaussianMixture,
+        classes: 10,
+        dim: 64,
+        samples: 1796,
+        separation: 3.0,
+        test_fraction: 0.2,
+        seed: 0,
+    };
+    let ds = stages::dataset::generate(&dp);
+    let data = dir.path().join("data.arrow");
+    stages::dataset::write(&ds, &data)?;
+    let arch = Arch {
+        widths: vec![64, 32, 32, 10],
+        activation: Activation::Tanh,
+    };
+    let n = arch.num_params();
+    let (x, y) = analysis_set(&ds, None, Kind::Double, Device::Cpu)?;
+    let theta = Tensor::from_slice(&arch.init(Init::TorchDefault, 0));
+    let mut g = theta.zeros_like();
+    let mut opt = stages_torch::optim::Optimizer::new(&OptimizerParams::new(
+        stages::optim::OptName::Adam,
+        3e-3,
+    ));
+    let mut snapshots = Vec::new();
+    for step in 0..=210 {
+        if step == 200 || step == 210 {
+            snapshots.push(Vec::<f64>::try_from(&theta)?);
+        }
+        arch.loss_and_grad(&theta, &x, &y, &mut g);
+        opt.step(&theta, &g, 3e-3);
+    }
+    let theta_v = snapshots[0].clone();
+    let ckpt = dir.path().join("theta.safetensors");
+    let mut t = std::collections::BTreeMap::new();
+    t.insert("theta_f64".to_string(), Tensor::from_slice(&theta_v));
+    stages_torch::train::write_checkpoint(&ckpt, 200, &t)?;
+    let time = |f: &mut dyn FnMut(), reps: usize| {
+        f();
+        let t0 = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        t0.elapsed().as_secs_f64() / reps as f64
+    };
+    // 1. Gradient, autograd HVP, R-operator blocks.
+    let th = Tensor::from_slice(&theta_v).set_requires_grad(true);
+    let grad_s = time(
+        &mut || {
+            let l = arch.loss(&th, &x, &y);
+            let _ = Tensor::run_backward(&[&l], &[&th], false, false);
+        },
+        50,
+    );
+    let mut auto = HessianOperator::new(&arch, &theta_v, &x, &y, Kind::Double, Device::Cpu);
+    let v1 = Tensor::randn([n as i64], (Kind::Double, Device::Cpu));
+    let hvp_s = time(&mut || drop(auto.apply_tensor(&v1)), 50);
+    let mut rop = stages_torch::rop::RopOperator::new(&arch, &Tensor::from_slice(&theta_v), &x, &y);
+    let nrows = x.size()[0] as f64;
+    let layer_flops: f64 = (0..arch.layers())
+        .map(|l| 2.0 * nrows * (arch.widths[l] * arch.widths[l + 1]) as f64)
+        .sum();
+    // R-forward 2, R-backward 4 (R∇W twice, R(δ) twice), one δW: ~7 GEMM-sized products per layer.
+    let rop_flops_per_vec = 7.0 * layer_flops;
+    let gemm_s = {
+        let a = Tensor::randn([nrows as i64, 64], (Kind::Double, Device::Cpu));
+        let w = Tensor::randn([32, 64], (Kind::Double, Device::Cpu));
+        let s = time(&mut || drop(a.matmul(&w.tr())), 200);
+        (2.0 * nrows * 64.0 * 32.0) / s
+    };
+    let mut blocks = Vec::new();
+    for b in [1i64, 4, 16] {
+        let v = Tensor::randn([b, n as i64], (Kind::Double, Device::Cpu));
+        let s = time(&mut || drop(rop.apply_block(&v)), 20) / b as f64;
+        blocks.push(
+            json!({ "b": b, "seconds_per_vector": s, "vs_autograd": hvp_s / s,
+            "gflops": rop_flops_per_vec / s / 1e9, "of_gemm": rop_flops_per_vec / s / gemm_s }),
+        );
+    }
+    // 2. Our Lanczos, k = 10, tol 1e-6 (f64).
+    let k = 10;
+    let opts = LanczosOptions {
+        k,
+        which: Which::Largest,
+        tol: 1e-6,
+        max_iter: 500,
+        seed: 1,
+    };
+    let t0 = Instant::now();
+    let mut op = HessianOperator::new(&arch, &theta_v, &x, &y, Kind::Double, Device::Cpu);
+    let ours = lanczos(n, &mut |v, o| op.apply(v, o), &opts, None);
+    let ours_s = t0.elapsed().as_secs_f64();
+    // 3. scipy eigsh on torch HVPs.
+    let out = Command::new(&py)
+        .arg(script("scipy_eigsh_hvp.py"))
+        .args([
+            data.to_str().unwrap(),
+            ckpt.to_str().unwrap(),
+            "64,32,32,10",
+            "tanh",
+            &k.to_string(),
+            "1e-6",
+            &threads.to_string(),
+        ])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "the scipy peer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sp: Value = serde_json::from_slice(&out.stdout)?;
+    let sp_vals: Vec<f64> = sp["eigenvalues"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+        .unwrap_or_default();
+    let agree = ours
+        .pairs
+        .iter()
+        .zip(&sp_vals)
+        .map(|(p, s)| (p.value - s).abs() / s.abs())
+        .fold(0.0, f64::max);
+    // 4. Deflated power iteration (PyHessian's method) to the same residual, capped at 3000 products per pair.
+    let t0 = Instant::now();
+    let mut op = HessianOperator::new(&arch, &theta_v, &x, &y, Kind::Double, Device::Cpu);
+    let lam1 = ours.pairs[0].value.abs();
+    let mut found: Vec<(f64, Tensor)> = Vec::new();
+    let mut power_hvps = 0usize;
+    let mut capped = false;
+    for i in 0..k {
+        tch::manual_seed(100 + i as i64);
+        let mut v = Tensor::randn([n as i64], (Kind::Double, Device::Cpu));
+        v = &v / v.norm();
+        let mut iters = 0;
+        let lambda = loop {
+            let mut hv = op.apply_tensor(&v);
+            for (l, u) in &found {
+                hv -= u * (*l * u.dot(&v).double_value(&[]));
+            }
+            power_hvps += 1;
+            iters += 1;
+            let lambda = v.dot(&hv).double_value(&[]);
+            let res = (&hv - &v * lambda).norm().double_value(&[]);
+            if res <= 1e-6 * lam1 || iters >= 3000 {
+                capped |= iters >= 3000;
+                break lambda;
+            }
+            v = &hv / hv.norm();
+        };
+        found.push((lambda, v));
+    }
+    let power_s = t0.elapsed().as_secs_f64();
+    // 5. Warm start: the checkpoint 10 steps later, cold and warm.
+    let mut op2 = HessianOperator::new(&arch, &snapshots[1], &x, &y, Kind::Double, Device::Cpu);
+    let cold = lanczos(n, &mut |v, o| op2.apply(v, o), &opts, None);
+    let prev: Vec<Vec<f64>> = ours.pairs.iter().map(|p| p.vector.clone()).collect();
+    let warm = lanczos(n, &mut |v, o| op2.apply(v, o), &opts, Some(&prev));
+
+    eprintln!(
+        "bench hessian: 64-32-32-10 tanh (P = {n}), N = {} rows, f64, {threads} threads",
+        nrows as usize
+    );
+    eprintln!("  gradient                 {:>9.3} ms", grad_s * 1e3);
+    eprintln!(
+        "  HVP (autograd, cached)   {:>9.3} ms   HVP / gradient = {:.2}",
+        hvp_s * 1e3,
+        hvp_s / grad_s
+    );
+    for b in &blocks {
+        eprintln!(
+            "  R-op block b = {:<2}        {:>9.3} ms per vector   {:.2}× autograd   {:.1} GFLOP/s = {:.0}% of GEMM ({:.1} GFLOP/s)",
+            b["b"], b["seconds_per_vector"].as_f64().unwrap() * 1e3, b["vs_autograd"].as_f64().unwrap(),
+            b["gflops"].as_f64().unwrap(), 100.0 * b["of_gemm"].as_f64().unwrap(), gemm_s / 1e9
+        );
+    }
+    eprintln!(
+        "  Lanczos (ours) k={k}      {:>9.3} s    {} HVPs   (scipy eigsh: {:.3} s, {} HVPs; time ratio ours/scipy = {:.2}; max eigenvalue rel diff {:.1e})",
+        ours_s, ours.hvps, sp["seconds"].as_f64().unwrap_or(f64::NAN), sp["hvps"], ours_s / sp["seconds"].as_f64().unwrap_or(f64::NAN), agree
+    );
+    eprintln!(
+        "  deflated power iteration {:>9.3} s    {}{} HVPs   (HVP ratio power/ours = {:.1}×)",
+        power_s,
+        if capped { "≥" } else { "" },
+        power_hvps,
+        power_hvps as f64 / ours.hvps as f64
+    );
+    eprintln!(
+        "  warm start, 10 steps later: {} HVPs cold, {} warm (saves {})",
+        cold.hvps,
+        warm.hvps,
+        cold.hvps as i64 - warm.hvps as i64
+    );
+    Ok(json!({
+        "bench": "hessian", "threads": threads, "params": n, "rows": nrows,
+        "gradient_s": grad_s, "hvp_s": hvp_s, "hvp_over_gradient": hvp_s / grad_s,
+        "rop_blocks": blocks, "gemm_gflops": gemm_s / 1e9,
+        "ours": { "seconds": ours_s, "hvps": ours.hvps, "converged": ours.converged },
+        "scipy_eigsh": sp, "eigenvalue_max_rel_diff": agree,
+        "power_iteration": { "seconds": power_s, "hvps": power_hvps, "capped": capped },
+        "warm_start": { "cold_hvps": cold.hvps, "warm_hvps": warm.hvps },
+    }))
+}

@@ -50,6 +50,9 @@ fn main() -> ExitCode {
             println!("{}", stages_torch::exec::probe());
             Ok(())
         }
+        ["bench", "hessian", threads, _steps] => bench::hessian(threads.parse().unwrap_or(2))
+            .map(|v| println!("{v}"))
+            .map_err(|e| format!("{e:#}")),
         ["bench", "train", threads, steps] => {
             let (t, s) = (threads.parse().unwrap_or(2), steps.parse().unwrap_or(200));
             bench::train(t, s).map(|v| println!("{v}")).map_err(|e| format!("{e:#}"))

@@ -31,9 +31,9 @@ pub const LIBTORCH_VERSION: &str = "2.13.0";
 pub mod code_version {
     pub const DATASET: u32 = 1;
     pub const TRAIN: u32 = 1;
-    pub const HESSIAN: u32 = 1;
+    pub const HESSIAN: u32 = 2;
     pub const METRICS: u32 = 1;
-    pub const NULL: u32 = 1;
+    pub const NULL: u32 = 2;
 }
 
 /// Progress callback: (done, total, message).

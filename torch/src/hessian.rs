@@ -128,6 +128,44 @@ impl HessianOperator {
     }
 }
 
+/// The product H·v the stages use: the R-operator (one forward state, no
+/// autograd graph; 1.3× faster per product than double backprop here, see
+/// `eigentrace bench hessian`), or chunked double backprop when memory must
+/// stay bounded.
+pub enum Hvp {
+    Rop(crate::rop::RopOperator),
+    Autograd(HessianOperator),
+}
+
+impl Hvp {
+    pub fn new(
+        arch: &Arch,
+        theta: &[f64],
+        x: &Tensor,
+        y: &Tensor,
+        kind: Kind,
+        dev: Device,
+        chunk_rows: Option<usize>,
+    ) -> Hvp {
+        match chunk_rows {
+            Some(_) => Hvp::Autograd(HessianOperator::with_chunks(
+                arch, theta, x, y, kind, dev, chunk_rows,
+            )),
+            None => {
+                let t = Tensor::from_slice(theta).to_kind(kind).to_device(dev);
+                Hvp::Rop(crate::rop::RopOperator::new(arch, &t, x, y))
+            }
+        }
+    }
+
+    pub fn apply(&mut self, v: &[f64], out: &mut [f64]) {
+        match self {
+            Hvp::Rop(r) => r.apply(v, out),
+            Hvp::Autograd(a) => a.apply(v, out),
+        }
+    }
+}
+
 /// The analysis set: the first `m` train rows.
 pub fn analysis_set(
     ds: &dataset::Dataset,
@@ -197,7 +235,7 @@ pub fn run(
         if theta.iter().any(|v| !v.is_finite()) {
             continue; // a diverged run's last state: no spectrum to speak of
         }
-        let mut op = HessianOperator::with_chunks(arch, theta, &x, &y, kind, dev, p.chunk_rows);
+        let mut op = Hvp::new(arch, theta, &x, &y, kind, dev, p.chunk_rows);
         let opts = LanczosOptions {
             k: p.k,
             which: p.which,
@@ -364,7 +402,7 @@ pub fn run_null(
         let theta = p
             .arch
             .init(p.init, p.seed.wrapping_add(1_000_003 * (r as u64 + 1)));
-        let mut op = HessianOperator::with_chunks(&p.arch, &theta, &x, &y, kind, dev, p.chunk_rows);
+        let mut op = Hvp::new(&p.arch, &theta, &x, &y, kind, dev, p.chunk_rows);
         let opts = LanczosOptions {
             k: p.k,
             which: p.which,

@@ -6,5 +6,6 @@ pub mod exec;
 pub mod hessian;
 pub mod mlp;
 pub mod optim;
+pub mod rop;
 pub mod runtime;
 pub mod train;

@@ -262,3 +262,148 @@ fn the_null_model_is_the_spectrum_at_fresh_initializations() {
     // The two replicas are different initializations.
     assert!((ev.value(0) - ev.value(3)).abs() > 1e-9);
 }
+
+#[test]
+fn r_operator_block_products_equal_autograd_double_backprop_f64() {
+    for act in [
+        Activation::Tanh,
+        Activation::Gelu,
+        Activation::Softplus,
+        Activation::Relu,
+    ] {
+        let ds = generate(&data(6, 4, 200));
+        let arch = Arch {
+            widths: vec![6, 13, 9, 4],
+            activation: act,
+        };
+        let n = arch.num_params();
+        let theta = arch.init(Init::TorchDefault, 8);
+        let (x, y) = analysis_set(&ds, None, Kind::Double, Device::Cpu).unwrap();
+        let mut auto = HessianOperator::new(&arch, &theta, &x, &y, Kind::Double, Device::Cpu);
+        let mut rop =
+            stages_torch::rop::RopOperator::new(&arch, &Tensor::from_slice(&theta), &x, &y);
+        for b in [1i64, 4, 16] {
+            tch::manual_seed(b);
+            let v = Tensor::randn([b, n as i64], (Kind::Double, Device::Cpu));
+            let ours = rop.apply_block(&v);
+            for i in 0..b {
+                let reference = auto.apply_tensor(&v.get(i));
+                let rel = (ours.get(i) - &reference).norm().double_value(&[])
+                    / reference.norm().double_value(&[]);
+                assert!(
+                    rel <= 1e-10,
+                    "{act:?} b={b} row {i}: relative difference {rel:e}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn stored_residuals_are_true_residuals() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = generate(&data(5, 3, 240));
+    let data_path = dir.path().join("data.arrow");
+    write(&ds, &data_path).unwrap();
+    let arch = Arch {
+        widths: vec![5, 12, 3],
+        activation: Activation::Tanh,
+    };
+    let tp = TrainParams {
+        arch: arch.clone(),
+        init: Init::TorchDefault,
+        optimizer: OptimizerParams::new(OptName::Adam, 1e-2),
+        steps: 20,
+        schedule: Schedule::default(),
+        batch_size: None,
+        log_every: 10,
+        checkpoints: CheckpointSpec {
+            every: Some(10),
+            log_spaced: None,
+            at: vec![],
+        },
+        seed: 0,
+        dtype: stages::runtime::Dtype::F64,
+    };
+    let run = dir.path().join("run");
+    stages_torch::train::run(&tp, &data_path, Device::Cpu, &run, &|_, _, _| {}).unwrap();
+    let hp = stages::hessian::HessianParams {
+        k: 3,
+        analysis_size: None,
+        which: Which::BothEnds,
+        tol: Some(1e-8),
+        max_iter: 200,
+        seed: 0,
+        dtype: stages::runtime::Dtype::F64,
+        chunk_rows: None,
+        warm_start: true,
+        preconditioned: true,
+    };
+    let cks: Vec<(u64, std::path::PathBuf)> = [0u64, 10, 20]
+        .iter()
+        .map(|&s| (s, run.join(stages::train::checkpoint_name(s))))
+        .collect();
+    let refs: Vec<(u64, &std::path::Path)> = cks.iter().map(|(s, p)| (*s, p.as_path())).collect();
+    let out = dir.path().join("hess");
+    std::fs::create_dir_all(&out).unwrap();
+    let cfg = "seed = 0\n";
+    stages_torch::hessian::run(
+        &hp,
+        &arch,
+        &tp.optimizer,
+        &data_path,
+        &refs,
+        cfg,
+        Device::Cpu,
+        &out,
+        &|_, _, _| {},
+    )
+    .unwrap();
+    let vp = out.join("eigen/values.arrow");
+    let wp = out.join("eigen/vectors.arrow");
+    let values = stages::arrow_io::Table::open(&vp).unwrap();
+    let vectors = stages::arrow_io::Table::open(&wp).unwrap();
+    assert_eq!(values.len(), vectors.len());
+    let (steps, ops, ev, res) = (
+        values.i64("step").unwrap(),
+        values.str("operator").unwrap(),
+        values.f64("eigenvalue").unwrap(),
+        values.f64("residual").unwrap(),
+    );
+    let (x, y) = analysis_set(&ds, None, Kind::Double, Device::Cpu).unwrap();
+    let mut checked = 0;
+    for i in 0..values.len() {
+        if ops.value(i) != "hessian" {
+            continue;
+        }
+        let step = steps.value(i) as u64;
+        let theta =
+            &read_checkpoint(&run.join(stages::train::checkpoint_name(step))).unwrap()["theta_f64"];
+        // An independent operator: autograd double backprop, not the stage's R-operator.
+        let mut op = HessianOperator::new(&arch, theta, &x, &y, Kind::Double, Device::Cpu);
+        let v: Vec<f64> = vectors
+            .list_f32_row("vector", i)
+            .unwrap()
+            .iter()
+            .map(|&f| f as f64)
+            .collect();
+        let vt = Tensor::from_slice(&v);
+        let vt = &vt / vt.norm();
+        let r = (op.apply_tensor(&vt) - &vt * ev.value(i))
+            .norm()
+            .double_value(&[]);
+        // The stored vector is f32: its rounding bounds how far apart the two can be.
+        let slack = 1e-6 * ev.value(i).abs().max(1e-3);
+        assert!(
+            (r - res.value(i)).abs() <= slack,
+            "step {step}: recomputed {r:e}, stored {:e}",
+            res.value(i)
+        );
+        checked += 1;
+    }
+    assert_eq!(
+        checked,
+        3 * 6,
+        "3 checkpoints × (3 largest + 3 most negative)"
+    );
+}
