@@ -4,7 +4,7 @@
 use pipeline::{engine::ProgressFn, Executor, StageInputs, StageInstance};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use stages::{dataset, metrics};
+use stages::dataset;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -135,9 +135,9 @@ impl Executor for StageRunner {
                     json!({ "rows": ds.len(), "train_rows": ds.is_train.iter().filter(|&&t| t).count() }),
                 )
             }
-            "train" | "hessian" | "null" => self.in_worker(inst, inputs, workdir, progress),
-            "metrics" => {
-                metrics::run(inputs.file("hessian", "eigen/vectors.arrow")?, workdir).map_err(s)
+            // The libtorch stages, and metrics (its Gram matrix is a BLAS product).
+            "train" | "hessian" | "null" | "metrics" => {
+                self.in_worker(inst, inputs, workdir, progress)
             }
             "report" => {
                 let runs = inst.params["runs"].as_array().cloned().unwrap_or_default();

@@ -734,6 +734,41 @@ impl Experiment {
                 view: view.clone(),
             })
             .collect();
+        // Null models: one per distinct (dataset, architecture, Hessian settings).
+        let mut nulls: Vec<(String, Value, String)> = Vec::new();
+        let mut null_of: std::collections::BTreeMap<String, String> =
+            std::collections::BTreeMap::new();
+        for r in &self.runs {
+            let Some(np) = &r.null else { continue };
+            let params = to(np);
+            if let Some((_, _, id)) = nulls
+                .iter()
+                .find(|(d, p, _)| *d == r.dataset && *p == params)
+            {
+                null_of.insert(r.id.clone(), id.clone());
+                continue;
+            }
+            let i = nulls.len();
+            let (id, view) = if i == 0 {
+                ("null".to_string(), String::new())
+            } else {
+                (
+                    format!("null[{}]", i + 1),
+                    format!("null-variants/{}", i + 1),
+                )
+            };
+            null_of.insert(r.id.clone(), id.clone());
+            inst.push(StageInstance {
+                id: id.clone(),
+                kind: "null".into(),
+                code_version: code_version::NULL,
+                params: params.clone(),
+                env: torch_env.clone(),
+                inputs: vec![("dataset".into(), r.dataset.clone())],
+                view,
+            });
+            nulls.push((r.dataset.clone(), params, id));
+        }
         let mut report_inputs = Vec::new();
         let mut report_runs = Vec::new();
         for r in &self.runs {
@@ -762,13 +797,20 @@ impl Experiment {
                 ],
                 view: view.clone(),
             });
+            let mut met_inputs = vec![
+                ("hessian".into(), hess_id.clone()),
+                ("train".into(), train_id.clone()),
+            ];
+            if let Some(null_id) = null_of.get(&r.id) {
+                met_inputs.push(("null".into(), null_id.clone()));
+            }
             inst.push(StageInstance {
                 id: met_id.clone(),
                 kind: "metrics".into(),
                 code_version: code_version::METRICS,
-                params: json!({}),
+                params: to(&stages::metrics::MetricsParams::default()),
                 env: json!({}),
-                inputs: vec![("hessian".into(), hess_id.clone())],
+                inputs: met_inputs,
                 view,
             });
             report_inputs.push((format!("train:{}", r.id), train_id));
@@ -781,34 +823,6 @@ impl Experiment {
                 "lr": r.train.optimizer.lr,
                 "seed": r.train.seed,
             }));
-        }
-        // Null models: one per distinct (dataset, architecture, Hessian settings).
-        let mut nulls: Vec<(String, Value)> = Vec::new();
-        for r in &self.runs {
-            let Some(np) = &r.null else { continue };
-            let params = to(np);
-            if nulls.iter().any(|(d, p)| *d == r.dataset && *p == params) {
-                continue;
-            }
-            let i = nulls.len();
-            let (id, view) = if i == 0 {
-                ("null".to_string(), String::new())
-            } else {
-                (
-                    format!("null[{}]", i + 1),
-                    format!("null-variants/{}", i + 1),
-                )
-            };
-            inst.push(StageInstance {
-                id,
-                kind: "null".into(),
-                code_version: code_version::NULL,
-                params: params.clone(),
-                env: torch_env.clone(),
-                inputs: vec![("dataset".into(), r.dataset.clone())],
-                view,
-            });
-            nulls.push((r.dataset.clone(), params));
         }
         inst.push(StageInstance {
             id: "report".into(),

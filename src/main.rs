@@ -105,11 +105,23 @@ enum Cmd {
     /// Remove what no current result needs: records that no experiment's
     /// latest run reaches, and the objects no kept record lists.
     Gc(GcArgs),
+    /// Print an Arrow file's schema and first rows (through polars), e.g.
+    /// out/quick/runs/adam-lr3e-3-s0/metrics/localization.arrow.
+    Show(ShowArgs),
     /// Measure speed side by side with the PyTorch peers (same torch, same
     /// threads): `train` (steps per second against an eager loop), `hessian`
     /// (HVP cost, R-operator blocks, Lanczos against scipy's eigsh and power
     /// iteration, warm start).
     Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct ShowArgs {
+    /// The Arrow IPC file.
+    file: PathBuf,
+    /// How many rows to print.
+    #[arg(long, short = 'n', default_value_t = 10)]
+    rows: usize,
 }
 
 #[derive(Args)]
@@ -129,6 +141,7 @@ struct BenchArgs {
 enum BenchWhat {
     Train,
     Hessian,
+    Metrics,
 }
 
 #[derive(Args)]
@@ -521,6 +534,7 @@ fn cmd_bench(cli: &Cli, a: &BenchArgs) -> Result<(), Failure> {
     let what = match a.what {
         BenchWhat::Train => "train",
         BenchWhat::Hessian => "hessian",
+        BenchWhat::Metrics => "metrics",
     };
     let out = executor::worker_command()
         .args(["bench", what, &a.threads.to_string(), &a.steps.to_string()])
@@ -545,6 +559,9 @@ fn main() -> ExitCode {
         Cmd::Verify => cmd_verify(&cli),
         Cmd::Gc(a) => cmd_gc(&cli, a),
         Cmd::Bench(a) => cmd_bench(&cli, a),
+        Cmd::Show(a) => reports::show(&a.file, a.rows)
+            .map(|s| print!("{s}"))
+            .map_err(usage),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

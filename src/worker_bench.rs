@@ -297,3 +297,79 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
         "warm_start": { "cold_hvps": cold.hvps, "warm_hvps": warm.hvps },
     }))
 }
+
+/// The metrics stage on 100 checkpoints × k = 20 × P = 100k (synthetic unit
+/// vectors), timed end to end (reading vectors.arrow, writing every file).
+pub fn metrics() -> anyhow::Result<Value> {
+    use stages::arrow_io::{col_f64, col_i32, col_i64, col_str, list_f32, write_batch};
+    let dir = tempfile::tempdir()?;
+    let arch = stages::mlp::Arch {
+        widths: vec![64, 312, 256, 10],
+        activation: stages::mlp::Activation::Tanh,
+    };
+    let p = arch.num_params();
+    let (steps, k) = (100usize, 20usize);
+    let mut state = 0x9e3779b97f4a7c15u64;
+    let mut next = || {
+        // xorshift64*: synthetic vectors, no statistics needed
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545F4914F6CDD1D) >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    };
+    let (mut st, mut op, mut rk, mut ev, mut vs) = (vec![], vec![], vec![], vec![], vec![]);
+    for s in 0..steps {
+        for r in 0..k {
+            st.push(s as i64 * 10);
+            op.push("hessian");
+            rk.push(r as i32);
+            ev.push(1.0 / (r + 1) as f64);
+            vs.push((0..p).map(|_| next() as f32).collect::<Vec<f32>>());
+        }
+    }
+    let values = dir.path().join("values.arrow");
+    let vectors = dir.path().join("vectors.arrow");
+    write_batch(
+        &values,
+        vec![
+            ("step", col_i64(st.clone())),
+            ("operator", col_str(&op)),
+            ("rank", col_i32(rk.clone())),
+            ("eigenvalue", col_f64(ev)),
+        ],
+        false,
+    )?;
+    write_batch(
+        &vectors,
+        vec![
+            ("step", col_i64(st)),
+            ("operator", col_str(&op)),
+            ("rank", col_i32(rk)),
+            ("vector", list_f32(&vs)),
+        ],
+        true,
+    )?;
+    drop(vs);
+    let opt = stages::optim::OptimizerParams::new(stages::optim::OptName::Sgd, 0.1);
+    let input = stages::metrics::MetricsInputs {
+        values: &values,
+        vectors: &vectors,
+        arch: &arch,
+        optimizer: &opt,
+        checkpoints: vec![],
+        null_vectors: None,
+    };
+    let out = dir.path().join("out");
+    let t0 = std::time::Instant::now();
+    stages::metrics::run_with(
+        &stages::metrics::MetricsParams::default(),
+        &input,
+        &out,
+        &stages_torch::metrics::gram,
+    )?;
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "bench metrics: {steps} checkpoints × k = {k} × P = {p}: {secs:.2} s (target < 10 s)"
+    );
+    Ok(json!({ "bench": "metrics", "checkpoints": steps, "k": k, "params": p, "seconds": secs }))
+}

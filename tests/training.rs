@@ -157,3 +157,29 @@ fn a_diverging_run_stops_cleanly_and_the_others_go_on() {
     assert!(!adam_div);
     assert!(out.join("report/optimizer_comparison.png").is_file());
 }
+
+#[test]
+fn numpy_recomputes_our_metrics_from_our_vectors() {
+    let env = Env::new();
+    let text = tiny_config("met", "[0]", &two_optimizers(0.1))
+        .replace("k = 3", "k = 4\nwhich = \"both_ends\"");
+    env.run_json(&env.write_config(&text));
+    for run in ["sgd-lr1e-1-s0", "adam-lr1e-2-s0"] {
+        let dir = env.path().join("out/met/runs").join(run);
+        let out = std::process::Command::new(python())
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/python/recompute_metrics.py"
+            ))
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        eprintln!("{run}: {report}");
+        assert!(
+            out.status.success(),
+            "{run}: {report}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

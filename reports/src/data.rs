@@ -82,6 +82,10 @@ impl Table {
         }
     }
 
+    pub(crate) fn frame(&self) -> &DataFrame {
+        &self.df
+    }
+
     pub(crate) fn has(&self, name: &str) -> bool {
         self.df.schema().contains(name)
     }

@@ -64,3 +64,22 @@ pub fn render_report(input: &ReportInput, out_dir: &Path) -> Result<Vec<String>,
     let fig = figures::FigureData::load(input)?;
     figures::optimizer_comparison(&fig, out_dir)
 }
+
+/// `eigentrace show`: an Arrow IPC file's schema and first `rows` rows, as
+/// polars prints them (so a user can look without Python).
+pub fn show(path: &Path, rows: usize) -> Result<String, ReportError> {
+    let t = data::Table::open(path)?;
+    let df = t.frame();
+    let mut out = format!(
+        "{}: {} rows × {} columns\n",
+        path.display(),
+        df.height(),
+        df.width()
+    );
+    for (name, dtype) in df.schema().iter() {
+        out.push_str(&format!("  {name}: {dtype}\n"));
+    }
+    let head = df.head(Some(rows));
+    out.push_str(&format!("{head}\n"));
+    Ok(out)
+}

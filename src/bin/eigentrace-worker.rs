@@ -50,6 +50,10 @@ fn main() -> ExitCode {
             println!("{}", stages_torch::exec::probe());
             Ok(())
         }
+        ["bench", "metrics", threads, _steps] => {
+            tch::set_num_threads(threads.parse().unwrap_or(2));
+            bench::metrics().map(|v| println!("{v}")).map_err(|e| format!("{e:#}"))
+        }
         ["bench", "hessian", threads, _steps] => bench::hessian(threads.parse().unwrap_or(2))
             .map(|v| println!("{v}"))
             .map_err(|e| format!("{e:#}")),

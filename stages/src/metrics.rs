@@ -1,20 +1,55 @@
-//! The metrics stage: localization (IPR) and two-time subspace overlap of the
-//! eigenvectors in `eigen/vectors.arrow`. Definitions: SCIENCE.md.
+//! The metrics stage: how the leading Hessian eigenvectors move and where
+//! they live. Every definition is SCIENCE.md's; the files are DESIGN.md's.
 //!
-//! Outputs: `metrics/localization.arrow` (step, operator, rank, ipr, p_ipr,
-//! pr) and `metrics/overlap.arrow` (operator, t_w, t, subspace_overlap,
-//! grassmann, consecutive) over the full upper triangle t_w < t of checkpoints.
+//! Outputs, under `metrics/`:
+//! - `localization.arrow`: step, operator, rank, ipr, p_ipr, pr, frac50,
+//!   frac90 (the smallest fraction of parameters holding 50% / 90% of v²);
+//! - `layer_mass.arrow`: step, operator, rank, layer, block (`weight`,
+//!   `bias` or `all`), mass;
+//! - `neuron_mass.arrow`: step, operator, rank, layer, neuron, mass (a hidden
+//!   neuron's incoming weights, its bias and its outgoing weights);
+//! - `overlap.arrow`: operator, t_w, t, subspace_overlap, grassmann,
+//!   principal_angles (list), consecutive — the full upper triangle t_w < t;
+//! - `displacement.arrow`: operator, t_w, t, rank, matched_rank,
+//!   matched_displacement, same_rank_displacement, consecutive,
+//!   per_step (the displacement divided by t − t_w);
+//! - `spectrum.arrow`: step, operator, rank, eigenvalue, rel_gap,
+//!   degenerate, threshold (2/η for the Hessian; 2(1+β1)/((1−β1)η) for the
+//!   preconditioned operator of Adam-family runs), over_threshold;
+//! - `alignment.arrow`: step, grad_alignment, update_alignment;
+//! - with a null model: `null_localization.arrow` (replica, rank, ipr,
+//!   p_ipr, pr, frac50, frac90), `null_layer_mass.arrow` and
+//!   `null_overlap.arrow` (replica_a, replica_b, subspace_overlap), and
+//!   `null_band.arrow` (rank, p_ipr_min, p_ipr_mean, p_ipr_max, frac50_…).
 
-use crate::arrow_io::{col_bool, col_f64, col_i32, col_i64, col_str, write_batch, Table};
-use crate::error::StageResult;
+use crate::arrow_io::{col_bool, col_f64, col_i32, col_i64, col_str, list_f32, write_batch, Table};
+use crate::error::{fmt_err, StageResult};
+use crate::mlp::Arch;
+use crate::optim::{OptName, OptimizerParams};
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+fn d_degeneracy() -> f64 {
+    1e-3
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MetricsParams {}
+pub struct MetricsParams {
+    /// Pairs with (λ_i − λ_{i+1})/|λ_1| below this are flagged degenerate.
+    #[serde(default = "d_degeneracy")]
+    pub degeneracy_threshold: f64,
+}
+
+impl Default for MetricsParams {
+    fn default() -> Self {
+        MetricsParams {
+            degeneracy_threshold: d_degeneracy(),
+        }
+    }
+}
 
 /// IPR = Σ_j v_j⁴ of the unit vector along `v` (v is normalized here).
 pub fn ipr(v: &[f64]) -> f64 {
@@ -22,27 +57,192 @@ pub fn ipr(v: &[f64]) -> f64 {
     v.iter().map(|x| x.powi(4)).sum::<f64>() / (n2 * n2)
 }
 
-/// Subspace overlap q = ‖AᵀB‖_F² / k and the Grassmann distance ‖θ‖₂ from
-/// the cross-Gram M = AᵀB (k×k) of two orthonormal bases.
-/// Gur-Ari et al. 2018 (q); principal angles θ_i = arccos σ_i(M).
-pub fn overlap_from_gram(m: &DMatrix<f64>) -> (f64, f64) {
+/// The smallest fraction of coordinates that holds `share` of Σ v²: the
+/// fewest largest v_j² whose sum reaches share·Σ v². Found by a weighted
+/// quickselect (expected O(P), no full sort): split around the median,
+/// keep the upper half whole when its mass is not enough, else descend.
+pub fn mass_fraction(v: &[f64], share: f64) -> f64 {
+    let mut sq: Vec<f64> = v.iter().map(|x| x * x).collect();
+    let total: f64 = sq.iter().sum();
+    let mut target = share * total * (1.0 - 1e-12);
+    let mut count = 0usize;
+    let mut part: &mut [f64] = &mut sq;
+    while !part.is_empty() && target > 0.0 {
+        if part.len() <= 32 {
+            part.sort_by(|a, b| b.total_cmp(a));
+            for x in part.iter() {
+                count += 1;
+                target -= x;
+                if target <= 0.0 {
+                    break;
+                }
+            }
+            break;
+        }
+        let mid = part.len() / 2;
+        // Descending: [0, mid) are the mid largest.
+        part.select_nth_unstable_by(mid, |a, b| b.total_cmp(a));
+        let upper: f64 = part[..mid].iter().sum();
+        if upper >= target {
+            part = &mut part[..mid];
+        } else {
+            count += mid;
+            target -= upper;
+            part = &mut part[mid..];
+        }
+    }
+    count.max(1) as f64 / v.len() as f64
+}
+
+/// Subspace overlap q = ‖AᵀB‖_F² / k, the Grassmann distance ‖θ‖₂ and the
+/// principal angles θ_i = arccos σ_i(M), from the cross-Gram M = AᵀB of two
+/// orthonormal bases (Gur-Ari et al. 2018 for q).
+pub fn overlap_from_gram(m: &DMatrix<f64>) -> (f64, f64, Vec<f64>) {
     let k = m.nrows().min(m.ncols()) as f64;
     let q = m.iter().map(|x| x * x).sum::<f64>() / k;
     let sv = m.clone().svd(false, false).singular_values;
-    let g = sv
-        .iter()
-        .map(|s| s.clamp(0.0, 1.0).acos().powi(2))
-        .sum::<f64>()
-        .sqrt();
-    (q, g)
+    let mut angles: Vec<f64> = sv.iter().map(|s| s.clamp(0.0, 1.0).acos()).collect();
+    angles.sort_by(|a, b| a.total_cmp(b));
+    let g = angles.iter().map(|a| a * a).sum::<f64>().sqrt();
+    (q, g, angles)
 }
 
-/// Vectors by operator, then by step: the rank ≥ 0 vectors in rank order.
-type Bases = BTreeMap<String, BTreeMap<i64, Vec<(i32, Vec<f64>)>>>;
+/// The assignment π maximizing Σ_i w[i][π(i)] (a square matrix), by the
+/// Hungarian algorithm (Kuhn–Munkres, O(k³), the shortest-augmenting-path form).
+pub fn hungarian_max(w: &[Vec<f64>]) -> Vec<usize> {
+    let n = w.len();
+    if n == 0 {
+        return vec![];
+    }
+    let big = w.iter().flatten().fold(0f64, |a, &b| a.max(b.abs())) + 1.0;
+    // Minimize cost = big − w, 1-indexed potentials (e-maxx formulation).
+    let cost = |i: usize, j: usize| big - w[i - 1][j - 1];
+    let (mut u, mut v) = (vec![0.0; n + 1], vec![0.0; n + 1]);
+    let (mut p, mut way) = (vec![0usize; n + 1], vec![0usize; n + 1]);
+    for i in 1..=n {
+        p[0] = i;
+        let mut j0 = 0;
+        let mut minv = vec![f64::INFINITY; n + 1];
+        let mut used = vec![false; n + 1];
+        loop {
+            used[j0] = true;
+            let i0 = p[j0];
+            let mut delta = f64::INFINITY;
+            let mut j1 = 0;
+            for j in 1..=n {
+                if !used[j] {
+                    let cur = cost(i0, j) - u[i0] - v[j];
+                    if cur < minv[j] {
+                        minv[j] = cur;
+                        way[j] = j0;
+                    }
+                    if minv[j] < delta {
+                        delta = minv[j];
+                        j1 = j;
+                    }
+                }
+            }
+            for j in 0..=n {
+                if used[j] {
+                    u[p[j]] += delta;
+                    v[j] -= delta;
+                } else {
+                    minv[j] -= delta;
+                }
+            }
+            j0 = j1;
+            if p[j0] == 0 {
+                break;
+            }
+        }
+        loop {
+            let j1 = way[j0];
+            p[j0] = p[j1];
+            j0 = j1;
+            if j0 == 0 {
+                break;
+            }
+        }
+    }
+    let mut assign = vec![0; n];
+    for j in 1..=n {
+        if p[j] > 0 {
+            assign[p[j] - 1] = j - 1;
+        }
+    }
+    assign
+}
 
-fn load(vectors: &Path) -> StageResult<Bases> {
+/// The layer structure of θ needed for the mass metrics.
+struct Layout {
+    /// (layer, is_weight, offset, rows, cols) per block, in flat order.
+    blocks: Vec<(usize, bool, usize, usize, usize)>,
+    layers: usize,
+}
+
+impl Layout {
+    fn of(arch: &Arch) -> Layout {
+        Layout {
+            blocks: arch
+                .param_map()
+                .iter()
+                .map(|b| {
+                    (
+                        b.layer,
+                        b.is_weight,
+                        b.offset,
+                        b.shape[0],
+                        *b.shape.get(1).unwrap_or(&1),
+                    )
+                })
+                .collect(),
+            layers: arch.layers(),
+        }
+    }
+    /// Mass (Σ v²) per (layer, block kind).
+    fn block_mass(&self, v: &[f64]) -> Vec<(usize, &'static str, f64)> {
+        self.blocks
+            .iter()
+            .map(|&(l, w, off, r, c)| {
+                let n = if w { r * c } else { r };
+                (
+                    l,
+                    if w { "weight" } else { "bias" },
+                    v[off..off + n].iter().map(|x| x * x).sum(),
+                )
+            })
+            .collect()
+    }
+    /// Mass per hidden neuron: its incoming weights and bias (layer l) and its
+    /// outgoing weights (layer l+1). Returns (layer, neuron, mass).
+    fn neuron_mass(&self, v: &[f64]) -> Vec<(usize, usize, f64)> {
+        let mut out = Vec::new();
+        for l in 0..self.layers.saturating_sub(1) {
+            let (_, _, w_off, rows, cols) = self.blocks[2 * l];
+            let (_, _, b_off, _, _) = self.blocks[2 * l + 1];
+            let (_, _, nw_off, nrows, ncols) = self.blocks[2 * (l + 1)];
+            debug_assert_eq!(ncols, rows);
+            for j in 0..rows {
+                let mut m: f64 = (0..cols).map(|i| v[w_off + j * cols + i].powi(2)).sum();
+                m += v[b_off + j].powi(2);
+                m += (0..nrows)
+                    .map(|o| v[nw_off + o * ncols + j].powi(2))
+                    .sum::<f64>();
+                out.push((l, j, m));
+            }
+        }
+        out
+    }
+}
+
+/// One operator's unit vectors by step (or replica), with their ranks.
+type StepVectors = BTreeMap<i64, Vec<(i32, Vec<f64>)>>;
+/// Unit vectors by operator, then by step (or replica), with their ranks.
+type Bases = BTreeMap<String, StepVectors>;
+
+fn load(vectors: &Path, index: &str) -> StageResult<Bases> {
     let t = Table::open(vectors)?;
-    let step = t.i64("step")?;
+    let step = t.i64(index)?;
     let op = t.str("operator")?;
     let rank = t.i32("rank")?;
     let mut out: Bases = BTreeMap::new();
@@ -53,6 +253,12 @@ fn load(vectors: &Path) -> StageResult<Bases> {
             .map(|&x| x as f64)
             .collect();
         let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if n.is_nan() || n <= 0.0 {
+            return Err(fmt_err(
+                vectors,
+                format!("row {i}: a zero or non-finite vector"),
+            ));
+        }
         let v = v.iter().map(|x| x / n).collect();
         out.entry(op.value(i).to_string())
             .or_default()
@@ -68,99 +274,636 @@ fn load(vectors: &Path) -> StageResult<Bases> {
     Ok(out)
 }
 
-pub fn run(vectors: &Path, out: &Path) -> StageResult<serde_json::Value> {
-    let bases = load(vectors)?;
-    // Localization.
-    let (mut ls, mut lo, mut lr, mut li, mut lp, mut lpr) =
+/// The top-k (rank ≥ 0) vectors of each step, in rank order.
+fn tops(steps: &BTreeMap<i64, Vec<(i32, Vec<f64>)>>) -> Vec<(i64, Vec<&Vec<f64>>)> {
+    steps
+        .iter()
+        .map(|(s, vs)| {
+            (
+                *s,
+                vs.iter()
+                    .filter(|(r, _)| *r >= 0)
+                    .map(|(_, v)| v)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, vs)| !vs.is_empty())
+        .collect()
+}
+
+/// Computes the Gram matrix G = VᵀV of the columns `cols` (unit vectors, f64
+/// accumulation). Only the blocks on and above the diagonal — rows of block
+/// a against columns from block a on, `offs` giving each block's first
+/// column — need to be filled; the rest may be left zero.
+pub type GramFn<'a> = &'a dyn Fn(&[&Vec<f64>], &[usize]) -> DMatrix<f64>;
+
+/// The Gram matrix in plain Rust (nalgebra): fine for small P; the worker
+/// passes a BLAS-backed one.
+pub fn nalgebra_gram(cols: &[&Vec<f64>], _offs: &[usize]) -> DMatrix<f64> {
+    let p = cols[0].len();
+    let all = DMatrix::<f64>::from_fn(p, cols.len(), |r, c| cols[c][r]);
+    all.tr_mul(&all)
+}
+
+/// The Gram matrix of all columns, and each step's first column.
+fn gram(tops: &[(i64, Vec<&Vec<f64>>)], gram_fn: GramFn<'_>) -> (DMatrix<f64>, Vec<usize>) {
+    let cols: Vec<&Vec<f64>> = tops.iter().flat_map(|(_, vs)| vs.iter().copied()).collect();
+    let mut offs = Vec::new();
+    let mut o = 0;
+    for (_, vs) in tops {
+        offs.push(o);
+        o += vs.len();
+    }
+    (gram_fn(&cols, &offs), offs)
+}
+
+#[derive(Default)]
+struct Loc {
+    index: Vec<i64>,
+    op: Vec<String>,
+    rank: Vec<i32>,
+    ipr: Vec<f64>,
+    p_ipr: Vec<f64>,
+    pr: Vec<f64>,
+    f50: Vec<f64>,
+    f90: Vec<f64>,
+    // layer mass
+    m_index: Vec<i64>,
+    m_op: Vec<String>,
+    m_rank: Vec<i32>,
+    m_layer: Vec<i64>,
+    m_block: Vec<&'static str>,
+    m_mass: Vec<f64>,
+}
+
+/// Everything the localization files say about one vector.
+struct VectorStats {
+    ipr: f64,
+    p: f64,
+    f50: f64,
+    f90: f64,
+    blocks: Vec<(usize, &'static str, f64)>,
+    neurons: Vec<(usize, usize, f64)>,
+    layers: usize,
+}
+
+impl VectorStats {
+    fn of(v: &[f64], layout: &Layout) -> VectorStats {
+        VectorStats {
+            ipr: ipr(v),
+            p: v.len() as f64,
+            f50: mass_fraction(v, 0.5),
+            f90: mass_fraction(v, 0.9),
+            blocks: layout.block_mass(v),
+            neurons: layout.neuron_mass(v),
+            layers: layout.layers,
+        }
+    }
+}
+
+impl Loc {
+    fn add(&mut self, index: i64, op: &str, rank: i32, v: &[f64], layout: &Layout) {
+        self.push_stats(index, op, rank, &VectorStats::of(v, layout));
+    }
+
+    fn push_stats(&mut self, index: i64, op: &str, rank: i32, s: &VectorStats) {
+        self.index.push(index);
+        self.op.push(op.to_string());
+        self.rank.push(rank);
+        self.ipr.push(s.ipr);
+        self.p_ipr.push(s.p * s.ipr);
+        self.pr.push(1.0 / (s.p * s.ipr));
+        self.f50.push(s.f50);
+        self.f90.push(s.f90);
+        let mut per_layer = vec![0.0; s.layers];
+        for &(l, block, m) in &s.blocks {
+            per_layer[l] += m;
+            self.m_push(index, op, rank, l, block, m);
+        }
+        for (l, m) in per_layer.into_iter().enumerate() {
+            self.m_push(index, op, rank, l, "all", m);
+        }
+    }
+    fn m_push(&mut self, index: i64, op: &str, rank: i32, l: usize, block: &'static str, m: f64) {
+        self.m_index.push(index);
+        self.m_op.push(op.to_string());
+        self.m_rank.push(rank);
+        self.m_layer.push(l as i64);
+        self.m_block.push(block);
+        self.m_mass.push(m);
+    }
+    fn write(self, out: &Path, prefix: &str, index: &str) -> StageResult<()> {
+        write_batch(
+            &out.join(format!("metrics/{prefix}localization.arrow")),
+            vec![
+                (index, col_i64(self.index)),
+                ("operator", col_str(&self.op)),
+                ("rank", col_i32(self.rank)),
+                ("ipr", col_f64(self.ipr)),
+                ("p_ipr", col_f64(self.p_ipr)),
+                ("pr", col_f64(self.pr)),
+                ("frac50", col_f64(self.f50)),
+                ("frac90", col_f64(self.f90)),
+            ],
+            false,
+        )?;
+        write_batch(
+            &out.join(format!("metrics/{prefix}layer_mass.arrow")),
+            vec![
+                (index, col_i64(self.m_index)),
+                ("operator", col_str(&self.m_op)),
+                ("rank", col_i32(self.m_rank)),
+                ("layer", col_i64(self.m_layer)),
+                ("block", col_str(&self.m_block)),
+                ("mass", col_f64(self.m_mass)),
+            ],
+            false,
+        )
+    }
+}
+
+/// What the metrics stage reads.
+pub struct MetricsInputs<'a> {
+    pub values: &'a Path,
+    pub vectors: &'a Path,
+    pub arch: &'a Arch,
+    pub optimizer: &'a OptimizerParams,
+    /// (step, checkpoint path), for the gradient and update alignment.
+    pub checkpoints: Vec<(u64, &'a Path)>,
+    /// The null model's vectors, if any.
+    pub null_vectors: Option<&'a Path>,
+}
+
+pub fn run(
+    p: &MetricsParams,
+    input: &MetricsInputs<'_>,
+    out: &Path,
+) -> StageResult<serde_json::Value> {
+    run_with(p, input, out, &nalgebra_gram)
+}
+
+/// The metrics stage with a given Gram-matrix routine.
+pub fn run_with(
+    p: &MetricsParams,
+    input: &MetricsInputs<'_>,
+    out: &Path,
+    gram_fn: GramFn<'_>,
+) -> StageResult<serde_json::Value> {
+    let layout = Layout::of(input.arch);
+    let bases = load(input.vectors, "step")?;
+
+    // Localization and mass.
+    let mut loc = Loc::default();
+    let (mut n_step, mut n_op, mut n_rank, mut n_layer, mut n_neuron, mut n_mass) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for (op, steps) in &bases {
-        for (step, vs) in steps {
-            for (rank, v) in vs {
-                let i = ipr(v);
-                let p = v.len() as f64;
-                ls.push(*step);
-                lo.push(op.clone());
-                lr.push(*rank);
-                li.push(i);
-                lp.push(p * i);
-                lpr.push(1.0 / (p * i));
+    // The per-vector statistics are independent: computed in parallel, then
+    // gathered in order (the output does not depend on the thread count).
+    let items: Vec<(&String, i64, i32, &Vec<f64>)> = bases
+        .iter()
+        .flat_map(|(op, steps)| {
+            steps
+                .iter()
+                .flat_map(move |(s, vs)| vs.iter().map(move |(r, v)| (op, *s, *r, v)))
+        })
+        .collect();
+    use rayon::prelude::*;
+    let stats: Vec<VectorStats> = items
+        .par_iter()
+        .map(|(_, _, _, v)| VectorStats::of(v, &layout))
+        .collect();
+    for ((op, step, rank, _), st) in items.iter().zip(stats) {
+        let (op, step, rank) = (*op, *step, *rank);
+        loc.push_stats(step, op, rank, &st);
+        {
+            for &(l, j, m) in &st.neurons {
+                n_step.push(step);
+                n_op.push(op.clone());
+                n_rank.push(rank);
+                n_layer.push(l as i64);
+                n_neuron.push(j as i64);
+                n_mass.push(m);
             }
         }
     }
+    loc.write(out, "", "step")?;
     write_batch(
-        &out.join("metrics/localization.arrow"),
+        &out.join("metrics/neuron_mass.arrow"),
         vec![
-            ("step", col_i64(ls)),
-            ("operator", col_str(&lo)),
-            ("rank", col_i32(lr)),
-            ("ipr", col_f64(li)),
-            ("p_ipr", col_f64(lp)),
-            ("pr", col_f64(lpr)),
+            ("step", col_i64(n_step)),
+            ("operator", col_str(&n_op)),
+            ("rank", col_i32(n_rank)),
+            ("layer", col_i64(n_layer)),
+            ("neuron", col_i64(n_neuron)),
+            ("mass", col_f64(n_mass)),
         ],
         false,
     )?;
-    // Overlaps over the upper triangle, from one Gram matrix per operator.
-    let (mut oo, mut otw, mut ot, mut oq, mut og, mut oc) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+
+    // Two-time overlaps and displacements over the upper triangle.
+    let mut ov = OverlapRows::default();
+    let mut dp = DisplacementRows::default();
     for (op, steps) in &bases {
-        let tops: Vec<(i64, Vec<&Vec<f64>>)> = steps
-            .iter()
-            .map(|(s, vs)| {
-                (
-                    *s,
-                    vs.iter()
-                        .filter(|(r, _)| *r >= 0)
-                        .map(|(_, v)| v)
-                        .collect::<Vec<_>>(),
-                )
-            })
-            .filter(|(_, vs)| !vs.is_empty())
-            .collect();
+        let tops = tops(steps);
         if tops.is_empty() {
             continue;
         }
-        let p = tops[0].1[0].len();
-        let cols: Vec<&Vec<f64>> = tops.iter().flat_map(|(_, vs)| vs.iter().copied()).collect();
-        let all = DMatrix::from_fn(p, cols.len(), |r, c| cols[c][r]);
-        let gram = all.tr_mul(&all);
-        let mut offs = Vec::new();
-        let mut o = 0;
-        for (_, vs) in &tops {
-            offs.push(o);
-            o += vs.len();
-        }
+        let (g, offs) = gram(&tops, gram_fn);
         for a in 0..tops.len() {
             for b in a + 1..tops.len() {
                 let (ka, kb) = (tops[a].1.len(), tops[b].1.len());
-                let m = gram.view((offs[a], offs[b]), (ka, kb)).into_owned();
-                let (q, g) = overlap_from_gram(&m);
-                oo.push(op.clone());
-                otw.push(tops[a].0);
-                ot.push(tops[b].0);
-                oq.push(q);
-                og.push(g);
-                oc.push(b == a + 1);
+                let m = g.view((offs[a], offs[b]), (ka, kb)).into_owned();
+                let (q, gr, angles) = overlap_from_gram(&m);
+                let consecutive = b == a + 1;
+                let (tw, t) = (tops[a].0, tops[b].0);
+                ov.push(op, tw, t, q, gr, &angles, consecutive);
+                // Per-vector displacement, matched by the Hungarian algorithm on |⟨·,·⟩|.
+                let k = ka.min(kb);
+                let w: Vec<Vec<f64>> = (0..k)
+                    .map(|i| (0..k).map(|j| m[(i, j)].abs()).collect())
+                    .collect();
+                let pi = hungarian_max(&w);
+                for i in 0..k {
+                    let matched = 1.0 - w[i][pi[i]];
+                    let same = 1.0 - w[i][i];
+                    dp.push(
+                        op,
+                        tw,
+                        t,
+                        i as i32,
+                        pi[i] as i32,
+                        matched,
+                        same,
+                        consecutive,
+                    );
+                }
+            }
+        }
+    }
+    ov.write(&out.join("metrics/overlap.arrow"))?;
+    dp.write(&out.join("metrics/displacement.arrow"))?;
+
+    // Spectrum: degeneracy and the stability thresholds.
+    spectrum(p, input, out)?;
+    // Gradient and update alignment with the Hessian's top-k subspace.
+    alignment(input, bases.get("hessian"), out)?;
+    // The null model, as bands.
+    let mut meta = serde_json::json!({});
+    if let Some(nv) = input.null_vectors {
+        let null = load(nv, "replica")?;
+        null_metrics(&null, &layout, out, gram_fn)?;
+        meta["null_replicas"] =
+            serde_json::json!(null.get("hessian").map(|s| s.len()).unwrap_or(0));
+    }
+    Ok(meta)
+}
+
+fn spectrum(p: &MetricsParams, input: &MetricsInputs<'_>, out: &Path) -> StageResult<()> {
+    let t = Table::open(input.values)?;
+    let (step, op, rank, ev) = (
+        t.i64("step")?,
+        t.str("operator")?,
+        t.i32("rank")?,
+        t.f64("eigenvalue")?,
+    );
+    let mut by: BTreeMap<(String, i64), Vec<(i32, f64)>> = BTreeMap::new();
+    for i in 0..t.len() {
+        by.entry((op.value(i).to_string(), step.value(i)))
+            .or_default()
+            .push((rank.value(i), ev.value(i)));
+    }
+    let o = input.optimizer.resolved();
+    // Edge of stability: 2/η for GD/SGD (Cohen et al. 2021); for Adam's
+    // preconditioned sharpness 2(1+β1)/((1−β1)η) = 38/η at β1 = 0.9 (Cohen et al. 2022).
+    let thresholds = |operator: &str| -> Option<f64> {
+        match (operator, o.name) {
+            ("hessian", OptName::Sgd) if o.momentum.unwrap_or(0.0) == 0.0 => Some(2.0 / o.lr),
+            ("hessian", OptName::Sgd) => {
+                // Heavy ball: (2 + 2β)/η.
+                let b = o.momentum.unwrap_or(0.0);
+                Some((2.0 + 2.0 * b) / o.lr)
+            }
+            ("preconditioned", OptName::Adam | OptName::Adamw) => {
+                let b1 = o.beta1.unwrap_or(0.9);
+                Some(2.0 * (1.0 + b1) / ((1.0 - b1) * o.lr))
+            }
+            _ => None,
+        }
+    };
+    let (mut s_step, mut s_op, mut s_rank, mut s_ev, mut s_gap, mut s_deg, mut s_thr, mut s_over) = (
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+    );
+    for ((operator, st), mut pairs) in by {
+        pairs.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let lam1 = pairs
+            .first()
+            .map(|p| p.1.abs())
+            .unwrap_or(0.0)
+            .max(f64::MIN_POSITIVE);
+        let thr = thresholds(&operator);
+        for (i, (r, e)) in pairs.iter().enumerate() {
+            // The gap to the next eigenvalue below, relative to |λ1| (SCIENCE.md, Degeneracy).
+            let gap = pairs.get(i + 1).map(|n| (e - n.1) / lam1);
+            s_step.push(st);
+            s_op.push(operator.clone());
+            s_rank.push(*r);
+            s_ev.push(*e);
+            s_gap.push(gap.unwrap_or(f64::NAN));
+            s_deg.push(gap.map(|g| g < p.degeneracy_threshold).unwrap_or(false));
+            s_thr.push(thr.unwrap_or(f64::NAN));
+            s_over.push(thr.map(|t| *r == 0 && *e > t).unwrap_or(false));
+        }
+    }
+    write_batch(
+        &out.join("metrics/spectrum.arrow"),
+        vec![
+            ("step", col_i64(s_step)),
+            ("operator", col_str(&s_op)),
+            ("rank", col_i32(s_rank)),
+            ("eigenvalue", col_f64(s_ev)),
+            ("rel_gap", col_f64(s_gap)),
+            ("degenerate", col_bool(s_deg)),
+            ("threshold", col_f64(s_thr)),
+            ("over_threshold", col_bool(s_over)),
+        ],
+        false,
+    )
+}
+
+/// ‖V_kᵀ g‖² / ‖g‖² (Gur-Ari et al. 2018), for g = ∇L(θ_t) and the realized update Δθ_t.
+fn alignment(
+    input: &MetricsInputs<'_>,
+    hessian: Option<&StepVectors>,
+    out: &Path,
+) -> StageResult<()> {
+    let (mut a_step, mut a_grad, mut a_upd) = (vec![], vec![], vec![]);
+    if let Some(steps) = hessian {
+        for (step, path) in &input.checkpoints {
+            let Some(vs) = steps.get(&(*step as i64)) else {
+                continue;
+            };
+            let ck = crate::train::read_checkpoint(path)?;
+            let frac = |g: Option<&Vec<f64>>| -> f64 {
+                let Some(g) = g else { return f64::NAN };
+                let gg: f64 = g.iter().map(|x| x * x).sum();
+                if gg.is_nan() || gg <= 0.0 {
+                    return f64::NAN;
+                }
+                let proj: f64 = vs
+                    .iter()
+                    .filter(|(r, _)| *r >= 0)
+                    .map(|(_, v)| v.iter().zip(g).map(|(a, b)| a * b).sum::<f64>().powi(2))
+                    .sum();
+                proj / gg
+            };
+            a_step.push(*step as i64);
+            a_grad.push(frac(ck.get("grad")));
+            a_upd.push(frac(ck.get("update")));
+        }
+    }
+    write_batch(
+        &out.join("metrics/alignment.arrow"),
+        vec![
+            ("step", col_i64(a_step)),
+            ("grad_alignment", col_f64(a_grad)),
+            ("update_alignment", col_f64(a_upd)),
+        ],
+        false,
+    )
+}
+
+fn null_metrics(null: &Bases, layout: &Layout, out: &Path, gram_fn: GramFn<'_>) -> StageResult<()> {
+    let Some(reps) = null.get("hessian") else {
+        return Ok(());
+    };
+    let mut loc = Loc::default();
+    for (r, vs) in reps {
+        for (rank, v) in vs {
+            loc.add(*r, "hessian", *rank, v, layout);
+        }
+    }
+    // Bands per rank: min, mean, max over replicas.
+    let mut per_rank: BTreeMap<i32, Vec<(f64, f64, f64)>> = BTreeMap::new();
+    for i in 0..loc.rank.len() {
+        per_rank
+            .entry(loc.rank[i])
+            .or_default()
+            .push((loc.p_ipr[i], loc.f50[i], loc.f90[i]));
+    }
+    loc.write(out, "null_", "replica")?;
+    let (mut b_rank, mut cols) = (vec![], vec![Vec::new(); 9]);
+    for (r, xs) in &per_rank {
+        b_rank.push(*r);
+        for (c, f) in [
+            |x: &(f64, f64, f64)| x.0,
+            |x: &(f64, f64, f64)| x.1,
+            |x: &(f64, f64, f64)| x.2,
+        ]
+        .iter()
+        .enumerate()
+        {
+            let vals: Vec<f64> = xs.iter().map(f).collect();
+            cols[3 * c].push(vals.iter().cloned().fold(f64::INFINITY, f64::min));
+            cols[3 * c + 1].push(vals.iter().sum::<f64>() / vals.len() as f64);
+            cols[3 * c + 2].push(vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
+        }
+    }
+    let names = [
+        "p_ipr_min",
+        "p_ipr_mean",
+        "p_ipr_max",
+        "frac50_min",
+        "frac50_mean",
+        "frac50_max",
+        "frac90_min",
+        "frac90_mean",
+        "frac90_max",
+    ];
+    let mut columns = vec![("rank", col_i32(b_rank))];
+    for (name, c) in names.iter().zip(cols) {
+        columns.push((name, col_f64(c)));
+    }
+    write_batch(&out.join("metrics/null_band.arrow"), columns, false)?;
+    // Overlaps between replicas' top-k subspaces.
+    let tops = tops(reps);
+    let (mut ra, mut rb, mut rq) = (vec![], vec![], vec![]);
+    if !tops.is_empty() {
+        let (g, offs) = gram(&tops, gram_fn);
+        for a in 0..tops.len() {
+            for b in a + 1..tops.len() {
+                let m = g
+                    .view((offs[a], offs[b]), (tops[a].1.len(), tops[b].1.len()))
+                    .into_owned();
+                ra.push(tops[a].0);
+                rb.push(tops[b].0);
+                rq.push(overlap_from_gram(&m).0);
             }
         }
     }
     write_batch(
-        &out.join("metrics/overlap.arrow"),
+        &out.join("metrics/null_overlap.arrow"),
         vec![
-            ("operator", col_str(&oo)),
-            ("t_w", col_i64(otw)),
-            ("t", col_i64(ot)),
-            ("subspace_overlap", col_f64(oq)),
-            ("grassmann", col_f64(og)),
-            ("consecutive", col_bool(oc)),
+            ("replica_a", col_i64(ra)),
+            ("replica_b", col_i64(rb)),
+            ("subspace_overlap", col_f64(rq)),
         ],
         false,
-    )?;
-    Ok(serde_json::json!({}))
+    )
+}
+
+#[derive(Default)]
+struct OverlapRows {
+    op: Vec<String>,
+    tw: Vec<i64>,
+    t: Vec<i64>,
+    q: Vec<f64>,
+    g: Vec<f64>,
+    angles: Vec<Vec<f32>>,
+    consecutive: Vec<bool>,
+}
+
+impl OverlapRows {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        op: &str,
+        tw: i64,
+        t: i64,
+        q: f64,
+        g: f64,
+        angles: &[f64],
+        consecutive: bool,
+    ) {
+        self.op.push(op.to_string());
+        self.tw.push(tw);
+        self.t.push(t);
+        self.q.push(q);
+        self.g.push(g);
+        self.angles.push(angles.iter().map(|&a| a as f32).collect());
+        self.consecutive.push(consecutive);
+    }
+    fn write(self, path: &Path) -> StageResult<()> {
+        write_batch(
+            path,
+            vec![
+                ("operator", col_str(&self.op)),
+                ("t_w", col_i64(self.tw)),
+                ("t", col_i64(self.t)),
+                ("subspace_overlap", col_f64(self.q)),
+                ("grassmann", col_f64(self.g)),
+                ("principal_angles", list_f32(&self.angles)),
+                ("consecutive", col_bool(self.consecutive)),
+            ],
+            false,
+        )
+    }
+}
+
+#[derive(Default)]
+struct DisplacementRows {
+    op: Vec<String>,
+    tw: Vec<i64>,
+    t: Vec<i64>,
+    rank: Vec<i32>,
+    matched_rank: Vec<i32>,
+    matched: Vec<f64>,
+    same: Vec<f64>,
+    consecutive: Vec<bool>,
+    per_step: Vec<f64>,
+}
+
+impl DisplacementRows {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        op: &str,
+        tw: i64,
+        t: i64,
+        rank: i32,
+        matched_rank: i32,
+        matched: f64,
+        same: f64,
+        consecutive: bool,
+    ) {
+        self.op.push(op.to_string());
+        self.tw.push(tw);
+        self.t.push(t);
+        self.rank.push(rank);
+        self.matched_rank.push(matched_rank);
+        self.matched.push(matched);
+        self.same.push(same);
+        self.consecutive.push(consecutive);
+        self.per_step.push(matched / (t - tw).max(1) as f64);
+    }
+    fn write(self, path: &Path) -> StageResult<()> {
+        write_batch(
+            path,
+            vec![
+                ("operator", col_str(&self.op)),
+                ("t_w", col_i64(self.tw)),
+                ("t", col_i64(self.t)),
+                ("rank", col_i32(self.rank)),
+                ("matched_rank", col_i32(self.matched_rank)),
+                ("matched_displacement", col_f64(self.matched)),
+                ("same_rank_displacement", col_f64(self.same)),
+                ("consecutive", col_bool(self.consecutive)),
+                ("per_step", col_f64(self.per_step)),
+            ],
+            false,
+        )
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use rand_distr::{Distribution, StandardNormal};
+
+    fn unit(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
+        let v: Vec<f64> = (0..n).map(|_| StandardNormal.sample(rng)).collect();
+        let s = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        v.iter().map(|x| x / s).collect()
+    }
+
+    /// The quickselect equals the definition (sort, then prefix sums).
+    #[test]
+    fn mass_fraction_equals_sorting() {
+        let by_sorting = |v: &[f64], share: f64| {
+            let mut sq: Vec<f64> = v.iter().map(|x| x * x).collect();
+            let total: f64 = sq.iter().sum();
+            sq.sort_by(|a, b| b.total_cmp(a));
+            let mut acc = 0.0;
+            for (i, s) in sq.iter().enumerate() {
+                acc += s;
+                if acc >= share * total * (1.0 - 1e-12) {
+                    return (i + 1) as f64 / v.len() as f64;
+                }
+            }
+            1.0
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for n in [1usize, 5, 33, 100, 1000, 4097] {
+            let mut v = unit(&mut rng, n);
+            if n > 10 {
+                v[3] *= 30.0; // some localization
+            }
+            for share in [0.5, 0.9, 0.99] {
+                assert_eq!(
+                    mass_fraction(&v, share),
+                    by_sorting(&v, share),
+                    "n = {n}, share = {share}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn ipr_closed_forms() {
@@ -169,16 +912,120 @@ mod tests {
         assert!((ipr(&one_hot) - 1.0).abs() < 1e-15);
         let uniform = vec![0.2; 50];
         assert!((ipr(&uniform) - 1.0 / 50.0).abs() < 1e-15);
+        assert!((mass_fraction(&one_hot, 0.9) - 1.0 / 50.0).abs() < 1e-15);
+        assert!((mass_fraction(&uniform, 0.5) - 0.5).abs() < 1e-15);
+        assert!((mass_fraction(&uniform, 0.9) - 0.9).abs() < 1e-15);
+    }
+
+    /// E[IPR] = 3/(P+2) for a uniformly random unit vector, so P·IPR → 3.
+    /// Over 400 samples at P = 2000, the sample mean of P·IPR is within
+    /// 5 standard errors of 3P/(P+2) (its sd is ≈ √24/√P·… ≈ 0.11 per sample).
+    #[test]
+    fn random_unit_vectors_have_p_ipr_near_3() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let p = 2000;
+        let xs: Vec<f64> = (0..400)
+            .map(|_| p as f64 * ipr(&unit(&mut rng, p)))
+            .collect();
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let sd =
+            (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt();
+        let expect = 3.0 * p as f64 / (p as f64 + 2.0);
+        assert!(
+            (mean - expect).abs() < 5.0 * sd / (xs.len() as f64).sqrt(),
+            "mean {mean}, sd {sd}"
+        );
     }
 
     #[test]
     fn overlap_closed_forms() {
         let id = DMatrix::<f64>::identity(4, 4);
-        let (q, g) = overlap_from_gram(&id);
-        assert!((q - 1.0).abs() < 1e-12 && g.abs() < 1e-6);
+        let (q, g, angles) = overlap_from_gram(&id);
+        assert!((q - 1.0).abs() < 1e-12 && g.abs() < 1e-6 && angles.iter().all(|a| a.abs() < 1e-6));
         let zero = DMatrix::<f64>::zeros(4, 4);
-        let (q, g) = overlap_from_gram(&zero);
+        let (q, g, _) = overlap_from_gram(&zero);
         assert!(q.abs() < 1e-15);
         assert!((g - 2.0 * std::f64::consts::FRAC_PI_2).abs() < 1e-12);
+    }
+
+    /// Random k-subspaces of R^P overlap by k/P on average (SCIENCE.md's null).
+    #[test]
+    fn random_subspaces_overlap_by_k_over_p() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let (p, k) = (300, 5);
+        let basis = |rng: &mut ChaCha8Rng| {
+            let a = DMatrix::<f64>::from_fn(p, k, |_, _| StandardNormal.sample(rng));
+            a.qr().q()
+        };
+        let qs: Vec<f64> = (0..200)
+            .map(|_| {
+                let (a, b) = (basis(&mut rng), basis(&mut rng));
+                overlap_from_gram(&a.tr_mul(&b)).0
+            })
+            .collect();
+        let mean = qs.iter().sum::<f64>() / qs.len() as f64;
+        assert!(
+            (mean - k as f64 / p as f64).abs() < 0.15 * k as f64 / p as f64,
+            "mean {mean} vs k/P {}",
+            k as f64 / p as f64
+        );
+    }
+
+    #[test]
+    fn hungarian_equals_brute_force() {
+        fn permutations(n: usize) -> Vec<Vec<usize>> {
+            if n == 0 {
+                return vec![vec![]];
+            }
+            let mut out = Vec::new();
+            for p in permutations(n - 1) {
+                for i in 0..=p.len() {
+                    let mut q = p.clone();
+                    q.insert(i, n - 1);
+                    out.push(q);
+                }
+            }
+            out
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for k in 1..=6 {
+            for _ in 0..30 {
+                let w: Vec<Vec<f64>> = (0..k)
+                    .map(|_| (0..k).map(|_| rand::Rng::random::<f64>(&mut rng)).collect())
+                    .collect();
+                let score =
+                    |pi: &[usize]| pi.iter().enumerate().map(|(i, &j)| w[i][j]).sum::<f64>();
+                let best = permutations(k)
+                    .iter()
+                    .map(|p| score(p))
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let ours = hungarian_max(&w);
+                let mut seen = ours.clone();
+                seen.sort();
+                assert_eq!(seen, (0..k).collect::<Vec<_>>(), "a permutation");
+                assert!(
+                    (score(&ours) - best).abs() < 1e-12,
+                    "k = {k}: {} vs brute force {best}",
+                    score(&ours)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn neuron_mass_sums_hidden_blocks() {
+        let arch = Arch {
+            widths: vec![2, 3, 2],
+            activation: crate::mlp::Activation::Tanh,
+        };
+        let layout = Layout::of(&arch);
+        let v: Vec<f64> = (0..arch.num_params()).map(|i| i as f64).collect();
+        let nm = layout.neuron_mass(&v);
+        assert_eq!(nm.len(), 3);
+        // Neuron 1 of layer 0: W0[1, :] = v[2], v[3]; b0[1] = v[7]; W1[:, 1] = v[10], v[13].
+        let expect = 2f64.powi(2) + 3f64.powi(2) + 7f64.powi(2) + 10f64.powi(2) + 13f64.powi(2);
+        assert_eq!(nm[1], (0, 1, expect));
+        let total: f64 = layout.block_mass(&v).iter().map(|b| b.2).sum();
+        assert!((total - v.iter().map(|x| x * x).sum::<f64>()).abs() < 1e-9);
     }
 }

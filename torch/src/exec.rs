@@ -120,6 +120,34 @@ pub fn execute(req: &Request, workdir: &Path, progress: Progress<'_>) -> Result<
             )
             .map_err(s)
         }
+        "metrics" => {
+            let p: stages::metrics::MetricsParams =
+                serde_json::from_value(req.params.clone()).map_err(bad)?;
+            let tr = input(req, "train")?;
+            let tp: TrainParams = serde_json::from_value(tr.params.clone()).map_err(bad)?;
+            let checkpoints: Vec<(u64, &Path)> = stages::hessian::checkpoint_steps(tr.files.keys())
+                .into_iter()
+                .map(|st| (st, tr.files[&checkpoint_name(st)].as_path()))
+                .collect();
+            let null_vectors = req
+                .inputs
+                .get("null")
+                .and_then(|n| n.files.get("null/vectors.arrow"))
+                .map(PathBuf::as_path);
+            let inp = stages::metrics::MetricsInputs {
+                values: file(req, "hessian", "eigen/values.arrow")?,
+                vectors: file(req, "hessian", "eigen/vectors.arrow")?,
+                arch: &tp.arch,
+                optimizer: &tp.optimizer,
+                checkpoints,
+                null_vectors,
+            };
+            progress(0, 1, "gram");
+            let meta =
+                stages::metrics::run_with(&p, &inp, workdir, &crate::metrics::gram).map_err(s)?;
+            progress(1, 1, "done");
+            Ok(meta)
+        }
         other => Err(format!("the worker does not run {other} stages")),
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod exec;
 pub mod hessian;
+pub mod metrics;
 pub mod mlp;
 pub mod optim;
 pub mod rop;

@@ -1,0 +1,56 @@
+"""Recompute IPR, subspace overlap and displacement from an eigentrace run's
+own eigen/vectors.arrow with numpy (an independent implementation, including
+the matching: scipy's linear_sum_assignment), and compare with its metric
+files. argv: run_dir. Prints the largest differences as JSON; exits 1 above 1e-6.
+"""
+import json
+import sys
+
+import numpy as np
+import pyarrow.ipc as ipc
+from scipy.optimize import linear_sum_assignment
+
+run = sys.argv[1]
+read = lambda name: ipc.open_file(f"{run}/{name}").read_all().to_pylist()
+vecs = {}
+for r in read("eigen/vectors.arrow"):
+    v = np.asarray(r["vector"], dtype=np.float64)
+    vecs[(r["operator"], r["step"], r["rank"])] = v / np.linalg.norm(v)
+
+worst = {"ipr": 0.0, "p_ipr_rel": 0.0, "overlap": 0.0, "grassmann": 0.0, "matched": 0.0, "same_rank": 0.0}
+for r in read("metrics/localization.arrow"):
+    v = vecs[(r["operator"], r["step"], r["rank"])]
+    ipr = float(np.sum(v**4))
+    worst["ipr"] = max(worst["ipr"], abs(ipr - r["ipr"]))
+    worst["p_ipr_rel"] = max(worst["p_ipr_rel"], abs(len(v) * ipr - r["p_ipr"]) / r["p_ipr"])
+
+
+def basis(op, step):
+    ranks = sorted(k[2] for k in vecs if k[0] == op and k[1] == step and k[2] >= 0)
+    return np.stack([vecs[(op, step, k)] for k in ranks], axis=1)
+
+
+for r in read("metrics/overlap.arrow"):
+    a, b = basis(r["operator"], r["t_w"]), basis(r["operator"], r["t"])
+    m = a.T @ b
+    q = float(np.sum(m**2) / min(a.shape[1], b.shape[1]))
+    s = np.clip(np.linalg.svd(m, compute_uv=False), 0.0, 1.0)
+    g = float(np.sqrt(np.sum(np.arccos(s) ** 2)))
+    worst["overlap"] = max(worst["overlap"], abs(q - r["subspace_overlap"]))
+    worst["grassmann"] = max(worst["grassmann"], abs(g - r["grassmann"]))
+
+matches = {}
+for r in read("metrics/displacement.arrow"):
+    key = (r["operator"], r["t_w"], r["t"])
+    if key not in matches:
+        a, b = basis(*key[:2]), basis(key[0], key[2])
+        w = np.abs(a.T @ b)
+        rows, cols = linear_sum_assignment(-w)
+        matches[key] = (w, dict(zip(rows, cols)))
+    w, pi = matches[key]
+    i = r["rank"]
+    worst["matched"] = max(worst["matched"], abs((1 - w[i, pi[i]]) - r["matched_displacement"]))
+    worst["same_rank"] = max(worst["same_rank"], abs((1 - w[i, i]) - r["same_rank_displacement"]))
+
+print(json.dumps(worst))
+sys.exit(0 if max(worst.values()) <= 1e-6 else 1)
