@@ -144,6 +144,12 @@ impl Executor for StageRunner {
                 let mut rin = Vec::new();
                 for r in runs {
                     let id = r["id"].as_str().unwrap_or_default().to_string();
+                    let mut files = std::collections::BTreeMap::new();
+                    for role in ["train", "hessian", "metrics"] {
+                        if let Ok(i) = inputs.role(&format!("{role}:{id}")) {
+                            files.extend(i.files.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        }
+                    }
                     rin.push(reports::RunInput {
                         run_id: id.clone(),
                         optimizer: r["label"].as_str().unwrap_or_default().to_string(),
@@ -164,6 +170,8 @@ impl Executor for StageRunner {
                         overlap: inputs
                             .file(&format!("metrics:{id}"), "metrics/overlap.arrow")?
                             .to_path_buf(),
+                        files,
+                        params: r.clone(),
                     });
                 }
                 let input = reports::ReportInput {

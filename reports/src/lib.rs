@@ -42,6 +42,27 @@ pub struct RunInput {
     /// metrics/overlap.arrow: t_w (i64), subspace_overlap (f64), consecutive
     /// (bool; without it, the pair of each t_w with the smallest later t).
     pub overlap: PathBuf,
+    /// Every file of the run by its logical name (the output contract's:
+    /// `train.arrow`, `param_map.arrow`, `eigen/values.arrow`,
+    /// `eigen/vectors.arrow`, `metrics/displacement.arrow`,
+    /// `metrics/layer_mass.arrow`, `metrics/spectrum.arrow`,
+    /// `metrics/alignment.arrow`, `metrics/null_band.arrow`, …).
+    pub files: std::collections::BTreeMap<String, PathBuf>,
+    /// The run's hyperparameters as JSON (optimizer, lr, seed, …), for tables.
+    pub params: serde_json::Value,
+}
+
+impl RunInput {
+    /// The path of one of the run's files, or an error naming it.
+    pub fn file(&self, name: &str) -> Result<&Path, ReportError> {
+        self.files
+            .get(name)
+            .map(PathBuf::as_path)
+            .ok_or_else(|| ReportError::Data {
+                file: PathBuf::from(name),
+                message: format!("run {} has no {name}", self.run_id),
+            })
+    }
 }
 
 /// The runs of one experiment.

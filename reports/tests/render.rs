@@ -152,6 +152,8 @@ fn synth_run(dir: &Path, s: &Synth, seed: u64, drop_train_column: Option<&str>) 
         values: root.join("eigen/values.arrow"),
         localization: root.join("metrics/localization.arrow"),
         overlap: root.join("metrics/overlap.arrow"),
+        files: Default::default(),
+        params: serde_json::json!({}),
     }
 }
 
