@@ -17,6 +17,7 @@ build:
 	$(WITH_TORCH) --no-python cargo build --release --locked
 
 test:
+	scripts/ensure-chromium.sh
 	$(WITH_TORCH) cargo test --release --locked --workspace
 
 lint:

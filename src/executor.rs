@@ -181,7 +181,19 @@ impl Executor for StageRunner {
                         .to_string(),
                     runs: rin,
                 };
-                let files = reports::render_report(&input, workdir).map_err(|e| e.to_string())?;
+                let provenance: Vec<reports::Provenance> = inputs
+                    .by_role
+                    .iter()
+                    .map(|(role, i)| reports::Provenance {
+                        role: role.clone(),
+                        id: i.id.clone(),
+                        kind: i.kind.clone(),
+                        key: i.key.clone(),
+                        content: i.content.clone(),
+                    })
+                    .collect();
+                let files =
+                    reports::render_all(&input, &provenance, workdir).map_err(|e| e.to_string())?;
                 Ok(json!({ "figures": files }))
             }
             other => Err(format!("unknown stage kind {other}")),

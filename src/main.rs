@@ -92,6 +92,9 @@ enum Cmd {
     /// Run an experiment: execute every stale stage, reuse every fresh one, and
     /// rebuild out/<experiment>/ (data, runs, eigenpairs, metrics, report).
     Run(RunArgs),
+    /// Render the report (figures, index.html, provenance.json) from cached
+    /// results alone: nothing is trained or computed; stale inputs are an error.
+    Report(StatusArgs),
     /// Show each stage instance as fresh, stale or missing, and why (which
     /// parameter changed, which input, or that code or environment changed).
     Status(StatusArgs),
@@ -315,8 +318,11 @@ fn cmd_run(cli: &Cli, a: &RunArgs) -> Result<(), Failure> {
         t0.elapsed().as_secs_f64()
     );
     eprintln!("results: {}", out_dir.display());
-    for f in figures.iter().filter(|f| f.ends_with(".png")) {
-        eprintln!("figure:  {f}");
+    for f in figures
+        .iter()
+        .filter(|f| f.ends_with(".png") || f.ends_with("index.html"))
+    {
+        eprintln!("report:  {f}");
     }
     if failed > 0 {
         return Err(Failure {
@@ -351,6 +357,67 @@ fn cmd_status(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
         let fresh = states.iter().filter(|s| s.state == "fresh").count();
         println!("{} of {} stages fresh", fresh, states.len());
     }
+    Ok(())
+}
+
+fn cmd_report(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
+    let exp = load(&a.config)?;
+    let device = resolve_device(a.device)?;
+    let graph = exp.graph(&torch_env(&device));
+    let store = Store::open(&cli.store)?;
+    let _lock = store.lock(LockMode::Wait, &|h| {
+        eprintln!("waiting for the store lock (held by {h})")
+    })?;
+    let states = pipeline::status(&store, &graph, a.verify)?;
+    let stale: Vec<String> = states
+        .iter()
+        .filter(|s| s.kind != "report" && s.state != "fresh")
+        .map(|s| format!("{} ({})", s.id, s.state))
+        .collect();
+    if !stale.is_empty() {
+        return Err(Failure {
+            code: 1,
+            err: anyhow::anyhow!(
+                "the report needs every stage computed; not fresh: {}. Run `eigentrace run {}` first",
+                stale.join(", "),
+                a.config.display()
+            ),
+        });
+    }
+    let mut force = globset::GlobSetBuilder::new();
+    force.add(globset::Glob::new("report").map_err(usage)?);
+    let opts = RunOptions {
+        force: Some(force.build().map_err(usage)?),
+        force_exact: vec!["report".into()],
+        jobs: 1,
+        verify: a.verify,
+    };
+    let runner = executor::StageRunner {
+        device,
+        threads: 1,
+        base_dir: exp.base_dir.clone(),
+    };
+    let ui = ui::Ui::new(graph.instances.len());
+    let (reports, records) = pipeline::run(&store, &graph, &runner, &opts, &ui)?;
+    ui.finish();
+    if reports
+        .iter()
+        .any(|r| r.kind != "report" && r.status == Outcome::Ran)
+    {
+        return Err(anyhow::anyhow!("internal error: the report computed a stage").into());
+    }
+    let kept: Vec<&pipeline::Record> = records.iter().flatten().collect();
+    let out_dir = cli.out.join(&exp.name);
+    pipeline::view::materialize(&store, &out_dir, &kept)?;
+    if let Some(rep) = reports
+        .iter()
+        .find(|r| r.kind == "report" && r.status == Outcome::Failed)
+    {
+        return Err(
+            anyhow::anyhow!("the report failed: {}", rep.error.as_deref().unwrap_or("?")).into(),
+        );
+    }
+    eprintln!("report: {}", out_dir.join("report/index.html").display());
     Ok(())
 }
 
@@ -555,6 +622,7 @@ fn main() -> ExitCode {
     let r = match &cli.cmd {
         Cmd::Run(a) => cmd_run(&cli, a),
         Cmd::Status(a) => cmd_status(&cli, a),
+        Cmd::Report(a) => cmd_report(&cli, a),
         Cmd::Audit(a) => cmd_audit(&cli, a),
         Cmd::Verify => cmd_verify(&cli),
         Cmd::Gc(a) => cmd_gc(&cli, a),

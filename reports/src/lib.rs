@@ -12,14 +12,16 @@ mod data;
 mod error;
 mod figures;
 mod font;
+mod index;
 mod palette;
 
 use std::path::{Path, PathBuf};
 
 /// Bump whenever the figures' bytes can change: it is part of the report stage's key.
-pub const CODE_VERSION: u32 = 1;
+pub const CODE_VERSION: u32 = 2;
 
 pub use error::ReportError;
+pub use index::Provenance;
 pub use palette::optimizer_color;
 
 /// One training run and the files the report reads from it.
@@ -84,6 +86,31 @@ pub fn render_report(input: &ReportInput, out_dir: &Path) -> Result<Vec<String>,
     font::ensure_registered()?;
     let fig = figures::FigureData::load(input)?;
     figures::optimizer_comparison(&fig, out_dir)
+}
+
+/// The whole report: every figure, then `index.html` and `provenance.json`
+/// (each figure with its blake3 and the input stages it was made from).
+/// Returns the relative names of every file written.
+pub fn render_all(
+    input: &ReportInput,
+    provenance: &[Provenance],
+    out_dir: &Path,
+) -> Result<Vec<String>, ReportError> {
+    let mut files = render_report(input, out_dir)?;
+    // FIGURE MODULES
+    let mut hashes = std::collections::BTreeMap::new();
+    for f in &files {
+        let bytes = std::fs::read(out_dir.join(f)).map_err(|e| ReportError::Data {
+            file: out_dir.join(f),
+            message: e.to_string(),
+        })?;
+        hashes.insert(f.clone(), blake3::hash(&bytes).to_hex().to_string());
+    }
+    let figures = files.clone();
+    files.extend(index::write_index(
+        input, &figures, &hashes, provenance, out_dir,
+    )?);
+    Ok(files)
 }
 
 /// `eigentrace show`: an Arrow IPC file's schema and first `rows` rows, as

@@ -1,0 +1,171 @@
+//! `report/index.html` and `report/provenance.json`: every figure, a table of
+//! runs, and what each figure was made from, hash by hash. Static, with no
+//! network: inline CSS, relative links only.
+
+use crate::data::{Kind, Table};
+use crate::{ReportError, ReportInput};
+use polars::prelude::*;
+use serde::Serialize;
+use std::path::Path;
+
+/// One input stage of the report: what `eigentrace audit` would show.
+#[derive(Clone, Debug, Serialize)]
+pub struct Provenance {
+    pub role: String,
+    pub id: String,
+    pub kind: String,
+    /// The stage key (blake3 of kind, code version, params, env and inputs).
+    pub key: String,
+    /// The content hash of its outputs.
+    pub content: String,
+}
+
+/// Captions: what each figure shows (by file stem).
+fn caption(stem: &str) -> &'static str {
+    match stem {
+        "optimizer_comparison" => "Overview: loss, sharpness λ₁ against 2/η, P·IPR of v₁ against the random-vector value 3, consecutive subspace overlap.",
+        "fig1_loss_accuracy" => "Loss and accuracy, train and test, against step.",
+        "fig2_eigenvalues" => "The top-k Hessian eigenvalues against step, with 2/η; Adam's preconditioned sharpness with 2(1+β₁)/((1−β₁)η) = 38/η at β₁ = 0.9.",
+        "fig3_displacement" => "Consecutive displacement D(tₙ, tₙ₊₁) of the matched eigenvectors, and per step.",
+        "fig4_aging" => "Aging: the subspace overlap q(t_w, t_w+τ) against τ, one curve per waiting time t_w.",
+        "fig5_overlap_heatmaps" => "Two-time maps of |⟨v₁(t), v₁(t′)⟩| and of q(t, t′).",
+        "fig6_ipr" => "P·IPR against step per rank, with the architecture's null-model band and the random-vector line at 3.",
+        "fig7_layer_mass" => "The mass of v₁ per layer against step.",
+        "fig8_localization_map" => "The mass of v₁ over the first-layer weight matrix at the end of training.",
+        "fig9_alignment" => "Alignment of the gradient and of the realized update with the top-k Hessian subspace.",
+        _ => "",
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// One row of the runs table: the last logged row of train.arrow.
+fn final_row(path: &Path) -> Result<(f64, f64, f64, f64, bool), ReportError> {
+    let t = Table::open(path)?;
+    let cols = [
+        t.col("train_loss", Kind::Float)?,
+        t.col("train_acc", Kind::Float)?,
+        t.col("test_loss", Kind::Float)?,
+        t.col("test_acc", Kind::Float)?,
+    ];
+    let div = if t.has("diverged") {
+        t.col("diverged", Kind::Bool)?.any(true)
+    } else {
+        lit(false)
+    };
+    let df = t.query(|lf| {
+        lf.filter(col("train_loss").is_not_nan()).select([
+            cols[0].clone().last().alias("a"),
+            cols[1].clone().last().alias("b"),
+            cols[2].clone().last().alias("c"),
+            cols[3].clone().last().alias("d"),
+        ])
+    })?;
+    let dv = t.query(|lf| lf.select([div.alias("x")]))?;
+    let get = |name: &str| -> f64 {
+        df.column(name)
+            .ok()
+            .and_then(|c| c.f64().ok().and_then(|c| c.get(0)))
+            .unwrap_or(f64::NAN)
+    };
+    let diverged = dv
+        .column("x")
+        .ok()
+        .and_then(|c| c.bool().ok().and_then(|c| c.get(0)))
+        .unwrap_or(false);
+    Ok((get("a"), get("b"), get("c"), get("d"), diverged))
+}
+
+/// Write index.html and provenance.json into `out_dir`. `figures` are the
+/// files written there (PNG and SVG); `hashes` their blake3, by name.
+pub fn write_index(
+    input: &ReportInput,
+    figures: &[String],
+    hashes: &std::collections::BTreeMap<String, String>,
+    provenance: &[Provenance],
+    out_dir: &Path,
+) -> Result<Vec<String>, ReportError> {
+    let io = |e: std::io::Error| ReportError::Data {
+        file: out_dir.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut stems: Vec<&str> = figures
+        .iter()
+        .filter_map(|f| f.strip_suffix(".png"))
+        .collect();
+    stems.sort_by_key(|s| {
+        (
+            if *s == "optimizer_comparison" { 0 } else { 1 },
+            s.to_string(),
+        )
+    });
+    let mut html = String::new();
+    html.push_str(&format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e} — eigentrace report</title>\n<style>\nbody{{font-family:'DejaVu Sans',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}}\nfigure{{margin:2em 0}} img{{width:100%;border:1px solid #ddd}} figcaption{{margin:.5em 0}}\ntable{{border-collapse:collapse;font-size:90%}} td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}} th{{background:#f4f4f4}} td.l{{text-align:left}}\ncode{{font-size:85%;color:#555}} .diverged{{color:#b00;font-weight:bold}}\n</style></head>\n<body>\n<h1>{e}</h1>\n<p>Made by eigentrace {v} from cached stage results. Every figure lists the stages it was made from; <code>eigentrace audit &lt;file&gt;</code> verifies any of them hash by hash.</p>\n",
+        e = esc(&input.experiment),
+        v = env!("CARGO_PKG_VERSION")
+    ));
+    // Runs table.
+    html.push_str("<h2>Runs</h2>\n<table><tr><th>run</th><th>optimizer</th><th>lr</th><th>seed</th><th>train loss</th><th>train acc</th><th>test loss</th><th>test acc</th><th>status</th></tr>\n");
+    for r in &input.runs {
+        let (tl, ta, vl, va, div) = final_row(r.file("train.arrow").unwrap_or(&r.train))?;
+        let p = &r.params;
+        html.push_str(&format!(
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{tl:.4}</td><td>{ta:.3}</td><td>{vl:.4}</td><td>{va:.3}</td><td class=\"l\">{}</td></tr>\n",
+            esc(&r.run_id),
+            esc(p["optimizer"].as_str().unwrap_or(&r.optimizer)),
+            p["lr"],
+            p["seed"],
+            if div { "<span class=\"diverged\">diverged</span>" } else { "ok" }
+        ));
+    }
+    html.push_str("</table>\n");
+    // Figures, with their provenance.
+    html.push_str("<h2>Figures</h2>\n");
+    for stem in &stems {
+        let png = format!("{stem}.png");
+        let svg = format!("{stem}.svg");
+        html.push_str(&format!(
+            "<figure id=\"{s}\"><a href=\"{png}\"><img src=\"{png}\" alt=\"{s}\"></a>\n<figcaption><b>{s}</b>: {c} <a href=\"{svg}\">SVG</a> · <a href=\"{png}\">PNG</a><br><code>blake3 {h}</code></figcaption>\n<details><summary>provenance ({n} input stages)</summary><table><tr><th>stage</th><th>key</th><th>content</th></tr>\n",
+            s = esc(stem),
+            c = esc(caption(stem)),
+            h = hashes.get(&png).map(String::as_str).unwrap_or("?"),
+            n = provenance.len()
+        ));
+        for p in provenance {
+            html.push_str(&format!(
+                "<tr><td class=\"l\">{}</td><td class=\"l\"><code>{}</code></td><td class=\"l\"><code>{}</code></td></tr>\n",
+                esc(&p.id),
+                esc(&p.key),
+                esc(&p.content)
+            ));
+        }
+        html.push_str("</table></details></figure>\n");
+    }
+    // The headless-browser test reads this: every image decoded.
+    html.push_str("<script>window.addEventListener('load',function(){var ok=Array.prototype.every.call(document.images,function(i){return i.complete&&i.naturalWidth>0});document.body.setAttribute('data-images',ok?'ok':'broken');});</script>\n</body></html>\n");
+    std::fs::write(out_dir.join("index.html"), html).map_err(io)?;
+    let prov = serde_json::json!({
+        "experiment": input.experiment,
+        "eigentrace_version": env!("CARGO_PKG_VERSION"),
+        "figures": stems.iter().map(|s| {
+            let files: Vec<serde_json::Value> = [format!("{s}.png"), format!("{s}.svg")]
+                .iter()
+                .map(|f| serde_json::json!({ "file": f, "blake3": hashes.get(f) }))
+                .collect();
+            (s.to_string(), serde_json::json!({ "files": files, "inputs": provenance }))
+        }).collect::<serde_json::Map<String, serde_json::Value>>(),
+        "runs": input.runs.iter().map(|r| serde_json::json!({ "id": r.run_id, "params": r.params })).collect::<Vec<_>>(),
+    });
+    std::fs::write(
+        out_dir.join("provenance.json"),
+        serde_json::to_string_pretty(&prov).unwrap(),
+    )
+    .map_err(io)?;
+    Ok(vec!["index.html".into(), "provenance.json".into()])
+}
