@@ -132,7 +132,10 @@ fn load_run(run: &crate::RunInput) -> Result<RunData, ReportError> {
     let diverged = if t.has("diverged") {
         t.col("diverged", Kind::Bool)?.any(true)
     } else {
-        t.col("train_loss", Kind::Float)?.is_finite().not().any(true)
+        t.col("train_loss", Kind::Float)?
+            .is_finite()
+            .not()
+            .any(true)
     };
     let mut summary = vec![diverged.cast(DataType::Float64).alias("diverged")];
     if t.has("lr") || is_sgd_family(&run.optimizer) {
@@ -176,7 +179,10 @@ fn load_run(run: &crate::RunInput) -> Result<RunData, ReportError> {
     })?;
     let finite_first = |sel: Expr| {
         thr.clone()
-            .filter(sel.and(thr.clone().is_finite()).and(thr.clone().gt(lit(0.0))))
+            .filter(
+                sel.and(thr.clone().is_finite())
+                    .and(thr.clone().gt(lit(0.0))),
+            )
             .first()
     };
     let s = sp.query(|lf| {
@@ -217,7 +223,8 @@ fn load_run(run: &crate::RunInput) -> Result<RunData, ReportError> {
     let a = Table::open(path)?;
     let cols = vec![
         a.col("step", Kind::Int)?.alias("step"),
-        a.col("grad_alignment", Kind::Float)?.alias("grad_alignment"),
+        a.col("grad_alignment", Kind::Float)?
+            .alias("grad_alignment"),
         a.col("update_alignment", Kind::Float)?
             .alias("update_alignment"),
     ];
@@ -320,7 +327,7 @@ impl Loaded {
     /// selects, averaged over seeds; `positive` drops values ≤ 0 (log axes).
     fn curves(
         &self,
-        pick: impl Fn(&RunData) -> &DataFrame,
+        pick: fn(&RunData) -> &DataFrame,
         column: &str,
         positive: bool,
         only: impl Fn(&Group) -> bool,
@@ -399,7 +406,7 @@ fn y_axis(scale: Scale, values: Vec<f64>, default: (f64, f64)) -> Axis {
     Axis::fit(scale, lo, hi, 0.05)
 }
 
-/// Log when positive and spanning more than `decades` factors of ten.
+/// Log when every value is positive and max/min exceeds `factor`.
 fn auto_scale(values: &[f64], factor: f64) -> Scale {
     let positive = values.iter().filter(|v| v.is_finite()).all(|v| *v > 0.0);
     let spread = finite_range(values.iter().copied(), true)
@@ -604,10 +611,13 @@ fn seeds_note(groups: &[Group]) -> Option<Entry> {
 }
 
 /// Per entry its row and x offset; per row its width (rows are centred).
+type LegendLayout = (Vec<(usize, i32)>, Vec<i32>);
+
+/// Lays the entries out in rows that fit the figure's width.
 fn layout_legend<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     entries: &[Entry],
-) -> Result<(Vec<(usize, i32)>, Vec<i32>), String> {
+) -> Result<LegendLayout, String> {
     let max_w = WIDTH as i32 - 2 * LEGEND_MARGIN;
     let mut placed = Vec::with_capacity(entries.len());
     let mut rows: Vec<i32> = vec![0];
@@ -719,17 +729,13 @@ fn lines(groups: &[Group], curves: Vec<Curve>) -> Vec<Line> {
 
 fn fig1(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
     let all = |_: &Group| true;
-    let train = |f: &RunData| &f.train;
+    let train: fn(&RunData) -> &DataFrame = |f| &f.train;
     let tl = d.curves(train, "train_loss", true, all)?;
     let vl = d.curves(train, "test_loss", true, all)?;
     let ta = d.curves(train, "train_acc", false, all)?;
     let va = d.curves(train, "test_acc", false, all)?;
     let (x, x_desc) = step_axis(tl.iter().chain(&vl).chain(&ta).chain(&va), false);
-    let loss_y = y_axis(
-        Scale::Log,
-        curve_values(tl.iter().chain(&vl)),
-        (0.1, 10.0),
-    );
+    let loss_y = y_axis(Scale::Log, curve_values(tl.iter().chain(&vl)), (0.1, 10.0));
     let acc_vals = curve_values(ta.iter().chain(&va));
     let acc_y = match finite_range(acc_vals, false) {
         Some((lo, hi)) if lo >= 0.0 && hi <= 1.0 => {
@@ -803,12 +809,14 @@ fn threshold_refs(
 fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
     // Highest rank present in any run.
     let mut k = 0i64;
-    for (f, run) in d.frames.iter().zip(&d.group_of) {
-        let _ = run;
-        if let Ok(c) = f.hessian.column("rank") {
-            if let Some(m) = c.i64().ok().and_then(|c| c.max()) {
-                k = k.max(m);
-            }
+    for f in &d.frames {
+        if let Some(m) = f
+            .hessian
+            .column("rank")
+            .ok()
+            .and_then(|c| c.i64().ok()?.max())
+        {
+            k = k.max(m);
         }
     }
     let mut per_rank: Vec<(i64, Vec<Curve>)> = Vec::new();
@@ -887,18 +895,19 @@ fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
     let scale = auto_scale(&values, 30.0);
 
     // (b) preconditioned λ₁ of the adaptive runs against 2(1+β₁)/((1−β₁)η).
-    let pre = d.curves(|f| &f.precond, "value", false, |g| {
-        !is_sgd_family(&g.optimizer)
-    })?;
+    let pre = d.curves(
+        |f| &f.precond,
+        "value",
+        false,
+        |g| !is_sgd_family(&g.optimizer),
+    )?;
     let p_refs = threshold_refs(&d.groups, |g| {
         let v = g.precond_threshold?;
         let eta = g.lr.filter(|l| *l > 0.0);
         match eta {
-            Some(l) if (v * l / 38.0 - 1.0).abs() < 1e-6 => Some((
-                v,
-                "38/η".to_string(),
-                format!("38/η, η = {}", fmt_plain(l)),
-            )),
+            Some(l) if (v * l / 38.0 - 1.0).abs() < 1e-6 => {
+                Some((v, "38/η".to_string(), format!("38/η, η = {}", fmt_plain(l))))
+            }
             _ => Some((
                 v,
                 format!("2(1+β₁)/((1−β₁)η) = {}", fmt_plain(v)),
@@ -996,13 +1005,22 @@ fn fig9(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
     let grad = d.curves(|f| &f.alignment, "grad_alignment", false, all)?;
     let update = d.curves(|f| &f.alignment, "update_alignment", false, all)?;
     let (x, x_desc) = step_axis(grad.iter().chain(&update), false);
+    // Fractions in [0, 1]: a linear unit axis unless they span decades.
+    let y = |curves: &[Curve]| {
+        let values = curve_values(curves);
+        match (auto_scale(&values, 30.0), finite_range(values, true)) {
+            (Scale::Log, Some((lo, _))) => Axis::fit(Scale::Log, lo.min(0.5), 1.0, 0.03),
+            _ => unit_axis(),
+        }
+    };
+    let (gy, uy) = (y(&grad), y(&update));
     let panels = [
         Panel {
             title: "(a) Gradient alignment".into(),
             x_desc: x_desc.clone(),
             y_desc: "‖Vₖᵀg‖² / ‖g‖²".into(),
             x: x.clone(),
-            y: unit_axis(),
+            y: gy,
             lines: lines(&d.groups, grad),
             refs: vec![],
             empty_note: "no data",
@@ -1012,7 +1030,7 @@ fn fig9(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
             x_desc,
             y_desc: "‖Vₖᵀu‖² / ‖u‖²".into(),
             x,
-            y: unit_axis(),
+            y: uy,
             lines: lines(&d.groups, update),
             refs: vec![],
             empty_note: "no data",
@@ -1024,7 +1042,7 @@ fn fig9(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
 }
 
 /// Writes the figures into out_dir, returns the relative file names written (PNG and SVG each).
-pub(crate) fn render(input: &ReportInput, out_dir: &Path) -> Result<Vec<String>, ReportError> {
+pub fn render(input: &ReportInput, out_dir: &Path) -> Result<Vec<String>, ReportError> {
     if input.runs.is_empty() {
         return Err(ReportError::NoRuns {
             experiment: input.experiment.clone(),

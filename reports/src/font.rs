@@ -44,7 +44,10 @@ mod tests {
     #[test]
     fn embedded_font_covers_every_label() {
         let font = FontRef::try_from_slice(FONT_BYTES).expect("valid font");
-        for text in crate::figures::TEXTS {
+        for text in crate::figures::TEXTS
+            .iter()
+            .chain(crate::fig_dynamics::TEXTS)
+        {
             for c in text.chars().filter(|c| !c.is_whitespace()) {
                 assert_ne!(font.glyph_id(c).0, 0, "no glyph for {c:?} in {text:?}");
             }

@@ -1,0 +1,1672 @@
+//! Structure figures: aging of the top-k subspace (fig 4), two-time overlap
+//! heatmaps (fig 5), localization against the null model (fig 6), the
+//! per-layer mass of v₁ (fig 7) and v₁'s mass over the first weight matrix
+//! (fig 8). Each is written as PNG and SVG by the same drawing code.
+
+use std::path::{Path, PathBuf};
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use polars::prelude::*;
+
+use crate::axis::{Axis, Scale};
+use crate::data::{Kind, Table};
+use crate::error::ReportError;
+use crate::font::FAMILY;
+use crate::palette::{optimizer_color, optimizer_rank, shade};
+use crate::ReportInput;
+
+const WIDTH: u32 = 2400;
+const TITLE_PX: f64 = 44.0;
+const AXIS_DESC_PX: f64 = 40.0;
+const TICK_PX: f64 = 34.0;
+const LEGEND_PX: f64 = 38.0;
+const LINE_W: u32 = 5;
+const BAND_ALPHA: f64 = 0.2;
+const GRID_MAJOR: RGBColor = RGBColor(0xD9, 0xD9, 0xD9);
+const GRID_MINOR: RGBColor = RGBColor(0xF0, 0xF0, 0xF0);
+const REF_GREY: RGBColor = RGBColor(0x70, 0x70, 0x70);
+const NULL_GREY: RGBColor = RGBColor(0x9A, 0x9A, 0x9A);
+const MISSING: RGBColor = RGBColor(0xE6, 0xE6, 0xE6);
+const INK: RGBColor = RGBColor(0x20, 0x20, 0x20);
+
+/// Writes the figures into out_dir, returns the relative file names written
+/// (PNG and SVG each).
+pub fn render(input: &ReportInput, out_dir: &Path) -> Result<Vec<String>, ReportError> {
+    if input.runs.is_empty() {
+        return Err(ReportError::NoRuns {
+            experiment: input.experiment.clone(),
+        });
+    }
+    crate::font::ensure_registered()?;
+    let groups = groups(input);
+    let mut names = Vec::new();
+    save(
+        &Aging::load(input, &groups)?,
+        "fig4_aging",
+        out_dir,
+        &mut names,
+    )?;
+    save(
+        &Heatmaps::load(input, &groups)?,
+        "fig5_overlap_heatmaps",
+        out_dir,
+        &mut names,
+    )?;
+    save(&Ipr::load(input, &groups)?, "fig6_ipr", out_dir, &mut names)?;
+    save(
+        &LayerMass::load(input, &groups)?,
+        "fig7_layer_mass",
+        out_dir,
+        &mut names,
+    )?;
+    save(
+        &LocMap::load(input, &groups)?,
+        "fig8_localization_map",
+        out_dir,
+        &mut names,
+    )?;
+    Ok(names)
+}
+
+// ---------------------------------------------------------------- common
+
+/// The runs of one (optimizer, label), in legend order.
+struct Group {
+    optimizer: String,
+    label: String,
+    color: RGBColor,
+    /// Indices into `input.runs`; the first is the "first seed".
+    runs: Vec<usize>,
+}
+
+fn groups(input: &ReportInput) -> Vec<Group> {
+    let mut gs: Vec<Group> = Vec::new();
+    for (i, r) in input.runs.iter().enumerate() {
+        match gs
+            .iter_mut()
+            .find(|g| g.optimizer == r.optimizer && g.label == r.label)
+        {
+            Some(g) => g.runs.push(i),
+            None => gs.push(Group {
+                optimizer: r.optimizer.clone(),
+                label: r.label.clone(),
+                color: optimizer_color(&r.optimizer),
+                runs: vec![i],
+            }),
+        }
+    }
+    let mut order: Vec<usize> = (0..gs.len()).collect();
+    order.sort_by_key(|&i| (optimizer_rank(&gs[i].optimizer), i));
+    let mut gs: Vec<Option<Group>> = gs.into_iter().map(Some).collect();
+    let mut sorted: Vec<Group> = order.iter().filter_map(|&i| gs[i].take()).collect();
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for g in &mut sorted {
+        let n = match seen.iter_mut().find(|(o, _)| *o == g.optimizer) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                seen.push((g.optimizer.clone(), 0));
+                0
+            }
+        };
+        g.color = shade(g.color, n);
+    }
+    sorted
+}
+
+/// A figure drawn identically on the bitmap and the SVG backend.
+trait Figure {
+    fn height(&self) -> u32;
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
+}
+
+fn save<F: Figure>(
+    fig: &F,
+    name: &str,
+    out_dir: &Path,
+    names: &mut Vec<String>,
+) -> Result<(), ReportError> {
+    let size = (WIDTH, fig.height());
+    let png = format!("{name}.png");
+    let svg = format!("{name}.svg");
+    let plot_err = |file: PathBuf| move |message: String| ReportError::Plot { file, message };
+    let png_path = out_dir.join(&png);
+    let root = BitMapBackend::new(&png_path, size).into_drawing_area();
+    fig.draw(&root)
+        .and_then(|()| root.present().map_err(pe))
+        .map_err(plot_err(png_path.clone()))?;
+    drop(root);
+    let svg_path = out_dir.join(&svg);
+    let root = SVGBackend::new(&svg_path, size).into_drawing_area();
+    fig.draw(&root)
+        .and_then(|()| root.present().map_err(pe))
+        .map_err(plot_err(svg_path.clone()))?;
+    names.push(png);
+    names.push(svg);
+    Ok(())
+}
+
+fn pe<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+fn text_style(px: f64, color: RGBColor) -> TextStyle<'static> {
+    TextStyle {
+        font: (FAMILY, px).into_font(),
+        color: color.to_backend_color(),
+        pos: Pos::new(HPos::Left, VPos::Top),
+    }
+}
+
+fn data_err(file: &Path, e: impl std::fmt::Display) -> ReportError {
+    ReportError::Data {
+        file: file.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn f64s(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<f64>, ReportError> {
+    let c = df.column(name).map_err(|e| data_err(file, e))?;
+    let c = c.cast(&DataType::Float64).map_err(|e| data_err(file, e))?;
+    Ok(c.f64()
+        .map_err(|e| data_err(file, e))?
+        .iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect())
+}
+
+fn i64s(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<i64>, ReportError> {
+    let c = df.column(name).map_err(|e| data_err(file, e))?;
+    let c = c.cast(&DataType::Int64).map_err(|e| data_err(file, e))?;
+    Ok(c.i64()
+        .map_err(|e| data_err(file, e))?
+        .iter()
+        .map(|v| v.unwrap_or(i64::MIN))
+        .collect())
+}
+
+/// `operator == "hessian"` (every row when the file has no operator column).
+fn is_hessian(t: &Table) -> Result<Expr, ReportError> {
+    Ok(if t.has("operator") {
+        t.col("operator", Kind::Str)?.eq(lit("hessian"))
+    } else {
+        lit(true)
+    })
+}
+
+/// Reads the Hessian rows of `name` for run `run`, selecting `cols` cast to
+/// their kinds, with an extra filter.
+fn hessian_rows(
+    input: &ReportInput,
+    run: usize,
+    name: &str,
+    cols: &[(&str, Kind)],
+    extra: impl FnOnce(&Table) -> Result<Expr, ReportError>,
+) -> Result<(DataFrame, PathBuf), ReportError> {
+    let path = input.runs[run].file(name)?.to_path_buf();
+    let t = Table::open(&path)?;
+    let mut sel = Vec::with_capacity(cols.len());
+    for (c, k) in cols {
+        sel.push(t.col(c, *k)?.alias(*c));
+    }
+    let keep = is_hessian(&t)?.and(extra(&t)?);
+    let df = t.query(|lf| lf.filter(keep).select(sel))?;
+    Ok((df, path))
+}
+
+/// An axis in [0, 1] with ticks every 0.2.
+fn unit_axis() -> Axis {
+    let mut y = Axis::fixed(Scale::Linear, 0.0, 1.02);
+    y.major = (0..=5).map(|i| f64::from(i) * 0.2).collect();
+    y.minor = (0..5).map(|i| f64::from(i) * 0.2 + 0.1).collect();
+    y
+}
+
+fn finite_range(values: impl IntoIterator<Item = f64>, positive: bool) -> Option<(f64, f64)> {
+    values
+        .into_iter()
+        .filter(|v| v.is_finite() && (!positive || *v > 0.0))
+        .fold(None, |acc, v| match acc {
+            None => Some((v, v)),
+            Some((a, b)) => Some((a.min(v), b.max(v))),
+        })
+}
+
+/// Mix a colour towards `target` (0 = black, 255 = white) by `amount`.
+fn mix(c: RGBColor, target: f64, amount: f64) -> RGBColor {
+    let m = |v: u8| (f64::from(v) * (1.0 - amount) + target * amount).round() as u8;
+    RGBColor(m(c.0), m(c.1), m(c.2))
+}
+
+/// Light tint → the colour → dark shade, for `f` in [0, 1].
+fn sequential(c: RGBColor, f: f64) -> RGBColor {
+    let f = f.clamp(0.0, 1.0);
+    if f < 0.5 {
+        mix(c, 255.0, 0.62 * (1.0 - 2.0 * f))
+    } else {
+        mix(c, 0.0, 0.55 * (2.0 * f - 1.0))
+    }
+}
+
+/// Viridis at 17 evenly spaced stops (matplotlib's values).
+const VIRIDIS: [(u8, u8, u8); 17] = [
+    (68, 1, 84),
+    (72, 22, 104),
+    (72, 40, 120),
+    (67, 57, 132),
+    (62, 74, 137),
+    (55, 89, 140),
+    (49, 104, 142),
+    (43, 117, 142),
+    (38, 130, 142),
+    (33, 144, 141),
+    (31, 158, 137),
+    (37, 171, 130),
+    (53, 183, 121),
+    (83, 197, 105),
+    (119, 208, 83),
+    (160, 218, 57),
+    (253, 231, 37),
+];
+
+/// Viridis at `f` in [0, 1], linearly interpolated between the stops.
+fn viridis(f: f64) -> RGBColor {
+    let f = if f.is_finite() {
+        f.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let x = f * (VIRIDIS.len() - 1) as f64;
+    let i = (x.floor() as usize).min(VIRIDIS.len() - 2);
+    let t = x - i as f64;
+    let (a, b) = (VIRIDIS[i], VIRIDIS[i + 1]);
+    let l = |p: u8, q: u8| (f64::from(p) * (1.0 - t) + f64::from(q) * t).round() as u8;
+    RGBColor(l(a.0, b.0), l(a.1, b.1), l(a.2, b.2))
+}
+
+/// Builds a chart with the crate's axis style in `area`.
+fn line_chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    x: &Axis,
+    y: &Axis,
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<ChartContext<'a, DB, Cartesian2d<Axis, Axis>>, String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, text_style(TITLE_PX, INK))
+        .margin_top(20)
+        .margin_bottom(10)
+        .margin_left(12)
+        .margin_right(40)
+        .x_label_area_size(112)
+        .y_label_area_size(160)
+        .build_cartesian_2d(x.clone(), y.clone())
+        .map_err(pe)?;
+    let x_fmt = |u: &f64| x.label(*u);
+    let y_fmt = |u: &f64| y.label(*u);
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(&y_fmt)
+        .label_style(text_style(TICK_PX, INK))
+        .axis_desc_style(text_style(AXIS_DESC_PX, INK))
+        .bold_line_style(GRID_MAJOR.stroke_width(2))
+        .light_line_style(GRID_MINOR.stroke_width(2))
+        .axis_style(INK.stroke_width(3))
+        .set_all_tick_mark_size(12)
+        .draw()
+        .map_err(pe)?;
+    Ok(chart)
+}
+
+/// One legend entry: a line sample, a filled swatch, or a dashed line.
+#[derive(Clone, Copy, PartialEq)]
+enum Sample {
+    Line,
+    Dashed,
+    Swatch,
+    /// Text only, in grey.
+    Note,
+}
+
+struct Entry {
+    color: RGBColor,
+    sample: Sample,
+    text: String,
+}
+
+const SAMPLE_W: i32 = 80;
+const LEGEND_ROW_H: i32 = 58;
+
+/// Draws a centred single-row (wrapping) legend in `area` and returns nothing.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[Entry],
+    px: f64,
+) -> Result<(), String> {
+    let (w, _) = area.dim_in_pixel();
+    let max_w = w as i32 - 60;
+    let mut rows: Vec<Vec<(usize, i32)>> = vec![vec![]];
+    let mut widths = vec![0i32];
+    for (i, e) in entries.iter().enumerate() {
+        let (tw, _) = area
+            .estimate_text_size(&e.text, &text_style(px, INK))
+            .map_err(pe)?;
+        let ew = tw as i32
+            + if e.sample == Sample::Note {
+                0
+            } else {
+                SAMPLE_W + 14
+            };
+        let r = rows.len() - 1;
+        if widths[r] > 0 && widths[r] + 50 + ew > max_w {
+            rows.push(vec![(i, 0)]);
+            widths.push(ew);
+        } else {
+            let x = if widths[r] > 0 { widths[r] + 50 } else { 0 };
+            rows[r].push((i, x));
+            widths[r] = x + ew;
+        }
+    }
+    for (r, row) in rows.iter().enumerate() {
+        let left0 = (w as i32 - widths[r]) / 2;
+        let y = 14 + r as i32 * LEGEND_ROW_H + LEGEND_ROW_H / 2;
+        for &(i, x) in row {
+            let e = &entries[i];
+            let left = left0 + x;
+            if e.sample == Sample::Note {
+                let style = text_style(px, e.color).pos(Pos::new(HPos::Left, VPos::Center));
+                area.draw(&Text::new(e.text.clone(), (left, y), style))
+                    .map_err(pe)?;
+                continue;
+            }
+            match e.sample {
+                Sample::Line => area
+                    .draw(&PathElement::new(
+                        vec![(left, y), (left + SAMPLE_W, y)],
+                        e.color.stroke_width(LINE_W + 1),
+                    ))
+                    .map_err(pe)?,
+                Sample::Dashed => area
+                    .draw(&plotters::element::DashedPathElement::new(
+                        vec![(left, y), (left + SAMPLE_W, y)],
+                        18,
+                        10,
+                        e.color.stroke_width(LINE_W),
+                    ))
+                    .map_err(pe)?,
+                Sample::Swatch => area
+                    .draw(&Rectangle::new(
+                        [(left, y - 16), (left + SAMPLE_W, y + 16)],
+                        e.color.filled(),
+                    ))
+                    .map_err(pe)?,
+                Sample::Note => {}
+            }
+            let style = text_style(px, INK).pos(Pos::new(HPos::Left, VPos::Center));
+            area.draw(&Text::new(e.text.clone(), (left + SAMPLE_W + 14, y), style))
+                .map_err(pe)?;
+        }
+    }
+    Ok(())
+}
+
+fn legend_height(n_rows: usize) -> u32 {
+    28 + (n_rows as u32) * LEGEND_ROW_H as u32
+}
+
+/// How many legend rows `entries` need at the figure width (estimated).
+fn legend_rows(entries: &[Entry], px: f64) -> usize {
+    let max_w = WIDTH as f64 - 60.0;
+    let mut rows = 1;
+    let mut cur = 0.0;
+    for e in entries {
+        let w = e.text.chars().count() as f64 * px * 0.62 + f64::from(SAMPLE_W) + 14.0;
+        if cur > 0.0 && cur + 50.0 + w > max_w {
+            rows += 1;
+            cur = w;
+        } else {
+            cur += if cur > 0.0 { 50.0 + w } else { w };
+        }
+    }
+    rows
+}
+
+fn no_data<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<Axis, Axis>>,
+    x: &Axis,
+    y: &Axis,
+) -> Result<(), String> {
+    let mid = ((x.lo + x.hi) / 2.0, (y.lo + y.hi) / 2.0);
+    let style = text_style(AXIS_DESC_PX, REF_GREY).pos(Pos::new(HPos::Center, VPos::Center));
+    chart
+        .draw_series(std::iter::once(Text::new("no data", mid, style)))
+        .map_err(pe)?;
+    Ok(())
+}
+
+/// Up to `n` values of `candidates` (sorted, ≥ 0) spread log-uniformly in value + 1.
+fn log_spread(candidates: &[i64], n: usize) -> Vec<i64> {
+    if candidates.len() <= n {
+        return candidates.to_vec();
+    }
+    let lo = (candidates[0] as f64 + 1.0).ln();
+    let hi = (candidates[candidates.len() - 1] as f64 + 1.0).ln();
+    let mut out: Vec<i64> = Vec::new();
+    for i in 0..n {
+        let target = lo + (hi - lo) * i as f64 / (n - 1) as f64;
+        let best = candidates
+            .iter()
+            .filter(|c| !out.contains(c))
+            .min_by(|a, b| {
+                let da = ((**a as f64 + 1.0).ln() - target).abs();
+                let db = ((**b as f64 + 1.0).ln() - target).abs();
+                da.total_cmp(&db)
+            })
+            .copied();
+        if let Some(b) = best {
+            out.push(b);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+// ---------------------------------------------------------------- fig 4
+
+struct AgingCurve {
+    t_w: i64,
+    tau: Vec<f64>,
+    q: Vec<f64>,
+}
+
+struct AgingPanel {
+    title: String,
+    color: RGBColor,
+    curves: Vec<AgingCurve>,
+}
+
+struct Aging {
+    panels: Vec<AgingPanel>,
+}
+
+impl Aging {
+    fn load(input: &ReportInput, groups: &[Group]) -> Result<Aging, ReportError> {
+        let mut panels = Vec::new();
+        for g in groups {
+            let run = g.runs[0];
+            let cols = [
+                ("t_w", Kind::Int),
+                ("t", Kind::Int),
+                ("subspace_overlap", Kind::Float),
+            ];
+            let (df, path) = hessian_rows(input, run, "metrics/overlap.arrow", &cols, |_| {
+                Ok(col("t").gt(col("t_w")))
+            })?;
+            let df = df
+                .lazy()
+                .sort(["t_w", "t"], SortMultipleOptions::default())
+                .collect()
+                .map_err(|e| data_err(&path, e))?;
+            let tw = i64s(&df, "t_w", &path)?;
+            let t = i64s(&df, "t", &path)?;
+            let q = f64s(&df, "subspace_overlap", &path)?;
+            // Waiting times with at least three later checkpoints.
+            let mut cands: Vec<i64> = tw.clone();
+            cands.dedup();
+            let cands: Vec<i64> = cands
+                .into_iter()
+                .filter(|w| tw.iter().filter(|x| *x == w).count() >= 3)
+                .collect();
+            let chosen = log_spread(&cands, 6);
+            let curves = chosen
+                .iter()
+                .map(|&w| {
+                    let idx: Vec<usize> = (0..tw.len()).filter(|&i| tw[i] == w).collect();
+                    AgingCurve {
+                        t_w: w,
+                        tau: idx.iter().map(|&i| (t[i] - w) as f64).collect(),
+                        q: idx.iter().map(|&i| q[i]).collect(),
+                    }
+                })
+                .collect();
+            let seed_note = if g.runs.len() > 1 {
+                format!(" (run {})", input.runs[run].run_id)
+            } else {
+                String::new()
+            };
+            panels.push(AgingPanel {
+                title: format!("{}{seed_note}", g.label),
+                color: g.color,
+                curves,
+            });
+        }
+        Ok(Aging { panels })
+    }
+}
+
+impl Figure for Aging {
+    fn height(&self) -> u32 {
+        1200
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(pe)?;
+        let (head, body) = root.split_vertically(90);
+        head.draw(&Text::new(
+            "Aging of the top-k Hessian subspace: q(t_w, t_w + τ)",
+            (WIDTH as i32 / 2, 50),
+            text_style(TITLE_PX + 4.0, INK).pos(Pos::new(HPos::Center, VPos::Center)),
+        ))
+        .map_err(pe)?;
+        let taus = self
+            .panels
+            .iter()
+            .flat_map(|p| p.curves.iter().flat_map(|c| c.tau.iter().copied()));
+        let (lo, hi) = finite_range(taus, true).unwrap_or((1.0, 1000.0));
+        let x = Axis::fit(Scale::Log, lo, hi, 0.03);
+        let y = unit_axis();
+        let cells = body.split_evenly((1, self.panels.len().max(1)));
+        for (cell, p) in cells.iter().zip(&self.panels) {
+            let (cw, _) = cell.dim_in_pixel();
+            let (plot, legend) = cell.split_horizontally(cw.saturating_sub(250));
+            let mut chart =
+                line_chart(&plot, &p.title, &x, &y, "lag τ (steps)", "q(t_w, t_w + τ)")?;
+            let n = p.curves.len();
+            for (i, c) in p.curves.iter().enumerate() {
+                let f = if n > 1 {
+                    i as f64 / (n - 1) as f64
+                } else {
+                    1.0
+                };
+                let color = sequential(p.color, f);
+                let pts: Vec<(f64, f64)> = c
+                    .tau
+                    .iter()
+                    .zip(&c.q)
+                    .filter_map(|(&a, &b)| Some((x.t(a)?, y.t(b)?)))
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), color.stroke_width(LINE_W)))
+                    .map_err(pe)?;
+                if pts.len() <= 60 {
+                    chart
+                        .draw_series(pts.iter().map(|&q| Circle::new(q, 6, color.filled())))
+                        .map_err(pe)?;
+                }
+            }
+            if n == 0 {
+                no_data(&mut chart, &x, &y)?;
+            }
+            // The waiting times, listed beside the panel.
+            let ly0 = 150;
+            legend
+                .draw(&Text::new(
+                    "waiting time",
+                    (10, ly0 - 50),
+                    text_style(TICK_PX, REF_GREY).pos(Pos::new(HPos::Left, VPos::Center)),
+                ))
+                .map_err(pe)?;
+            for (i, c) in p.curves.iter().enumerate() {
+                let f = if n > 1 {
+                    i as f64 / (n - 1) as f64
+                } else {
+                    1.0
+                };
+                let color = sequential(p.color, f);
+                let y = ly0 + i as i32 * 56;
+                legend
+                    .draw(&PathElement::new(
+                        vec![(10, y), (70, y)],
+                        color.stroke_width(LINE_W + 1),
+                    ))
+                    .map_err(pe)?;
+                legend
+                    .draw(&Text::new(
+                        format!("t_w = {}", c.t_w),
+                        (84, y),
+                        text_style(TICK_PX, INK).pos(Pos::new(HPos::Left, VPos::Center)),
+                    ))
+                    .map_err(pe)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- fig 5
+
+/// A symmetric matrix over checkpoint indices (NaN where not computed).
+struct Matrix {
+    steps: Vec<i64>,
+    v: Vec<f64>,
+}
+
+struct HeatRow {
+    title: String,
+    v1: Matrix,
+    q: Matrix,
+}
+
+struct Heatmaps {
+    rows: Vec<HeatRow>,
+}
+
+fn symmetric(steps: &[i64], a: &[i64], b: &[i64], val: &[f64]) -> Matrix {
+    let n = steps.len();
+    let mut v = vec![f64::NAN; n * n];
+    for i in 0..n {
+        v[i * n + i] = 1.0;
+    }
+    for ((x, y), z) in a.iter().zip(b).zip(val) {
+        if let (Ok(i), Ok(j)) = (steps.binary_search(x), steps.binary_search(y)) {
+            v[i * n + j] = *z;
+            v[j * n + i] = *z;
+        }
+    }
+    Matrix {
+        steps: steps.to_vec(),
+        v,
+    }
+}
+
+impl Heatmaps {
+    fn load(input: &ReportInput, groups: &[Group]) -> Result<Heatmaps, ReportError> {
+        let mut rows = Vec::new();
+        for g in groups {
+            let run = g.runs[0];
+            let cols = [
+                ("t_w", Kind::Int),
+                ("t", Kind::Int),
+                ("subspace_overlap", Kind::Float),
+            ];
+            let (odf, opath) = hessian_rows(input, run, "metrics/overlap.arrow", &cols, |_| {
+                Ok(lit(true))
+            })?;
+            let cols = [
+                ("t_w", Kind::Int),
+                ("t", Kind::Int),
+                ("same_rank_displacement", Kind::Float),
+            ];
+            let (ddf, dpath) =
+                hessian_rows(input, run, "metrics/displacement.arrow", &cols, |t| {
+                    Ok(t.col("rank", Kind::Int)?.eq(lit(0i64)))
+                })?;
+            let (otw, ot, oq) = (
+                i64s(&odf, "t_w", &opath)?,
+                i64s(&odf, "t", &opath)?,
+                f64s(&odf, "subspace_overlap", &opath)?,
+            );
+            let (dtw, dt, dd) = (
+                i64s(&ddf, "t_w", &dpath)?,
+                i64s(&ddf, "t", &dpath)?,
+                f64s(&ddf, "same_rank_displacement", &dpath)?,
+            );
+            let mut steps: Vec<i64> = otw
+                .iter()
+                .chain(&ot)
+                .chain(&dtw)
+                .chain(&dt)
+                .copied()
+                .collect();
+            steps.sort_unstable();
+            steps.dedup();
+            let cos: Vec<f64> = dd.iter().map(|d| (1.0 - d).clamp(0.0, 1.0)).collect();
+            let seed_note = if g.runs.len() > 1 {
+                format!(" (run {})", input.runs[run].run_id)
+            } else {
+                String::new()
+            };
+            rows.push(HeatRow {
+                title: format!("{}{seed_note}", g.label),
+                v1: symmetric(&steps, &dtw, &dt, &cos),
+                q: symmetric(&steps, &otw, &ot, &oq),
+            });
+        }
+        Ok(Heatmaps { rows })
+    }
+}
+
+/// Index ticks: about `n` indices spread evenly, labelled with their steps.
+fn index_ticks(len: usize, n: usize) -> Vec<usize> {
+    if len == 0 {
+        return vec![];
+    }
+    let n = n.min(len).max(1);
+    let mut t: Vec<usize> = (0..n)
+        .map(|i| {
+            if n == 1 {
+                0
+            } else {
+                (i * (len - 1) + (n - 1) / 2) / (n - 1)
+            }
+        })
+        .collect();
+    t.dedup();
+    t
+}
+
+/// Draws an n×n heatmap into `area` with `title`; cells coloured by viridis(v).
+fn draw_heatmap<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    m: &Matrix,
+) -> Result<(), String> {
+    let n = m.steps.len();
+    let (w, h) = area.dim_in_pixel();
+    let (left, top, bottom, right) = (170i32, 80i32, 150i32, 20i32);
+    let side = ((w as i32 - left - right).min(h as i32 - top - bottom)).max(10);
+    let x0 = left + (w as i32 - left - right - side) / 2;
+    let y0 = top;
+    area.draw(&Text::new(
+        title.to_string(),
+        (x0 + side / 2, 36),
+        text_style(TITLE_PX - 4.0, INK).pos(Pos::new(HPos::Center, VPos::Center)),
+    ))
+    .map_err(pe)?;
+    if n == 0 {
+        area.draw(&Text::new(
+            "no data",
+            (x0 + side / 2, y0 + side / 2),
+            text_style(AXIS_DESC_PX, REF_GREY).pos(Pos::new(HPos::Center, VPos::Center)),
+        ))
+        .map_err(pe)?;
+        return Ok(());
+    }
+    let edge = |i: usize| (i as f64 * side as f64 / n as f64).round() as i32;
+    for i in 0..n {
+        for j in 0..n {
+            let v = m.v[i * n + j];
+            let c = if v.is_finite() { viridis(v) } else { MISSING };
+            // row i = t (top to bottom), column j = t'.
+            area.draw(&Rectangle::new(
+                [
+                    (x0 + edge(j), y0 + edge(i)),
+                    (x0 + edge(j + 1), y0 + edge(i + 1)),
+                ],
+                c.filled(),
+            ))
+            .map_err(pe)?;
+        }
+    }
+    area.draw(&Rectangle::new(
+        [(x0, y0), (x0 + side, y0 + side)],
+        INK.stroke_width(2),
+    ))
+    .map_err(pe)?;
+    let centre = |i: usize| (edge(i) + edge(i + 1)) / 2;
+    for i in index_ticks(n, 6) {
+        let label = m.steps[i].to_string();
+        // x ticks
+        let x = x0 + centre(i);
+        area.draw(&PathElement::new(
+            vec![(x, y0 + side), (x, y0 + side + 10)],
+            INK.stroke_width(2),
+        ))
+        .map_err(pe)?;
+        area.draw(&Text::new(
+            label.clone(),
+            (x, y0 + side + 16),
+            text_style(TICK_PX, INK).pos(Pos::new(HPos::Center, VPos::Top)),
+        ))
+        .map_err(pe)?;
+        // y ticks
+        let y = y0 + centre(i);
+        area.draw(&PathElement::new(
+            vec![(x0 - 10, y), (x0, y)],
+            INK.stroke_width(2),
+        ))
+        .map_err(pe)?;
+        area.draw(&Text::new(
+            label,
+            (x0 - 16, y),
+            text_style(TICK_PX, INK).pos(Pos::new(HPos::Right, VPos::Center)),
+        ))
+        .map_err(pe)?;
+    }
+    area.draw(&Text::new(
+        "checkpoint step t′",
+        (x0 + side / 2, y0 + side + 70),
+        text_style(AXIS_DESC_PX, INK).pos(Pos::new(HPos::Center, VPos::Top)),
+    ))
+    .map_err(pe)?;
+    let style = TextStyle {
+        font: (FAMILY, AXIS_DESC_PX)
+            .into_font()
+            .transform(FontTransform::Rotate270),
+        color: INK.to_backend_color(),
+        pos: Pos::new(HPos::Center, VPos::Top),
+    };
+    area.draw(&Text::new(
+        "checkpoint step t",
+        (x0 - 150, y0 + side / 2),
+        style,
+    ))
+    .map_err(pe)?;
+    Ok(())
+}
+
+/// A vertical colour bar in `area` for transformed values [lo, hi], with
+/// ticks at `ticks` (transformed) labelled by `label`.
+fn draw_colorbar<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    (top, bottom): (i32, i32),
+    lo: f64,
+    hi: f64,
+    ticks: &[f64],
+    label: &dyn Fn(f64) -> String,
+    desc: &str,
+) -> Result<(), String> {
+    let (x0, bw) = (30i32, 56i32);
+    let h = (bottom - top).max(2);
+    let steps = 128;
+    for s in 0..steps {
+        let ya = bottom - (s * h) / steps;
+        let yb = bottom - ((s + 1) * h) / steps;
+        let f = (s as f64 + 0.5) / steps as f64;
+        area.draw(&Rectangle::new(
+            [(x0, yb), (x0 + bw, ya)],
+            viridis(f).filled(),
+        ))
+        .map_err(pe)?;
+    }
+    area.draw(&Rectangle::new(
+        [(x0, top), (x0 + bw, bottom)],
+        INK.stroke_width(2),
+    ))
+    .map_err(pe)?;
+    for &u in ticks {
+        let f = (u - lo) / (hi - lo);
+        if !(-1e-9..=1.0 + 1e-9).contains(&f) {
+            continue;
+        }
+        let y = bottom - (f * h as f64).round() as i32;
+        area.draw(&PathElement::new(
+            vec![(x0 + bw, y), (x0 + bw + 10, y)],
+            INK.stroke_width(2),
+        ))
+        .map_err(pe)?;
+        area.draw(&Text::new(
+            label(u),
+            (x0 + bw + 16, y),
+            text_style(TICK_PX, INK).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
+        .map_err(pe)?;
+    }
+    if !desc.is_empty() {
+        area.draw(&Text::new(
+            desc.to_string(),
+            (x0 + bw / 2, top - 24),
+            text_style(TICK_PX, INK).pos(Pos::new(HPos::Center, VPos::Bottom)),
+        ))
+        .map_err(pe)?;
+    }
+    Ok(())
+}
+
+const HEAT_ROW_H: u32 = 1120;
+
+impl Figure for Heatmaps {
+    fn height(&self) -> u32 {
+        110 + HEAT_ROW_H * self.rows.len().max(1) as u32
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(pe)?;
+        let (head, body) = root.split_vertically(110);
+        head.draw(&Text::new(
+            "Two-time overlaps of the Hessian eigenvectors (grey: not computed)",
+            (WIDTH as i32 / 2, 60),
+            text_style(TITLE_PX + 4.0, INK).pos(Pos::new(HPos::Center, VPos::Center)),
+        ))
+        .map_err(pe)?;
+        let rows = body.split_evenly((self.rows.len().max(1), 1));
+        for (area, r) in rows.iter().zip(&self.rows) {
+            let (main, bar) = area.split_horizontally(WIDTH - 260);
+            let cells = main.split_evenly((1, 2));
+            draw_heatmap(&cells[0], &format!("{}: |⟨v₁(t), v₁(t′)⟩|", r.title), &r.v1)?;
+            draw_heatmap(&cells[1], &format!("{}: q(t, t′)", r.title), &r.q)?;
+            let (_, h) = cells[0].dim_in_pixel();
+            let side = (WIDTH as i32 - 260) / 2 - 190;
+            let side = side.min(h as i32 - 230);
+            let ticks: Vec<f64> = (0..=5).map(|i| f64::from(i) * 0.2).collect();
+            draw_colorbar(
+                &bar,
+                (80, 80 + side),
+                0.0,
+                1.0,
+                &ticks,
+                &|u| format!("{u:.1}"),
+                "",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- fig 6
+
+struct IprCurve {
+    color: RGBColor,
+    several: bool,
+    step: Vec<f64>,
+    mean: Vec<f64>,
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+}
+
+struct IprPanel {
+    rank: i64,
+    curves: Vec<IprCurve>,
+    /// null model: (min, mean, max)
+    null: Option<(f64, f64, f64)>,
+}
+
+struct Ipr {
+    panels: Vec<IprPanel>,
+    legend: Vec<Entry>,
+}
+
+impl Ipr {
+    fn load(input: &ReportInput, groups: &[Group]) -> Result<Ipr, ReportError> {
+        // Every run's Hessian P·IPR, tagged with its group, then one lazy
+        // group_by over (group, rank, step).
+        let mut frames: Vec<LazyFrame> = Vec::new();
+        let mut max_rank = -1i64;
+        for (gi, g) in groups.iter().enumerate() {
+            for &run in &g.runs {
+                let cols = [
+                    ("step", Kind::Int),
+                    ("rank", Kind::Int),
+                    ("p_ipr", Kind::Float),
+                ];
+                let (df, path) =
+                    hessian_rows(input, run, "metrics/localization.arrow", &cols, |_| {
+                        Ok(lit(true))
+                    })?;
+                let ranks = i64s(&df, "rank", &path)?;
+                max_rank = max_rank.max(ranks.iter().copied().max().unwrap_or(-1));
+                frames.push(df.lazy().with_column(lit(gi as i64).alias("group")));
+            }
+        }
+        let n_ranks = (max_rank + 1).clamp(0, 4);
+        let agg_file = PathBuf::from("<metrics/localization.arrow of all runs>");
+        let agg = if frames.is_empty() {
+            None
+        } else {
+            Some(
+                concat(frames, UnionArgs::default())
+                    .and_then(|lf| {
+                        lf.filter(
+                            col("p_ipr")
+                                .is_finite()
+                                .and(col("p_ipr").gt(lit(0.0)))
+                                .and(col("rank").lt(lit(n_ranks))),
+                        )
+                        .group_by([col("group"), col("rank"), col("step")])
+                        .agg([
+                            col("p_ipr").mean().alias("mean"),
+                            col("p_ipr").min().alias("lo"),
+                            col("p_ipr").max().alias("hi"),
+                        ])
+                        .sort(["group", "rank", "step"], SortMultipleOptions::default())
+                        .collect()
+                    })
+                    .map_err(|e| data_err(&agg_file, e))?,
+            )
+        };
+        // The null band: the first run that has it.
+        let mut null: Vec<(i64, f64, f64, f64)> = Vec::new();
+        if let Some(run) = input
+            .runs
+            .iter()
+            .find(|r| r.files.contains_key("metrics/null_band.arrow"))
+        {
+            let path = run.file("metrics/null_band.arrow")?.to_path_buf();
+            let t = Table::open(&path)?;
+            let sel = vec![
+                t.col("rank", Kind::Int)?.alias("rank"),
+                t.col("p_ipr_min", Kind::Float)?.alias("lo"),
+                t.col("p_ipr_mean", Kind::Float)?.alias("mean"),
+                t.col("p_ipr_max", Kind::Float)?.alias("hi"),
+            ];
+            let df = t.query(|lf| lf.select(sel))?;
+            let (r, lo, mean, hi) = (
+                i64s(&df, "rank", &path)?,
+                f64s(&df, "lo", &path)?,
+                f64s(&df, "mean", &path)?,
+                f64s(&df, "hi", &path)?,
+            );
+            for i in 0..r.len() {
+                null.push((r[i], lo[i], mean[i], hi[i]));
+            }
+        }
+        let mut panels: Vec<IprPanel> = (0..n_ranks.max(1))
+            .map(|rank| IprPanel {
+                rank,
+                curves: Vec::new(),
+                null: null.iter().find(|n| n.0 == rank).map(|n| (n.1, n.2, n.3)),
+            })
+            .collect();
+        if let Some(df) = agg {
+            let (gcol, rcol, scol) = (
+                i64s(&df, "group", &agg_file)?,
+                i64s(&df, "rank", &agg_file)?,
+                f64s(&df, "step", &agg_file)?,
+            );
+            let (mean, lo, hi) = (
+                f64s(&df, "mean", &agg_file)?,
+                f64s(&df, "lo", &agg_file)?,
+                f64s(&df, "hi", &agg_file)?,
+            );
+            for p in &mut panels {
+                for (gi, g) in groups.iter().enumerate() {
+                    let idx: Vec<usize> = (0..gcol.len())
+                        .filter(|&i| gcol[i] == gi as i64 && rcol[i] == p.rank)
+                        .collect();
+                    p.curves.push(IprCurve {
+                        color: g.color,
+                        several: g.runs.len() > 1,
+                        step: idx.iter().map(|&i| scol[i]).collect(),
+                        mean: idx.iter().map(|&i| mean[i]).collect(),
+                        lo: idx.iter().map(|&i| lo[i]).collect(),
+                        hi: idx.iter().map(|&i| hi[i]).collect(),
+                    });
+                }
+            }
+        }
+        let mut legend: Vec<Entry> = groups
+            .iter()
+            .map(|g| Entry {
+                color: g.color,
+                sample: Sample::Line,
+                text: g.label.clone(),
+            })
+            .collect();
+        if !null.is_empty() {
+            legend.push(Entry {
+                color: mix(NULL_GREY, 255.0, 0.65),
+                sample: Sample::Swatch,
+                text: "null model (min–max)".into(),
+            });
+        }
+        legend.push(Entry {
+            color: REF_GREY,
+            sample: Sample::Dashed,
+            text: "random vector (3)".into(),
+        });
+        if groups.iter().any(|g| g.runs.len() > 1) {
+            legend.push(Entry {
+                color: REF_GREY,
+                sample: Sample::Note,
+                text: "line: mean over seeds · band: min–max".into(),
+            });
+        }
+        Ok(Ipr { panels, legend })
+    }
+}
+
+impl Figure for Ipr {
+    fn height(&self) -> u32 {
+        let rows = if self.panels.len() > 2 { 2 } else { 1 };
+        legend_height(legend_rows(&self.legend, LEGEND_PX)) + 80 + 820 * rows
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(pe)?;
+        let (head, rest) = root.split_vertically(80);
+        head.draw(&Text::new(
+            "Localization of the top Hessian eigenvectors against the null model",
+            (WIDTH as i32 / 2, 46),
+            text_style(TITLE_PX + 4.0, INK).pos(Pos::new(HPos::Center, VPos::Center)),
+        ))
+        .map_err(pe)?;
+        let (legend, body) =
+            rest.split_vertically(legend_height(legend_rows(&self.legend, LEGEND_PX)));
+        draw_legend(&legend, &self.legend, LEGEND_PX)?;
+        let steps = self
+            .panels
+            .iter()
+            .flat_map(|p| p.curves.iter().flat_map(|c| c.step.iter().copied()));
+        let (s0, s1) = finite_range(steps, false).unwrap_or((0.0, 1000.0));
+        let x = Axis::fit(Scale::LogPlusOne, s0.max(0.0), s1.max(0.0), 0.02);
+        let mut yv: Vec<f64> = vec![3.0];
+        for p in &self.panels {
+            for c in &p.curves {
+                yv.extend(c.lo.iter().chain(&c.hi).chain(&c.mean));
+            }
+            if let Some((a, _, b)) = p.null {
+                yv.extend([a, b]);
+            }
+        }
+        let (y0, y1) = finite_range(yv, true).unwrap_or((1.0, 100.0));
+        let y = Axis::fit(Scale::Log, y0, y1, 0.04);
+        let grid = if self.panels.len() > 2 {
+            (2, 2)
+        } else {
+            (1, self.panels.len().max(1))
+        };
+        let cells = body.split_evenly(grid);
+        let sub = ["₁", "₂", "₃", "₄"];
+        for (cell, p) in cells.iter().zip(&self.panels) {
+            let v = format!("v{}", sub.get(p.rank as usize).copied().unwrap_or("?"));
+            let title = format!("rank {}: {v}", p.rank);
+            let mut chart = line_chart(cell, &title, &x, &y, "step + 1", &format!("P·IPR({v})"))?;
+            if let Some((a, _, b)) = p.null {
+                if let (Some(ya), Some(yb)) = (y.t(a), y.t(b)) {
+                    chart
+                        .draw_series(std::iter::once(Rectangle::new(
+                            [(x.lo, ya), (x.hi, yb)],
+                            NULL_GREY.mix(0.35).filled(),
+                        )))
+                        .map_err(pe)?;
+                }
+            }
+            if let Some(y3) = y.t(3.0) {
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        vec![(x.lo, y3), (x.hi, y3)],
+                        24,
+                        12,
+                        REF_GREY.stroke_width(4),
+                    ))
+                    .map_err(pe)?;
+            }
+            let pts = |xs: &[f64], ys: &[f64]| -> Vec<(f64, f64)> {
+                xs.iter()
+                    .zip(ys)
+                    .filter_map(|(&a, &b)| Some((x.t(a)?, y.t(b)?)))
+                    .collect()
+            };
+            for c in p.curves.iter().filter(|c| c.several) {
+                let mut poly = pts(&c.step, &c.hi);
+                let mut lower = pts(&c.step, &c.lo);
+                lower.reverse();
+                poly.extend(lower);
+                if poly.len() >= 3 {
+                    chart
+                        .draw_series(std::iter::once(Polygon::new(
+                            poly,
+                            c.color.mix(BAND_ALPHA).filled(),
+                        )))
+                        .map_err(pe)?;
+                }
+            }
+            for c in &p.curves {
+                let line = pts(&c.step, &c.mean);
+                chart
+                    .draw_series(LineSeries::new(line.clone(), c.color.stroke_width(LINE_W)))
+                    .map_err(pe)?;
+                if line.len() <= 60 {
+                    chart
+                        .draw_series(line.iter().map(|&q| Circle::new(q, 6, c.color.filled())))
+                        .map_err(pe)?;
+                }
+            }
+            if p.curves.iter().all(|c| c.step.is_empty()) {
+                no_data(&mut chart, &x, &y)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- fig 7
+
+struct MassPanel {
+    title: String,
+    steps: Vec<f64>,
+    /// per layer, per step (aligned with `steps`)
+    mass: Vec<Vec<f64>>,
+}
+
+struct LayerMass {
+    panels: Vec<MassPanel>,
+    legend: Vec<Entry>,
+}
+
+fn layer_color(i: usize, n: usize) -> RGBColor {
+    let f = if n > 1 {
+        i as f64 / (n - 1) as f64
+    } else {
+        0.5
+    };
+    viridis(0.05 + 0.8 * f)
+}
+
+impl LayerMass {
+    fn load(input: &ReportInput, groups: &[Group]) -> Result<LayerMass, ReportError> {
+        let mut panels = Vec::new();
+        let mut n_layers = 0usize;
+        for g in groups {
+            let run = g.runs[0];
+            let cols = [
+                ("step", Kind::Int),
+                ("layer", Kind::Int),
+                ("mass", Kind::Float),
+            ];
+            let (df, path) = hessian_rows(input, run, "metrics/layer_mass.arrow", &cols, |t| {
+                Ok(t.col("rank", Kind::Int)?
+                    .eq(lit(0i64))
+                    .and(t.col("block", Kind::Str)?.eq(lit("all"))))
+            })?;
+            // One row per (step, layer), normalized per step so the stack is 1.
+            let per_step = col("mass")
+                .sum()
+                .over([col("step")])
+                .map_err(|e| data_err(&path, e))?;
+            let df = df
+                .lazy()
+                .group_by([col("step"), col("layer")])
+                .agg([col("mass").sum()])
+                .with_column((col("mass") / per_step).alias("mass"))
+                .sort(["step", "layer"], SortMultipleOptions::default())
+                .collect()
+                .map_err(|e| data_err(&path, e))?;
+            let (st, la, ma) = (
+                i64s(&df, "step", &path)?,
+                i64s(&df, "layer", &path)?,
+                f64s(&df, "mass", &path)?,
+            );
+            if la.iter().any(|&l| !(0..1000).contains(&l)) {
+                return Err(data_err(&path, "layer index out of range"));
+            }
+            let layers = la.iter().map(|&l| l as usize + 1).max().unwrap_or(0);
+            n_layers = n_layers.max(layers);
+            let mut steps: Vec<i64> = st.clone();
+            steps.dedup();
+            let mut mass = vec![vec![0.0; steps.len()]; layers];
+            for i in 0..st.len() {
+                if let Ok(j) = steps.binary_search(&st[i]) {
+                    mass[la[i] as usize][j] = if ma[i].is_finite() { ma[i] } else { 0.0 };
+                }
+            }
+            let seed_note = if g.runs.len() > 1 {
+                format!(" (run {})", input.runs[run].run_id)
+            } else {
+                String::new()
+            };
+            panels.push(MassPanel {
+                title: format!("{}{seed_note}", g.label),
+                steps: steps.iter().map(|&s| s as f64).collect(),
+                mass,
+            });
+        }
+        let legend = (0..n_layers)
+            .map(|i| Entry {
+                color: layer_color(i, n_layers),
+                sample: Sample::Swatch,
+                text: if i == 0 {
+                    "layer 0 (input)".to_string()
+                } else if i + 1 == n_layers {
+                    format!("layer {i} (output)")
+                } else {
+                    format!("layer {i}")
+                },
+            })
+            .collect();
+        Ok(LayerMass { panels, legend })
+    }
+}
+
+impl Figure for LayerMass {
+    fn height(&self) -> u32 {
+        80 + legend_height(legend_rows(&self.legend, LEGEND_PX)) + 1000
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(pe)?;
+        let (head, rest) = root.split_vertically(80);
+        head.draw(&Text::new(
+            "Mass of the top Hessian eigenvector v₁ per layer",
+            (WIDTH as i32 / 2, 46),
+            text_style(TITLE_PX + 4.0, INK).pos(Pos::new(HPos::Center, VPos::Center)),
+        ))
+        .map_err(pe)?;
+        let (legend, body) =
+            rest.split_vertically(legend_height(legend_rows(&self.legend, LEGEND_PX)));
+        draw_legend(&legend, &self.legend, LEGEND_PX)?;
+        let steps = self.panels.iter().flat_map(|p| p.steps.iter().copied());
+        let (s0, s1) = finite_range(steps, false).unwrap_or((0.0, 1000.0));
+        let x = Axis::fit(Scale::LogPlusOne, s0.max(0.0), s1.max(0.0), 0.0);
+        let mut y = unit_axis();
+        y.hi = 1.0;
+        let cells = body.split_evenly((1, self.panels.len().max(1)));
+        let n = self.legend.len();
+        for (cell, p) in cells.iter().zip(&self.panels) {
+            let mut chart = line_chart(cell, &p.title, &x, &y, "step + 1", "fraction of ‖v₁‖²")?;
+            if p.steps.is_empty() {
+                no_data(&mut chart, &x, &y)?;
+                continue;
+            }
+            let xs: Vec<f64> = p.steps.iter().filter_map(|&s| x.t(s)).collect();
+            if xs.len() != p.steps.len() {
+                continue;
+            }
+            let mut below = vec![0.0; xs.len()];
+            for (l, m) in p.mass.iter().enumerate() {
+                let above: Vec<f64> = below.iter().zip(m).map(|(b, v)| b + v).collect();
+                let mut poly: Vec<(f64, f64)> = xs
+                    .iter()
+                    .zip(&above)
+                    .map(|(&a, &b)| (a, b.min(1.0)))
+                    .collect();
+                poly.extend(xs.iter().zip(&below).rev().map(|(&a, &b)| (a, b.min(1.0))));
+                let c = layer_color(l, n);
+                chart
+                    .draw_series(std::iter::once(Polygon::new(poly, c.filled())))
+                    .map_err(pe)?;
+                chart
+                    .draw_series(LineSeries::new(
+                        xs.iter().zip(&above).map(|(&a, &b)| (a, b.min(1.0))),
+                        WHITE.stroke_width(2),
+                    ))
+                    .map_err(pe)?;
+                below = above;
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- fig 8
+
+struct LocPanel {
+    title: String,
+    rows: usize,
+    cols: usize,
+    /// row-major [out, in] mass fractions
+    mass: Vec<f64>,
+}
+
+struct LocMap {
+    panels: Vec<LocPanel>,
+    /// log10 colour range
+    lo: f64,
+    hi: f64,
+}
+
+impl LocMap {
+    fn load(input: &ReportInput, groups: &[Group]) -> Result<LocMap, ReportError> {
+        let mut panels = Vec::new();
+        for g in groups {
+            let run = g.runs[0];
+            // param_map: the first layer's weight block.
+            let pm_path = input.runs[run].file("param_map.arrow")?.to_path_buf();
+            let pm = Table::open(&pm_path)?;
+            let sel = vec![
+                pm.col("offset", Kind::Int)?.alias("offset"),
+                pm.col("numel", Kind::Int)?.alias("numel"),
+                col("shape"),
+            ];
+            if !pm.has("shape") {
+                let _ = pm.col("shape", Kind::Int)?;
+            }
+            let name = pm.col("name", Kind::Str)?;
+            let block = pm.query(|lf| lf.filter(name.eq(lit("layers.0.weight"))).select(sel))?;
+            if block.height() != 1 {
+                return Err(data_err(&pm_path, "no single `layers.0.weight` row"));
+            }
+            let offset = i64s(&block, "offset", &pm_path)?[0];
+            let numel = i64s(&block, "numel", &pm_path)?[0];
+            let shape = block
+                .column("shape")
+                .and_then(|c| c.list().cloned())
+                .ok()
+                .and_then(|l| l.get_as_series(0))
+                .and_then(|s| s.cast(&DataType::Int64).ok())
+                .and_then(|s| {
+                    s.i64()
+                        .ok()
+                        .map(|ca| ca.into_no_null_iter().collect::<Vec<_>>())
+                })
+                .ok_or_else(|| {
+                    data_err(
+                        &pm_path,
+                        "`shape` of layers.0.weight is not a list of integers",
+                    )
+                })?;
+            if shape.len() != 2 || shape[0] * shape[1] != numel || offset < 0 || numel <= 0 {
+                return Err(data_err(
+                    &pm_path,
+                    format!("layers.0.weight: shape {shape:?} does not match numel {numel}"),
+                ));
+            }
+            let (rows, cols) = (shape[0] as usize, shape[1] as usize);
+
+            // The top Hessian eigenvector at the last step.
+            let vpath = input.runs[run].file("eigen/vectors.arrow")?.to_path_buf();
+            let vt = Table::open(&vpath)?;
+            if !vt.has("vector") {
+                let _ = vt.col("vector", Kind::Float)?;
+            }
+            let step = vt.col("step", Kind::Int)?;
+            let rank = vt.col("rank", Kind::Int)?;
+            let keep = is_hessian(&vt)?.and(rank.eq(lit(0i64)));
+            let df = vt.query(|lf| {
+                lf.filter(keep)
+                    .with_column(step.alias("step"))
+                    .filter(col("step").eq(col("step").max()))
+                    .select([col("step"), col("vector")])
+            })?;
+            let last = i64s(&df, "step", &vpath)?.first().copied();
+            let vec: Option<Vec<f64>> = df
+                .column("vector")
+                .ok()
+                .and_then(|c| c.list().ok().cloned())
+                .and_then(|l| l.get_as_series(0))
+                .and_then(|s| s.cast(&DataType::Float64).ok())
+                .and_then(|s| {
+                    s.f64()
+                        .ok()
+                        .map(|ca| ca.iter().map(|v| v.unwrap_or(0.0)).collect())
+                });
+            let mass = match (vec, last) {
+                (Some(v), Some(_)) => {
+                    let total: f64 = v.iter().map(|x| x * x).sum();
+                    let end = (offset + numel) as usize;
+                    if end > v.len() || !total.is_finite() || total <= 0.0 {
+                        return Err(data_err(
+                            &vpath,
+                            format!("vector of length {} cannot hold layers.0.weight", v.len()),
+                        ));
+                    }
+                    v[offset as usize..end]
+                        .iter()
+                        .map(|x| x * x / total)
+                        .collect()
+                }
+                _ => vec![],
+            };
+            let seed_note = if g.runs.len() > 1 {
+                format!(", run {}", input.runs[run].run_id)
+            } else {
+                String::new()
+            };
+            let at = last
+                .map(|s| format!(" (step {s}{seed_note})"))
+                .unwrap_or_default();
+            panels.push(LocPanel {
+                title: format!("{}{at}", g.label),
+                rows,
+                cols,
+                mass,
+            });
+        }
+        let logs = panels
+            .iter()
+            .flat_map(|p| p.mass.iter().copied())
+            .filter(|m| *m > 0.0)
+            .map(f64::log10);
+        let (mut lo, hi) = finite_range(logs, false).unwrap_or((-6.0, 0.0));
+        lo = lo.max(hi - 6.0);
+        if hi - lo < 1.0 {
+            lo = hi - 1.0;
+        }
+        Ok(LocMap {
+            panels,
+            lo: lo.floor(),
+            hi: hi.ceil(),
+        })
+    }
+}
+
+impl Figure for LocMap {
+    fn height(&self) -> u32 {
+        1500
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(pe)?;
+        let (head, body) = root.split_vertically(90);
+        head.draw(&Text::new(
+            "Mass (v²) of the top Hessian eigenvector v₁ over the first-layer weights",
+            (WIDTH as i32 / 2, 50),
+            text_style(TITLE_PX + 4.0, INK).pos(Pos::new(HPos::Center, VPos::Center)),
+        ))
+        .map_err(pe)?;
+        let (main, bar) = body.split_horizontally(WIDTH - 300);
+        let cells = main.split_evenly((1, self.panels.len().max(1)));
+        let (_, bh) = body.dim_in_pixel();
+        let (top, bottom) = (90i32, bh as i32 - 170);
+        for (cell, p) in cells.iter().zip(&self.panels) {
+            let (w, _) = cell.dim_in_pixel();
+            let (left, right) = (150i32, 30i32);
+            cell.draw(&Text::new(
+                p.title.clone(),
+                ((w as i32) / 2, 36),
+                text_style(TITLE_PX - 4.0, INK).pos(Pos::new(HPos::Center, VPos::Center)),
+            ))
+            .map_err(pe)?;
+            if p.mass.len() != p.rows * p.cols || p.mass.is_empty() {
+                cell.draw(&Text::new(
+                    "no data",
+                    ((w as i32) / 2, (top + bottom) / 2),
+                    text_style(AXIS_DESC_PX, REF_GREY).pos(Pos::new(HPos::Center, VPos::Center)),
+                ))
+                .map_err(pe)?;
+                continue;
+            }
+            let avail_w = w as i32 - left - right;
+            let avail_h = bottom - top;
+            // Cells up to 2.5 times as wide as tall, to use the width.
+            let cell_h = (avail_h as f64 / p.rows as f64)
+                .min(avail_w as f64 / p.cols as f64)
+                .max(1.0);
+            let cell_w = (avail_w as f64 / p.cols as f64).min(2.5 * cell_h).max(1.0);
+            let (gw, gh) = (cell_w * p.cols as f64, cell_h * p.rows as f64);
+            let x0 = left as f64 + (avail_w as f64 - gw) / 2.0;
+            let y0 = top as f64;
+            for r in 0..p.rows {
+                for c in 0..p.cols {
+                    let m = p.mass[r * p.cols + c];
+                    let f = if m > 0.0 {
+                        (m.log10() - self.lo) / (self.hi - self.lo)
+                    } else {
+                        0.0
+                    };
+                    let a = (
+                        (x0 + c as f64 * cell_w).round() as i32,
+                        (y0 + r as f64 * cell_h).round() as i32,
+                    );
+                    let b = (
+                        (x0 + (c + 1) as f64 * cell_w).round() as i32,
+                        (y0 + (r + 1) as f64 * cell_h).round() as i32,
+                    );
+                    cell.draw(&Rectangle::new([a, b], viridis(f).filled()))
+                        .map_err(pe)?;
+                }
+            }
+            let (gx0, gy0) = (x0.round() as i32, y0.round() as i32);
+            let (gx1, gy1) = ((x0 + gw).round() as i32, (y0 + gh).round() as i32);
+            cell.draw(&Rectangle::new(
+                [(gx0, gy0), (gx1, gy1)],
+                INK.stroke_width(2),
+            ))
+            .map_err(pe)?;
+            let tick = |n: usize| -> Vec<usize> {
+                let stride = [
+                    1usize, 2, 4, 5, 8, 10, 16, 20, 25, 32, 50, 64, 100, 128, 256,
+                ]
+                .into_iter()
+                .find(|s| n.div_ceil(*s) <= 8)
+                .unwrap_or(n.max(1));
+                (0..n).step_by(stride).collect()
+            };
+            for c in tick(p.cols) {
+                let x = (x0 + (c as f64 + 0.5) * cell_w).round() as i32;
+                cell.draw(&PathElement::new(
+                    vec![(x, gy1), (x, gy1 + 10)],
+                    INK.stroke_width(2),
+                ))
+                .map_err(pe)?;
+                cell.draw(&Text::new(
+                    c.to_string(),
+                    (x, gy1 + 16),
+                    text_style(TICK_PX, INK).pos(Pos::new(HPos::Center, VPos::Top)),
+                ))
+                .map_err(pe)?;
+            }
+            for r in tick(p.rows) {
+                let y = (y0 + (r as f64 + 0.5) * cell_h).round() as i32;
+                cell.draw(&PathElement::new(
+                    vec![(gx0 - 10, y), (gx0, y)],
+                    INK.stroke_width(2),
+                ))
+                .map_err(pe)?;
+                cell.draw(&Text::new(
+                    r.to_string(),
+                    (gx0 - 16, y),
+                    text_style(TICK_PX, INK).pos(Pos::new(HPos::Right, VPos::Center)),
+                ))
+                .map_err(pe)?;
+            }
+            cell.draw(&Text::new(
+                "input i",
+                ((gx0 + gx1) / 2, gy1 + 70),
+                text_style(AXIS_DESC_PX, INK).pos(Pos::new(HPos::Center, VPos::Top)),
+            ))
+            .map_err(pe)?;
+            let style = TextStyle {
+                font: (FAMILY, AXIS_DESC_PX)
+                    .into_font()
+                    .transform(FontTransform::Rotate270),
+                color: INK.to_backend_color(),
+                pos: Pos::new(HPos::Center, VPos::Top),
+            };
+            cell.draw(&Text::new(
+                "hidden unit j",
+                (gx0 - 130, (gy0 + gy1) / 2),
+                style,
+            ))
+            .map_err(pe)?;
+        }
+        let ticks: Vec<f64> = {
+            let (a, b) = (self.lo.round() as i64, self.hi.round() as i64);
+            let every = ((b - a) as usize).div_ceil(6).max(1);
+            (a..=b).step_by(every).map(|d| d as f64).collect()
+        };
+        let label = |u: f64| {
+            let ax = Axis::fixed(Scale::Log, -12.0, 1.0);
+            ax.label(u)
+        };
+        draw_colorbar(
+            &bar,
+            (top, bottom),
+            self.lo,
+            self.hi,
+            &ticks,
+            &label,
+            "mass v²",
+        )?;
+        Ok(())
+    }
+}
