@@ -10,13 +10,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
-pub(crate) use reports::{ReportError, ReportInput, RunInput};
-
-#[allow(dead_code)]
-#[allow(dead_code)]
-#[allow(dead_code)]
-#[allow(dead_code)]
-/// The font module's glyph test checks this figure's strings.
+use reports::{ReportError, ReportInput, RunInput};
 
 const CHECKPOINTS: [i64; 12] = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000];
 const K: i32 = 4;
