@@ -101,7 +101,6 @@ pub fn render_all(
     let mut files = render_report(input, out_dir)?;
     files.extend(fig_dynamics::render(input, out_dir)?);
     files.extend(fig_structure::render(input, out_dir)?);
-    // FIGURE MODULES
     let mut hashes = std::collections::BTreeMap::new();
     for f in &files {
         let bytes = std::fs::read(out_dir.join(f)).map_err(|e| ReportError::Data {
