@@ -6,7 +6,9 @@
 //! with the crate-private modules it uses (the public types come from the
 //! library).
 
-use std::fs::File;
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
@@ -14,17 +16,6 @@ use reports::{ReportError, ReportInput, RunInput};
 
 const CHECKPOINTS: [i64; 12] = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000];
 const K: i32 = 4;
-
-fn write_ipc(path: &Path, mut df: DataFrame) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut f = File::create(path).unwrap();
-    IpcWriter::new(&mut f).finish(&mut df).unwrap();
-}
-
-/// A deterministic "noise" in [-1, 1].
-fn wiggle(seed: u64, i: usize) -> f64 {
-    (((i as f64 + 1.0) * 12.9898 + seed as f64 * 78.233).sin() * 43758.5453).fract()
-}
 
 struct Synth {
     optimizer: &'static str,

@@ -1,11 +1,10 @@
 //! Renders the structure figures (fig 4–8) from small synthetic Arrow inputs
 //! (2 optimizers × 2 seeds) and checks every PNG and SVG, and that a broken
 //! input is a ReportError naming its file.
-//!
-//! The module is compiled here from its source together with the crate
-//! modules it uses, so this test does not depend on how lib.rs wires it in.
-
 #![allow(dead_code)]
+
+mod common;
+use common::*;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -34,12 +33,6 @@ const NAMES: [&str; 5] = [
     "fig7_layer_mass",
     "fig8_localization_map",
 ];
-
-fn write_ipc(path: &Path, mut df: DataFrame) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut f = File::create(path).unwrap();
-    IpcWriter::new(&mut f).finish(&mut df).unwrap();
-}
 
 fn wiggle(seed: u64, i: usize) -> f64 {
     (((i as f64 + 1.0) * 12.9898 + seed as f64 * 78.233).sin() * 43758.5453).fract()
@@ -230,43 +223,6 @@ fn two_by_two(dir: &Path) -> ReportInput {
         experiment: "synthetic".into(),
         runs,
     }
-}
-
-fn keep_copy(out: &Path, names: &[String], sub: &str) {
-    if let Some(dir) = std::env::var_os("REPORTS_KEEP_FIGURES").map(|d| PathBuf::from(d).join(sub))
-    {
-        std::fs::create_dir_all(&dir).unwrap();
-        for n in names {
-            std::fs::copy(out.join(n), dir.join(n)).unwrap();
-        }
-    }
-}
-
-fn svg_text_elements(svg: &str) -> usize {
-    use quick_xml::events::Event;
-    let mut reader = quick_xml::Reader::from_str(svg);
-    let (mut texts, mut root) = (0, None);
-    loop {
-        match reader.read_event() {
-            Ok(Event::Start(e)) | Ok(Event::Empty(e)) => {
-                let name = String::from_utf8_lossy(e.name().as_ref()).to_string();
-                if root.is_none() {
-                    root = Some(name.clone());
-                }
-                if name == "text" {
-                    texts += 1;
-                }
-            }
-            Ok(Event::Eof) => break,
-            Ok(_) => {}
-            Err(e) => panic!(
-                "SVG is not well-formed XML at {}: {e}",
-                reader.buffer_position()
-            ),
-        }
-    }
-    assert_eq!(root.as_deref(), Some("svg"), "root element");
-    texts
 }
 
 fn check_outputs(out: &Path, files: &[String]) {

@@ -2,24 +2,16 @@
 //! (2 optimizers × 2 seeds) and checks the PNG and SVG it writes, and that
 //! bad inputs give a ReportError naming the file instead of a panic.
 
+mod common;
+use common::*;
+
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use polars::prelude::*;
 use reports::{render_report, ReportError, ReportInput, RunInput};
 
 const CHECKPOINTS: [i64; 12] = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000];
-
-fn write_ipc(path: &Path, mut df: DataFrame) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut f = File::create(path).unwrap();
-    IpcWriter::new(&mut f).finish(&mut df).unwrap();
-}
-
-/// A deterministic "noise" in [-1, 1].
-fn wiggle(seed: u64, i: usize) -> f64 {
-    (((i as f64 + 1.0) * 12.9898 + seed as f64 * 78.233).sin() * 43758.5453).fract()
-}
 
 struct Synth {
     optimizer: &'static str,
@@ -197,42 +189,6 @@ fn two_by_two(dir: &Path) -> ReportInput {
 }
 
 /// Where to leave a copy of the figure for a person to look at, if asked.
-fn keep_copy(out: &Path, names: &[String], sub: &str) {
-    if let Some(dir) = std::env::var_os("REPORTS_KEEP_FIGURES").map(|d| PathBuf::from(d).join(sub))
-    {
-        std::fs::create_dir_all(&dir).unwrap();
-        for n in names {
-            std::fs::copy(out.join(n), dir.join(n)).unwrap();
-        }
-    }
-}
-
-fn svg_text_elements(svg: &str) -> usize {
-    use quick_xml::events::Event;
-    let mut reader = quick_xml::Reader::from_str(svg);
-    let (mut texts, mut root) = (0, None);
-    loop {
-        match reader.read_event() {
-            Ok(Event::Start(e)) | Ok(Event::Empty(e)) => {
-                let name = String::from_utf8_lossy(e.name().as_ref()).to_string();
-                if root.is_none() {
-                    root = Some(name.clone());
-                }
-                if name == "text" {
-                    texts += 1;
-                }
-            }
-            Ok(Event::Eof) => break,
-            Ok(_) => {}
-            Err(e) => panic!(
-                "SVG is not well-formed XML at {}: {e}",
-                reader.buffer_position()
-            ),
-        }
-    }
-    assert_eq!(root.as_deref(), Some("svg"), "root element");
-    texts
-}
 
 #[test]
 fn renders_png_and_svg() {
