@@ -175,16 +175,7 @@ pub fn run(
             .map(|_| full_buf.shallow_clone());
         let lr = p.schedule.lr(opt.p.lr, step, p.steps);
         if full_loss.is_some_and(|l| !l.is_finite()) {
-            log.push(
-                step,
-                f64::NAN,
-                f64::NAN,
-                f64::NAN,
-                f64::NAN,
-                f64::NAN,
-                lr,
-                true,
-            );
+            log.push_diverged(step, lr);
             diverged_at = Some(step);
             break;
         }
@@ -218,16 +209,7 @@ pub fn run(
                     let yb = s.y_train.index_select(0, &idx);
                     let lb = arch.loss_and_grad(&theta, &xb, &yb, &mut batch_buf);
                     if !lb.is_finite() {
-                        log.push(
-                            step,
-                            f64::NAN,
-                            f64::NAN,
-                            f64::NAN,
-                            f64::NAN,
-                            f64::NAN,
-                            lr,
-                            true,
-                        );
+                        log.push_diverged(step, lr);
                         diverged_at = Some(step);
                         break;
                     }
@@ -308,6 +290,11 @@ impl LogRows {
         self.grad_norm.push(gn);
         self.lr.push(lr);
         self.diverged.push(diverged);
+    }
+    /// The row that marks a divergence: no metrics, diverged = true.
+    fn push_diverged(&mut self, step: u64, lr: f64) {
+        let nan = f64::NAN;
+        self.push(step, nan, nan, nan, nan, nan, lr, true);
     }
     fn last_finite(&self) -> (f64, f64, f64, f64) {
         (0..self.step.len())
