@@ -22,7 +22,9 @@ use polars::prelude::*;
 use crate::axis::{fmt_plain, Axis, Scale};
 use crate::data::{aggregate, Curve, Kind, Table, Tagged};
 use crate::font::FAMILY;
-use crate::palette::{darker, is_sgd_family, optimizer_color, optimizer_rank, shade};
+use crate::palette::{
+    band_outline, darker, is_sgd_family, optimizer_color, optimizer_rank, shade, BAND_ALPHA,
+};
 use crate::{ReportError, ReportInput};
 
 const WIDTH: u32 = 2400;
@@ -38,7 +40,6 @@ const NOTE_PX: f64 = 34.0;
 const LINE_W: u32 = 5;
 const THIN_W: u32 = 2;
 const REF_W: u32 = 4;
-const BAND_ALPHA: f64 = 0.2;
 const GRID_MAJOR: RGBColor = RGBColor(0xD9, 0xD9, 0xD9);
 const GRID_MINOR: RGBColor = RGBColor(0xF0, 0xF0, 0xF0);
 const REF_GREY: RGBColor = RGBColor(0x70, 0x70, 0x70);
@@ -495,11 +496,10 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
             .collect()
     };
     for l in p.lines.iter().filter(|l| l.band && !l.curve.is_empty()) {
-        let mut poly = pts(&l.curve.step, &l.curve.hi);
-        let mut lower = pts(&l.curve.step, &l.curve.lo);
-        lower.reverse();
-        poly.extend(lower);
-        if poly.len() >= 3 {
+        if let Some(poly) = band_outline(
+            pts(&l.curve.step, &l.curve.hi),
+            pts(&l.curve.step, &l.curve.lo),
+        ) {
             chart
                 .draw_series(std::iter::once(Polygon::new(
                     poly,

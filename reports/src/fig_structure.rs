@@ -15,7 +15,9 @@ use crate::axis::{Axis, Scale};
 use crate::data::{Kind, Table};
 use crate::error::ReportError;
 use crate::font::FAMILY;
-use crate::palette::{optimizer_color, optimizer_rank, shade};
+use crate::palette::{
+    band_outline, optimizer_color, optimizer_rank, shade, shade_indices, BAND_ALPHA,
+};
 use crate::ReportInput;
 
 const WIDTH: u32 = 2400;
@@ -24,7 +26,6 @@ const AXIS_DESC_PX: f64 = 40.0;
 const TICK_PX: f64 = 34.0;
 const LEGEND_PX: f64 = 38.0;
 const LINE_W: u32 = 5;
-const BAND_ALPHA: f64 = 0.2;
 const GRID_MAJOR: RGBColor = RGBColor(0xD9, 0xD9, 0xD9);
 const GRID_MINOR: RGBColor = RGBColor(0xF0, 0xF0, 0xF0);
 const REF_GREY: RGBColor = RGBColor(0x70, 0x70, 0x70);
@@ -102,18 +103,8 @@ fn groups(input: &ReportInput) -> Vec<Group> {
     order.sort_by_key(|&i| (optimizer_rank(&gs[i].optimizer), i));
     let mut gs: Vec<Option<Group>> = gs.into_iter().map(Some).collect();
     let mut sorted: Vec<Group> = order.iter().filter_map(|&i| gs[i].take()).collect();
-    let mut seen: Vec<(String, usize)> = Vec::new();
-    for g in &mut sorted {
-        let n = match seen.iter_mut().find(|(o, _)| *o == g.optimizer) {
-            Some((_, n)) => {
-                *n += 1;
-                *n
-            }
-            None => {
-                seen.push((g.optimizer.clone(), 0));
-                0
-            }
-        };
+    let shades = shade_indices(sorted.iter().map(|g| g.optimizer.as_str()));
+    for (g, n) in sorted.iter_mut().zip(shades) {
         g.color = shade(g.color, n);
     }
     sorted
@@ -1187,11 +1178,7 @@ impl Figure for Ipr {
                     .collect()
             };
             for c in p.curves.iter().filter(|c| c.several) {
-                let mut poly = pts(&c.step, &c.hi);
-                let mut lower = pts(&c.step, &c.lo);
-                lower.reverse();
-                poly.extend(lower);
-                if poly.len() >= 3 {
+                if let Some(poly) = band_outline(pts(&c.step, &c.hi), pts(&c.step, &c.lo)) {
                     chart
                         .draw_series(std::iter::once(Polygon::new(
                             poly,

@@ -12,7 +12,10 @@ use crate::axis::{fmt_plain, Axis, Scale};
 use crate::data::{aggregate, load_run, Curve, RunFrames, Tagged};
 use crate::error::ReportError;
 use crate::font::FAMILY;
-use crate::palette::{darker, is_sgd_family, optimizer_color, optimizer_rank, shade};
+use crate::palette::{
+    band_outline, darker, is_sgd_family, optimizer_color, optimizer_rank, shade, shade_indices,
+    BAND_ALPHA,
+};
 use crate::ReportInput;
 
 /// Pixel size of the figure (a 2×2 panel figure for a full paper width).
@@ -29,7 +32,6 @@ const NOTE_PX: f64 = 34.0;
 
 const LINE_W: u32 = 5;
 const REF_W: u32 = 4;
-const BAND_ALPHA: f64 = 0.2;
 const GRID_MAJOR: RGBColor = RGBColor(0xD9, 0xD9, 0xD9);
 const GRID_MINOR: RGBColor = RGBColor(0xF0, 0xF0, 0xF0);
 const REF_GREY: RGBColor = RGBColor(0x70, 0x70, 0x70);
@@ -145,18 +147,8 @@ impl FigureData {
         }
         // Several groups of one optimizer (learning rates, diverged seeds):
         // shades of its colour.
-        let mut seen: Vec<(String, usize)> = Vec::new();
-        for g in &mut sorted {
-            let n = match seen.iter_mut().find(|(o, _)| *o == g.optimizer) {
-                Some((_, n)) => {
-                    *n += 1;
-                    *n
-                }
-                None => {
-                    seen.push((g.optimizer.clone(), 0));
-                    0
-                }
-            };
+        let shades = shade_indices(sorted.iter().map(|g| g.optimizer.as_str()));
+        for (g, n) in sorted.iter_mut().zip(shades) {
             g.color = shade(g.color, n);
         }
 
@@ -473,11 +465,10 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
 
     // Bands below every line.
     for l in p.lines.iter().filter(|l| l.band && !l.curve.is_empty()) {
-        let mut poly = pts(&l.curve.step, &l.curve.hi);
-        let mut lower = pts(&l.curve.step, &l.curve.lo);
-        lower.reverse();
-        poly.extend(lower);
-        if poly.len() >= 3 {
+        if let Some(poly) = band_outline(
+            pts(&l.curve.step, &l.curve.hi),
+            pts(&l.curve.step, &l.curve.lo),
+        ) {
             chart
                 .draw_series(std::iter::once(Polygon::new(
                     poly,

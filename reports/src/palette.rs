@@ -70,6 +70,40 @@ pub(crate) fn shade(c: RGBColor, i: usize) -> RGBColor {
     RGBColor(mix(c.0), mix(c.1), mix(c.2))
 }
 
+/// Opacity of the min–max band drawn under a mean line (every figure).
+pub(crate) const BAND_ALPHA: f64 = 0.2;
+
+/// The closed outline of a band between two curves given in data order:
+/// the upper curve forward, then the lower backward; None with fewer than
+/// three points.
+pub(crate) fn band_outline(
+    mut upper: Vec<(f64, f64)>,
+    mut lower: Vec<(f64, f64)>,
+) -> Option<Vec<(f64, f64)>> {
+    lower.reverse();
+    upper.extend(lower);
+    (upper.len() >= 3).then_some(upper)
+}
+
+/// For groups in drawing order, each group's shade index: 0 for the first
+/// group of an optimizer, 1 for its second, … (see [`shade`]).
+pub(crate) fn shade_indices<'a>(optimizers: impl IntoIterator<Item = &'a str>) -> Vec<usize> {
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    optimizers
+        .into_iter()
+        .map(|o| match seen.iter_mut().find(|(s, _)| *s == o) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                seen.push((o, 0));
+                0
+            }
+        })
+        .collect()
+}
+
 /// A darker version of a colour, for text drawn in it.
 pub(crate) fn darker(c: RGBColor) -> RGBColor {
     shade(c, 1)
