@@ -76,58 +76,12 @@ impl ArchExt for Arch {
     }
 
     /// Mean cross-entropy and its gradient, by backpropagation written out
-    /// layer by layer (no autograd graph): the training hot path. The
-    /// gradient is written into `grad` (a [P] tensor like θ).
-    /// Checked against autograd in the tests.
+    /// layer by layer (no autograd graph); see [`crate::backprop`], which the
+    /// training loop keeps alive across steps. Checked against autograd in
+    /// the tests.
     fn loss_and_grad(&self, theta: &Tensor, x: &Tensor, y: &Tensor, grad: &mut Tensor) -> f64 {
-        tch::no_grad(|| {
-            let blocks = self.param_map();
-            let layers = self.layers();
-            let n = x.size()[0];
-            let mut hs = vec![x.shallow_clone()];
-            let mut zs = Vec::with_capacity(layers);
-            for l in 0..layers {
-                let (w, b) = (&blocks[2 * l], &blocks[2 * l + 1]);
-                let wt = theta
-                    .narrow(0, w.offset as i64, w.numel as i64)
-                    .view([w.shape[0] as i64, w.shape[1] as i64]);
-                let bt = theta.narrow(0, b.offset as i64, b.numel as i64);
-                let z = bt.addmm(&hs[l], &wt.tr());
-                if l + 1 < layers {
-                    hs.push(self.activation.apply(&z));
-                }
-                zs.push(z);
-            }
-            // Softmax cross-entropy: dL/dz = (softmax(z) − onehot(y)) / N.
-            let logits = zs.last().expect("at least one layer");
-            let logp = logits.log_softmax(-1, logits.kind());
-            let picked = logp.gather(1, &y.unsqueeze(1), false);
-            let loss = -picked.mean(logits.kind()).double_value(&[]);
-            let mut dz = logp.exp();
-            let _ = dz.scatter_add_(
-                1,
-                &y.unsqueeze(1),
-                &Tensor::full([n, 1], -1.0, (logits.kind(), logits.device())),
-            );
-            let _ = dz.g_div_scalar_(n as f64);
-            for l in (0..layers).rev() {
-                let (w, b) = (&blocks[2 * l], &blocks[2 * l + 1]);
-                let gw = grad
-                    .narrow(0, w.offset as i64, w.numel as i64)
-                    .view([w.shape[0] as i64, w.shape[1] as i64]);
-                let _ = dz.tr().mm_out(&gw, &hs[l]);
-                let gb = grad.narrow(0, b.offset as i64, b.numel as i64);
-                let _ = dz.sum_intlist_out(&gb, [0i64].as_slice(), false, dz.kind());
-                if l > 0 {
-                    let wt = theta
-                        .narrow(0, w.offset as i64, w.numel as i64)
-                        .view([w.shape[0] as i64, w.shape[1] as i64]);
-                    let dh = dz.mm(&wt);
-                    dz = dh * self.activation.derivative(&zs[l - 1], &hs[l]);
-                }
-            }
-            loss
-        })
+        crate::backprop::Backprop::new(self, theta.kind(), theta.device())
+            .loss_and_grad(theta, x, y, grad)
     }
 
     /// (mean loss, accuracy) without building a graph.

@@ -14,6 +14,9 @@ pub struct Optimizer {
     /// State tensors by their PyTorch names (`exp_avg`, `momentum_buffer`, …).
     pub state: BTreeMap<String, Tensor>,
     pub step: i64,
+    /// Scratch tensors like θ, so that the common steps allocate nothing
+    /// (glibc returns and re-maps freed 100 KB blocks every step otherwise).
+    scratch: Vec<Tensor>,
 }
 
 fn get(p: Option<f64>) -> f64 {
@@ -27,6 +30,7 @@ impl Optimizer {
             matrices: Vec::new(),
             state: BTreeMap::new(),
             step: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -47,6 +51,17 @@ impl Optimizer {
             .shallow_clone()
     }
 
+    /// Two scratch tensors like θ.
+    fn scratch(&mut self, like: &Tensor) -> (Tensor, Tensor) {
+        if self.scratch.len() < 2 || self.scratch[0].size() != like.size() {
+            self.scratch = vec![like.empty_like(), like.empty_like()];
+        }
+        (
+            self.scratch[0].shallow_clone(),
+            self.scratch[1].shallow_clone(),
+        )
+    }
+
     /// One step: θ ← θ + update(grad), with learning rate `lr` (the schedule's
     /// value for this step). `theta` is updated in place, without autograd.
     pub fn step(&mut self, theta: &Tensor, grad: &Tensor, lr: f64) {
@@ -60,13 +75,17 @@ impl Optimizer {
         let t = self.step as f64;
         match p.name {
             OptName::Sgd => {
-                let mut d_p = if wd != 0.0 {
-                    grad + theta * wd
+                let (mut s1, mut s2) = self.scratch(theta);
+                // d_p = grad + wd·θ
+                let d_p = if wd != 0.0 {
+                    let _ = theta.mul_scalar_out(&s1, wd);
+                    let _ = s1.g_add_(grad);
+                    s1.shallow_clone()
                 } else {
                     grad.shallow_clone()
                 };
                 let momentum = get(p.momentum);
-                if momentum != 0.0 {
+                let d_p = if momentum != 0.0 {
                     let buf = match self.state.get("momentum_buffer") {
                         None => {
                             let b = d_p.copy();
@@ -77,27 +96,38 @@ impl Optimizer {
                         Some(b) => {
                             let mut b = b.shallow_clone();
                             let _ = b.g_mul_scalar_(momentum);
-                            let _ = b.g_add_(&(&d_p * (1.0 - get(p.dampening))));
+                            let _ = d_p.mul_scalar_out(&s2, 1.0 - get(p.dampening));
+                            let _ = b.g_add_(&s2);
                             b
                         }
                     };
-                    d_p = if p.nesterov == Some(true) {
-                        &d_p + &buf * momentum
+                    if p.nesterov == Some(true) {
+                        // d_p + momentum·buf
+                        let _ = buf.mul_scalar_out(&s2, momentum);
+                        let _ = s2.g_add_(&d_p);
+                        s2.shallow_clone()
                     } else {
                         buf
-                    };
-                }
+                    }
+                } else {
+                    d_p
+                };
+                let _ = d_p.mul_scalar_out(&s1, lr);
                 let mut th = theta.shallow_clone();
-                let _ = th.g_sub_(&(d_p * lr));
+                let _ = th.g_sub_(&s1);
             }
             OptName::Adam | OptName::Adamw => {
                 let (b1, b2, eps) = (get(p.beta1), get(p.beta2), get(p.eps));
+                let (mut s1, s2) = self.scratch(theta);
                 let mut th = theta.shallow_clone();
                 let g = if p.name == OptName::Adamw {
                     let _ = th.g_mul_scalar_(1.0 - lr * wd);
                     grad.shallow_clone()
                 } else if wd != 0.0 {
-                    grad + theta * wd
+                    // grad + wd·θ
+                    let _ = theta.mul_scalar_out(&s1, wd);
+                    let _ = s1.g_add_(grad);
+                    s1.shallow_clone()
                 } else {
                     grad.shallow_clone()
                 };
@@ -105,19 +135,26 @@ impl Optimizer {
                 let mut v = self.state_or_zeros("exp_avg_sq", theta);
                 let _ = m.lerp_(&g, 1.0 - b1);
                 let _ = v.g_mul_scalar_(b2);
-                let _ = v.addcmul_(&g, &(&g * (1.0 - b2)));
+                // addcmul_(g, g, value = 1 − β2): (value·g)·g, as ATen's kernel.
+                let _ = g.mul_scalar_out(&s2, 1.0 - b2);
+                let _ = v.addcmul_(&g, &s2);
                 let bc1 = 1.0 - b1.powf(t);
                 let bc2_sqrt = (1.0 - b2.powf(t)).sqrt();
                 let step_size = lr / bc1;
-                let denom = if p.amsgrad == Some(true) {
+                // denom = sqrt(v̂)/√bc2 + eps, into s1 (g is no longer needed).
+                if p.amsgrad == Some(true) {
                     let mut vmax = self.state_or_zeros("max_exp_avg_sq", theta);
-                    let mx = vmax.maximum(&v);
-                    vmax.copy_(&mx);
-                    vmax.sqrt() / bc2_sqrt + eps
+                    let _ = vmax.maximum_out(&s2, &v);
+                    vmax.copy_(&s2);
+                    let _ = vmax.sqrt_out(&s1);
                 } else {
-                    v.sqrt() / bc2_sqrt + eps
-                };
-                let _ = th.addcdiv_(&(&m * (-step_size)), &denom);
+                    let _ = v.sqrt_out(&s1);
+                }
+                let _ = s1.g_div_scalar_(bc2_sqrt);
+                let _ = s1.g_add_scalar_(eps);
+                // addcdiv_(m, denom, value = −step_size): (value·m)/denom.
+                let _ = m.mul_scalar_out(&s2, -step_size);
+                let _ = th.addcdiv_(&s2, &s1);
             }
             OptName::Rmsprop => {
                 let (alpha, eps, momentum) = (get(p.alpha), get(p.eps), get(p.momentum));

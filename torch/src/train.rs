@@ -1,6 +1,7 @@
 //! The training loop on libtorch, and the checkpoint writer. Parameters and
 //! the checkpoint format are `stages::train`'s.
 
+use crate::backprop::Backprop;
 use crate::mlp::ArchExt;
 use crate::optim::Optimizer;
 use crate::runtime::kind as torch_kind;
@@ -138,8 +139,10 @@ pub fn run(
     let theta = Tensor::from_slice(&theta0).to_kind(kind).to_device(dev);
     // Gradient buffers, reused every step (the gradient is computed by
     // backprop written out layer by layer: no autograd graph per step).
-    let mut full_buf = theta.zeros_like();
-    let mut batch_buf = theta.zeros_like();
+    let full_buf = theta.zeros_like();
+    let batch_buf = theta.zeros_like();
+    let mut full_bp = Backprop::new(arch, kind, dev);
+    let mut batch_bp = Backprop::new(arch, kind, dev);
     let matrices = arch
         .param_map()
         .iter()
@@ -166,7 +169,7 @@ pub fn run(
         // Full-batch loss and gradient at θ_step (what we log and what the analysis sees).
         let need_full = is_log || is_ckpt || p.batch_size.is_none();
         let full_loss = if need_full {
-            Some(arch.loss_and_grad(&theta, &s.x_train, &s.y_train, &mut full_buf))
+            Some(full_bp.loss_and_grad(&theta, &s.x_train, &s.y_train, &full_buf))
         } else {
             None
         };
@@ -207,7 +210,7 @@ pub fn run(
                     cursor += b;
                     let xb = s.x_train.index_select(0, &idx);
                     let yb = s.y_train.index_select(0, &idx);
-                    let lb = arch.loss_and_grad(&theta, &xb, &yb, &mut batch_buf);
+                    let lb = batch_bp.loss_and_grad(&theta, &xb, &yb, &batch_buf);
                     if !lb.is_finite() {
                         log.push_diverged(step, lr);
                         diverged_at = Some(step);
@@ -330,90 +333,113 @@ impl LogRows {
 
 /// Timing of the training inner loop, for `eigentrace bench train`.
 pub mod bench {
-    use crate::mlp::ArchExt;
+    use crate::backprop::Backprop;
     use crate::optim::Optimizer;
     use stages::mlp::{Activation, Arch, Init};
     use stages::optim::{OptName, OptimizerParams};
     use std::time::Instant;
     use tch::{Kind, Tensor};
 
+    /// Timed rounds per measurement; the median is reported.
+    pub const ROUNDS: usize = 7;
+
     pub struct StepTiming {
         pub params: usize,
         pub ms_per_step: f64,
+        /// The peer's time per step, from the rounds interleaved with ours.
+        pub peer_ms_per_step: f64,
         /// Matmul FLOPs of one step (forward, and backward for dW and dX).
         pub flops_per_step: f64,
-        /// The same matmuls alone, timed with libtorch: the GEMM floor.
+        /// The same matmuls alone, into preallocated outputs: the GEMM floor.
         pub gemm_ms: f64,
     }
 
-    /// Full-batch steps as the train stage runs them (loss, backward, optimizer).
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+
+    fn time_ms(steps: usize, mut f: impl FnMut()) -> f64 {
+        let t = Instant::now();
+        for _ in 0..steps {
+            f();
+        }
+        t.elapsed().as_secs_f64() * 1e3 / steps as f64
+    }
+
+    /// Full-batch steps as the train stage runs them (loss, backward,
+    /// optimizer), in [`ROUNDS`] rounds of `steps`; after each of ours,
+    /// `peer_round` times one round of the peer, so that both see the same
+    /// machine (this one's neighbours make single rounds noisy). Medians.
     pub fn train_steps(
         widths: &[usize],
         n: usize,
         steps: usize,
         opt: OptName,
         kind: Kind,
-    ) -> StepTiming {
+        peer_round: &mut dyn FnMut() -> Result<f64, String>,
+    ) -> Result<StepTiming, String> {
+        let dev = (kind, tch::Device::Cpu);
         let arch = Arch {
             widths: widths.to_vec(),
             activation: Activation::Tanh,
         };
         tch::manual_seed(0);
-        let x = Tensor::randn([n as i64, widths[0] as i64], (kind, tch::Device::Cpu));
+        let x = Tensor::randn([n as i64, widths[0] as i64], dev);
         let y = Tensor::randint(
             *widths.last().unwrap() as i64,
             [n as i64],
             (Kind::Int64, tch::Device::Cpu),
         );
         let theta = Tensor::from_slice(&arch.init(Init::TorchDefault, 0)).to_kind(kind);
-        let mut g = theta.zeros_like();
+        let g = theta.zeros_like();
         let lr = if opt == OptName::Sgd { 0.1 } else { 1e-3 };
         let mut o = Optimizer::new(&OptimizerParams::new(opt, lr));
+        let mut bp = Backprop::new(&arch, kind, tch::Device::Cpu);
         let mut step = || {
-            arch.loss_and_grad(&theta, &x, &y, &mut g);
+            bp.loss_and_grad(&theta, &x, &y, &g);
             o.step(&theta, &g, lr);
         };
-        for _ in 0..(steps / 10).max(10) {
-            step();
-        }
-        let t = Instant::now();
-        for _ in 0..steps {
-            step();
-        }
-        let ms_per_step = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
-        // The GEMMs of one step, alone.
+        // The GEMMs of one step, alone, into preallocated outputs.
         let mut flops = 0.0;
         let mut mats = Vec::new();
         for l in 0..widths.len() - 1 {
             let (i, o) = (widths[l] as i64, widths[l + 1] as i64);
-            let a = Tensor::randn([n as i64, i], (kind, tch::Device::Cpu));
-            let w = Tensor::randn([o, i], (kind, tch::Device::Cpu));
-            let d = Tensor::randn([n as i64, o], (kind, tch::Device::Cpu));
+            let n = n as i64;
+            let a = Tensor::randn([n, i], dev);
+            let w = Tensor::randn([o, i], dev);
+            let d = Tensor::randn([n, o], dev);
+            let outs = (
+                Tensor::empty([n, o], dev),
+                Tensor::empty([o, i], dev),
+                Tensor::empty([n, i], dev),
+            );
             flops += 2.0 * (n as f64) * (i * o) as f64 * if l == 0 { 2.0 } else { 3.0 };
-            mats.push((a, w, d, l == 0));
+            mats.push((a, w, d, outs, l == 0));
         }
         let gemms = || {
-            for (a, w, d, first) in &mats {
-                let _ = a.matmul(&w.tr());
-                let _ = d.tr().matmul(a);
+            for (a, w, d, (z, gw, dx), first) in &mats {
+                let _ = a.mm_out(z, &w.tr());
+                let _ = d.tr().mm_out(gw, a);
                 if !first {
-                    let _ = d.matmul(w);
+                    let _ = d.mm_out(dx, w);
                 }
             }
         };
-        for _ in 0..10 {
-            gemms();
+        time_ms((steps / 10).max(10), &mut step);
+        time_ms(10, gemms);
+        let (mut ours, mut peer, mut floor) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            ours.push(time_ms(steps, &mut step));
+            floor.push(time_ms(steps, gemms));
+            peer.push(peer_round()?);
         }
-        let t = Instant::now();
-        for _ in 0..steps {
-            gemms();
-        }
-        let gemm_ms = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
-        StepTiming {
+        Ok(StepTiming {
             params: arch.num_params(),
-            ms_per_step,
+            ms_per_step: median(ours),
+            peer_ms_per_step: median(peer),
             flops_per_step: flops,
-            gemm_ms,
-        }
+            gemm_ms: median(floor),
+        })
     }
 }
