@@ -16,6 +16,8 @@ pub struct StageRunner {
     pub threads: usize,
     /// User data paths (e.g. IDX files) are relative to this: the config's directory.
     pub base_dir: PathBuf,
+    /// Cores for the workers running side by side (see `cpus`).
+    pub cpus: crate::cpus::CpuSlots,
 }
 
 fn params<T: DeserializeOwned>(inst: &StageInstance, v: &Value) -> Result<T, String> {
@@ -44,6 +46,15 @@ pub fn worker_command() -> Command {
 }
 
 impl StageRunner {
+    pub fn new(device: String, threads: usize, base_dir: PathBuf) -> StageRunner {
+        StageRunner {
+            device,
+            threads,
+            base_dir,
+            cpus: crate::cpus::CpuSlots::new(threads),
+        }
+    }
+
     /// Run a libtorch stage in an `eigentrace-worker` process.
     fn in_worker(
         &self,
@@ -71,7 +82,12 @@ impl StageRunner {
             device: self.device.clone(),
             threads: self.threads,
         };
-        let mut child = worker_command()
+        let slot = self.cpus.acquire();
+        let mut cmd = worker_command();
+        if let Some(slot) = &slot {
+            slot.bind(&mut cmd);
+        }
+        let mut child = cmd
             .arg("exec")
             .arg(workdir)
             .stdin(Stdio::piped())

@@ -5,6 +5,7 @@
 //! This binary only parses the command line and wires the stages (the
 //! `stages` and `reports` crates) to the engine (`pipeline`).
 
+mod cpus;
 mod executor;
 mod experiment;
 mod ui;
@@ -270,11 +271,8 @@ fn cmd_run(cli: &Cli, a: &RunArgs) -> Result<(), Failure> {
         jobs: a.jobs.max(1),
         verify: a.verify,
     };
-    let runner = executor::StageRunner {
-        device,
-        threads: (cores / a.jobs.max(1)).max(1),
-        base_dir: exp.base_dir.clone(),
-    };
+    let runner =
+        executor::StageRunner::new(device, (cores / a.jobs.max(1)).max(1), exp.base_dir.clone());
     let t0 = std::time::Instant::now();
     let (reports, records) = pipeline::run(&store, &graph, &runner, &opts, &ui)?;
     ui.finish();
@@ -392,11 +390,7 @@ fn cmd_report(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
         jobs: 1,
         verify: a.verify,
     };
-    let runner = executor::StageRunner {
-        device,
-        threads: 1,
-        base_dir: exp.base_dir.clone(),
-    };
+    let runner = executor::StageRunner::new(device, 1, exp.base_dir.clone());
     let ui = ui::Ui::new(graph.instances.len());
     let (reports, records) = pipeline::run(&store, &graph, &runner, &opts, &ui)?;
     ui.finish();
@@ -508,13 +502,13 @@ fn cmd_audit(cli: &Cli, a: &AuditArgs) -> Result<(), Failure> {
     let mut repro = None;
     if a.reproduce {
         let device = resolve_device(a.device)?;
-        let runner = executor::StageRunner {
+        let runner = executor::StageRunner::new(
             device,
-            threads: std::thread::available_parallelism()
+            std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
-            base_dir: std::env::current_dir()?,
-        };
+            std::env::current_dir()?,
+        );
         let _lock = store.lock(LockMode::Wait, &|h| {
             eprintln!("waiting for the store lock (held by {h})")
         })?;
@@ -603,7 +597,14 @@ fn cmd_bench(cli: &Cli, a: &BenchArgs) -> Result<(), Failure> {
         BenchWhat::Hessian => "hessian",
         BenchWhat::Metrics => "metrics",
     };
-    let out = executor::worker_command()
+    // Both sides run on the same pinned cores (see `cpus`).
+    let slots = cpus::CpuSlots::new(a.threads);
+    let slot = slots.acquire();
+    let mut cmd = executor::worker_command();
+    if let Some(slot) = &slot {
+        slot.bind(&mut cmd);
+    }
+    let out = cmd
         .args(["bench", what, &a.threads.to_string(), &a.steps.to_string()])
         .stderr(std::process::Stdio::inherit())
         .output()?;

@@ -11,6 +11,9 @@
 
 #[path = "../worker_bench.rs"]
 mod bench;
+#[path = "../cpus.rs"]
+#[allow(dead_code)]
+mod cpus;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -43,6 +46,7 @@ fn exec(workdir: &str) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    cpus::init_worker_pool();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["exec", workdir] => exec(workdir),
