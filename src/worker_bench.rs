@@ -4,12 +4,32 @@
 
 use serde_json::{json, Value};
 use stages::optim::OptName;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
 
 fn python() -> anyhow::Result<String> {
     std::env::var("EIGENTRACE_PYTHON").map_err(|_| {
         anyhow::anyhow!("EIGENTRACE_PYTHON is not set: run `make bench` (it bootstraps the PyTorch venv and sets it)")
     })
+}
+
+/// The Python peer, on the same cores as this process's slot: OpenMP has
+/// pinned this worker's main thread to one core, and a child would inherit
+/// that single core.
+fn peer(py: &str) -> Command {
+    let mut c = Command::new(py);
+    if let Ok(list) = std::env::var(crate::cpus::CPUS_ENV) {
+        let cpus: Vec<usize> = list.split(',').filter_map(|c| c.parse().ok()).collect();
+        use std::os::unix::process::CommandExt;
+        // SAFETY: sched_setaffinity is async-signal-safe.
+        unsafe {
+            c.pre_exec(move || {
+                crate::cpus::pin_current_thread(&cpus);
+                Ok(())
+            });
+        }
+    }
+    c
 }
 
 fn script(name: &str) -> std::path::PathBuf {
@@ -33,15 +53,8 @@ pub fn train(threads: usize, steps: usize) -> anyhow::Result<Value> {
         vec![64, 128, 128, 10],
         vec![64, 256, 256, 10],
     ] {
-        let ours = stages_torch::train::bench::train_steps(
-            &widths,
-            n,
-            steps,
-            OptName::Adam,
-            tch::Kind::Float,
-        );
         let ws: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
-        let out = Command::new(&py)
+        let mut child = peer(&py)
             .arg(script("torch_train_step.py"))
             .args([
                 ws.join(","),
@@ -51,14 +64,40 @@ pub fn train(threads: usize, steps: usize) -> anyhow::Result<Value> {
                 "adam".into(),
                 "f32".into(),
             ])
-            .output()?;
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut to_peer = child.stdin.take().expect("piped");
+        let mut from_peer = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let mut next_line = || -> Result<String, String> {
+            match from_peer.next() {
+                Some(Ok(l)) => Ok(l),
+                _ => Err("the PyTorch peer stopped (its error is above)".into()),
+            }
+        };
         anyhow::ensure!(
-            out.status.success(),
-            "the PyTorch peer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            next_line().map_err(anyhow::Error::msg)? == "ready",
+            "the PyTorch peer did not start"
         );
-        let theirs: Value = serde_json::from_slice(&out.stdout)?;
-        let torch_ms = theirs["ms_per_step"].as_f64().unwrap_or(f64::NAN);
+        let ours = stages_torch::train::bench::train_steps(
+            &widths,
+            n,
+            steps,
+            OptName::Adam,
+            tch::Kind::Float,
+            &mut || {
+                writeln!(to_peer, "round").map_err(|e| e.to_string())?;
+                to_peer.flush().map_err(|e| e.to_string())?;
+                let v: Value = serde_json::from_str(&next_line()?).map_err(|e| e.to_string())?;
+                v["ms_per_step"]
+                    .as_f64()
+                    .ok_or_else(|| "the peer sent no time".to_string())
+            },
+        )
+        .map_err(anyhow::Error::msg)?;
+        drop(to_peer);
+        child.wait()?;
+        let torch_ms = ours.peer_ms_per_step;
         let gflops = ours.flops_per_step / (ours.ms_per_step * 1e6);
         let gemm_gflops = ours.flops_per_step / (ours.gemm_ms * 1e6);
         eprintln!(
@@ -189,7 +228,7 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
     let ours = lanczos(n, &mut |v, o| op.apply(v, o), &opts, None);
     let ours_s = t0.elapsed().as_secs_f64();
     // 3. scipy eigsh on torch HVPs.
-    let out = Command::new(&py)
+    let out = peer(&py)
         .arg(script("scipy_eigsh_hvp.py"))
         .args([
             data.to_str().unwrap(),

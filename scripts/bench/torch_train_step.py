@@ -2,7 +2,9 @@
 an nn.Linear MLP with torch.optim, timed the way a researcher's loop runs.
 
 argv: widths(comma) n_rows steps threads optimizer(adam|sgd) dtype(f32|f64)
-Prints JSON: {"ms_per_step": ..., "gemm_gflops": ...}
+After the warm-up it prints "ready", then times one round of `steps` steps
+for each "round" line on stdin, printing {"ms_per_step": ...} per round, so
+that the Rust side can interleave its rounds with ours.
 """
 import json
 import sys
@@ -33,8 +35,11 @@ def step():
 
 for _ in range(max(10, steps // 10)):
     step()
-t = time.perf_counter()
-for _ in range(steps):
-    step()
-ms = (time.perf_counter() - t) / steps * 1e3
-print(json.dumps({"ms_per_step": ms}))
+print("ready", flush=True)
+for line in sys.stdin:
+    if line.strip() != "round":
+        break
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    print(json.dumps({"ms_per_step": (time.perf_counter() - t) / steps * 1e3}), flush=True)
