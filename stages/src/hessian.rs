@@ -24,6 +24,11 @@ fn d_which() -> Which {
 fn d_max_iter() -> usize {
     300
 }
+/// Vectors per block product in Lanczos (see `stages::lanczos`).
+pub const DEFAULT_BLOCK: usize = 1;
+fn d_block() -> usize {
+    DEFAULT_BLOCK
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +57,9 @@ pub struct HessianParams {
     /// Also the preconditioned operator D^{-1/2} H D^{-1/2} for adaptive optimizers.
     #[serde(default = "d_true")]
     pub preconditioned: bool,
+    /// Vectors per block product in block Lanczos (1 = classic Lanczos).
+    #[serde(default = "d_block")]
+    pub block: usize,
 }
 
 fn d_true() -> bool {
@@ -137,4 +145,6 @@ pub struct NullParams {
     pub dtype: Dtype,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk_rows: Option<usize>,
+    #[serde(default = "d_block")]
+    pub block: usize,
 }

@@ -164,6 +164,35 @@ impl Hvp {
             Hvp::Autograd(a) => a.apply(v, out),
         }
     }
+
+    /// H·X for a block of vectors: one batched pass with the R-operator,
+    /// one product per vector with double backprop.
+    pub fn apply_block(&mut self, xs: &[Vec<f64>], ys: &mut [Vec<f64>]) {
+        match self {
+            Hvp::Rop(r) => r.apply_vecs(xs, ys),
+            Hvp::Autograd(a) => {
+                for (x, y) in xs.iter().zip(ys.iter_mut()) {
+                    a.apply(x, y);
+                }
+            }
+        }
+    }
+
+    /// H·X for the block, or D H D·X when a diagonal scaling `d` is given
+    /// (the preconditioned operator D^{-1/2} H D^{-1/2}).
+    pub fn apply_scaled(&mut self, d: Option<&[f64]>, xs: &[Vec<f64>], ys: &mut [Vec<f64>]) {
+        let Some(d) = d else {
+            return self.apply_block(xs, ys);
+        };
+        let scaled: Vec<Vec<f64>> = xs
+            .iter()
+            .map(|x| x.iter().zip(d).map(|(a, b)| a * b).collect())
+            .collect();
+        self.apply_block(&scaled, ys);
+        for y in ys.iter_mut() {
+            y.iter_mut().zip(d).for_each(|(a, b)| *a *= b);
+        }
+    }
 }
 
 /// The analysis set: the first `m` train rows.
@@ -242,6 +271,7 @@ pub fn run(
             tol: p.tol(),
             max_iter: p.max_iter,
             seed: p.seed.wrapping_add(*step),
+            block: p.block,
         };
         let mut operators: Vec<(&'static str, Option<Vec<f64>>)> = vec![("hessian", None)];
         if p.preconditioned {
@@ -255,24 +285,12 @@ pub fn run(
             } else {
                 None
             };
-            let mut tmp = vec![0.0; n];
-            let r = match &scale {
-                None => lanczos(n, &mut |v, o| op.apply(v, o), &opts, start),
-                Some(d) => lanczos(
-                    n,
-                    &mut |v, o| {
-                        for i in 0..n {
-                            tmp[i] = v[i] * d[i];
-                        }
-                        op.apply(&tmp, o);
-                        for i in 0..n {
-                            o[i] *= d[i];
-                        }
-                    },
-                    &opts,
-                    start,
-                ),
-            };
+            let r = lanczos(
+                n,
+                &mut |xs, ys| op.apply_scaled(scale.as_deref(), xs, ys),
+                &opts,
+                start,
+            );
             if r.pairs.iter().any(|q| !q.value.is_finite()) {
                 continue;
             }
@@ -409,8 +427,9 @@ pub fn run_null(
             tol: p.tol,
             max_iter: p.max_iter,
             seed: p.seed.wrapping_add(r as u64),
+            block: p.block,
         };
-        let res = lanczos(n, &mut |v, o| op.apply(v, o), &opts, None);
+        let res = lanczos(n, &mut |xs, ys| op.apply_block(xs, ys), &opts, None);
         total += res.hvps;
         for pair in &res.pairs {
             rows.push(

@@ -184,6 +184,22 @@ impl RopOperator {
         self.theta.kind()
     }
 
+    /// H·X for the vectors `xs`, in one block product, into `ys`.
+    pub fn apply_vecs(&mut self, xs: &[Vec<f64>], ys: &mut [Vec<f64>]) {
+        if xs.is_empty() {
+            return;
+        }
+        let flat: Vec<f64> = xs.iter().flatten().copied().collect();
+        let v = Tensor::from_slice(&flat)
+            .view([xs.len() as i64, -1])
+            .to_kind(self.kind())
+            .to_device(self.theta.device());
+        let hv = crate::train::tensor_f64(&self.apply_block(&v));
+        for (y, row) in ys.iter_mut().zip(hv.chunks(xs[0].len())) {
+            y.copy_from_slice(row);
+        }
+    }
+
     /// H·v on f64 slices (the Lanczos interface).
     pub fn apply(&mut self, v: &[f64], out: &mut [f64]) {
         let vt = Tensor::from_slice(v)

@@ -4,7 +4,7 @@
 
 use stages::dataset::{generate, write, DatasetKind, DatasetParams};
 use stages::hessian::preconditioner_inv_sqrt;
-use stages::lanczos::{lanczos, LanczosOptions, Which};
+use stages::lanczos::{lanczos, one_by_one, LanczosOptions, Which};
 use stages::mlp::{Activation, Arch, Init};
 use stages::optim::{OptName, OptimizerParams};
 use stages::train::{read_checkpoint, CheckpointSpec, Schedule, TrainParams};
@@ -173,7 +173,7 @@ fn preconditioned_lanczos_matches_dense_eigh() {
     let mut tmp = vec![0.0; n];
     let r = lanczos(
         n,
-        &mut |v, o| {
+        &mut one_by_one(&mut |v, o| {
             for i in 0..n {
                 tmp[i] = v[i] * d[i];
             }
@@ -181,13 +181,14 @@ fn preconditioned_lanczos_matches_dense_eigh() {
             for i in 0..n {
                 o[i] *= d[i];
             }
-        },
+        }),
         &LanczosOptions {
             k: 4,
             which: Which::Largest,
             tol: 1e-10,
             max_iter: n,
             seed: 3,
+            block: 1,
         },
         None,
     );
@@ -229,6 +230,7 @@ fn the_null_model_is_the_spectrum_at_fresh_initializations() {
         seed: 0,
         dtype: stages::runtime::Dtype::F64,
         chunk_rows: None,
+        block: 2,
     };
     stages_torch::hessian::run_null(&p, &data_path, Device::Cpu, dir.path(), &|_, _, _| {})
         .unwrap();
@@ -338,6 +340,7 @@ fn stored_residuals_are_true_residuals() {
         chunk_rows: None,
         warm_start: true,
         preconditioned: true,
+        block: 1,
     };
     let cks: Vec<(u64, std::path::PathBuf)> = [0u64, 10, 20]
         .iter()

@@ -3,7 +3,7 @@
 //! and diagonalized by LAPACK (torch.linalg.eigh) in f64.
 
 use stages::dataset::{generate, DatasetKind, DatasetParams};
-use stages::lanczos::{lanczos, LanczosOptions, Which};
+use stages::lanczos::{lanczos, one_by_one, LanczosOptions, Which};
 use stages::mlp::{Activation, Arch, Init};
 use stages::optim::{OptName, OptimizerParams};
 use stages_torch::hessian::{analysis_set, HessianOperator};
@@ -63,60 +63,72 @@ fn check(case: &Case) {
     let (evals, evecs) = h.linalg_eigh("L");
     let evals: Vec<f64> = Vec::<f64>::try_from(&evals).unwrap(); // ascending
     let k = 6;
-    let opts = LanczosOptions {
-        k,
-        which: Which::BothEnds,
-        tol: 1e-10,
-        max_iter: p,
-        seed: 5,
-    };
-    let r = lanczos(p, &mut |v, o| op.apply(v, o), &opts, None);
-    assert!(
-        r.converged,
-        "{:?}: not converged in {} iterations",
-        case.widths, r.iterations
-    );
-    let lam1 = evals[p - 1].abs();
-    for pair in &r.pairs {
-        let idx = if pair.rank >= 0 {
-            p - 1 - pair.rank as usize
-        } else {
-            (-pair.rank - 1) as usize
+    // Classic Lanczos on double backprop, and block Lanczos (b = 4) on the
+    // R-operator's batched products.
+    for block in [1usize, 4] {
+        let opts = LanczosOptions {
+            k,
+            which: Which::BothEnds,
+            tol: 1e-10,
+            max_iter: p,
+            seed: 5,
+            block,
         };
-        let truth = evals[idx];
-        let rel = (pair.value - truth).abs() / truth.abs();
+        let r = if block == 1 {
+            lanczos(p, &mut one_by_one(&mut |v, o| op.apply(v, o)), &opts, None)
+        } else {
+            // block Lanczos on the R-operator's batched products
+            let t = Tensor::from_slice(&theta_v);
+            let mut rop = stages_torch::rop::RopOperator::new(&arch, &t, &x, &y);
+            lanczos(p, &mut |xs, ys| rop.apply_vecs(xs, ys), &opts, None)
+        };
         assert!(
-            rel <= 1e-8,
-            "{:?} {:?} rank {}: lanczos {} dense {} (rel {rel:e})",
-            case.widths,
-            case.activation,
-            pair.rank,
-            pair.value,
-            truth
+            r.converged,
+            "{:?} b = {block}: not converged in {} iterations",
+            case.widths, r.iterations
         );
-        // The recorded residual is the true one.
-        let v = Tensor::from_slice(&pair.vector);
-        let res = (h.mv(&v) - &v * pair.value).norm().double_value(&[]);
-        assert!(
-            (res - pair.residual).abs() <= 1e-9 * lam1 + 1e-3 * res,
-            "residual {res} vs recorded {}",
-            pair.residual
-        );
-        assert!(
-            pair.residual <= 1e-9 * lam1,
-            "residual {} too large",
-            pair.residual
-        );
-        // Vectors, where the gap to the neighbours allows.
-        let gap = [idx.wrapping_sub(1), idx + 1]
-            .iter()
-            .filter(|&&j| j < p)
-            .map(|&j| (evals[j] - truth).abs())
-            .fold(f64::INFINITY, f64::min);
-        if gap / lam1 > 1e-3 {
-            let dense_v = evecs.select(1, idx as i64);
-            let cos = dense_v.dot(&v).double_value(&[]).abs();
-            assert!(cos >= 1.0 - 1e-6, "rank {}: |cos| = {cos}", pair.rank);
+        let lam1 = evals[p - 1].abs();
+        for pair in &r.pairs {
+            let idx = if pair.rank >= 0 {
+                p - 1 - pair.rank as usize
+            } else {
+                (-pair.rank - 1) as usize
+            };
+            let truth = evals[idx];
+            let rel = (pair.value - truth).abs() / truth.abs();
+            assert!(
+                rel <= 1e-8,
+                "{:?} {:?} rank {}: lanczos {} dense {} (rel {rel:e})",
+                case.widths,
+                case.activation,
+                pair.rank,
+                pair.value,
+                truth
+            );
+            // The recorded residual is the true one.
+            let v = Tensor::from_slice(&pair.vector);
+            let res = (h.mv(&v) - &v * pair.value).norm().double_value(&[]);
+            assert!(
+                (res - pair.residual).abs() <= 1e-9 * lam1 + 1e-3 * res,
+                "residual {res} vs recorded {}",
+                pair.residual
+            );
+            assert!(
+                pair.residual <= 1e-9 * lam1,
+                "residual {} too large",
+                pair.residual
+            );
+            // Vectors, where the gap to the neighbours allows.
+            let gap = [idx.wrapping_sub(1), idx + 1]
+                .iter()
+                .filter(|&&j| j < p)
+                .map(|&j| (evals[j] - truth).abs())
+                .fold(f64::INFINITY, f64::min);
+            if gap / lam1 > 1e-3 {
+                let dense_v = evecs.select(1, idx as i64);
+                let cos = dense_v.dot(&v).double_value(&[]).abs();
+                assert!(cos >= 1.0 - 1e-6, "rank {}: |cos| = {cos}", pair.rank);
+            }
         }
     }
     // The spectrum at initialization is indefinite: both ends are nonzero and of opposite sign.
