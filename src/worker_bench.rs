@@ -127,7 +127,7 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
     use stages::lanczos::{lanczos, LanczosOptions, Which};
     use stages::mlp::{Activation, Arch, Init};
     use stages::optim::OptimizerParams;
-    use stages_torch::hessian::{analysis_set, HessianOperator};
+    use stages_torch::hessian::{analysis_set, HessianOperator, Hvp};
     use stages_torch::mlp::ArchExt;
     use std::time::Instant;
     use tch::{Device, Kind, Tensor};
@@ -214,19 +214,46 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
             "gflops": rop_flops_per_vec / s / 1e9, "of_gemm": rop_flops_per_vec / s / gemm_s }),
         );
     }
-    // 2. Our Lanczos, k = 10, tol 1e-6 (f64).
+    // 2. Our Lanczos, k = 10, tol 1e-6 (f64), on the stages' operator (the
+    // R-operator), for several block sizes; each timed as the median of 3.
     let k = 10;
-    let opts = LanczosOptions {
+    let opts_b = |block: usize| LanczosOptions {
         k,
         which: Which::Largest,
         tol: 1e-6,
         max_iter: 500,
         seed: 1,
+        block,
     };
-    let t0 = Instant::now();
-    let mut op = HessianOperator::new(&arch, &theta_v, &x, &y, Kind::Double, Device::Cpu);
-    let ours = lanczos(n, &mut |v, o| op.apply(v, o), &opts, None);
-    let ours_s = t0.elapsed().as_secs_f64();
+    let run_lanczos = |block: usize, theta: &[f64], start: Option<&[Vec<f64>]>| {
+        let mut times = Vec::new();
+        let mut last = None;
+        for _ in 0..3 {
+            let t0 = Instant::now();
+            let mut op = Hvp::new(&arch, theta, &x, &y, Kind::Double, Device::Cpu, None);
+            let r = lanczos(
+                n,
+                &mut |xs, ys| op.apply_block(xs, ys),
+                &opts_b(block),
+                start,
+            );
+            times.push(t0.elapsed().as_secs_f64());
+            last = Some(r);
+        }
+        times.sort_by(f64::total_cmp);
+        (last.expect("three runs"), times[1])
+    };
+    let mut by_block = Vec::new();
+    for b in [1usize, 2, 4, 8, 16] {
+        let (r, secs) = run_lanczos(b, &theta_v, None);
+        by_block.push((b, r, secs));
+    }
+    let default_block = stages::hessian::DEFAULT_BLOCK;
+    let (_, ours, ours_s) = by_block
+        .iter()
+        .find(|(b, _, _)| *b == default_block)
+        .cloned()
+        .expect("the default block size is measured");
     // 3. scipy eigsh on torch HVPs.
     let out = peer(&py)
         .arg(script("scipy_eigsh_hvp.py"))
@@ -286,12 +313,11 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
         found.push((lambda, v));
     }
     let power_s = t0.elapsed().as_secs_f64();
-    // 5. Warm start: the checkpoint 10 steps later, cold and warm.
-    let mut op2 = HessianOperator::new(&arch, &snapshots[1], &x, &y, Kind::Double, Device::Cpu);
-    let cold = lanczos(n, &mut |v, o| op2.apply(v, o), &opts, None);
+    // 5. Warm start: the checkpoint 10 steps later, cold and warm (the
+    // previous vectors folded into the first block).
     let prev: Vec<Vec<f64>> = ours.pairs.iter().map(|p| p.vector.clone()).collect();
-    let warm = lanczos(n, &mut |v, o| op2.apply(v, o), &opts, Some(&prev));
-
+    let (cold, cold_s) = run_lanczos(default_block, &snapshots[1], None);
+    let (warm, warm_s) = run_lanczos(default_block, &snapshots[1], Some(&prev));
     eprintln!(
         "bench hessian: 64-32-32-10 tanh (P = {n}), N = {} rows, f64, {threads} threads",
         nrows as usize
@@ -309,6 +335,19 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
             b["gflops"].as_f64().unwrap(), 100.0 * b["of_gemm"].as_f64().unwrap(), gemm_s / 1e9
         );
     }
+    for (b, r, secs) in &by_block {
+        eprintln!(
+            "  block Lanczos b = {b:<2}      {:>9.3} s    {:>3} HVPs in {:>3} block iterations{}",
+            secs,
+            r.hvps,
+            r.iterations,
+            if *b == default_block {
+                "   (the default)"
+            } else {
+                ""
+            }
+        );
+    }
     eprintln!(
         "  Lanczos (ours) k={k}      {:>9.3} s    {} HVPs   (scipy eigsh: {:.3} s, {} HVPs; time ratio ours/scipy = {:.2}; max eigenvalue rel diff {:.1e})",
         ours_s, ours.hvps, sp["seconds"].as_f64().unwrap_or(f64::NAN), sp["hvps"], ours_s / sp["seconds"].as_f64().unwrap_or(f64::NAN), agree
@@ -321,9 +360,11 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
         power_hvps as f64 / ours.hvps as f64
     );
     eprintln!(
-        "  warm start, 10 steps later: {} HVPs cold, {} warm (saves {})",
+        "  warm start, 10 steps later: {} HVPs cold ({:.3} s), {} warm ({:.3} s): saves {}",
         cold.hvps,
+        cold_s,
         warm.hvps,
+        warm_s,
         cold.hvps as i64 - warm.hvps as i64
     );
     Ok(json!({
@@ -333,7 +374,8 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
         "ours": { "seconds": ours_s, "hvps": ours.hvps, "converged": ours.converged },
         "scipy_eigsh": sp, "eigenvalue_max_rel_diff": agree,
         "power_iteration": { "seconds": power_s, "hvps": power_hvps, "capped": capped },
-        "warm_start": { "cold_hvps": cold.hvps, "warm_hvps": warm.hvps },
+        "warm_start": { "cold_hvps": cold.hvps, "warm_hvps": warm.hvps, "cold_s": cold_s, "warm_s": warm_s },
+        "block_lanczos": by_block.iter().map(|(b, r, secs)| json!({ "block": b, "seconds": secs, "hvps": r.hvps, "iterations": r.iterations, "converged": r.converged })).collect::<Vec<_>>(),
     }))
 }
 
