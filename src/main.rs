@@ -8,6 +8,7 @@
 mod cpus;
 mod executor;
 mod experiment;
+mod slurm;
 mod ui;
 
 use anyhow::Context;
@@ -75,6 +76,12 @@ struct RunArgs {
     /// Rehash cached objects before reusing them.
     #[arg(long)]
     verify: bool,
+    /// Where stale stages execute: here, or as Slurm jobs over a shared --store (README: Running on Slurm).
+    #[arg(long, value_enum, default_value = "local")]
+    executor: slurm::ExecutorArg,
+    /// With --executor slurm: submit the jobs and exit, without waiting for them.
+    #[arg(long)]
+    detach: bool,
 }
 
 #[derive(Args)]
@@ -117,6 +124,10 @@ enum Cmd {
     /// (HVP cost, R-operator blocks, Lanczos against scipy's eigsh and power
     /// iteration, warm start).
     Bench(BenchArgs),
+    /// Execute one stage instance whose inputs are committed, as a Slurm job
+    /// of `run --executor slurm` does.
+    #[command(hide = true)]
+    Exec(slurm::ExecArgs),
 }
 
 #[derive(Args)]
@@ -226,6 +237,12 @@ fn load(config: &Path) -> Result<Experiment, Failure> {
 
 fn cmd_run(cli: &Cli, a: &RunArgs) -> Result<(), Failure> {
     let exp = load(&a.config)?;
+    if a.executor == slurm::ExecutorArg::Slurm {
+        return slurm::run(cli, a, exp);
+    }
+    if a.detach {
+        return Err(usage(anyhow::anyhow!("--detach needs --executor slurm")));
+    }
     let device = resolve_device(a.device)?;
     let mut force = None;
     if !a.force.is_empty() {
@@ -270,6 +287,7 @@ fn cmd_run(cli: &Cli, a: &RunArgs) -> Result<(), Failure> {
         force,
         jobs: a.jobs.max(1),
         verify: a.verify,
+        ..Default::default()
     };
     let runner =
         executor::StageRunner::new(device, (cores / a.jobs.max(1)).max(1), exp.base_dir.clone());
@@ -389,6 +407,7 @@ fn cmd_report(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
         force_exact: vec!["report".into()],
         jobs: 1,
         verify: a.verify,
+        ..Default::default()
     };
     let runner = executor::StageRunner::new(device, 1, exp.base_dir.clone());
     let ui = ui::Ui::new(graph.instances.len());
@@ -628,6 +647,7 @@ fn main() -> ExitCode {
         Cmd::Verify => cmd_verify(&cli),
         Cmd::Gc(a) => cmd_gc(&cli, a),
         Cmd::Bench(a) => cmd_bench(&cli, a),
+        Cmd::Exec(a) => slurm::exec(&cli, a),
         Cmd::Show(a) => reports::show(&a.file, a.rows)
             .map(|s| print!("{s}"))
             .map_err(usage),

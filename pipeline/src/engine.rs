@@ -8,7 +8,7 @@ use crate::key::{content_hash, stage_key};
 use crate::record::{InputRef, Record, RECORD_FORMAT};
 use crate::store::Store;
 use serde_json::Value;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -120,6 +120,20 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Rehash objects before reusing them.
     pub verify: bool,
+    /// Execute only the instances with these ids: fresh ones are still reused
+    /// (their keys computed), any other stale one is reported `Skipped`
+    /// ("not selected") and not executed. Refs of instances that left the
+    /// config are then not pruned (the caller sees only part of the run).
+    /// None: every instance. A Slurm job (`eigentrace exec`) selects one.
+    pub only: Option<HashSet<String>>,
+    /// Where stale instances execute: fresh work dirs under this directory
+    /// instead of the store's `tmp/` (which a `run` sweeps). It must be on
+    /// the store's filesystem. A Slurm job uses one of its own.
+    pub work_root: Option<PathBuf>,
+    /// Take the store's writer lock around each write to the store (a
+    /// commit, a ref), instead of relying on the caller holding it for the
+    /// whole run: for processes that execute into one store side by side.
+    pub lock_writes: bool,
 }
 
 impl Default for RunOptions {
@@ -129,6 +143,55 @@ impl Default for RunOptions {
             force_exact: Vec::new(),
             jobs: 1,
             verify: false,
+            only: None,
+            work_root: None,
+            lock_writes: false,
+        }
+    }
+}
+
+/// The writer lock, when `opts.lock_writes` asks for one per write.
+fn write_guard(store: &Store, opts: &RunOptions) -> Result<Option<crate::store::StoreLock>> {
+    if opts.lock_writes {
+        store.lock(crate::store::LockMode::Wait, &|_| {}).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Point the ref of `id` at `key` (taking the lock only when it moves).
+fn ensure_ref(
+    store: &Store,
+    opts: &RunOptions,
+    experiment: &str,
+    id: &str,
+    key: &str,
+) -> Result<()> {
+    if opts.lock_writes && store.read_ref(experiment, id).ok().flatten().as_deref() == Some(key) {
+        return Ok(());
+    }
+    let _guard = write_guard(store, opts)?;
+    store.write_ref(experiment, id, key)
+}
+
+/// A fresh, empty work dir for `label`: under `opts.work_root` when set,
+/// else in the store's `tmp/`.
+fn work_dir(store: &Store, opts: &RunOptions, label: &str) -> Result<PathBuf> {
+    static WORK_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    match &opts.work_root {
+        None => store.fresh_tmp_dir(label),
+        Some(root) => {
+            let n = WORK_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let d = root.join(format!(
+                "{}.{}.{n}",
+                crate::store::safe_name(label),
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&d).map_err(|e| PipelineError::Io {
+                path: d.clone(),
+                source: e,
+            })?;
+            Ok(d)
         }
     }
 }
@@ -384,6 +447,7 @@ fn resolve_inputs(
 }
 
 /// Execute one instance in a fresh temp dir and commit it.
+#[allow(clippy::too_many_arguments)]
 fn execute_and_commit(
     store: &Store,
     graph: &Graph,
@@ -392,9 +456,10 @@ fn execute_and_commit(
     recs: &BTreeMap<String, Record>,
     exec: &dyn Executor,
     sink: &dyn EventSink,
+    opts: &RunOptions,
 ) -> std::result::Result<Record, String> {
     let started = Instant::now();
-    let work = store.fresh_tmp_dir(&inst.kind).map_err(|e| e.to_string())?;
+    let work = work_dir(store, opts, &inst.kind).map_err(|e| e.to_string())?;
     let inputs = resolve_inputs(store, graph, inst, recs);
     let progress = |done: u64, total: u64, msg: &str| {
         crate::failpoint::hit("stage-progress");
@@ -425,6 +490,7 @@ fn execute_and_commit(
         }
     };
     crate::failpoint::hit("stage-before-commit");
+    let _guard = write_guard(store, opts).map_err(|e| e.to_string())?;
     let mut files = Vec::new();
     collect_files(&work, &work, &mut files).map_err(|e| format!("{}: {e}", work.display()))?;
     files.sort();
@@ -599,10 +665,29 @@ pub fn run(
                             meta: rec.meta.clone(),
                         };
                         // Keep the ref pointing at what this config uses.
-                        store.write_ref(&graph.experiment, &inst.id, &rec.key)?;
+                        ensure_ref(store, opts, &graph.experiment, &inst.id, &rec.key)?;
                         sink.event(Event::Finished(&rep));
                         reports[i] = Some(rep);
                         done[i] = Some(rec);
+                    }
+                    _ if opts
+                        .only
+                        .as_ref()
+                        .is_some_and(|only| !only.contains(&inst.id)) =>
+                    {
+                        decided[i] = true;
+                        let rep = InstanceReport {
+                            id: inst.id.clone(),
+                            kind: inst.kind.clone(),
+                            key: Some(key),
+                            status: Outcome::Skipped,
+                            seconds: 0.0,
+                            reason: Some("not selected".into()),
+                            error: None,
+                            meta: Value::Null,
+                        };
+                        sink.event(Event::Finished(&rep));
+                        reports[i] = Some(rep);
                     }
                     _ => {
                         let reason = if reasons.is_empty() {
@@ -644,7 +729,7 @@ pub fn run(
                                 error: None,
                                 meta: rec.meta.clone(),
                             };
-                            store.write_ref(&graph.experiment, &inst.id, &key)?;
+                            ensure_ref(store, opts, &graph.experiment, &inst.id, &key)?;
                             sink.event(Event::Finished(&rep));
                             reports[i] = Some(rep);
                             done[i] = Some(rec);
@@ -662,7 +747,7 @@ pub fn run(
                 running += 1;
                 scope.spawn(move || {
                     let t = Instant::now();
-                    let r = execute_and_commit(store, graph, inst, &key, &recs, exec, sink);
+                    let r = execute_and_commit(store, graph, inst, &key, &recs, exec, sink, opts);
                     let _ = tx.send((i, key, reason, r, t.elapsed().as_secs_f64()));
                 });
             }
@@ -715,7 +800,93 @@ pub fn run(
         .into_iter()
         .map(|r| r.expect("every instance decided"))
         .collect();
-    let ids = graph.instances.iter().map(|i| i.id.clone()).collect();
-    store.prune_refs(&graph.experiment, &ids)?;
+    if opts.only.is_none() {
+        let ids = graph.instances.iter().map(|i| i.id.clone()).collect();
+        store.prune_refs(&graph.experiment, &ids)?;
+    }
     Ok((reports, done))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Touch(std::sync::Mutex<Vec<PathBuf>>);
+
+    impl Executor for Touch {
+        fn execute(
+            &self,
+            inst: &StageInstance,
+            _: &StageInputs,
+            workdir: &Path,
+            _: ProgressFn<'_>,
+        ) -> std::result::Result<Value, String> {
+            self.0.lock().unwrap().push(workdir.to_path_buf());
+            std::fs::write(workdir.join("out"), inst.id.as_bytes()).map_err(|e| e.to_string())?;
+            Ok(Value::Null)
+        }
+    }
+
+    struct Quiet;
+    impl EventSink for Quiet {
+        fn event(&self, _: Event<'_>) {}
+    }
+
+    fn inst(id: &str, inputs: &[&str]) -> StageInstance {
+        StageInstance {
+            id: id.into(),
+            kind: "k".into(),
+            code_version: 1,
+            params: json!({}),
+            env: json!({}),
+            inputs: inputs
+                .iter()
+                .map(|d| (d.to_string(), d.to_string()))
+                .collect(),
+            view: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_runs_the_selected_in_its_work_root_and_prunes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s")).unwrap();
+        store.write_ref("e", "gone", "k0").unwrap();
+        let g = Graph::new("e", vec![inst("a", &[]), inst("b", &["a"])]).unwrap();
+        let exec = Touch(Default::default());
+        let work = dir.path().join("s/job-work");
+        let opts = RunOptions {
+            only: Some(HashSet::from(["a".to_string()])),
+            work_root: Some(work.clone()),
+            lock_writes: true,
+            ..Default::default()
+        };
+        let (reps, done) = run(&store, &g, &exec, &opts, &Quiet).unwrap();
+        assert_eq!(reps[0].status, Outcome::Ran);
+        assert_eq!(reps[1].status, Outcome::Skipped);
+        assert_eq!(reps[1].reason.as_deref(), Some("not selected"));
+        assert!(done[0].is_some() && done[1].is_none());
+        let used = exec.0.lock().unwrap().clone();
+        assert_eq!(used.len(), 1);
+        assert!(used[0].starts_with(&work), "{used:?}");
+        assert!(
+            !used[0].exists(),
+            "the work dir is removed after the commit"
+        );
+        assert!(store.read_ref("e", "gone").unwrap().is_some(), "not pruned");
+        // Then b alone: a is reused, b runs.
+        let opts = RunOptions {
+            only: Some(HashSet::from(["b".to_string()])),
+            lock_writes: true,
+            ..Default::default()
+        };
+        let (reps, _) = run(&store, &g, &exec, &opts, &Quiet).unwrap();
+        assert_eq!(reps[0].status, Outcome::Cached);
+        assert_eq!(reps[1].status, Outcome::Ran);
+        // A plain run finds both fresh and prunes the ref that left the graph.
+        let (reps, _) = run(&store, &g, &exec, &RunOptions::default(), &Quiet).unwrap();
+        assert!(reps.iter().all(|r| r.status == Outcome::Cached));
+        assert!(store.read_ref("e", "gone").unwrap().is_none());
+    }
 }

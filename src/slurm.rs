@@ -1,0 +1,1343 @@
+//! `eigentrace run --executor slurm`: every stale stage instance becomes one
+//! sbatch job (a sweep level becomes one job array), with `afterok`
+//! dependencies on the jobs of its inputs, over a store on a shared
+//! filesystem. A job is a call of this same binary (`eigentrace exec`), which
+//! executes its one instance through the engine and commits it through the
+//! store's protocol, so a killed job leaves no partial result.
+//!
+//! A job is named by (config, instance id), not by key: an instance's key
+//! depends on its inputs' committed contents, which are known only when the
+//! job runs. What was submitted is pinned by a snapshot of the config's text
+//! and by the instance's *spec*, a hash over its kind, code version,
+//! parameters, environment and its inputs' specs; a job whose spec no longer
+//! matches (the binary changed under it) fails instead of computing something
+//! else.
+//!
+//! ```text
+//! <store>/slurm/ledger/<experiment>/<id>.json  the last job of each instance
+//! <store>/slurm/logs/<job>.out                 each job's stdout and stderr
+//! <store>/slurm/configs/<hash>.toml            config snapshots, by content
+//! <store>/slurm/arrays/<hash>.txt              job arrays: task → "id<TAB>spec"
+//! <store>/slurm/work/<job>/                    a running job's work dirs
+//! ```
+//!
+//! The ledger is written under the store lock, one file per instance,
+//! atomically. An invocation submits an instance only when it is not fresh,
+//! and its ledger job is not live (squeue) with the same spec, or depends on
+//! an input that had to be submitted again: so a second invocation submits
+//! nothing while jobs are pending, and nothing when every stage is fresh.
+
+use crate::experiment::{Experiment, SlurmResources};
+use crate::{usage, Cli, DeviceArg, Failure, RunArgs};
+use anyhow::{anyhow, Context};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pipeline::{
+    engine::ProgressFn, Event, EventSink, Executor, Graph, Hash, LockMode, Outcome, RunOptions,
+    StageInputs, StageInstance, Store,
+};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where stale stages execute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExecutorArg {
+    /// Here, in this process and its workers.
+    Local,
+    /// As Slurm jobs (sbatch), over a store on a shared filesystem.
+    Slurm,
+}
+
+/// `eigentrace exec`: run one instance as a Slurm job does (hidden).
+#[derive(Args)]
+pub struct ExecArgs {
+    /// The experiment config: its directory anchors relative data paths.
+    config: PathBuf,
+    /// The instance to execute, e.g. 'train[adam-lr3e-3-s0]'.
+    #[arg(long, required_unless_present = "list", conflicts_with = "list")]
+    id: Option<String>,
+    /// A job array's task list: line $SLURM_ARRAY_TASK_ID is "<id>\t<spec>".
+    #[arg(long)]
+    list: Option<PathBuf>,
+    /// Read the config's text from this snapshot instead of the config.
+    #[arg(long)]
+    text: Option<PathBuf>,
+    /// The instance's spec when it was submitted; a different one fails the job.
+    #[arg(long)]
+    spec: Option<String>,
+    /// The device rule of the submission (auto: CUDA for kinds given gpus).
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+    /// libtorch threads (default: $SLURM_CPUS_PER_TASK, else the usable CPUs).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Execute the instance even when it is fresh.
+    #[arg(long)]
+    force: bool,
+}
+
+/// The device of `kind`'s jobs: `--device cpu|cuda` for all, or with auto,
+/// CUDA where the kind is given gpus.
+fn device_for(arg: DeviceArg, res: &SlurmResources) -> &'static str {
+    match arg {
+        DeviceArg::Cpu => "cpu",
+        DeviceArg::Cuda => "cuda",
+        DeviceArg::Auto => {
+            if res.gpus.unwrap_or(0) > 0 {
+                "cuda"
+            } else {
+                "cpu"
+            }
+        }
+    }
+}
+
+fn device_name(arg: DeviceArg) -> &'static str {
+    match arg {
+        DeviceArg::Auto => "auto",
+        DeviceArg::Cpu => "cpu",
+        DeviceArg::Cuda => "cuda",
+    }
+}
+
+/// The graph as the jobs compute it: each torch stage on its kind's device.
+/// The submitter and every job build it alike, so their keys agree.
+fn job_graph(exp: &Experiment, device: DeviceArg) -> Graph {
+    let mut g = exp.graph(&crate::torch_env("cpu"));
+    for inst in &mut g.instances {
+        if let Some(d) = inst.env.get_mut("device") {
+            *d = json!(device_for(device, &exp.slurm.resources(&inst.kind)));
+        }
+    }
+    g
+}
+
+/// Each instance's spec (graph order): what it computes, up to its inputs'
+/// contents, as a Merkle hash over its inputs' specs.
+fn specs(graph: &Graph) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(graph.instances.len());
+    for inst in &graph.instances {
+        let inputs: BTreeMap<&str, &str> = inst
+            .inputs
+            .iter()
+            .map(|(role, dep)| {
+                let j = graph.position(dep).expect("validated graph");
+                (role.as_str(), out[j].as_str())
+            })
+            .collect();
+        let v = json!({
+            "kind": inst.kind,
+            "code_version": inst.code_version,
+            "params": inst.params,
+            "env": inst.env,
+            "inputs": inputs,
+        });
+        out.push(Hash::of(&pipeline::canonical_bytes(&v)).to_hex()[..32].to_string());
+    }
+    out
+}
+
+/// The instance `i` and everything it reads from, as a graph of their own.
+fn ancestors(graph: &Graph, i: usize) -> Graph {
+    let mut keep = vec![false; graph.instances.len()];
+    let mut stack = vec![i];
+    while let Some(j) = stack.pop() {
+        if std::mem::replace(&mut keep[j], true) {
+            continue;
+        }
+        for (_, dep) in &graph.instances[j].inputs {
+            stack.push(graph.position(dep).expect("validated graph"));
+        }
+    }
+    let insts = graph
+        .instances
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(s, _)| s.clone())
+        .collect();
+    Graph::new(graph.experiment.clone(), insts).expect("a closed subgraph")
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A job name Slurm shows: `et-<experiment>-<id>`, with only [A-Za-z0-9._-].
+fn job_name(experiment: &str, what: &str) -> String {
+    let raw = format!("et-{experiment}-{what}");
+    let mut s: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    while s.contains("__") {
+        s = s.replace("__", "_");
+    }
+    s.trim_end_matches('_').chars().take(100).collect()
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("a file in a directory");
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// Write `bytes` to `dir/<their hash>.<ext>` (once) and return the path.
+fn put_by_content(dir: &Path, ext: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
+    let p = dir.join(format!("{}.{ext}", &Hash::of(bytes).to_hex()[..32]));
+    if std::fs::read(&p).ok().as_deref() != Some(bytes) {
+        write_atomic(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(p)
+}
+
+// ---------------------------------------------------------------- the queue
+
+/// A job's state in squeue (`%T`) and the reason (`%r`).
+#[derive(Clone, Debug)]
+struct QState {
+    state: String,
+    reason: String,
+}
+
+impl QState {
+    /// Still queued or running: it may yet commit its instance.
+    fn live(&self) -> bool {
+        !matches!(
+            self.state.as_str(),
+            "COMPLETED"
+                | "FAILED"
+                | "CANCELLED"
+                | "TIMEOUT"
+                | "NODE_FAIL"
+                | "PREEMPTED"
+                | "OUT_OF_MEMORY"
+                | "BOOT_FAIL"
+                | "DEADLINE"
+                | "REVOKED"
+        ) && !self.doomed()
+    }
+    /// Pending on a dependency that failed: it will never run.
+    fn doomed(&self) -> bool {
+        self.state == "PENDING" && self.reason.contains("DependencyNeverSatisfied")
+    }
+}
+
+/// "FAILED (NonZeroExitCode)", "CANCELLED", …
+fn describe(q: &QState) -> String {
+    if q.reason.is_empty() || q.reason == "None" {
+        q.state.clone()
+    } else {
+        format!("{} ({})", q.state, q.reason)
+    }
+}
+
+/// The base job id of "123" or "123_4" (an array task).
+fn base_job(job: &str) -> &str {
+    job.split('_').next().unwrap_or(job)
+}
+
+/// The squeue states of `jobs` ("123" or "123_4"), ended ones included while
+/// slurmctld remembers them (MinJobAge). A job that is absent has ended long
+/// ago, or never existed.
+fn queue_states<'a>(
+    jobs: impl IntoIterator<Item = &'a String>,
+) -> anyhow::Result<HashMap<String, QState>> {
+    let bases: BTreeSet<&str> = jobs.into_iter().map(|j| base_job(j)).collect();
+    let mut out = HashMap::new();
+    if bases.is_empty() {
+        return Ok(out);
+    }
+    let ids: Vec<&str> = bases.into_iter().collect();
+    let res = Command::new("squeue")
+        .args(["-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j"])
+        .arg(ids.join(","))
+        .output()
+        .context("running squeue (is Slurm's client on PATH?)")?;
+    if !res.status.success() {
+        let err = String::from_utf8_lossy(&res.stderr);
+        // Every id purged from slurmctld's memory: none of them is queued.
+        if err.contains("Invalid job id") {
+            return Ok(out);
+        }
+        return Err(anyhow!("squeue failed: {}", err.trim()));
+    }
+    for line in String::from_utf8_lossy(&res.stdout).lines() {
+        let mut it = line.trim().splitn(3, '|');
+        let (Some(id), Some(state), reason) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        out.insert(
+            id.to_string(),
+            QState {
+                state: state.to_string(),
+                reason: reason.unwrap_or("").to_string(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn sbatch(args: &[String], script: &str) -> anyhow::Result<String> {
+    let mut child = Command::new("sbatch")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running sbatch (is Slurm's client on PATH?)")?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(script.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let id = stdout.trim().split(';').next().unwrap_or("").to_string();
+    if !out.status.success() || id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+        return Err(anyhow!(
+            "sbatch {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim(),
+            stdout.trim()
+        ));
+    }
+    Ok(id)
+}
+
+fn scancel(jobs: &[String]) {
+    if jobs.is_empty() {
+        return;
+    }
+    let _ = Command::new("scancel")
+        .args(jobs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+// --------------------------------------------------------------- the ledger
+
+/// One submission: the last job of one instance of one experiment.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Entry {
+    experiment: String,
+    id: String,
+    kind: String,
+    spec: String,
+    /// "123", or "123_4" for task 4 of array job 123.
+    job: String,
+    log: PathBuf,
+    config: PathBuf,
+    submitted_unix: u64,
+}
+
+struct Ledger {
+    dir: PathBuf,
+}
+
+impl Ledger {
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir
+            .join(format!("{}.json", pipeline::store::safe_name(id)))
+    }
+    fn get(&self, id: &str) -> Option<Entry> {
+        let bytes = std::fs::read(self.path(id)).ok()?;
+        serde_json::from_slice::<Entry>(&bytes)
+            .ok()
+            .filter(|e| e.id == id)
+    }
+    /// Every entry (with its file), for instances the config may no longer have.
+    fn all(&self) -> Vec<(PathBuf, Entry)> {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter_map(|p| {
+                let e = serde_json::from_slice::<Entry>(&std::fs::read(&p).ok()?).ok()?;
+                Some((p, e))
+            })
+            .collect()
+    }
+    /// Record a submission; call with the store lock held.
+    fn put(&self, e: &Entry) -> anyhow::Result<()> {
+        let p = self.path(&e.id);
+        write_atomic(&p, &serde_json::to_vec_pretty(e)?)
+            .with_context(|| format!("writing the ledger entry {}", p.display()))
+    }
+}
+
+/// The paths under `<store>/slurm/`.
+struct SlurmDir {
+    root: PathBuf,
+}
+
+impl SlurmDir {
+    fn new(store: &Path) -> SlurmDir {
+        SlurmDir {
+            root: store.join("slurm"),
+        }
+    }
+    fn ledger(&self, experiment: &str) -> Ledger {
+        Ledger {
+            dir: self
+                .root
+                .join("ledger")
+                .join(pipeline::store::safe_name(experiment)),
+        }
+    }
+    fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    fn log(&self, job: &str) -> PathBuf {
+        self.logs().join(format!("{job}.out"))
+    }
+    fn work(&self) -> PathBuf {
+        self.root.join("work")
+    }
+}
+
+/// The last non-empty line of a job's log, if readable.
+fn last_log_line(p: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(p).ok()?;
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(|l| l.chars().take(300).collect())
+}
+
+// ---------------------------------------------------------------- submitter
+
+#[derive(Clone, Debug, PartialEq)]
+enum Plan {
+    /// Fresh: nothing to do.
+    Fresh,
+    /// A live job of the same spec is already queued.
+    Queued(String),
+    /// Submitted now.
+    Submitted(String),
+}
+
+struct Submitter<'a> {
+    exp: &'a Experiment,
+    graph: &'a Graph,
+    specs: &'a [String],
+    dirs: &'a SlurmDir,
+    ledger: &'a Ledger,
+    /// The job script's command up to `exec`'s arguments.
+    command: String,
+    store: PathBuf,
+    config: PathBuf,
+}
+
+impl Submitter<'_> {
+    fn resources_args(&self, res: &SlurmResources) -> Vec<String> {
+        let mut a = Vec::new();
+        if let Some(c) = res.cpus {
+            a.push(format!("--cpus-per-task={c}"));
+        }
+        if let Some(m) = &res.mem {
+            a.push(format!("--mem={m}"));
+        }
+        if let Some(g) = res.gpus.filter(|&g| g > 0) {
+            a.push(format!("--gres=gpu:{g}"));
+        }
+        if let Some(t) = &res.time {
+            a.push(format!("--time={t}"));
+        }
+        if let Some(p) = &res.partition {
+            a.push(format!("--partition={p}"));
+        }
+        if let Some(acc) = &res.account {
+            a.push(format!("--account={acc}"));
+        }
+        a.extend(res.extra.iter().cloned());
+        a
+    }
+
+    /// Submit `members` (one instance, or one array of one kind) after `deps`;
+    /// `force`: they execute even when they find themselves fresh (--force).
+    /// Returns each member's job id.
+    fn submit(
+        &self,
+        members: &[usize],
+        deps: &BTreeSet<String>,
+        force: bool,
+    ) -> anyhow::Result<Vec<String>> {
+        let first = &self.graph.instances[members[0]];
+        let res = self.exp.slurm.resources(&first.kind);
+        let mut args = vec![
+            "--parsable".to_string(),
+            format!("--chdir={}", self.store.display()),
+            "--kill-on-invalid-dep=yes".to_string(),
+        ];
+        if !deps.is_empty() {
+            let list: Vec<&str> = deps.iter().map(String::as_str).collect();
+            args.push(format!("--dependency=afterok:{}", list.join(":")));
+        }
+        let mut script = format!("#!/bin/sh\n# eigentrace: {}\n", self.config.display());
+        let force = if force { " --force" } else { "" };
+        if members.len() == 1 {
+            args.push(format!(
+                "--job-name={}",
+                job_name(&self.graph.experiment, &first.id)
+            ));
+            args.push(format!(
+                "--output={}",
+                self.dirs.logs().join("%j.out").display()
+            ));
+            script += &format!(
+                "exec {} --id {} --spec {}{force}\n",
+                self.command,
+                shell_quote(&first.id),
+                self.specs[members[0]]
+            );
+        } else {
+            let list: String = members
+                .iter()
+                .map(|&i| format!("{}\t{}\n", self.graph.instances[i].id, self.specs[i]))
+                .collect();
+            let list = put_by_content(&self.dirs.root.join("arrays"), "txt", list.as_bytes())?;
+            args.push(format!(
+                "--job-name={}",
+                job_name(&self.graph.experiment, &first.kind)
+            ));
+            args.push(format!("--array=0-{}", members.len() - 1));
+            args.push(format!(
+                "--output={}",
+                self.dirs.logs().join("%A_%a.out").display()
+            ));
+            script += &format!(
+                "exec {} --list {}{force}\n",
+                self.command,
+                shell_quote(&list.display().to_string())
+            );
+        }
+        args.extend(self.resources_args(&res));
+        let id = sbatch(&args, &script)?;
+        let jobs: Vec<String> = if members.len() == 1 {
+            vec![id]
+        } else {
+            (0..members.len()).map(|t| format!("{id}_{t}")).collect()
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        for (&i, job) in members.iter().zip(&jobs) {
+            let inst = &self.graph.instances[i];
+            self.ledger.put(&Entry {
+                experiment: self.graph.experiment.clone(),
+                id: inst.id.clone(),
+                kind: inst.kind.clone(),
+                spec: self.specs[i].clone(),
+                job: job.clone(),
+                log: self.dirs.log(job),
+                config: self.config.clone(),
+                submitted_unix: now,
+            })?;
+        }
+        Ok(jobs)
+    }
+}
+
+/// An executor for the final pass, which only collects what the jobs committed.
+struct NoExec;
+
+impl Executor for NoExec {
+    fn execute(
+        &self,
+        inst: &StageInstance,
+        _: &StageInputs,
+        _: &Path,
+        _: ProgressFn<'_>,
+    ) -> Result<Value, String> {
+        Err(format!("{}: not executed here", inst.id))
+    }
+}
+
+struct Quiet;
+
+impl EventSink for Quiet {
+    fn event(&self, _: Event<'_>) {}
+}
+
+/// Progress while the jobs run: a status line on a terminal, and a line per
+/// change of a job's state.
+struct Progress {
+    bar: ProgressBar,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        let target = if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bar = ProgressBar::with_draw_target(Some(total as u64), target);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>12} [{bar:30.green/white}] {pos}/{len} jobs  {elapsed_precise}  {wide_msg}",
+            )
+            .unwrap()
+            .progress_chars("=> "),
+        );
+        bar.set_prefix("slurm");
+        Progress { bar }
+    }
+    fn line(&self, s: &str) {
+        self.bar.suspend(|| eprintln!("{s}"));
+    }
+}
+
+fn forced(set: &Option<globset::GlobSet>, exact: &[String], inst: &StageInstance) -> bool {
+    exact.iter().any(|p| *p == inst.id || *p == inst.kind)
+        || set
+            .as_ref()
+            .is_some_and(|g| g.is_match(&inst.id) || g.is_match(&inst.kind))
+}
+
+fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::canonicalize(p).with_context(|| format!("resolving {}", p.display()))
+}
+
+/// `eigentrace run --executor slurm`.
+pub fn run(cli: &Cli, a: &RunArgs, exp: Experiment) -> Result<(), Failure> {
+    for tool in ["sbatch", "squeue", "scancel"] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+            .unwrap_or(false);
+        if !found {
+            return Err(usage(anyhow!(
+                "--executor slurm: `{tool}` is not on PATH; run on a Slurm submit host (or use --executor local)"
+            )));
+        }
+    }
+    let t0 = Instant::now();
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut force = None;
+    if !a.force.is_empty() {
+        let mut b = globset::GlobSetBuilder::new();
+        for f in &a.force {
+            b.add(
+                globset::GlobBuilder::new(f)
+                    .literal_separator(false)
+                    .build()
+                    .map_err(|e| usage(anyhow!("--force {f}: {e}")))?,
+            );
+        }
+        force = Some(b.build().map_err(usage)?);
+    }
+    let config = absolute(&a.config).map_err(usage)?;
+    let text = std::fs::read(&config).with_context(|| format!("reading {}", config.display()))?;
+    // Jobs are told the store's absolute path: it must be the same on every node.
+    Store::open(&cli.store)
+        .with_context(|| format!("opening the store {}", cli.store.display()))?;
+    let store_root = absolute(&cli.store)?;
+    let store = Store::open(&store_root)?;
+    let graph = job_graph(&exp, a.device);
+    let specs = specs(&graph);
+    let n = graph.instances.len();
+    let dirs = SlurmDir::new(&store_root);
+    let ledger = dirs.ledger(&graph.experiment);
+    let bin = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .context("locating the eigentrace binary")?;
+
+    // Plan and submit, under the store lock.
+    let mode = if a.no_wait {
+        LockMode::NoWait
+    } else {
+        LockMode::Wait
+    };
+    let lock = store
+        .lock(mode, &|holder| {
+            eprintln!(
+                "waiting for the store lock at {} (held by {holder}); --no-wait fails instead",
+                store_root.display()
+            )
+        })
+        .map_err(|e| match e {
+            pipeline::PipelineError::Locked(_) => usage(e),
+            other => other.into(),
+        })?;
+    // Jobs write into tmp/ only with the lock held, and work in slurm/work/.
+    store.sweep_tmp()?;
+    let states = pipeline::status(&store, &graph, a.verify)?;
+    let entries: Vec<Option<Entry>> = graph.instances.iter().map(|i| ledger.get(&i.id)).collect();
+    // Instances that left the config (a changed sweep): their jobs are not wanted.
+    let orphans: Vec<(PathBuf, Entry)> = ledger
+        .all()
+        .into_iter()
+        .filter(|(_, e)| graph.position(&e.id).is_none())
+        .collect();
+    let mut known: Vec<String> = entries.iter().flatten().map(|e| e.job.clone()).collect();
+    known.extend(orphans.iter().map(|(_, e)| e.job.clone()));
+    let work_dirs: Vec<(String, PathBuf)> = std::fs::read_dir(dirs.work())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .filter(|(name, _)| {
+                    !name.is_empty() && name.chars().all(|c| c.is_ascii_digit() || c == '_')
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    known.extend(work_dirs.iter().map(|(name, _)| name.clone()));
+    let queue = queue_states(&known)?;
+    // The work dirs of jobs that ended (killed mid-stage): their leftovers.
+    for (name, p) in &work_dirs {
+        if !queue.get(name).is_some_and(QState::live) {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+    let snapshot = put_by_content(&dirs.root.join("configs"), "toml", &text)?;
+    std::fs::create_dir_all(dirs.logs())
+        .with_context(|| format!("creating {}", dirs.logs().display()))?;
+    let command = format!(
+        "{} --store {} exec {} --text {} --device {}",
+        shell_quote(&bin.display().to_string()),
+        shell_quote(&store_root.display().to_string()),
+        shell_quote(&config.display().to_string()),
+        shell_quote(&snapshot.display().to_string()),
+        device_name(a.device),
+    );
+    let sub = Submitter {
+        exp: &exp,
+        graph: &graph,
+        specs: &specs,
+        dirs: &dirs,
+        ledger: &ledger,
+        command,
+        store: store_root.clone(),
+        config: config.clone(),
+    };
+
+    // Which instances need a job, and which already have a live one.
+    let mut plan: Vec<Plan> = vec![Plan::Fresh; n];
+    let mut to_submit = vec![false; n];
+    let is_forced: Vec<bool> = graph
+        .instances
+        .iter()
+        .map(|inst| forced(&force, &a.force, inst))
+        .collect();
+    let mut superseded: Vec<String> = Vec::new();
+    for (p, e) in &orphans {
+        if queue.get(&e.job).is_some_and(|q| q.live() || q.doomed()) {
+            superseded.push(e.job.clone());
+        }
+        let _ = std::fs::remove_file(p);
+    }
+    for (i, inst) in graph.instances.iter().enumerate() {
+        let inputs: Vec<usize> = inst
+            .inputs
+            .iter()
+            .map(|(_, d)| graph.position(d).expect("validated graph"))
+            .collect();
+        let needs = states[i].state != "fresh"
+            || is_forced[i]
+            || inputs.iter().any(|&j| plan[j] != Plan::Fresh);
+        if !needs {
+            continue;
+        }
+        let reusable = entries[i].as_ref().filter(|e| {
+            e.spec == specs[i]
+                && queue.get(&e.job).is_some_and(QState::live)
+                && !inputs.iter().any(|&j| to_submit[j])
+        });
+        match (reusable, &entries[i]) {
+            (Some(e), _) => {
+                plan[i] = Plan::Queued(e.job.clone());
+            }
+            (_, Some(e)) => {
+                if queue.get(&e.job).is_some_and(|q| q.live() || q.doomed()) {
+                    superseded.push(e.job.clone());
+                }
+                to_submit[i] = true;
+                plan[i] = Plan::Submitted(String::new());
+            }
+            (_, None) => {
+                to_submit[i] = true;
+                plan[i] = Plan::Submitted(String::new());
+            }
+        }
+    }
+    // Superseded jobs (a changed instance, or a dead input): they must not
+    // commit a result that is no longer wanted.
+    scancel(&superseded);
+
+    // Submit in topological order; a sweep level is one array.
+    let job_of = |plan: &[Plan], j: usize| -> Option<String> {
+        match &plan[j] {
+            Plan::Queued(job) => Some(job.clone()),
+            Plan::Submitted(job) if !job.is_empty() => Some(job.clone()),
+            _ => None,
+        }
+    };
+    let deps_of = |plan: &[Plan], i: usize| -> Option<BTreeSet<String>> {
+        let mut deps = BTreeSet::new();
+        for (_, d) in &graph.instances[i].inputs {
+            let j = graph.position(d).expect("validated graph");
+            if plan[j] == Plan::Fresh {
+                continue;
+            }
+            deps.insert(job_of(plan, j)?);
+        }
+        Some(deps)
+    };
+    let mut n_sbatch = 0usize;
+    let mut n_arrays = 0usize;
+    let mut submit_error = None;
+    for i in 0..n {
+        if !to_submit[i] || job_of(&plan, i).is_some() {
+            continue;
+        }
+        let Some(deps) = deps_of(&plan, i) else {
+            continue; // an input's submission failed
+        };
+        let kind = &graph.instances[i].kind;
+        let mut members = vec![i];
+        if exp.slurm.arrays {
+            members.extend((i + 1..n).filter(|&k| {
+                to_submit[k]
+                    && job_of(&plan, k).is_none()
+                    && graph.instances[k].kind == *kind
+                    && is_forced[k] == is_forced[i]
+                    && deps_of(&plan, k).as_ref() == Some(&deps)
+            }));
+        }
+        match sub.submit(&members, &deps, is_forced[i]) {
+            Ok(jobs) => {
+                n_sbatch += 1;
+                if members.len() > 1 {
+                    n_arrays += 1;
+                }
+                for (&m, job) in members.iter().zip(jobs) {
+                    plan[m] = Plan::Submitted(job);
+                }
+            }
+            Err(e) => {
+                submit_error.get_or_insert(e);
+            }
+        }
+    }
+    drop(lock);
+
+    let planned: Vec<usize> = (0..n).filter(|&i| plan[i] != Plan::Fresh).collect();
+    let n_new = planned
+        .iter()
+        .filter(|&&i| matches!(&plan[i], Plan::Submitted(j) if !j.is_empty()))
+        .count();
+    let n_queued = planned
+        .iter()
+        .filter(|&&i| matches!(plan[i], Plan::Queued(_)))
+        .count();
+    eprintln!(
+        "{}: {} stages: {} fresh, {} submitted ({} sbatch call{}, {} array{}), {} already queued; logs in {}",
+        exp.name,
+        n,
+        n - planned.len(),
+        n_new,
+        n_sbatch,
+        if n_sbatch == 1 { "" } else { "s" },
+        n_arrays,
+        if n_arrays == 1 { "" } else { "s" },
+        n_queued,
+        dirs.logs().display()
+    );
+    if !superseded.is_empty() {
+        eprintln!(
+            "cancelled {} superseded job(s) (their instances changed or left the config): {}",
+            superseded.len(),
+            superseded.join(" ")
+        );
+    }
+    if let Some(e) = submit_error {
+        return Err(Failure {
+            code: 1,
+            err: e.context(
+                "submitting to Slurm (the jobs already submitted stay queued; run again to resume)",
+            ),
+        });
+    }
+    let job_at = |i: usize| job_of(&plan, i).unwrap_or_default();
+
+    if a.detach {
+        if cli.json {
+            let stages: Vec<Value> = graph
+                .instances
+                .iter()
+                .enumerate()
+                .map(|(i, inst)| {
+                    let (status, job) = match &plan[i] {
+                        Plan::Fresh => ("cached", None),
+                        Plan::Queued(j) => ("queued", Some(j.clone())),
+                        Plan::Submitted(j) => ("submitted", Some(j.clone())),
+                    };
+                    json!({
+                        "id": inst.id, "kind": inst.kind, "key": states[i].key,
+                        "status": status, "job": job,
+                        "log": job.as_ref().map(|j| dirs.log(j)),
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({
+                    "experiment": exp.name, "config": config, "store": store_root,
+                    "executor": "slurm", "detached": true, "stages": stages,
+                }))
+                .unwrap()
+            );
+        } else {
+            for &i in &planned {
+                eprintln!("  job {:<10} {}", job_at(i), graph.instances[i].id);
+            }
+            eprintln!(
+                "detached: `eigentrace run --executor slurm {}` waits for them (and submits nothing twice)",
+                a.config.display()
+            );
+        }
+        return Ok(());
+    }
+
+    // Wait, polling squeue.
+    let jobs: Vec<String> = planned.iter().map(|&i| job_at(i)).collect();
+    let progress = Progress::new(planned.len());
+    let mut last: HashMap<String, String> = HashMap::new();
+    let mut ended: HashMap<String, QState> = HashMap::new();
+    let mut squeue_failures = 0u32;
+    while ended.len() < jobs.len() {
+        let q = match queue_states(&jobs) {
+            Ok(q) => {
+                squeue_failures = 0;
+                q
+            }
+            Err(e) => {
+                squeue_failures += 1;
+                if squeue_failures >= 60 {
+                    progress.bar.abandon();
+                    return Err(e
+                        .context("Slurm does not answer; the jobs stay queued, run again to resume waiting")
+                        .into());
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let mut running = Vec::new();
+        let mut pending = 0usize;
+        for (&i, job) in planned.iter().zip(&jobs) {
+            if ended.contains_key(job) {
+                continue;
+            }
+            let id = &graph.instances[i].id;
+            let st = q.get(job).cloned().unwrap_or(QState {
+                state: "GONE".into(),
+                reason: String::new(),
+            });
+            if st.live() {
+                if st.state == "PENDING" {
+                    pending += 1;
+                } else {
+                    running.push(format!("{id} ({job})"));
+                }
+                if last.get(job) != Some(&st.state) {
+                    if st.state == "RUNNING" {
+                        progress.line(&format!("  run    {id}: job {job}"));
+                    }
+                    last.insert(job.clone(), st.state.clone());
+                }
+                continue;
+            }
+            progress.bar.inc(1);
+            match st.state.as_str() {
+                "COMPLETED" | "GONE" => {
+                    progress.line(&format!("  done   {id}: job {job}"));
+                }
+                _ if st.doomed() || st.reason.contains("DependencyNeverSatisfied") => {
+                    progress.line(&format!(
+                        "  skip   {id}: job {job} cancelled, an input failed"
+                    ));
+                }
+                _ => progress.line(&format!(
+                    "  FAILED {id}: job {job} {}; log: {}{}",
+                    describe(&st),
+                    dirs.log(job).display(),
+                    last_log_line(&dirs.log(job))
+                        .map(|l| format!("\n         {l}"))
+                        .unwrap_or_default()
+                )),
+            }
+            ended.insert(job.clone(), st);
+        }
+        progress.bar.set_message(format!(
+            "running: {}{}",
+            if running.is_empty() {
+                "none".to_string()
+            } else {
+                running.join(", ")
+            },
+            if pending > 0 {
+                format!("; pending: {pending}")
+            } else {
+                String::new()
+            }
+        ));
+        if ended.len() < jobs.len() {
+            std::thread::sleep(Duration::from_millis(1000));
+        }
+    }
+    progress.bar.finish_and_clear();
+
+    // Collect what the jobs committed: refs, the out/ view, the summary.
+    let lock = store.lock(LockMode::Wait, &|holder| {
+        eprintln!("waiting for the store lock (held by {holder})")
+    })?;
+    let opts = RunOptions {
+        jobs: 1,
+        verify: false,
+        only: Some(HashSet::new()),
+        ..Default::default()
+    };
+    let (reports, records) = pipeline::run(&store, &graph, &NoExec, &opts, &Quiet)?;
+    let ids = graph.instances.iter().map(|i| i.id.clone()).collect();
+    store.prune_refs(&graph.experiment, &ids)?;
+    let kept: Vec<&pipeline::Record> = records.iter().flatten().collect();
+    let out_dir = cli.out.join(&exp.name);
+    pipeline::view::materialize(&store, &out_dir, &kept)
+        .with_context(|| format!("writing {}", out_dir.display()))?;
+    drop(lock);
+
+    let mut stages = Vec::with_capacity(n);
+    let (mut ran, mut cached, mut failed, mut skipped) = (0, 0, 0, 0);
+    for (i, rep) in reports.iter().enumerate() {
+        let job = (plan[i] != Plan::Fresh).then(|| job_at(i));
+        let log = job.as_ref().map(|j| dirs.log(j));
+        let mut s = json!({
+            "id": rep.id, "kind": rep.kind, "key": rep.key,
+            "job": job, "log": log,
+        });
+        let committed = rep.status == Outcome::Cached;
+        let seconds = records[i].as_ref().map(|r| r.seconds).unwrap_or(0.0);
+        // A job that found its instance fresh after all (downstream of a
+        // forced stage whose outputs came out the same) executed nothing.
+        let old = records[i]
+            .as_ref()
+            .is_some_and(|r| r.finished_unix < started_unix);
+        if committed && (plan[i] == Plan::Fresh || old) {
+            cached += 1;
+            s["status"] = json!("cached");
+            s["seconds"] = json!(0.0);
+        } else if committed {
+            ran += 1;
+            s["status"] = json!("ran");
+            s["seconds"] = json!(seconds);
+        } else {
+            let job = job.unwrap_or_default();
+            let st = ended.get(&job);
+            let failed_input = graph.instances[i]
+                .inputs
+                .iter()
+                .find(|(_, d)| records[graph.position(d).expect("validated graph")].is_none());
+            let doomed = st.is_some_and(|s| s.reason.contains("DependencyNeverSatisfied"));
+            if let (Some((_, dep)), true) = (failed_input, doomed || st.is_none()) {
+                skipped += 1;
+                s["status"] = json!("skipped");
+                s["reason"] = json!(format!("input {dep} failed"));
+            } else {
+                failed += 1;
+                let log = dirs.log(&job);
+                let silent = matches!(st, Some(q) if q.state == "COMPLETED" || q.state == "GONE");
+                let why = match st {
+                    Some(_) if silent => format!(
+                        "job {job} ended without committing its result to {}: is the store on a filesystem the nodes share, at the same path?",
+                        store_root.display()
+                    ),
+                    Some(q) => format!("job {job} {}", describe(q)),
+                    None => format!("job {job} did not run"),
+                };
+                let tail = last_log_line(&log)
+                    .map(|l| format!("; last log line: {l}"))
+                    .unwrap_or_default();
+                s["status"] = json!("failed");
+                s["error"] = json!(format!("{why}; log: {}{tail}", log.display()));
+                if silent {
+                    // Failures the wait did not see as such.
+                    progress.line(&format!(
+                        "  FAILED {}: {why}; log: {}",
+                        rep.id,
+                        log.display()
+                    ));
+                }
+            }
+        }
+        stages.push(s);
+    }
+    let figures: Vec<String> = records
+        .iter()
+        .flatten()
+        .filter(|r| r.kind == "report")
+        .flat_map(|r| {
+            r.outputs
+                .keys()
+                .map(|k| out_dir.join(&r.view).join(k).display().to_string())
+        })
+        .collect();
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "experiment": exp.name,
+                "config": a.config,
+                "store": cli.store,
+                "out": out_dir,
+                "executor": "slurm",
+                "ok": failed + skipped == 0,
+                "seconds": t0.elapsed().as_secs_f64(),
+                "stages": stages,
+                "figures": figures,
+            }))
+            .unwrap()
+        );
+    }
+    eprintln!(
+        "{}: {} stages, {} ran, {} cached, {} failed, {} skipped, in {:.1}s (slurm)",
+        exp.name,
+        n,
+        ran,
+        cached,
+        failed,
+        skipped,
+        t0.elapsed().as_secs_f64()
+    );
+    eprintln!("results: {}", out_dir.display());
+    for f in figures
+        .iter()
+        .filter(|f| f.ends_with(".png") || f.ends_with("index.html"))
+    {
+        eprintln!("report:  {f}");
+    }
+    if failed + skipped > 0 {
+        return Err(Failure {
+            code: 1,
+            err: anyhow!(
+                "{} stage(s) failed or were skipped; logs in {}",
+                failed + skipped,
+                dirs.logs().display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+// --------------------------------------------------------------------- exec
+
+/// Progress of one job, as lines in its log.
+struct LogSink {
+    last: std::sync::Mutex<Instant>,
+}
+
+impl EventSink for LogSink {
+    fn event(&self, e: Event<'_>) {
+        match e {
+            Event::Started { id, reason, .. } => eprintln!("run {id}: {reason}"),
+            Event::Progress {
+                id,
+                done,
+                total,
+                msg,
+            } => {
+                let mut last = self.last.lock().unwrap();
+                if last.elapsed() >= Duration::from_secs(10) || (total > 0 && done == total) {
+                    *last = Instant::now();
+                    eprintln!("  {id}: {done}/{total} {msg}");
+                }
+            }
+            Event::Finished(rep) => match rep.status {
+                Outcome::Ran => eprintln!("done {} in {:.1}s", rep.id, rep.seconds),
+                Outcome::Failed => eprintln!(
+                    "FAILED {}: {}",
+                    rep.id,
+                    rep.error.as_deref().unwrap_or("unknown error")
+                ),
+                _ => {}
+            },
+        }
+    }
+}
+
+/// `eigentrace exec`: execute one instance whose inputs are committed, and
+/// commit it, as a Slurm job does.
+pub fn exec(cli: &Cli, a: &ExecArgs) -> Result<(), Failure> {
+    let text_path = a.text.as_ref().unwrap_or(&a.config);
+    let text = std::fs::read_to_string(text_path)
+        .with_context(|| format!("reading {}", text_path.display()))
+        .map_err(usage)?;
+    let exp = Experiment::parse(&a.config, &text).map_err(usage)?;
+    let graph = job_graph(&exp, a.device);
+    let (id, want) = match (&a.id, &a.list) {
+        (Some(id), _) => (id.clone(), a.spec.clone()),
+        (None, Some(list)) => {
+            let task: usize = std::env::var("SLURM_ARRAY_TASK_ID")
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(|| {
+                    usage(anyhow!(
+                        "--list needs $SLURM_ARRAY_TASK_ID (a job array task)"
+                    ))
+                })?;
+            let lines = std::fs::read_to_string(list)
+                .with_context(|| format!("reading {}", list.display()))?;
+            let line = lines
+                .lines()
+                .nth(task)
+                .ok_or_else(|| anyhow!("{}: no line {task} for this array task", list.display()))?;
+            let (id, spec) = line.split_once('\t').unwrap_or((line, ""));
+            (
+                id.to_string(),
+                Some(spec.to_string()).filter(|s| !s.is_empty()),
+            )
+        }
+        (None, None) => return Err(usage(anyhow!("give --id or --list"))),
+    };
+    let Some(i) = graph.position(&id) else {
+        return Err(usage(anyhow!(
+            "{}: no stage instance `{id}` in this config",
+            a.config.display()
+        )));
+    };
+    let spec = &specs(&graph)[i];
+    if let Some(want) = want {
+        if *spec != want {
+            return Err(anyhow!(
+                "{id}: it changed since this job was submitted (spec {want}, now {spec}: the config or the eigentrace binary differs); run `eigentrace run --executor slurm` again"
+            )
+            .into());
+        }
+    }
+    let store = Store::open_existing(&cli.store).map_err(usage)?;
+    let sub = ancestors(&graph, graph.position(&id).expect("present"));
+    let inst = sub.get(&id).expect("in its own subgraph").clone();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let job = match (
+        std::env::var("SLURM_ARRAY_JOB_ID"),
+        std::env::var("SLURM_ARRAY_TASK_ID"),
+        std::env::var("SLURM_JOB_ID"),
+    ) {
+        (Ok(a), Ok(t), _) => format!("{a}_{t}"),
+        (_, _, Ok(j)) => j,
+        _ => format!("pid-{host}-{}", std::process::id()),
+    };
+    // Its inputs must be committed and fresh: the submitter's afterok
+    // dependencies see to it; a job started by hand may find otherwise.
+    let states = pipeline::status(&store, &sub, false)?;
+    let stale: Vec<String> = states
+        .iter()
+        .filter(|s| s.id != id && s.state != "fresh")
+        .map(|s| format!("{} ({}: {})", s.id, s.state, s.reasons.join("; ")))
+        .collect();
+    if !stale.is_empty() {
+        return Err(anyhow!(
+            "{id}: its inputs are not all committed and fresh in {}: {}",
+            cli.store.display(),
+            stale.join(", ")
+        )
+        .into());
+    }
+    // The job's CPUs: --cpus-per-task, else what Slurm allocated on this node
+    // ("4", or "4(x2)"), else the CPUs this process may use.
+    let slurm_cpus = |var: &str| -> Option<usize> {
+        let v = std::env::var(var).ok()?;
+        let digits: String = v.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    let threads = a
+        .threads
+        .or_else(|| slurm_cpus("SLURM_CPUS_PER_TASK"))
+        .or_else(|| slurm_cpus("SLURM_JOB_CPUS_PER_NODE"))
+        .unwrap_or_else(|| crate::cpus::allowed().len())
+        .max(1);
+    // A cluster without task/affinity leaves every job all the node's CPUs:
+    // pinning each job's worker to the first `threads` of them would stack
+    // the node's jobs on the same cores, so let the kernel place them.
+    if crate::cpus::allowed().len() > threads && std::env::var_os("OMP_PROC_BIND").is_none() {
+        std::env::set_var("OMP_PROC_BIND", "false");
+    }
+    let device = inst
+        .env
+        .get("device")
+        .and_then(Value::as_str)
+        .unwrap_or("cpu")
+        .to_string();
+    eprintln!(
+        "eigentrace exec {id} (job {job} on {host}, {threads} thread(s), {device}, spec {spec})"
+    );
+    let work_root = SlurmDir::new(store.root()).work().join(&job);
+    let opts = RunOptions {
+        force_exact: if a.force { vec![id.clone()] } else { vec![] },
+        jobs: 1,
+        only: Some(HashSet::from([id.clone()])),
+        work_root: Some(work_root.clone()),
+        lock_writes: true,
+        ..Default::default()
+    };
+    let runner = crate::executor::StageRunner::new(device, threads, exp.base_dir.clone());
+    let sink = LogSink {
+        last: std::sync::Mutex::new(Instant::now()),
+    };
+    let result = pipeline::run(&store, &sub, &runner, &opts, &sink);
+    let _ = std::fs::remove_dir_all(&work_root);
+    let (reports, _) = result?;
+    let rep = reports
+        .iter()
+        .find(|r| r.id == id)
+        .expect("the instance is reported");
+    match rep.status {
+        Outcome::Ran => Ok(()),
+        Outcome::Cached => {
+            eprintln!(
+                "{id}: already fresh (key {})",
+                rep.key.as_deref().unwrap_or("?")
+            );
+            Ok(())
+        }
+        Outcome::Failed | Outcome::Skipped => Err(anyhow!(
+            "{id} failed: {}",
+            rep.error
+                .as_deref()
+                .or(rep.reason.as_deref())
+                .unwrap_or("unknown error")
+        )
+        .into()),
+    }
+}
