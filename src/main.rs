@@ -235,6 +235,23 @@ fn load(config: &Path) -> Result<Experiment, Failure> {
     Experiment::load(config).map_err(usage)
 }
 
+/// The files of the committed report records, as paths under `out_dir`.
+pub(crate) fn figure_paths(
+    records: &[Option<pipeline::record::Record>],
+    out_dir: &Path,
+) -> Vec<String> {
+    records
+        .iter()
+        .flatten()
+        .filter(|r| r.kind == "report")
+        .flat_map(|r| {
+            r.outputs
+                .keys()
+                .map(|k| out_dir.join(&r.view).join(k).display().to_string())
+        })
+        .collect()
+}
+
 fn cmd_run(cli: &Cli, a: &RunArgs) -> Result<(), Failure> {
     let exp = load(&a.config)?;
     if a.executor == slurm::ExecutorArg::Slurm {
@@ -300,16 +317,7 @@ fn cmd_run(cli: &Cli, a: &RunArgs) -> Result<(), Failure> {
         .with_context(|| format!("writing {}", out_dir.display()))?;
     let count = |o: Outcome| reports.iter().filter(|r| r.status == o).count();
     let failed = count(Outcome::Failed) + count(Outcome::Skipped);
-    let figures: Vec<String> = records
-        .iter()
-        .flatten()
-        .filter(|r| r.kind == "report")
-        .flat_map(|r| {
-            r.outputs
-                .keys()
-                .map(|k| out_dir.join(&r.view).join(k).display().to_string())
-        })
-        .collect();
+    let figures = figure_paths(&records, &out_dir);
     if cli.json {
         let summary = json!({
             "experiment": exp.name,

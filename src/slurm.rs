@@ -1101,16 +1101,7 @@ pub fn run(cli: &Cli, a: &RunArgs, exp: Experiment) -> Result<(), Failure> {
         }
         stages.push(s);
     }
-    let figures: Vec<String> = records
-        .iter()
-        .flatten()
-        .filter(|r| r.kind == "report")
-        .flat_map(|r| {
-            r.outputs
-                .keys()
-                .map(|k| out_dir.join(&r.view).join(k).display().to_string())
-        })
-        .collect();
+    let figures = crate::figure_paths(&records, &out_dir);
     if cli.json {
         println!(
             "{}",

@@ -810,7 +810,6 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     struct Touch(std::sync::Mutex<Vec<PathBuf>>);
 
@@ -834,18 +833,7 @@ mod tests {
     }
 
     fn inst(id: &str, inputs: &[&str]) -> StageInstance {
-        StageInstance {
-            id: id.into(),
-            kind: "k".into(),
-            code_version: 1,
-            params: json!({}),
-            env: json!({}),
-            inputs: inputs
-                .iter()
-                .map(|d| (d.to_string(), d.to_string()))
-                .collect(),
-            view: String::new(),
-        }
+        crate::graph::test_instance(id, inputs)
     }
 
     #[test]

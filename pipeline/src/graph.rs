@@ -103,24 +103,30 @@ impl Graph {
     }
 }
 
+/// A bare instance of kind "k" with the given inputs, for the crate's tests.
+#[cfg(test)]
+pub(crate) fn test_instance(id: &str, inputs: &[&str]) -> StageInstance {
+    use serde_json::json;
+    StageInstance {
+        id: id.into(),
+        kind: "k".into(),
+        code_version: 1,
+        params: json!({}),
+        env: json!({}),
+        inputs: inputs
+            .iter()
+            .map(|d| (d.to_string(), d.to_string()))
+            .collect(),
+        view: String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn inst(id: &str, inputs: &[&str]) -> StageInstance {
-        StageInstance {
-            id: id.into(),
-            kind: "k".into(),
-            code_version: 1,
-            params: json!({}),
-            env: json!({}),
-            inputs: inputs
-                .iter()
-                .map(|d| (d.to_string(), d.to_string()))
-                .collect(),
-            view: String::new(),
-        }
+        test_instance(id, inputs)
     }
 
     #[test]
