@@ -13,37 +13,23 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use plotters::coord::Shift;
-use plotters::element::DashedPathElement;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 use polars::prelude::*;
 
 use crate::axis::{fmt_plain, Axis, Scale};
-use crate::data::{aggregate, Curve, Kind, Table, Tagged};
-use crate::font::FAMILY;
-use crate::palette::{
-    band_outline, darker, is_sgd_family, optimizer_color, optimizer_rank, shade, BAND_ALPHA,
+use crate::chart::{
+    auto_scale, curve_values, finite_range, step_axis, unit_axis, write_figure, y_axis, Entry,
+    Line, Look, Panel, RefLine, INK, LINE_W, REF_GREY, REF_W,
 };
+use crate::data::{aggregate, Curve, Kind, Table, Tagged};
+use crate::palette::{darker, is_sgd_family, optimizer_color, optimizer_rank, shade};
 use crate::{ReportError, ReportInput};
 
-const WIDTH: u32 = 2400;
-const HEIGHT_2X2: u32 = 1800;
-const HEIGHT_1X2: u32 = 1050;
-
-const TITLE_PX: f64 = 46.0;
-const AXIS_DESC_PX: f64 = 42.0;
-const TICK_PX: f64 = 36.0;
-const LEGEND_PX: f64 = 40.0;
-const NOTE_PX: f64 = 34.0;
-
-const LINE_W: u32 = 5;
+const LOOK: Look = Look {
+    title_px: 46.0,
+    empty_at: 0.5,
+};
 const THIN_W: u32 = 2;
-const REF_W: u32 = 4;
-const GRID_MAJOR: RGBColor = RGBColor(0xD9, 0xD9, 0xD9);
-const GRID_MINOR: RGBColor = RGBColor(0xF0, 0xF0, 0xF0);
-const REF_GREY: RGBColor = RGBColor(0x70, 0x70, 0x70);
-const INK: RGBColor = RGBColor(0x20, 0x20, 0x20);
 
 /// Every fixed string the figures draw (for a glyph-coverage check).
 #[cfg_attr(not(test), allow(dead_code))]
@@ -358,239 +344,6 @@ impl Loaded {
     }
 }
 
-/// A curve to draw: the mean line and, optionally, its min–max band.
-struct Line {
-    curve: Curve,
-    color: RGBColor,
-    width: u32,
-    band: bool,
-}
-
-/// A horizontal reference line, labelled at its right end.
-struct RefLine {
-    value: f64,
-    color: RGBColor,
-    label: String,
-}
-
-struct Panel {
-    title: String,
-    x_desc: String,
-    y_desc: String,
-    x: Axis,
-    y: Axis,
-    lines: Vec<Line>,
-    refs: Vec<RefLine>,
-    /// Shown in the middle when there is nothing to draw.
-    empty_note: &'static str,
-}
-
-fn finite_range(values: impl IntoIterator<Item = f64>, positive: bool) -> Option<(f64, f64)> {
-    values
-        .into_iter()
-        .filter(|v| v.is_finite() && (!positive || *v > 0.0))
-        .fold(None, |acc, v| match acc {
-            None => Some((v, v)),
-            Some((a, b)) => Some((a.min(v), b.max(v))),
-        })
-}
-
-fn curve_values<'a>(curves: impl IntoIterator<Item = &'a Curve>) -> Vec<f64> {
-    curves
-        .into_iter()
-        .flat_map(|c| c.mean.iter().chain(&c.lo).chain(&c.hi).copied())
-        .collect()
-}
-
-fn y_axis(scale: Scale, values: Vec<f64>, default: (f64, f64)) -> Axis {
-    let (lo, hi) = finite_range(values, scale != Scale::Linear).unwrap_or(default);
-    Axis::fit(scale, lo, hi, 0.05)
-}
-
-/// Log when every value is positive and max/min exceeds `factor`.
-fn auto_scale(values: &[f64], factor: f64) -> Scale {
-    let positive = values.iter().filter(|v| v.is_finite()).all(|v| *v > 0.0);
-    let spread = finite_range(values.iter().copied(), true)
-        .map(|(lo, hi)| hi / lo)
-        .unwrap_or(1.0);
-    if positive && spread > factor {
-        Scale::Log
-    } else {
-        Scale::Linear
-    }
-}
-
-/// A step axis over the curves: log(step + 1) when it spans ≥ 100×.
-fn step_axis<'a>(curves: impl IntoIterator<Item = &'a Curve>, t_n: bool) -> (Axis, String) {
-    let (lo, hi) = finite_range(
-        curves.into_iter().flat_map(|c| c.step.iter().copied()),
-        false,
-    )
-    .unwrap_or((0.0, 1.0));
-    let (lo, hi) = (lo.max(0.0), hi.max(0.0));
-    let name = if t_n { "tₙ" } else { "step" };
-    if (hi + 1.0) / (lo + 1.0) >= 100.0 {
-        (
-            Axis::fit(Scale::LogPlusOne, lo, hi, 0.02),
-            format!("{name} + 1"),
-        )
-    } else {
-        (Axis::fit(Scale::Linear, lo, hi, 0.02), name.to_string())
-    }
-}
-
-fn unit_axis() -> Axis {
-    let mut y = Axis::fixed(Scale::Linear, 0.0, 1.02);
-    y.major = (0..=5).map(|i| f64::from(i) * 0.2).collect();
-    y.minor = (0..5).map(|i| f64::from(i) * 0.2 + 0.1).collect();
-    y
-}
-
-fn pe<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
-
-fn text_style(px: f64, color: RGBColor) -> TextStyle<'static> {
-    TextStyle {
-        font: (FAMILY, px).into_font(),
-        color: color.to_backend_color(),
-        pos: Pos::new(HPos::Left, VPos::Top),
-    }
-}
-
-fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> Result<(), String> {
-    let body = area
-        .margin(14, 0, 0, 0)
-        .titled(&p.title, text_style(TITLE_PX, INK))
-        .map_err(pe)?;
-    let mut chart = ChartBuilder::on(&body)
-        .margin_top(28)
-        .margin_bottom(12)
-        .margin_left(16)
-        .margin_right(56)
-        .x_label_area_size(118)
-        .y_label_area_size(170)
-        .build_cartesian_2d(p.x.clone(), p.y.clone())
-        .map_err(pe)?;
-    let x_fmt = |u: &f64| p.x.label(*u);
-    let y_fmt = |u: &f64| p.y.label(*u);
-    chart
-        .configure_mesh()
-        .x_desc(p.x_desc.as_str())
-        .y_desc(p.y_desc.as_str())
-        .x_label_formatter(&x_fmt)
-        .y_label_formatter(&y_fmt)
-        .label_style(text_style(TICK_PX, INK))
-        .axis_desc_style(text_style(AXIS_DESC_PX, INK))
-        .bold_line_style(GRID_MAJOR.stroke_width(2))
-        .light_line_style(GRID_MINOR.stroke_width(2))
-        .axis_style(INK.stroke_width(3))
-        .set_all_tick_mark_size(12)
-        .draw()
-        .map_err(pe)?;
-
-    let pts = |xs: &[f64], ys: &[f64]| -> Vec<(f64, f64)> {
-        xs.iter()
-            .zip(ys)
-            .filter_map(|(&x, &y)| Some((p.x.t(x)?, p.y.t(y)?)))
-            .collect()
-    };
-    for l in p.lines.iter().filter(|l| l.band && !l.curve.is_empty()) {
-        if let Some(poly) = band_outline(
-            pts(&l.curve.step, &l.curve.hi),
-            pts(&l.curve.step, &l.curve.lo),
-        ) {
-            chart
-                .draw_series(std::iter::once(Polygon::new(
-                    poly,
-                    l.color.mix(BAND_ALPHA).filled(),
-                )))
-                .map_err(pe)?;
-        }
-    }
-    for r in &p.refs {
-        let Some(y) = p.y.t(r.value) else { continue };
-        let seg = vec![(p.x.lo, y), (p.x.hi, y)];
-        chart
-            .draw_series(DashedLineSeries::new(
-                seg,
-                26,
-                14,
-                r.color.stroke_width(REF_W),
-            ))
-            .map_err(pe)?;
-    }
-    // Thin lines first, so the thick ones stay on top.
-    let mut order: Vec<&Line> = p.lines.iter().filter(|l| !l.curve.is_empty()).collect();
-    order.sort_by_key(|l| l.width);
-    for l in order {
-        let line = pts(&l.curve.step, &l.curve.mean);
-        chart
-            .draw_series(LineSeries::new(line.clone(), l.color.stroke_width(l.width)))
-            .map_err(pe)?;
-        if l.width >= LINE_W && line.len() <= 60 {
-            chart
-                .draw_series(line.iter().map(|&c| Circle::new(c, 7, l.color.filled())))
-                .map_err(pe)?;
-        }
-    }
-    for r in &p.refs {
-        let Some(y) = p.y.t(r.value) else { continue };
-        if y < p.y.lo || y > p.y.hi {
-            continue;
-        }
-        let anchor = (p.x.hi - 0.015 * (p.x.hi - p.x.lo), y);
-        let style = text_style(TICK_PX, r.color).pos(Pos::new(HPos::Right, VPos::Bottom));
-        let (w, h) = area.estimate_text_size(&r.label, &style).map_err(pe)?;
-        let (w, h) = (w as i32, h as i32);
-        let halo = Rectangle::new([(-w - 8, -h - 14), (6, -4)], WHITE.mix(0.85).filled());
-        chart
-            .draw_series(std::iter::once(
-                EmptyElement::at(anchor) + halo + Text::new(r.label.clone(), (0, -8), style),
-            ))
-            .map_err(pe)?;
-    }
-    if p.lines.iter().all(|l| l.curve.is_empty()) {
-        let mid = ((p.x.lo + p.x.hi) / 2.0, p.y.lo + 0.5 * (p.y.hi - p.y.lo));
-        let style = text_style(AXIS_DESC_PX, REF_GREY).pos(Pos::new(HPos::Center, VPos::Center));
-        chart
-            .draw_series(std::iter::once(Text::new(p.empty_note, mid, style)))
-            .map_err(pe)?;
-    }
-    Ok(())
-}
-
-/// One legend entry: a line sample (or none) and its text.
-struct Entry {
-    color: RGBColor,
-    width: u32,
-    dashed: bool,
-    sample: bool,
-    text: String,
-    px: f64,
-    text_color: RGBColor,
-}
-
-impl Entry {
-    fn line(color: RGBColor, width: u32, dashed: bool, text: String) -> Entry {
-        Entry {
-            color,
-            width,
-            dashed,
-            sample: true,
-            text,
-            px: LEGEND_PX,
-            text_color: INK,
-        }
-    }
-}
-
-const SAMPLE_W: i32 = 84;
-const SAMPLE_GAP: i32 = 16;
-const ENTRY_GAP: i32 = 64;
-const LEGEND_ROW_H: i32 = 62;
-const LEGEND_MARGIN: i32 = 40;
-
 fn group_entries(groups: &[Group]) -> Vec<Entry> {
     groups
         .iter()
@@ -598,132 +351,11 @@ fn group_entries(groups: &[Group]) -> Vec<Entry> {
         .collect()
 }
 
-fn seeds_note(groups: &[Group]) -> Option<Entry> {
-    groups.iter().any(|g| g.runs > 1).then(|| Entry {
-        color: REF_GREY,
-        width: 0,
-        dashed: false,
-        sample: false,
-        text: "line: mean over seeds · band: min–max".to_string(),
-        px: NOTE_PX,
-        text_color: REF_GREY,
-    })
-}
-
-/// Per entry its row and x offset; per row its width (rows are centred).
-type LegendLayout = (Vec<(usize, i32)>, Vec<i32>);
-
-/// Lays the entries out in rows that fit the figure's width.
-fn layout_legend<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    entries: &[Entry],
-) -> Result<LegendLayout, String> {
-    let max_w = WIDTH as i32 - 2 * LEGEND_MARGIN;
-    let mut placed = Vec::with_capacity(entries.len());
-    let mut rows: Vec<i32> = vec![0];
-    for e in entries {
-        let (tw, _) = root
-            .estimate_text_size(&e.text, &text_style(e.px, e.text_color))
-            .map_err(pe)?;
-        let w = tw as i32 + if e.sample { SAMPLE_W + SAMPLE_GAP } else { 0 };
-        let row = rows.len() - 1;
-        let cur = rows[row];
-        if cur > 0 && cur + ENTRY_GAP + w > max_w {
-            rows.push(w);
-            placed.push((row + 1, 0));
-        } else {
-            let x = if cur > 0 { cur + ENTRY_GAP } else { 0 };
-            rows[row] = x + w;
-            placed.push((row, x));
-        }
-    }
-    Ok((placed, rows))
-}
-
-fn draw_figure<DB: DrawingBackend>(
-    root: DrawingArea<DB, Shift>,
-    entries: &[Entry],
-    panels: &[Panel],
-    cols: usize,
-) -> Result<(), String> {
-    root.fill(&WHITE).map_err(pe)?;
-    let (placed, rows) = layout_legend(&root, entries)?;
-    let legend_h = LEGEND_MARGIN + rows.len() as i32 * LEGEND_ROW_H;
-    let (legend, body) = root.split_vertically(legend_h);
-    for (e, &(row, x)) in entries.iter().zip(&placed) {
-        let left = (WIDTH as i32 - rows[row]) / 2 + x;
-        let y = LEGEND_MARGIN / 2 + row as i32 * LEGEND_ROW_H + LEGEND_ROW_H / 2;
-        let mut tx = left;
-        if e.sample {
-            let seg = vec![(left, y), (left + SAMPLE_W, y)];
-            let style = e.color.stroke_width(e.width);
-            if e.dashed {
-                legend
-                    .draw(&DashedPathElement::new(seg, 22, 12, style))
-                    .map_err(pe)?;
-            } else {
-                legend.draw(&PathElement::new(seg, style)).map_err(pe)?;
-            }
-            tx += SAMPLE_W + SAMPLE_GAP;
-        }
-        let style = text_style(e.px, e.text_color).pos(Pos::new(HPos::Left, VPos::Center));
-        legend
-            .draw(&Text::new(e.text.clone(), (tx, y), style))
-            .map_err(pe)?;
-    }
-    let cells = body.split_evenly((panels.len().div_ceil(cols), cols));
-    for (cell, panel) in cells.iter().zip(panels) {
-        draw_panel(cell, panel)?;
-    }
-    root.present().map_err(pe)?;
-    Ok(())
-}
-
-/// Writes `<name>.png` and `<name>.svg`; returns both names.
-fn write_figure(
-    out_dir: &Path,
-    name: &str,
-    entries: &[Entry],
-    panels: &[Panel],
-    cols: usize,
-) -> Result<Vec<String>, ReportError> {
-    let height = if panels.len() > cols {
-        HEIGHT_2X2
-    } else {
-        HEIGHT_1X2
-    };
-    let png = format!("{name}.png");
-    let svg = format!("{name}.svg");
-    let plot_err = |file: PathBuf| move |message| ReportError::Plot { file, message };
-    let png_path = out_dir.join(&png);
-    draw_figure(
-        BitMapBackend::new(&png_path, (WIDTH, height)).into_drawing_area(),
-        entries,
-        panels,
-        cols,
-    )
-    .map_err(plot_err(png_path.clone()))?;
-    let svg_path = out_dir.join(&svg);
-    draw_figure(
-        SVGBackend::new(&svg_path, (WIDTH, height)).into_drawing_area(),
-        entries,
-        panels,
-        cols,
-    )
-    .map_err(plot_err(svg_path.clone()))?;
-    Ok(vec![png, svg])
-}
-
 fn lines(groups: &[Group], curves: Vec<Curve>) -> Vec<Line> {
     curves
         .into_iter()
         .zip(groups)
-        .map(|(curve, g)| Line {
-            curve,
-            color: g.color,
-            width: LINE_W,
-            band: g.runs > 1,
-        })
+        .map(|(curve, g)| Line::new(curve, g.color, g.runs > 1))
         .collect()
 }
 
@@ -764,8 +396,8 @@ fn fig1(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
         panel("(d) Test accuracy", "accuracy", &acc_y, va),
     ];
     let mut entries = group_entries(&d.groups);
-    entries.extend(seeds_note(&d.groups));
-    write_figure(out_dir, "fig1_loss_accuracy", &entries, &panels, 2)
+    entries.extend(Entry::seeds_note(d.groups.iter().any(|g| g.runs > 1)));
+    write_figure(out_dir, "fig1_loss_accuracy", LOOK, &entries, &panels, 2)
 }
 
 fn subscript(n: i64) -> String {
@@ -801,6 +433,7 @@ fn threshold_refs(
         .map(|(value, short, long, color)| RefLine {
             value,
             color,
+            dashed: true,
             label: if several { long } else { short },
         })
         .collect()
@@ -883,10 +516,10 @@ fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
     for (r, curves) in &per_rank {
         for (curve, g) in curves.iter().zip(&d.groups) {
             a_lines.push(Line {
-                curve: curve.clone(),
                 color: if *r == 0 { g.color } else { lighter(g.color) },
                 width: if *r == 0 { LINE_W } else { THIN_W },
-                band: *r == 0 && g.runs > 1,
+                markers: *r == 0,
+                ..Line::new(curve.clone(), g.color, *r == 0 && g.runs > 1)
             });
         }
     }
@@ -962,8 +595,8 @@ fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
         true,
         "stability threshold (dashed)".into(),
     ));
-    entries.extend(seeds_note(&d.groups));
-    write_figure(out_dir, "fig2_eigenvalues", &entries, &[a, b], 2)
+    entries.extend(Entry::seeds_note(d.groups.iter().any(|g| g.runs > 1)));
+    write_figure(out_dir, "fig2_eigenvalues", LOOK, &entries, &[a, b], 2)
 }
 
 fn fig3(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
@@ -996,8 +629,8 @@ fn fig3(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
         },
     ];
     let mut entries = group_entries(&d.groups);
-    entries.extend(seeds_note(&d.groups));
-    write_figure(out_dir, "fig3_displacement", &entries, &panels, 2)
+    entries.extend(Entry::seeds_note(d.groups.iter().any(|g| g.runs > 1)));
+    write_figure(out_dir, "fig3_displacement", LOOK, &entries, &panels, 2)
 }
 
 fn fig9(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
@@ -1037,8 +670,8 @@ fn fig9(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
         },
     ];
     let mut entries = group_entries(&d.groups);
-    entries.extend(seeds_note(&d.groups));
-    write_figure(out_dir, "fig9_alignment", &entries, &panels, 2)
+    entries.extend(Entry::seeds_note(d.groups.iter().any(|g| g.runs > 1)));
+    write_figure(out_dir, "fig9_alignment", LOOK, &entries, &panels, 2)
 }
 
 /// Writes the figures into out_dir, returns the relative file names written (PNG and SVG each).

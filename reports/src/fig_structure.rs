@@ -12,6 +12,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use polars::prelude::*;
 
 use crate::axis::{Axis, Scale};
+use crate::chart::{
+    finite_range, pe, text_style, unit_axis, GRID_MAJOR, GRID_MINOR, INK, REF_GREY, WIDTH,
+};
 use crate::data::{Kind, Table};
 use crate::error::ReportError;
 use crate::font::FAMILY;
@@ -20,18 +23,13 @@ use crate::palette::{
 };
 use crate::ReportInput;
 
-const WIDTH: u32 = 2400;
 const TITLE_PX: f64 = 44.0;
 const AXIS_DESC_PX: f64 = 40.0;
 const TICK_PX: f64 = 34.0;
 const LEGEND_PX: f64 = 38.0;
 const LINE_W: u32 = 5;
-const GRID_MAJOR: RGBColor = RGBColor(0xD9, 0xD9, 0xD9);
-const GRID_MINOR: RGBColor = RGBColor(0xF0, 0xF0, 0xF0);
-const REF_GREY: RGBColor = RGBColor(0x70, 0x70, 0x70);
 const NULL_GREY: RGBColor = RGBColor(0x9A, 0x9A, 0x9A);
 const MISSING: RGBColor = RGBColor(0xE6, 0xE6, 0xE6);
-const INK: RGBColor = RGBColor(0x20, 0x20, 0x20);
 
 /// Writes the figures into out_dir, returns the relative file names written
 /// (PNG and SVG each).
@@ -142,18 +140,6 @@ fn save<F: Figure>(
     Ok(())
 }
 
-fn pe<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
-
-fn text_style(px: f64, color: RGBColor) -> TextStyle<'static> {
-    TextStyle {
-        font: (FAMILY, px).into_font(),
-        color: color.to_backend_color(),
-        pos: Pos::new(HPos::Left, VPos::Top),
-    }
-}
-
 fn data_err(file: &Path, e: impl std::fmt::Display) -> ReportError {
     ReportError::Data {
         file: file.to_path_buf(),
@@ -208,24 +194,6 @@ fn hessian_rows(
     let keep = is_hessian(&t)?.and(extra(&t)?);
     let df = t.query(|lf| lf.filter(keep).select(sel))?;
     Ok((df, path))
-}
-
-/// An axis in [0, 1] with ticks every 0.2.
-fn unit_axis() -> Axis {
-    let mut y = Axis::fixed(Scale::Linear, 0.0, 1.02);
-    y.major = (0..=5).map(|i| f64::from(i) * 0.2).collect();
-    y.minor = (0..5).map(|i| f64::from(i) * 0.2 + 0.1).collect();
-    y
-}
-
-fn finite_range(values: impl IntoIterator<Item = f64>, positive: bool) -> Option<(f64, f64)> {
-    values
-        .into_iter()
-        .filter(|v| v.is_finite() && (!positive || *v > 0.0))
-        .fold(None, |acc, v| match acc {
-            None => Some((v, v)),
-            Some((a, b)) => Some((a.min(v), b.max(v))),
-        })
 }
 
 /// Mix a colour towards `target` (0 = black, 255 = white) by `amount`.

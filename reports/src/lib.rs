@@ -8,6 +8,7 @@
 //! names the file; nothing here panics on bad input.
 
 mod axis;
+mod chart;
 mod data;
 mod error;
 mod fig_dynamics;

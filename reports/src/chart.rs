@@ -1,0 +1,448 @@
+//! Line-panel figures: panels of mean curves with min–max bands and labelled
+//! reference lines, under one centred legend, drawn once on a bitmap (PNG)
+//! and once as SVG by the same code. The overview (`figures`) and the
+//! training-dynamics figures (`fig_dynamics`) are built from these pieces;
+//! `fig_structure` shares the small helpers.
+
+use std::path::{Path, PathBuf};
+
+use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::axis::{Axis, Scale};
+use crate::data::Curve;
+use crate::font::FAMILY;
+use crate::palette::{band_outline, BAND_ALPHA};
+use crate::ReportError;
+
+/// Pixel width of every figure (a full paper width at print resolution).
+pub(crate) const WIDTH: u32 = 2400;
+/// Heights of a 2×2 and of a 1×2 panel figure.
+pub(crate) const HEIGHT_2X2: u32 = 1800;
+pub(crate) const HEIGHT_1X2: u32 = 1050;
+
+/// Font sizes in pixels at [`WIDTH`]: readable when the figure is printed
+/// at a column's width.
+pub(crate) const AXIS_DESC_PX: f64 = 42.0;
+pub(crate) const TICK_PX: f64 = 36.0;
+pub(crate) const LEGEND_PX: f64 = 40.0;
+pub(crate) const NOTE_PX: f64 = 34.0;
+
+pub(crate) const LINE_W: u32 = 5;
+pub(crate) const REF_W: u32 = 4;
+pub(crate) const GRID_MAJOR: RGBColor = RGBColor(0xD9, 0xD9, 0xD9);
+pub(crate) const GRID_MINOR: RGBColor = RGBColor(0xF0, 0xF0, 0xF0);
+pub(crate) const REF_GREY: RGBColor = RGBColor(0x70, 0x70, 0x70);
+pub(crate) const INK: RGBColor = RGBColor(0x20, 0x20, 0x20);
+
+pub(crate) fn pe<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+pub(crate) fn text_style(px: f64, color: RGBColor) -> TextStyle<'static> {
+    TextStyle {
+        font: (FAMILY, px).into_font(),
+        color: color.to_backend_color(),
+        pos: Pos::new(HPos::Left, VPos::Top),
+    }
+}
+
+/// The smallest and largest finite values (positive ones only if asked).
+pub(crate) fn finite_range(
+    values: impl IntoIterator<Item = f64>,
+    positive: bool,
+) -> Option<(f64, f64)> {
+    values
+        .into_iter()
+        .filter(|v| v.is_finite() && (!positive || *v > 0.0))
+        .fold(None, |acc, v| match acc {
+            None => Some((v, v)),
+            Some((a, b)) => Some((a.min(v), b.max(v))),
+        })
+}
+
+/// Every value a curve draws: its mean and its band.
+pub(crate) fn curve_values<'a>(curves: impl IntoIterator<Item = &'a Curve>) -> Vec<f64> {
+    curves
+        .into_iter()
+        .flat_map(|c| c.mean.iter().chain(&c.lo).chain(&c.hi).copied())
+        .collect()
+}
+
+/// A y axis fitted to the values (curves and reference values).
+pub(crate) fn y_axis(scale: Scale, values: Vec<f64>, default: (f64, f64)) -> Axis {
+    let (lo, hi) = finite_range(values, scale != Scale::Linear).unwrap_or(default);
+    Axis::fit(scale, lo, hi, 0.05)
+}
+
+/// Log when every value is positive and max/min exceeds `factor`.
+pub(crate) fn auto_scale(values: &[f64], factor: f64) -> Scale {
+    let positive = values.iter().filter(|v| v.is_finite()).all(|v| *v > 0.0);
+    let spread = finite_range(values.iter().copied(), true)
+        .map(|(lo, hi)| hi / lo)
+        .unwrap_or(1.0);
+    if positive && spread > factor {
+        Scale::Log
+    } else {
+        Scale::Linear
+    }
+}
+
+/// A step axis over the curves, log(step + 1) when it spans ≥ 100×, and its
+/// description (of tₙ when `t_n`).
+pub(crate) fn step_axis<'a>(
+    curves: impl IntoIterator<Item = &'a Curve>,
+    t_n: bool,
+) -> (Axis, String) {
+    let (lo, hi) = finite_range(
+        curves.into_iter().flat_map(|c| c.step.iter().copied()),
+        false,
+    )
+    .unwrap_or((0.0, 1.0));
+    let (lo, hi) = (lo.max(0.0), hi.max(0.0));
+    let name = if t_n { "tₙ" } else { "step" };
+    if (hi + 1.0) / (lo + 1.0) >= 100.0 {
+        (
+            Axis::fit(Scale::LogPlusOne, lo, hi, 0.02),
+            format!("{name} + 1"),
+        )
+    } else {
+        (Axis::fit(Scale::Linear, lo, hi, 0.02), name.to_string())
+    }
+}
+
+/// An axis in [0, 1] with ticks every 0.2.
+pub(crate) fn unit_axis() -> Axis {
+    let mut y = Axis::fixed(Scale::Linear, 0.0, 1.02);
+    y.major = (0..=5).map(|i| f64::from(i) * 0.2).collect();
+    y.minor = (0..5).map(|i| f64::from(i) * 0.2 + 0.1).collect();
+    y
+}
+
+/// A curve to draw: the mean line and, optionally, its min–max band.
+pub(crate) struct Line {
+    pub curve: Curve,
+    pub color: RGBColor,
+    pub width: u32,
+    pub dashed: bool,
+    pub band: bool,
+    /// Dots at the points, when there are at most 60 of them.
+    pub markers: bool,
+}
+
+impl Line {
+    /// A solid line of the standard width, with markers.
+    pub fn new(curve: Curve, color: RGBColor, band: bool) -> Line {
+        Line {
+            curve,
+            color,
+            width: LINE_W,
+            dashed: false,
+            band,
+            markers: true,
+        }
+    }
+}
+
+/// A horizontal reference line, labelled at its right end.
+pub(crate) struct RefLine {
+    pub value: f64,
+    pub color: RGBColor,
+    pub dashed: bool,
+    pub label: String,
+}
+
+pub(crate) struct Panel {
+    pub title: String,
+    pub x_desc: String,
+    pub y_desc: String,
+    pub x: Axis,
+    pub y: Axis,
+    pub lines: Vec<Line>,
+    pub refs: Vec<RefLine>,
+    /// Shown when there is nothing to draw.
+    pub empty_note: &'static str,
+}
+
+/// What differs between the figures drawn by this module.
+#[derive(Clone, Copy)]
+pub(crate) struct Look {
+    pub title_px: f64,
+    /// Where the empty note goes, as a fraction of the y range.
+    pub empty_at: f64,
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    p: &Panel,
+    look: Look,
+) -> Result<(), String> {
+    // The title, then room for the top tick label's upper half.
+    let body = area
+        .margin(14, 0, 0, 0)
+        .titled(&p.title, text_style(look.title_px, INK))
+        .map_err(pe)?;
+    let mut chart = ChartBuilder::on(&body)
+        .margin_top(28)
+        .margin_bottom(12)
+        .margin_left(16)
+        .margin_right(56)
+        .x_label_area_size(118)
+        .y_label_area_size(170)
+        .build_cartesian_2d(p.x.clone(), p.y.clone())
+        .map_err(pe)?;
+    let x_fmt = |u: &f64| p.x.label(*u);
+    let y_fmt = |u: &f64| p.y.label(*u);
+    chart
+        .configure_mesh()
+        .x_desc(p.x_desc.as_str())
+        .y_desc(p.y_desc.as_str())
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(&y_fmt)
+        .label_style(text_style(TICK_PX, INK))
+        .axis_desc_style(text_style(AXIS_DESC_PX, INK))
+        .bold_line_style(GRID_MAJOR.stroke_width(2))
+        .light_line_style(GRID_MINOR.stroke_width(2))
+        .axis_style(INK.stroke_width(3))
+        .set_all_tick_mark_size(12)
+        .draw()
+        .map_err(pe)?;
+
+    let pts = |xs: &[f64], ys: &[f64]| -> Vec<(f64, f64)> {
+        xs.iter()
+            .zip(ys)
+            .filter_map(|(&x, &y)| Some((p.x.t(x)?, p.y.t(y)?)))
+            .collect()
+    };
+    // Bands below every line.
+    for l in p.lines.iter().filter(|l| l.band && !l.curve.is_empty()) {
+        if let Some(poly) = band_outline(
+            pts(&l.curve.step, &l.curve.hi),
+            pts(&l.curve.step, &l.curve.lo),
+        ) {
+            chart
+                .draw_series(std::iter::once(Polygon::new(
+                    poly,
+                    l.color.mix(BAND_ALPHA).filled(),
+                )))
+                .map_err(pe)?;
+        }
+    }
+    // Reference lines, under the data; their labels come last.
+    for r in &p.refs {
+        let Some(y) = p.y.t(r.value) else { continue };
+        let seg = vec![(p.x.lo, y), (p.x.hi, y)];
+        let style = r.color.stroke_width(REF_W);
+        if r.dashed {
+            chart
+                .draw_series(DashedLineSeries::new(seg, 26, 14, style))
+                .map_err(pe)?;
+        } else {
+            chart.draw_series(LineSeries::new(seg, style)).map_err(pe)?;
+        }
+    }
+    // Mean lines, thin ones first so that the thick ones stay on top.
+    let mut order: Vec<&Line> = p.lines.iter().filter(|l| !l.curve.is_empty()).collect();
+    order.sort_by_key(|l| l.width);
+    for l in order {
+        let line = pts(&l.curve.step, &l.curve.mean);
+        let style = l.color.stroke_width(l.width);
+        if l.dashed {
+            chart
+                .draw_series(DashedLineSeries::new(line.clone(), 22, 12, style))
+                .map_err(pe)?;
+        } else {
+            chart
+                .draw_series(LineSeries::new(line.clone(), style))
+                .map_err(pe)?;
+        }
+        if l.markers && line.len() <= 60 {
+            chart
+                .draw_series(line.iter().map(|&c| Circle::new(c, 7, l.color.filled())))
+                .map_err(pe)?;
+        }
+    }
+    // Reference-line labels last, on a white halo so curves never hide them.
+    for r in &p.refs {
+        let Some(y) = p.y.t(r.value) else { continue };
+        if y < p.y.lo || y > p.y.hi {
+            continue;
+        }
+        let anchor = (p.x.hi - 0.015 * (p.x.hi - p.x.lo), y);
+        let style = text_style(TICK_PX, r.color).pos(Pos::new(HPos::Right, VPos::Bottom));
+        let (w, h) = area.estimate_text_size(&r.label, &style).map_err(pe)?;
+        let (w, h) = (w as i32, h as i32);
+        let halo = Rectangle::new([(-w - 8, -h - 14), (6, -4)], WHITE.mix(0.85).filled());
+        chart
+            .draw_series(std::iter::once(
+                EmptyElement::at(anchor) + halo + Text::new(r.label.clone(), (0, -8), style),
+            ))
+            .map_err(pe)?;
+    }
+    if p.lines.iter().all(|l| l.curve.is_empty()) {
+        let mid = (
+            (p.x.lo + p.x.hi) / 2.0,
+            p.y.lo + look.empty_at * (p.y.hi - p.y.lo),
+        );
+        let style = text_style(AXIS_DESC_PX, REF_GREY).pos(Pos::new(HPos::Center, VPos::Center));
+        chart
+            .draw_series(std::iter::once(Text::new(p.empty_note, mid, style)))
+            .map_err(pe)?;
+    }
+    Ok(())
+}
+
+/// One legend entry: a line sample (or none) and its text.
+pub(crate) struct Entry {
+    pub color: RGBColor,
+    pub width: u32,
+    pub dashed: bool,
+    pub sample: bool,
+    pub text: String,
+    pub px: f64,
+    pub text_color: RGBColor,
+}
+
+impl Entry {
+    pub fn line(color: RGBColor, width: u32, dashed: bool, text: String) -> Entry {
+        Entry {
+            color,
+            width,
+            dashed,
+            sample: true,
+            text,
+            px: LEGEND_PX,
+            text_color: INK,
+        }
+    }
+
+    /// The note on what lines and bands mean, when some group has several seeds.
+    pub fn seeds_note(several_seeds: bool) -> Option<Entry> {
+        several_seeds.then(|| Entry {
+            color: REF_GREY,
+            width: 0,
+            dashed: false,
+            sample: false,
+            text: "line: mean over seeds · band: min–max".to_string(),
+            px: NOTE_PX,
+            text_color: REF_GREY,
+        })
+    }
+}
+
+const SAMPLE_W: i32 = 84;
+const SAMPLE_GAP: i32 = 16;
+const ENTRY_GAP: i32 = 64;
+const LEGEND_ROW_H: i32 = 62;
+const LEGEND_MARGIN: i32 = 40;
+
+/// Per entry its row and x offset; per row its width (rows are centred).
+type LegendLayout = (Vec<(usize, i32)>, Vec<i32>);
+
+/// Lays the entries out in rows that fit the figure's width.
+fn layout_legend<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    entries: &[Entry],
+) -> Result<LegendLayout, String> {
+    let max_w = WIDTH as i32 - 2 * LEGEND_MARGIN;
+    let mut placed = Vec::with_capacity(entries.len());
+    let mut rows: Vec<i32> = vec![0];
+    for e in entries {
+        let (tw, _) = root
+            .estimate_text_size(&e.text, &text_style(e.px, e.text_color))
+            .map_err(pe)?;
+        let w = tw as i32 + if e.sample { SAMPLE_W + SAMPLE_GAP } else { 0 };
+        let row = rows.len() - 1;
+        let cur = rows[row];
+        if cur > 0 && cur + ENTRY_GAP + w > max_w {
+            rows.push(w);
+            placed.push((row + 1, 0));
+        } else {
+            let x = if cur > 0 { cur + ENTRY_GAP } else { 0 };
+            rows[row] = x + w;
+            placed.push((row, x));
+        }
+    }
+    Ok((placed, rows))
+}
+
+fn draw_figure<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    look: Look,
+    entries: &[Entry],
+    panels: &[Panel],
+    cols: usize,
+) -> Result<(), String> {
+    root.fill(&WHITE).map_err(pe)?;
+    let (placed, rows) = layout_legend(&root, entries)?;
+    let legend_h = LEGEND_MARGIN + rows.len() as i32 * LEGEND_ROW_H;
+    let (legend, body) = root.split_vertically(legend_h);
+    for (e, &(row, x)) in entries.iter().zip(&placed) {
+        let left = (WIDTH as i32 - rows[row]) / 2 + x;
+        let y = LEGEND_MARGIN / 2 + row as i32 * LEGEND_ROW_H + LEGEND_ROW_H / 2;
+        let mut tx = left;
+        if e.sample {
+            let seg = vec![(left, y), (left + SAMPLE_W, y)];
+            let style = e.color.stroke_width(e.width);
+            if e.dashed {
+                legend
+                    .draw(&DashedPathElement::new(seg, 22, 12, style))
+                    .map_err(pe)?;
+            } else {
+                legend.draw(&PathElement::new(seg, style)).map_err(pe)?;
+            }
+            tx += SAMPLE_W + SAMPLE_GAP;
+        }
+        let style = text_style(e.px, e.text_color).pos(Pos::new(HPos::Left, VPos::Center));
+        legend
+            .draw(&Text::new(e.text.clone(), (tx, y), style))
+            .map_err(pe)?;
+    }
+    let cells = body.split_evenly((panels.len().div_ceil(cols), cols));
+    for (cell, panel) in cells.iter().zip(panels) {
+        draw_panel(cell, panel, look)?;
+    }
+    root.present().map_err(pe)?;
+    Ok(())
+}
+
+/// Writes `<name>.png` and `<name>.svg` (1×2 or 2×2 panels under the
+/// legend); returns both names.
+pub(crate) fn write_figure(
+    out_dir: &Path,
+    name: &str,
+    look: Look,
+    entries: &[Entry],
+    panels: &[Panel],
+    cols: usize,
+) -> Result<Vec<String>, ReportError> {
+    let height = if panels.len() > cols {
+        HEIGHT_2X2
+    } else {
+        HEIGHT_1X2
+    };
+    let png = format!("{name}.png");
+    let svg = format!("{name}.svg");
+    let plot_err = |file: PathBuf| move |message| ReportError::Plot { file, message };
+    let png_path = out_dir.join(&png);
+    draw_figure(
+        BitMapBackend::new(&png_path, (WIDTH, height)).into_drawing_area(),
+        look,
+        entries,
+        panels,
+        cols,
+    )
+    .map_err(plot_err(png_path.clone()))?;
+    let svg_path = out_dir.join(&svg);
+    draw_figure(
+        SVGBackend::new(&svg_path, (WIDTH, height)).into_drawing_area(),
+        look,
+        entries,
+        panels,
+        cols,
+    )
+    .map_err(plot_err(svg_path.clone()))?;
+    Ok(vec![png, svg])
+}
