@@ -114,6 +114,25 @@ trait Figure {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
 }
 
+/// Clears the figure and writes its title centred at height `title_y` in a
+/// head band `head_h` pixels tall; returns the area below the band.
+fn headed<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    head_h: u32,
+    title_y: i32,
+) -> Result<DrawingArea<DB, Shift>, String> {
+    root.fill(&WHITE).map_err(pe)?;
+    let (head, body) = root.split_vertically(head_h);
+    head.draw(&Text::new(
+        title,
+        (WIDTH as i32 / 2, title_y),
+        text_style(TITLE_PX + 4.0, INK).pos(Pos::new(HPos::Center, VPos::Center)),
+    ))
+    .map_err(pe)?;
+    Ok(body)
+}
+
 fn save<F: Figure>(
     fig: &F,
     name: &str,
@@ -518,14 +537,12 @@ impl Figure for Aging {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        root.fill(&WHITE).map_err(pe)?;
-        let (head, body) = root.split_vertically(90);
-        head.draw(&Text::new(
+        let body = headed(
+            root,
             "Aging of the top-k Hessian subspace: q(t_w, t_w + τ)",
-            (WIDTH as i32 / 2, 50),
-            text_style(TITLE_PX + 4.0, INK).pos(Pos::new(HPos::Center, VPos::Center)),
-        ))
-        .map_err(pe)?;
+            90,
+            50,
+        )?;
         let taus = self
             .panels
             .iter()
@@ -879,14 +896,12 @@ impl Figure for Heatmaps {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        root.fill(&WHITE).map_err(pe)?;
-        let (head, body) = root.split_vertically(110);
-        head.draw(&Text::new(
+        let body = headed(
+            root,
             "Two-time overlaps of the Hessian eigenvectors (grey: not computed)",
-            (WIDTH as i32 / 2, 60),
-            text_style(TITLE_PX + 4.0, INK).pos(Pos::new(HPos::Center, VPos::Center)),
-        ))
-        .map_err(pe)?;
+            110,
+            60,
+        )?;
         let rows = body.split_evenly((self.rows.len().max(1), 1));
         for (area, r) in rows.iter().zip(&self.rows) {
             let (main, bar) = area.split_horizontally(WIDTH - 260);
@@ -1080,14 +1095,12 @@ impl Figure for Ipr {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        root.fill(&WHITE).map_err(pe)?;
-        let (head, rest) = root.split_vertically(80);
-        head.draw(&Text::new(
+        let rest = headed(
+            root,
             "Localization of the top Hessian eigenvectors against the null model",
-            (WIDTH as i32 / 2, 46),
-            text_style(TITLE_PX + 4.0, INK).pos(Pos::new(HPos::Center, VPos::Center)),
-        ))
-        .map_err(pe)?;
+            80,
+            46,
+        )?;
         let (legend, body) =
             rest.split_vertically(legend_height(legend_rows(&self.legend, LEGEND_PX)));
         draw_legend(&legend, &self.legend, LEGEND_PX)?;
@@ -1278,14 +1291,12 @@ impl Figure for LayerMass {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        root.fill(&WHITE).map_err(pe)?;
-        let (head, rest) = root.split_vertically(80);
-        head.draw(&Text::new(
+        let rest = headed(
+            root,
             "Mass of the top Hessian eigenvector v₁ per layer",
-            (WIDTH as i32 / 2, 46),
-            text_style(TITLE_PX + 4.0, INK).pos(Pos::new(HPos::Center, VPos::Center)),
-        ))
-        .map_err(pe)?;
+            80,
+            46,
+        )?;
         let (legend, body) =
             rest.split_vertically(legend_height(legend_rows(&self.legend, LEGEND_PX)));
         draw_legend(&legend, &self.legend, LEGEND_PX)?;
@@ -1480,14 +1491,12 @@ impl Figure for LocMap {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        root.fill(&WHITE).map_err(pe)?;
-        let (head, body) = root.split_vertically(90);
-        head.draw(&Text::new(
+        let body = headed(
+            root,
             "Mass (v²) of the top Hessian eigenvector v₁ over the first-layer weights",
-            (WIDTH as i32 / 2, 50),
-            text_style(TITLE_PX + 4.0, INK).pos(Pos::new(HPos::Center, VPos::Center)),
-        ))
-        .map_err(pe)?;
+            90,
+            50,
+        )?;
         let (main, bar) = body.split_horizontally(WIDTH - 300);
         let cells = main.split_evenly((1, self.panels.len().max(1)));
         let (_, bh) = body.dim_in_pixel();
