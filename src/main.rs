@@ -235,6 +235,49 @@ fn load(config: &Path) -> Result<Experiment, Failure> {
     Experiment::load(config).map_err(usage)
 }
 
+/// The `--force` patterns as globs over instance ids and kinds (None: none given).
+pub(crate) fn force_globs(patterns: &[String]) -> Result<Option<globset::GlobSet>, Failure> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut b = globset::GlobSetBuilder::new();
+    for f in patterns {
+        b.add(
+            globset::GlobBuilder::new(f)
+                .literal_separator(false)
+                .build()
+                .map_err(|e| usage(anyhow::anyhow!("--force {f}: {e}")))?,
+        );
+    }
+    Ok(Some(b.build().map_err(usage)?))
+}
+
+/// The store's writer lock, waiting for it (with a message through `say`)
+/// unless `no_wait`; a lock held elsewhere under `no_wait` is a usage error.
+pub(crate) fn lock_store(
+    store: &Store,
+    root: &Path,
+    no_wait: bool,
+    say: &dyn Fn(&str),
+) -> Result<pipeline::store::StoreLock, Failure> {
+    let mode = if no_wait {
+        LockMode::NoWait
+    } else {
+        LockMode::Wait
+    };
+    store
+        .lock(mode, &|holder| {
+            say(&format!(
+                "waiting for the store lock at {} (held by {holder}); --no-wait fails instead",
+                root.display()
+            ))
+        })
+        .map_err(|e| match e {
+            pipeline::PipelineError::Locked(_) => usage(e),
+            other => other.into(),
+        })
+}
+
 /// The files of the committed report records, as paths under `out_dir`.
 pub(crate) fn figure_paths(
     records: &[Option<pipeline::record::Record>],
@@ -261,39 +304,12 @@ fn cmd_run(cli: &Cli, a: &RunArgs) -> Result<(), Failure> {
         return Err(usage(anyhow::anyhow!("--detach needs --executor slurm")));
     }
     let device = resolve_device(a.device)?;
-    let mut force = None;
-    if !a.force.is_empty() {
-        let mut b = globset::GlobSetBuilder::new();
-        for f in &a.force {
-            b.add(
-                globset::GlobBuilder::new(f)
-                    .literal_separator(false)
-                    .build()
-                    .map_err(|e| usage(anyhow::anyhow!("--force {f}: {e}")))?,
-            );
-        }
-        force = Some(b.build().map_err(usage)?);
-    }
+    let force = force_globs(&a.force)?;
     let graph = exp.graph(&torch_env(&device));
     let store = Store::open(&cli.store)
         .with_context(|| format!("opening the store {}", cli.store.display()))?;
     let ui = ui::Ui::new(graph.instances.len());
-    let mode = if a.no_wait {
-        LockMode::NoWait
-    } else {
-        LockMode::Wait
-    };
-    let _lock = store
-        .lock(mode, &|holder| {
-            ui.line(&format!(
-                "waiting for the store lock at {} (held by {holder}); --no-wait fails instead",
-                cli.store.display()
-            ))
-        })
-        .map_err(|e| match e {
-            pipeline::PipelineError::Locked(_) => usage(e),
-            other => other.into(),
-        })?;
+    let _lock = lock_store(&store, &cli.store, a.no_wait, &|m| ui.line(m))?;
     store.sweep_tmp()?;
     // libtorch's intra-op threads share the cores between parallel stages.
     let cores = std::thread::available_parallelism()
@@ -484,16 +500,7 @@ fn cmd_verify(cli: &Cli) -> Result<(), Failure> {
 
 fn cmd_gc(cli: &Cli, a: &GcArgs) -> Result<(), Failure> {
     let store = Store::open_existing(&cli.store).map_err(usage)?;
-    let mode = if a.no_wait {
-        LockMode::NoWait
-    } else {
-        LockMode::Wait
-    };
-    let _lock = store
-        .lock(mode, &|holder| {
-            eprintln!("waiting for the store lock (held by {holder})")
-        })
-        .map_err(usage)?;
+    let _lock = lock_store(&store, &cli.store, a.no_wait, &|m| eprintln!("{m}"))?;
     store.sweep_tmp()?;
     let rep = pipeline::maintain::gc(&store, a.dry_run)?;
     if cli.json {

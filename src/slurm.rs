@@ -614,13 +614,6 @@ impl Progress {
     }
 }
 
-fn forced(set: &Option<globset::GlobSet>, exact: &[String], inst: &StageInstance) -> bool {
-    exact.iter().any(|p| *p == inst.id || *p == inst.kind)
-        || set
-            .as_ref()
-            .is_some_and(|g| g.is_match(&inst.id) || g.is_match(&inst.kind))
-}
-
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
     std::fs::canonicalize(p).with_context(|| format!("resolving {}", p.display()))
 }
@@ -642,19 +635,7 @@ pub fn run(cli: &Cli, a: &RunArgs, exp: Experiment) -> Result<(), Failure> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let mut force = None;
-    if !a.force.is_empty() {
-        let mut b = globset::GlobSetBuilder::new();
-        for f in &a.force {
-            b.add(
-                globset::GlobBuilder::new(f)
-                    .literal_separator(false)
-                    .build()
-                    .map_err(|e| usage(anyhow!("--force {f}: {e}")))?,
-            );
-        }
-        force = Some(b.build().map_err(usage)?);
-    }
+    let force = crate::force_globs(&a.force)?;
     let config = absolute(&a.config).map_err(usage)?;
     let text = std::fs::read(&config).with_context(|| format!("reading {}", config.display()))?;
     // Jobs are told the store's absolute path: it must be the same on every node.
@@ -672,22 +653,7 @@ pub fn run(cli: &Cli, a: &RunArgs, exp: Experiment) -> Result<(), Failure> {
         .context("locating the eigentrace binary")?;
 
     // Plan and submit, under the store lock.
-    let mode = if a.no_wait {
-        LockMode::NoWait
-    } else {
-        LockMode::Wait
-    };
-    let lock = store
-        .lock(mode, &|holder| {
-            eprintln!(
-                "waiting for the store lock at {} (held by {holder}); --no-wait fails instead",
-                store_root.display()
-            )
-        })
-        .map_err(|e| match e {
-            pipeline::PipelineError::Locked(_) => usage(e),
-            other => other.into(),
-        })?;
+    let lock = crate::lock_store(&store, &store_root, a.no_wait, &|m| eprintln!("{m}"))?;
     // Jobs write into tmp/ only with the lock held, and work in slurm/work/.
     store.sweep_tmp()?;
     let states = pipeline::status(&store, &graph, a.verify)?;
@@ -746,7 +712,7 @@ pub fn run(cli: &Cli, a: &RunArgs, exp: Experiment) -> Result<(), Failure> {
     let is_forced: Vec<bool> = graph
         .instances
         .iter()
-        .map(|inst| forced(&force, &a.force, inst))
+        .map(|inst| pipeline::engine::is_forced(force.as_ref(), &a.force, inst))
         .collect();
     let mut superseded: Vec<String> = Vec::new();
     for (p, e) in &orphans {

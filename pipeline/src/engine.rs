@@ -575,17 +575,14 @@ pub(crate) fn collect_files(
 }
 
 fn forced(opts: &RunOptions, inst: &StageInstance) -> bool {
-    if opts
-        .force_exact
-        .iter()
-        .any(|p| *p == inst.id || *p == inst.kind)
-    {
-        return true;
-    }
-    opts.force
-        .as_ref()
-        .map(|g| g.is_match(&inst.id) || g.is_match(&inst.kind))
-        .unwrap_or(false)
+    is_forced(opts.force.as_ref(), &opts.force_exact, inst)
+}
+
+/// Whether `--force` selects the instance: an exact id or kind among
+/// `exact`, or a match of the globs.
+pub fn is_forced(globs: Option<&globset::GlobSet>, exact: &[String], inst: &StageInstance) -> bool {
+    exact.iter().any(|p| *p == inst.id || *p == inst.kind)
+        || globs.is_some_and(|g| g.is_match(&inst.id) || g.is_match(&inst.kind))
 }
 
 /// Run the graph: reuse fresh instances, execute stale ones (up to `jobs` at
