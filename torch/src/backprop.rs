@@ -14,13 +14,15 @@
 //!   from the correctly rounded tanh by at most 1.8e-7 absolute (ATen's own
 //!   tanh: 5.4e-8), the size of one f32 GEMM rounding. f64 uses tanh itself.
 
-use stages::mlp::{Activation, Arch};
+use stages::mlp::{Activation, Arch, ParamBlock};
 use tch::{Device, Kind, Tensor};
 
 /// Buffers for one batch size; [`Backprop::loss_and_grad`] reallocates them
 /// only when the number of rows changes.
 pub struct Backprop {
     arch: Arch,
+    /// θ's blocks, computed once (the step is the hot path).
+    blocks: Vec<ParamBlock>,
     kind: Kind,
     device: Device,
     rows: i64,
@@ -52,6 +54,7 @@ impl Backprop {
     pub fn new(arch: &Arch, kind: Kind, device: Device) -> Backprop {
         Backprop {
             arch: arch.clone(),
+            blocks: arch.param_map(),
             kind,
             device,
             rows: -1,
@@ -142,7 +145,7 @@ impl Backprop {
     }
 
     fn pass(&mut self, theta: &Tensor, x: &Tensor, y: &Tensor, grad: &Tensor) -> f64 {
-        let blocks = self.arch.param_map();
+        let blocks = &self.blocks;
         let layers = self.arch.layers();
         let act = self.arch.activation;
         let n = self.rows;
