@@ -15,7 +15,7 @@
 //! and H·v = R(∇θ). Checked against autograd's double backprop in the tests.
 
 use crate::mlp::ActivationExt;
-use stages::mlp::{Activation, Arch};
+use stages::mlp::{Activation, Arch, ParamBlock};
 use tch::{Kind, Tensor};
 
 /// σ''(z), given z and h = σ(z).
@@ -38,6 +38,8 @@ fn second_derivative(act: Activation, z: &Tensor, h: &Tensor) -> Tensor {
 /// The forward state at one θ on fixed rows, reused by every product.
 pub struct RopOperator {
     arch: Arch,
+    /// θ's blocks, computed once for every product.
+    blocks: Vec<ParamBlock>,
     theta: Tensor,
     /// h_0 = x, h_1, …, h_{L-1} (inputs of each layer).
     hs: Vec<Tensor>,
@@ -96,6 +98,7 @@ impl RopOperator {
             }
             RopOperator {
                 arch: arch.clone(),
+                blocks,
                 theta: theta.shallow_clone(),
                 hs,
                 d1,
@@ -113,9 +116,9 @@ impl RopOperator {
         tch::no_grad(|| {
             let b = v.size()[0];
             self.products += b as usize;
-            let blocks = self.arch.param_map();
+            let blocks = &self.blocks;
             let layers = self.arch.layers();
-            let view_w = |t: &Tensor, blk: &stages::mlp::ParamBlock| {
+            let view_w = |t: &Tensor, blk: &ParamBlock| {
                 t.narrow(-1, blk.offset as i64, blk.numel as i64).view([
                     -1,
                     blk.shape[0] as i64,
