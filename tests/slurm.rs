@@ -81,6 +81,21 @@ fn slurm_cmd(env: &Env, store: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// `eigentrace <global…> run <cfg> --executor slurm --device cpu <extra…>`.
+fn slurm_run(env: &Env, store: &Path, global: &[&str], cfg: &Path, extra: &[&str]) -> Command {
+    let mut args = global.to_vec();
+    args.extend([
+        "run",
+        cfg.to_str().unwrap(),
+        "--executor",
+        "slurm",
+        "--device",
+        "cpu",
+    ]);
+    args.extend(extra);
+    slurm_cmd(env, store, &args)
+}
+
 fn ok_json(out: std::process::Output, what: &str) -> Value {
     assert!(
         out.status.success(),
@@ -200,23 +215,9 @@ fn slurm_objects_equal_the_local_executors_byte_for_byte() {
     let shared = env.path().join("shared/store");
     let t = Instant::now();
     let v = ok_json(
-        slurm_cmd(
-            &env,
-            &shared,
-            &[
-                "--out",
-                "out-slurm",
-                "--json",
-                "run",
-                cfg.to_str().unwrap(),
-                "--executor",
-                "slurm",
-                "--device",
-                "cpu",
-            ],
-        )
-        .output()
-        .unwrap(),
+        slurm_run(&env, &shared, &["--out", "out-slurm", "--json"], &cfg, &[])
+            .output()
+            .unwrap(),
         "run --executor slurm",
     );
     eprintln!("slurm run: {:.1}s", t.elapsed().as_secs_f64());
@@ -291,23 +292,9 @@ fn slurm_objects_equal_the_local_executors_byte_for_byte() {
 
     // Again: every stage is fresh, nothing is submitted.
     let again = ok_json(
-        slurm_cmd(
-            &env,
-            &shared,
-            &[
-                "--out",
-                "out-slurm",
-                "--json",
-                "run",
-                cfg.to_str().unwrap(),
-                "--executor",
-                "slurm",
-                "--device",
-                "cpu",
-            ],
-        )
-        .output()
-        .unwrap(),
+        slurm_run(&env, &shared, &["--out", "out-slurm", "--json"], &cfg, &[])
+            .output()
+            .unwrap(),
         "second run --executor slurm",
     );
     assert!(statuses(&again).iter().all(|(_, s)| s == "cached"));
@@ -328,19 +315,8 @@ fn a_job_cancelled_mid_run_is_reported_and_the_next_run_recovers() {
     let cfg = env.write_config(&quick(&name, 4000, 1));
     let store = env.path().join("shared/store");
     let run = |json: bool| {
-        let mut args = vec![];
-        if json {
-            args.push("--json");
-        }
-        args.extend([
-            "run",
-            cfg.to_str().unwrap(),
-            "--executor",
-            "slurm",
-            "--device",
-            "cpu",
-        ]);
-        slurm_cmd(&env, &store, &args)
+        let global: &[&str] = if json { &["--json"] } else { &[] };
+        slurm_run(&env, &store, global, &cfg, &[])
     };
     // The submitter waits; a train job is cancelled while it runs.
     let waiting = run(false)
@@ -431,22 +407,9 @@ fn resubmitting_while_jobs_are_queued_submits_nothing_twice() {
     let store = env.path().join("shared/store");
     let detach = || {
         ok_json(
-            slurm_cmd(
-                &env,
-                &store,
-                &[
-                    "--json",
-                    "run",
-                    cfg.to_str().unwrap(),
-                    "--executor",
-                    "slurm",
-                    "--device",
-                    "cpu",
-                    "--detach",
-                ],
-            )
-            .output()
-            .unwrap(),
+            slurm_run(&env, &store, &["--json"], &cfg, &["--detach"])
+                .output()
+                .unwrap(),
             "run --executor slurm --detach",
         )
     };
@@ -470,21 +433,9 @@ fn resubmitting_while_jobs_are_queued_submits_nothing_twice() {
     }
     // Waiting for them: everything completes, still one job per instance.
     let v = ok_json(
-        slurm_cmd(
-            &env,
-            &store,
-            &[
-                "--json",
-                "run",
-                cfg.to_str().unwrap(),
-                "--executor",
-                "slurm",
-                "--device",
-                "cpu",
-            ],
-        )
-        .output()
-        .unwrap(),
+        slurm_run(&env, &store, &["--json"], &cfg, &[])
+            .output()
+            .unwrap(),
         "run --executor slurm (waiting)",
     );
     assert!(
