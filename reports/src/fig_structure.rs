@@ -133,6 +133,30 @@ fn headed<DB: DrawingBackend>(
     Ok(body)
 }
 
+/// A matrix plot's axis titles: the x title centred below at its point, the
+/// y title rotated, centred at its point.
+fn axis_titles<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    (x_text, x_at): (&str, (i32, i32)),
+    (y_text, y_at): (&str, (i32, i32)),
+) -> Result<(), String> {
+    area.draw(&Text::new(
+        x_text,
+        x_at,
+        text_style(AXIS_DESC_PX, INK).pos(Pos::new(HPos::Center, VPos::Top)),
+    ))
+    .map_err(pe)?;
+    let rotated = TextStyle {
+        font: (FAMILY, AXIS_DESC_PX)
+            .into_font()
+            .transform(FontTransform::Rotate270),
+        color: INK.to_backend_color(),
+        pos: Pos::new(HPos::Center, VPos::Top),
+    };
+    area.draw(&Text::new(y_text, y_at, rotated)).map_err(pe)?;
+    Ok(())
+}
+
 fn save<F: Figure>(
     fig: &F,
     name: &str,
@@ -808,26 +832,11 @@ fn draw_heatmap<DB: DrawingBackend>(
         ))
         .map_err(pe)?;
     }
-    area.draw(&Text::new(
-        "checkpoint step t′",
-        (x0 + side / 2, y0 + side + 70),
-        text_style(AXIS_DESC_PX, INK).pos(Pos::new(HPos::Center, VPos::Top)),
-    ))
-    .map_err(pe)?;
-    let style = TextStyle {
-        font: (FAMILY, AXIS_DESC_PX)
-            .into_font()
-            .transform(FontTransform::Rotate270),
-        color: INK.to_backend_color(),
-        pos: Pos::new(HPos::Center, VPos::Top),
-    };
-    area.draw(&Text::new(
-        "checkpoint step t",
-        (x0 - 150, y0 + side / 2),
-        style,
-    ))
-    .map_err(pe)?;
-    Ok(())
+    axis_titles(
+        area,
+        ("checkpoint step t′", (x0 + side / 2, y0 + side + 70)),
+        ("checkpoint step t", (x0 - 150, y0 + side / 2)),
+    )
 }
 
 /// A vertical colour bar in `area` for transformed values [lo, hi], with
@@ -1593,25 +1602,11 @@ impl Figure for LocMap {
                 ))
                 .map_err(pe)?;
             }
-            cell.draw(&Text::new(
-                "input i",
-                ((gx0 + gx1) / 2, gy1 + 70),
-                text_style(AXIS_DESC_PX, INK).pos(Pos::new(HPos::Center, VPos::Top)),
-            ))
-            .map_err(pe)?;
-            let style = TextStyle {
-                font: (FAMILY, AXIS_DESC_PX)
-                    .into_font()
-                    .transform(FontTransform::Rotate270),
-                color: INK.to_backend_color(),
-                pos: Pos::new(HPos::Center, VPos::Top),
-            };
-            cell.draw(&Text::new(
-                "hidden unit j",
-                (gx0 - 130, (gy0 + gy1) / 2),
-                style,
-            ))
-            .map_err(pe)?;
+            axis_titles(
+                cell,
+                ("input i", ((gx0 + gx1) / 2, gy1 + 70)),
+                ("hidden unit j", (gx0 - 130, (gy0 + gy1) / 2)),
+            )?;
         }
         let ticks: Vec<f64> = {
             let (a, b) = (self.lo.round() as i64, self.hi.round() as i64);
