@@ -162,17 +162,7 @@ fn synth_run(dir: &Path, s: &Synth, seed: u64, drop: Option<(&str, &str)>) -> Ru
         .unwrap(),
     );
 
-    RunInput {
-        run_id,
-        optimizer: s.optimizer.to_string(),
-        label: s.label.to_string(),
-        train: root.join("train.arrow"),
-        values: root.join("eigen/values.arrow"),
-        localization: root.join("metrics/localization.arrow"),
-        overlap: root.join("metrics/overlap.arrow"),
-        files,
-        params: serde_json::json!({}),
-    }
+    run_input(&run_id, s.optimizer, s.label, &root, files)
 }
 
 fn sgd() -> Synth {
@@ -367,17 +357,7 @@ fn render_real_runs() {
             .iter()
             .map(|n| (n.to_string(), root.join(n)))
             .collect();
-            RunInput {
-                run_id: id.clone(),
-                optimizer,
-                label,
-                train: root.join("train.arrow"),
-                values: root.join("eigen/values.arrow"),
-                localization: root.join("metrics/localization.arrow"),
-                overlap: root.join("metrics/overlap.arrow"),
-                files,
-                params: serde_json::json!({}),
-            }
+            run_input(id, &optimizer, &label, &root, files)
         })
         .collect();
     let inp = ReportInput {

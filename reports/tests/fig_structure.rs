@@ -54,17 +54,7 @@ fn run_input(run_id: &str, optimizer: &str, label: &str, root: &Path) -> RunInpu
     ] {
         files.insert(name.to_string(), root.join(name));
     }
-    RunInput {
-        run_id: run_id.to_string(),
-        optimizer: optimizer.to_string(),
-        label: label.to_string(),
-        train: root.join("train.arrow"),
-        values: root.join("eigen/values.arrow"),
-        localization: root.join("metrics/localization.arrow"),
-        overlap: root.join("metrics/overlap.arrow"),
-        files,
-        params: serde_json::json!({}),
-    }
+    common::run_input(run_id, optimizer, label, root, files)
 }
 
 /// Writes the structure files of one run; `decay` sets how fast overlaps fall.

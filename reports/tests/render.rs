@@ -136,17 +136,7 @@ fn synth_run(dir: &Path, s: &Synth, seed: u64, drop_train_column: Option<&str>) 
             .unwrap(),
     );
 
-    RunInput {
-        run_id,
-        optimizer: s.optimizer.to_string(),
-        label: s.label.to_string(),
-        train: root.join("train.arrow"),
-        values: root.join("eigen/values.arrow"),
-        localization: root.join("metrics/localization.arrow"),
-        overlap: root.join("metrics/overlap.arrow"),
-        files: Default::default(),
-        params: serde_json::json!({}),
-    }
+    run_input(&run_id, s.optimizer, s.label, &root, Default::default())
 }
 
 fn sgd() -> Synth {

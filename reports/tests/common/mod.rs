@@ -53,3 +53,25 @@ pub fn svg_text_elements(svg: &str) -> usize {
     assert_eq!(root.as_deref(), Some("svg"), "root element");
     texts
 }
+
+/// A run as the report sees it: its ids and the contract's paths under
+/// `root`, with `files` (logical name → path).
+pub fn run_input(
+    run_id: &str,
+    optimizer: &str,
+    label: &str,
+    root: &Path,
+    files: std::collections::BTreeMap<String, PathBuf>,
+) -> reports::RunInput {
+    reports::RunInput {
+        run_id: run_id.to_string(),
+        optimizer: optimizer.to_string(),
+        label: label.to_string(),
+        train: root.join("train.arrow"),
+        values: root.join("eigen/values.arrow"),
+        localization: root.join("metrics/localization.arrow"),
+        overlap: root.join("metrics/overlap.arrow"),
+        files,
+        params: serde_json::json!({}),
+    }
+}
