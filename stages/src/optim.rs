@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The most Newton–Schulz iterations Muon may take (5 is the default).
+pub const MAX_NS_STEPS: u32 = 100;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptName {
@@ -29,6 +32,29 @@ impl OptName {
             OptName::Adagrad => "adagrad",
             OptName::Lion => "lion",
             OptName::Muon => "muon",
+        }
+    }
+    /// The hyperparameters this optimizer reads besides `lr`, by their config
+    /// names (what [`OptimizerParams::resolved`] keeps); any other is an error.
+    pub fn fields(self) -> &'static [&'static str] {
+        match self {
+            OptName::Sgd => &["momentum", "dampening", "nesterov", "weight_decay"],
+            OptName::Adam | OptName::Adamw => &["beta1", "beta2", "eps", "amsgrad", "weight_decay"],
+            OptName::Rmsprop => &["alpha", "eps", "momentum", "centered", "weight_decay"],
+            OptName::Adagrad => &["lr_decay", "eps", "weight_decay"],
+            OptName::Lion => &["beta1", "beta2", "weight_decay"],
+            // The weights' momentum and Newton–Schulz; the biases' AdamW
+            // (aux_lr, beta1, beta2, eps).
+            OptName::Muon => &[
+                "momentum",
+                "nesterov",
+                "ns_steps",
+                "weight_decay",
+                "aux_lr",
+                "beta1",
+                "beta2",
+                "eps",
+            ],
         }
     }
     /// Adaptive optimizers have a diagonal preconditioner (`exp_avg_sq`).
@@ -153,31 +179,83 @@ impl OptimizerParams {
         r
     }
 
-    /// Range checks, naming the field.
+    /// The hyperparameters as written (None = not given), by their config names.
+    fn given(&self) -> [(&'static str, bool); 13] {
+        [
+            ("momentum", self.momentum.is_some()),
+            ("dampening", self.dampening.is_some()),
+            ("nesterov", self.nesterov.is_some()),
+            ("weight_decay", self.weight_decay.is_some()),
+            ("beta1", self.beta1.is_some()),
+            ("beta2", self.beta2.is_some()),
+            ("eps", self.eps.is_some()),
+            ("amsgrad", self.amsgrad.is_some()),
+            ("alpha", self.alpha.is_some()),
+            ("centered", self.centered.is_some()),
+            ("lr_decay", self.lr_decay.is_some()),
+            ("ns_steps", self.ns_steps.is_some()),
+            ("aux_lr", self.aux_lr.is_some()),
+        ]
+    }
+
+    /// Range checks, naming the field: a hyperparameter this optimizer does
+    /// not use is an error (it would change nothing, silently), and every
+    /// number is checked against its range (the message gives the range).
     pub fn validate(&self) -> Result<(), (String, String)> {
-        let r = self.resolved();
         let bad = |f: &str, m: String| Err((f.to_string(), m));
-        if !(r.lr.is_finite() && r.lr > 0.0) {
-            return bad("lr", format!("must be > 0, got {}", r.lr));
+        let uses = self.name.fields();
+        for (f, given) in self.given() {
+            if given && !uses.contains(&f) {
+                return bad(
+                    f,
+                    format!(
+                        "does not apply to {} (it uses lr, {}); remove it",
+                        self.name.as_str(),
+                        uses.join(", ")
+                    ),
+                );
+            }
         }
-        for (f, v) in [("beta1", r.beta1), ("beta2", r.beta2), ("alpha", r.alpha)] {
+        let r = self.resolved();
+        if !(r.lr.is_finite() && r.lr > 0.0) {
+            return bad("lr", format!("must be a finite number > 0, got {}", r.lr));
+        }
+        if let Some(v) = r.aux_lr {
+            if !(v.is_finite() && v > 0.0) {
+                return bad("aux_lr", format!("must be a finite number > 0, got {v}"));
+            }
+        }
+        for (f, v) in [
+            ("momentum", r.momentum),
+            ("dampening", r.dampening),
+            ("beta1", r.beta1),
+            ("beta2", r.beta2),
+            ("alpha", r.alpha),
+        ] {
             if let Some(v) = v {
                 if !(0.0..1.0).contains(&v) {
                     return bad(f, format!("must be in [0, 1), got {v}"));
                 }
             }
         }
-        for (f, v) in [
-            ("momentum", r.momentum),
-            ("dampening", r.dampening),
-            ("weight_decay", r.weight_decay),
-            ("eps", r.eps),
-            ("lr_decay", r.lr_decay),
-        ] {
+        if let Some(v) = r.eps {
+            if !(v.is_finite() && v > 0.0) {
+                return bad("eps", format!("must be a finite number > 0, got {v}"));
+            }
+        }
+        for (f, v) in [("weight_decay", r.weight_decay), ("lr_decay", r.lr_decay)] {
             if let Some(v) = v {
                 if !(v.is_finite() && v >= 0.0) {
-                    return bad(f, format!("must be ≥ 0, got {v}"));
+                    return bad(f, format!("must be a finite number ≥ 0, got {v}"));
                 }
+            }
+        }
+        if let Some(n) = r.ns_steps {
+            if !(1..=MAX_NS_STEPS).contains(&n) {
+                return bad(
+                    "ns_steps",
+                    format!("must be in 1..={MAX_NS_STEPS} (Newton–Schulz iterations), got {n}"),
+                );
             }
         }
         if r.nesterov == Some(true)
@@ -189,5 +267,106 @@ impl OptimizerParams {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [OptName; 7] = [
+        OptName::Sgd,
+        OptName::Adam,
+        OptName::Adamw,
+        OptName::Rmsprop,
+        OptName::Adagrad,
+        OptName::Lion,
+        OptName::Muon,
+    ];
+
+    #[test]
+    fn fields_are_what_resolved_keeps() {
+        for name in ALL {
+            let r = OptimizerParams::new(name, 0.1).resolved();
+            let kept: Vec<&str> = r.given().iter().filter(|g| g.1).map(|g| g.0).collect();
+            let mut want = name.fields().to_vec();
+            want.sort();
+            let mut kept = kept;
+            kept.sort();
+            assert_eq!(kept, want, "{}", name.as_str());
+            assert!(OptimizerParams::new(name, 0.1).validate().is_ok());
+            assert!(
+                r.validate().is_ok(),
+                "{}: resolved params validate",
+                name.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn hyperparameters_that_do_not_apply_are_errors() {
+        let mut p = OptimizerParams::new(OptName::Sgd, 0.1);
+        p.beta1 = Some(0.9);
+        let (f, m) = p.validate().unwrap_err();
+        assert_eq!(f, "beta1");
+        assert!(
+            m.contains(
+                "does not apply to sgd (it uses lr, momentum, dampening, nesterov, weight_decay)"
+            ),
+            "{m}"
+        );
+        let mut p = OptimizerParams::new(OptName::Adam, 0.1);
+        p.momentum = Some(0.9);
+        assert_eq!(p.validate().unwrap_err().0, "momentum");
+        let mut p = OptimizerParams::new(OptName::Adam, 0.1);
+        p.ns_steps = Some(5);
+        assert_eq!(p.validate().unwrap_err().0, "ns_steps");
+        let mut p = OptimizerParams::new(OptName::Muon, 0.1);
+        p.dampening = Some(0.0);
+        assert_eq!(p.validate().unwrap_err().0, "dampening");
+    }
+
+    #[test]
+    fn ranges() {
+        let check = |name, set: &dyn Fn(&mut OptimizerParams), field: &str, range: &str| {
+            let mut p = OptimizerParams::new(name, 0.1);
+            set(&mut p);
+            let (f, m) = p.validate().unwrap_err();
+            assert_eq!(f, field);
+            assert!(m.contains(range), "{field}: {m}");
+        };
+        use OptName::*;
+        check(Sgd, &|p| p.momentum = Some(2.0), "momentum", "[0, 1)");
+        check(Sgd, &|p| p.momentum = Some(1.0), "momentum", "[0, 1)");
+        check(Sgd, &|p| p.dampening = Some(-0.1), "dampening", "[0, 1)");
+        check(Adam, &|p| p.beta1 = Some(1.0), "beta1", "[0, 1)");
+        check(Lion, &|p| p.beta2 = Some(f64::NAN), "beta2", "[0, 1)");
+        check(Rmsprop, &|p| p.alpha = Some(1.5), "alpha", "[0, 1)");
+        check(Muon, &|p| p.ns_steps = Some(0), "ns_steps", "1..=100");
+        check(Muon, &|p| p.ns_steps = Some(101), "ns_steps", "1..=100");
+        check(Muon, &|p| p.aux_lr = Some(0.0), "aux_lr", "> 0");
+        check(Sgd, &|p| p.lr = f64::INFINITY, "lr", "> 0");
+        check(Sgd, &|p| p.lr = 0.0, "lr", "> 0");
+        check(Adam, &|p| p.eps = Some(0.0), "eps", "> 0");
+        check(Adagrad, &|p| p.eps = Some(-1e-8), "eps", "> 0");
+        check(
+            Adamw,
+            &|p| p.weight_decay = Some(-1.0),
+            "weight_decay",
+            "≥ 0",
+        );
+        check(
+            Sgd,
+            &|p| p.weight_decay = Some(f64::INFINITY),
+            "weight_decay",
+            "≥ 0",
+        );
+        check(Adagrad, &|p| p.lr_decay = Some(-1.0), "lr_decay", "≥ 0");
+        check(
+            Sgd,
+            &|p| p.nesterov = Some(true),
+            "nesterov",
+            "momentum > 0",
+        );
     }
 }
