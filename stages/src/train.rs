@@ -31,7 +31,70 @@ pub struct CheckpointSpec {
     pub at: Vec<u64>,
 }
 
+/// The most optimizer steps a run may take (the budget `steps`, or `epochs`
+/// times the steps per epoch).
+pub const MAX_STEPS: u64 = 1_000_000_000;
+/// The most checkpoints a run may write (each is a file, and a Lanczos run
+/// in the hessian stage).
+pub const MAX_CHECKPOINTS: u64 = 100_000;
+
 impl CheckpointSpec {
+    /// Range checks against the last step, then the number of checkpoints
+    /// [`Self::steps`] gives, found without listing more than a few times
+    /// [`MAX_CHECKPOINTS`] steps. Errors are (the field under `checkpoints`,
+    /// "" for the rules together; the message with the range).
+    pub fn check(&self, last: u64) -> Result<usize, (String, String)> {
+        let bad = |f: &str, m: String| Err((f.to_string(), m));
+        if let Some(e) = self.every {
+            if !(1..=MAX_STEPS).contains(&e) {
+                return bad(
+                    "every",
+                    format!("must be in 1..={MAX_STEPS} (a checkpoint every N steps), or omitted; got {e}"),
+                );
+            }
+            let n = last / e + 1;
+            if n > MAX_CHECKPOINTS {
+                return bad(
+                    "every",
+                    format!("every = {e} over {last} steps gives {n} checkpoints, over the limit of {MAX_CHECKPOINTS}; raise it"),
+                );
+            }
+        }
+        if let Some(n) = self.log_spaced {
+            if !(2..=MAX_CHECKPOINTS).contains(&n) {
+                return bad(
+                    "log_spaced",
+                    format!("must be in 2..={MAX_CHECKPOINTS} (log-spaced checkpoints), or omitted; got {n}"),
+                );
+            }
+        }
+        if self.at.len() as u64 > MAX_CHECKPOINTS {
+            return bad(
+                "at",
+                format!(
+                    "lists {} steps, over the limit of {MAX_CHECKPOINTS} checkpoints",
+                    self.at.len()
+                ),
+            );
+        }
+        if let Some(a) = self.at.iter().find(|&&a| a > last) {
+            return bad(
+                "at",
+                format!("step {a} is beyond the last step ({last}); give steps in 0..={last}"),
+            );
+        }
+        let n = self.steps(last).len();
+        if n as u64 > MAX_CHECKPOINTS {
+            return bad(
+                "",
+                format!("every, log_spaced and at give {n} checkpoints together, over the limit of {MAX_CHECKPOINTS}"),
+            );
+        }
+        Ok(n)
+    }
+
+    /// The checkpoint steps, ascending (`at` steps beyond `last` are
+    /// dropped; [`Self::check`] refuses them in a config).
     pub fn steps(&self, last: u64) -> Vec<u64> {
         let mut s = BTreeSet::from([0, last]);
         if let Some(e) = self.every.filter(|&e| e > 0) {
@@ -204,5 +267,32 @@ mod tests {
         let s = spec.steps(100);
         assert_eq!(s, vec![0, 1, 3, 7, 10, 32, 50, 100]);
         assert_eq!(CheckpointSpec::default().steps(10), vec![0, 10]);
+    }
+
+    #[test]
+    fn checkpoint_rules_are_checked_before_listing() {
+        let spec = |every, log_spaced, at: Vec<u64>| CheckpointSpec {
+            every,
+            log_spaced,
+            at,
+        };
+        assert_eq!(spec(Some(50), Some(5), vec![7]).check(100), Ok(8));
+        let field = |s: CheckpointSpec, last| s.check(last).unwrap_err().0;
+        assert_eq!(field(spec(Some(0), None, vec![]), 100), "every");
+        // 1e12 steps every 10: refused from arithmetic, nothing listed.
+        let (f, m) = spec(Some(10), None, vec![])
+            .check(1_000_000_000_000)
+            .unwrap_err();
+        assert_eq!(f, "every");
+        assert!(m.contains("100000000001 checkpoints"), "{m}");
+        assert_eq!(
+            field(spec(None, Some(1_000_000_000_000), vec![]), 100),
+            "log_spaced"
+        );
+        assert_eq!(field(spec(None, Some(1), vec![]), 100), "log_spaced");
+        let (f, m) = spec(None, None, vec![5, 101]).check(100).unwrap_err();
+        assert_eq!(f, "at");
+        assert!(m.contains("0..=100"), "{m}");
+        assert_eq!(spec(None, None, vec![100]).check(100), Ok(2));
     }
 }
