@@ -145,6 +145,14 @@ const D_TEST_FRACTION: f64 = 0.2;
 pub const D_SPIRAL_NOISE: f64 = 0.05;
 /// Default hidden widths of the teacher.
 pub const D_TEACHER_WIDTHS: [usize; 1] = [32];
+/// The most rows a generated dataset may have.
+pub const MAX_SAMPLES: usize = 100_000_000;
+/// The most classes.
+pub const MAX_CLASSES: usize = 100_000;
+/// The most features per row (and the widest teacher layer).
+pub const MAX_DIM: usize = 1_000_000;
+/// The most hidden layers of a teacher.
+pub const MAX_TEACHER_LAYERS: usize = 100;
 /// Rows, pixels and classes of the embedded digits.
 pub const DIGITS_ROWS: usize = 1797;
 pub const DIGITS_DIM: usize = 64;
@@ -371,30 +379,66 @@ impl DatasetParams {
             DatasetKind::GaussianMixture
             | DatasetKind::Spirals { .. }
             | DatasetKind::Teacher { .. } => {
-                if self.classes < 2 {
-                    return bad("classes", "must be at least 2".into());
+                if !(2..=MAX_CLASSES).contains(&self.classes) {
+                    return bad(
+                        "classes",
+                        format!("must be in 2..={MAX_CLASSES}, got {}", self.classes),
+                    );
+                }
+                if self.dim > MAX_DIM {
+                    return bad("dim", format!("must be in 1..={MAX_DIM}, got {}", self.dim));
+                }
+                if self.samples > MAX_SAMPLES {
+                    return bad(
+                        "samples",
+                        format!(
+                            "must be in {}..={MAX_SAMPLES} (2 × classes and up), got {}",
+                            2 * self.classes,
+                            self.samples
+                        ),
+                    );
                 }
                 let spirals = matches!(self.kind, DatasetKind::Spirals { .. });
                 if spirals && self.dim < 2 {
                     return bad(
                         "dim",
-                        "must be at least 2 (2 = the plane of the spirals; more lifts them)".into(),
+                        format!("must be in 2..={MAX_DIM} (2 = the plane of the spirals; more lifts them), got {}", self.dim),
                     );
                 }
                 if self.dim == 0 {
-                    return bad("dim", "must be at least 1".into());
+                    return bad("dim", format!("must be in 1..={MAX_DIM}, got 0"));
                 }
                 if self.samples < 2 * self.classes {
-                    return bad("samples", "must be at least 2 × classes".into());
+                    return bad(
+                        "samples",
+                        format!(
+                            "must be in {}..={MAX_SAMPLES} (at least 2 × classes), got {}",
+                            2 * self.classes,
+                            self.samples
+                        ),
+                    );
                 }
                 match &self.kind {
                     DatasetKind::Spirals { noise } if !(noise.is_finite() && *noise >= 0.0) => {
                         return bad("noise", "must be a finite number ≥ 0".into());
                     }
-                    DatasetKind::Teacher { teacher_widths } if teacher_widths.contains(&0) => {
+                    DatasetKind::Teacher { teacher_widths }
+                        if teacher_widths.len() > MAX_TEACHER_LAYERS =>
+                    {
                         return bad(
                             "teacher_widths",
-                            "every hidden width must be ≥ 1 (give [] for a linear teacher)".into(),
+                            format!(
+                                "gives {} hidden layers; at most {MAX_TEACHER_LAYERS}",
+                                teacher_widths.len()
+                            ),
+                        );
+                    }
+                    DatasetKind::Teacher { teacher_widths }
+                        if teacher_widths.iter().any(|w| !(1..=MAX_DIM).contains(w)) =>
+                    {
+                        return bad(
+                            "teacher_widths",
+                            format!("every hidden width must be in 1..={MAX_DIM} (give [] for a linear teacher)"),
                         );
                     }
                     _ => {}
@@ -940,7 +984,7 @@ fn idx_probe(base_dir: &Path, path: &str) -> Result<IdxProbe, (String, String)> 
     let mut head = Vec::with_capacity(16);
     let file =
         std::fs::File::open(&images).map_err(|e| at(&images, format!("cannot read: {e}")))?;
-    let size = file.metadata().map(|m| m.len()).ok();
+    let size = file.metadata().map(|m| m.len() as u128).ok();
     let reader: Box<dyn Read> = if is_gz(&images) {
         Box::new(GzDecoder::new(file))
     } else {
@@ -955,7 +999,7 @@ fn idx_probe(base_dir: &Path, path: &str) -> Result<IdxProbe, (String, String)> 
     let (idims, hlen) = idx_header(&head, 3).map_err(|m| at(&images, m))?;
     let (n, rows, cols) = (idims[0], idims[1], idims[2]);
     if !is_gz(&images) {
-        let want = (hlen + n * rows * cols) as u64;
+        let want = hlen as u128 + n as u128 * rows as u128 * cols as u128;
         match size {
             Some(s) if s < want => {
                 return Err(at(&images, format!("truncated: {s} bytes, the header ({n}×{rows}×{cols}) needs {want}; download it again")));
@@ -974,6 +1018,12 @@ fn idx_probe(base_dir: &Path, path: &str) -> Result<IdxProbe, (String, String)> 
                 ldims[0],
                 images.display()
             ),
+        ));
+    }
+    if rows as u64 * cols as u64 > MAX_DIM as u64 {
+        return Err(at(
+            &images,
+            format!("images of {rows}×{cols} pixels: at most {MAX_DIM} features per row"),
         ));
     }
     if n == 0 || rows * cols == 0 {
