@@ -123,17 +123,113 @@ impl StageRunner {
         let err = err_reader.join().unwrap_or_default();
         match (status.success(), meta) {
             (true, Some(m)) => Ok(m),
-            _ => Err(err
-                .trim()
-                .lines()
-                .last()
-                .unwrap_or("the worker failed without a message")
-                .to_string()),
+            _ => Err(worker_failure(&status, &err)),
         }
     }
 }
 
+/// Why a worker failed, from its exit status and its stderr: the signal that
+/// killed it (and the likely cause), a panic's whole message, or its last
+/// line (the stage's own error).
+pub fn worker_failure(status: &std::process::ExitStatus, stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    let tail = |n: usize| lines[lines.len().saturating_sub(n)..].join("\n  ");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            let (name, why) = match sig {
+                libc::SIGKILL => (
+                    "SIGKILL",
+                    "most likely the kernel's out-of-memory killer (the stage needed more memory \
+                     than was free; see `dmesg`): lower model.widths, hessian.analysis_size, \
+                     hessian.max_iter or -j, or free memory",
+                ),
+                libc::SIGSEGV => ("SIGSEGV", "a crash in native code (libtorch)"),
+                libc::SIGABRT => ("SIGABRT", "libtorch or the allocator aborted"),
+                libc::SIGBUS => (
+                    "SIGBUS",
+                    "a memory-mapped file vanished or the disk is full",
+                ),
+                libc::SIGTERM => ("SIGTERM", "it was asked to stop"),
+                libc::SIGINT => ("SIGINT", "it was interrupted"),
+                _ => ("a signal", "killed from outside"),
+            };
+            let mut m = format!("the worker was killed by {name} ({sig}): {why}");
+            if !lines.is_empty() {
+                m.push_str(&format!("; its last output:\n  {}", tail(5)));
+            }
+            return m;
+        }
+    }
+    if let Some(i) = lines.iter().rposition(|l| l.contains("panicked at")) {
+        return format!(
+            "internal error: the worker panicked ({status}):\n  {}",
+            lines[i..].join("\n  ")
+        );
+    }
+    match lines.last() {
+        Some(l) => l.to_string(),
+        None => format!("the worker failed without a message ({status})"),
+    }
+}
+
+/// The outputs each stage kind must leave (globs, `*` within a folder):
+/// the engine fails a stage that reports success without them.
+pub fn declared_outputs(inst: &StageInstance) -> Vec<String> {
+    let v: &[&str] = match inst.kind.as_str() {
+        "dataset" => &["data.arrow"],
+        "train" => &[
+            "train.arrow",
+            "param_map.arrow",
+            "train_config.toml",
+            "checkpoints/step_*.safetensors",
+        ],
+        "hessian" => &["config.toml", "eigen/values.arrow", "eigen/vectors.arrow"],
+        "null" => &["null/values.arrow", "null/vectors.arrow"],
+        "metrics" => &[
+            "metrics/localization.arrow",
+            "metrics/layer_mass.arrow",
+            "metrics/neuron_mass.arrow",
+            "metrics/overlap.arrow",
+            "metrics/displacement.arrow",
+            "metrics/spectrum.arrow",
+            "metrics/alignment.arrow",
+        ],
+        "report" => &[
+            "index.html",
+            "provenance.json",
+            "optimizer_comparison.png",
+            "optimizer_comparison.svg",
+            "fig*.png",
+            "fig*.svg",
+        ],
+        _ => &[],
+    };
+    let mut out: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+    if inst.kind == "metrics" && inst.inputs.iter().any(|(role, _)| role == "null") {
+        out.extend(
+            [
+                "metrics/null_localization.arrow",
+                "metrics/null_layer_mass.arrow",
+                "metrics/null_band.arrow",
+                "metrics/null_overlap.arrow",
+            ]
+            .map(String::from),
+        );
+    }
+    out
+}
+
 impl Executor for StageRunner {
+    fn declared_outputs(&self, inst: &StageInstance) -> Vec<String> {
+        declared_outputs(inst)
+    }
+
     fn execute(
         &self,
         inst: &StageInstance,

@@ -11,7 +11,6 @@ mod experiment;
 mod slurm;
 mod ui;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use experiment::Experiment;
 use pipeline::{LockMode, Outcome, RunOptions, Store};
@@ -64,8 +63,8 @@ struct RunArgs {
     /// Execute instances whose id or kind matches this glob even when fresh (e.g. 'hessian*'). Repeatable.
     #[arg(long)]
     force: Vec<String>,
-    /// Run up to N independent stages at once.
-    #[arg(long, short = 'j', default_value_t = 1)]
+    /// Run up to N independent stages at once (N ≥ 1).
+    #[arg(long, short = 'j', default_value_t = 1, value_parser = jobs_arg)]
     jobs: usize,
     /// Where tensors live.
     #[arg(long, value_enum, default_value = "auto")]
@@ -82,6 +81,9 @@ struct RunArgs {
     /// With --executor slurm: submit the jobs and exit, without waiting for them.
     #[arg(long)]
     detach: bool,
+    /// Run a config whose estimated memory or disk exceeds this machine's.
+    #[arg(long)]
+    force_size: bool,
 }
 
 #[derive(Args)]
@@ -93,6 +95,9 @@ struct StatusArgs {
     /// Rehash objects instead of checking their sizes.
     #[arg(long)]
     verify: bool,
+    /// Accept a config whose estimated memory or disk exceeds this machine's.
+    #[arg(long)]
+    force_size: bool,
 }
 
 #[derive(Subcommand)]
@@ -181,6 +186,15 @@ struct GcArgs {
     no_wait: bool,
 }
 
+fn jobs_arg(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a number of parallel stages in 1..=1024"
+        )),
+    }
+}
+
 /// An error with its exit code.
 struct Failure {
     code: u8,
@@ -201,6 +215,62 @@ fn usage(err: impl Into<anyhow::Error>) -> Failure {
         code: 2,
         err: err.into(),
     }
+}
+
+/// An engine error, as a usage error (exit 2) where eigentrace refused to
+/// touch the user's files, else a failure (exit 1).
+pub(crate) fn engine_err(e: pipeline::PipelineError) -> Failure {
+    match e {
+        pipeline::PipelineError::Refused(_) => usage(e),
+        other => other.into(),
+    }
+}
+
+/// Rebuild `out_dir` from `records`, and say what happened to the user's
+/// files in it (kept, moved aside) and which edited results were restored.
+pub(crate) fn write_view(
+    store: &Store,
+    out_dir: &Path,
+    records: &[Option<pipeline::record::Record>],
+) -> Result<(), Failure> {
+    let kept: Vec<&pipeline::Record> = records.iter().flatten().collect();
+    let rep = pipeline::view::materialize(store, out_dir, &kept).map_err(|e| match e {
+        pipeline::PipelineError::Refused(_) => usage(e),
+        other => Failure::from(
+            anyhow::Error::from(other).context(format!("writing {}", out_dir.display())),
+        ),
+    })?;
+    let show = |v: &[String]| {
+        let mut s = v.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+        if v.len() > 5 {
+            s.push_str(&format!(", … ({} in all)", v.len()));
+        }
+        s
+    };
+    if !rep.restored.is_empty() {
+        eprintln!(
+            "restored {} edited or deleted result file(s) in {}: {}",
+            rep.restored.len(),
+            out_dir.display(),
+            show(&rep.restored)
+        );
+    }
+    if !rep.kept.is_empty() {
+        eprintln!(
+            "kept {} file(s) of yours in {}: {}",
+            rep.kept.len(),
+            out_dir.display(),
+            show(&rep.kept)
+        );
+    }
+    for (was, now) in &rep.moved_aside {
+        eprintln!(
+            "moved your {} aside to {} (a result now goes there)",
+            out_dir.join(was).display(),
+            out_dir.join(now).display()
+        );
+    }
+    Ok(())
 }
 
 /// "cpu" or "cuda", without loading libtorch: with no NVIDIA device node
@@ -231,8 +301,12 @@ fn torch_env(dev: &str) -> serde_json::Value {
     json!({ "libtorch": stages::LIBTORCH_VERSION, "device": dev })
 }
 
-fn load(config: &Path) -> Result<Experiment, Failure> {
-    Experiment::load(config).map_err(usage)
+fn load(config: &Path, force_size: bool) -> Result<Experiment, Failure> {
+    let opts = experiment::LoadOptions {
+        force_size,
+        ..Default::default()
+    };
+    Experiment::load_with(config, &opts).map_err(usage)
 }
 
 /// The `--force` patterns as globs over instance ids and kinds (None: none given).
@@ -296,7 +370,7 @@ pub(crate) fn figure_paths(
 }
 
 fn cmd_run(cli: &Cli, a: &RunArgs) -> Result<(), Failure> {
-    let exp = load(&a.config)?;
+    let exp = load(&a.config, a.force_size)?;
     if a.executor == slurm::ExecutorArg::Slurm {
         return slurm::run(cli, a, exp);
     }
@@ -306,10 +380,17 @@ fn cmd_run(cli: &Cli, a: &RunArgs) -> Result<(), Failure> {
     let device = resolve_device(a.device)?;
     let force = force_globs(&a.force)?;
     let graph = exp.graph(&torch_env(&device));
-    let store = Store::open(&cli.store)
-        .with_context(|| format!("opening the store {}", cli.store.display()))?;
+    let store = Store::open(&cli.store).map_err(|e| match e {
+        pipeline::PipelineError::Refused(_) => usage(e),
+        other => Failure::from(
+            anyhow::Error::from(other)
+                .context(format!("opening the store {}", cli.store.display())),
+        ),
+    })?;
     let ui = ui::Ui::new(graph.instances.len());
     let _lock = lock_store(&store, &cli.store, a.no_wait, &|m| ui.line(m))?;
+    // Before computing anything: is out/<name> ours to (re)build?
+    pipeline::view::check_dest(&store, &cli.out.join(&exp.name)).map_err(engine_err)?;
     store.sweep_tmp()?;
     // libtorch's intra-op threads share the cores between parallel stages.
     let cores = std::thread::available_parallelism()
@@ -327,10 +408,8 @@ fn cmd_run(cli: &Cli, a: &RunArgs) -> Result<(), Failure> {
     let t0 = std::time::Instant::now();
     let (reports, records) = pipeline::run(&store, &graph, &runner, &opts, &ui)?;
     ui.finish();
-    let kept: Vec<&pipeline::Record> = records.iter().flatten().collect();
     let out_dir = cli.out.join(&exp.name);
-    pipeline::view::materialize(&store, &out_dir, &kept)
-        .with_context(|| format!("writing {}", out_dir.display()))?;
+    write_view(&store, &out_dir, &records)?;
     let count = |o: Outcome| reports.iter().filter(|r| r.status == o).count();
     let failed = count(Outcome::Failed) + count(Outcome::Skipped);
     let figures = figure_paths(&records, &out_dir);
@@ -374,16 +453,34 @@ fn cmd_run(cli: &Cli, a: &RunArgs) -> Result<(), Failure> {
 }
 
 fn cmd_status(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
-    let exp = load(&a.config)?;
+    let exp = load(&a.config, a.force_size)?;
     let device = resolve_device(a.device)?;
     let graph = exp.graph(&torch_env(&device));
-    let store = Store::open(&cli.store)?;
+    // Reading only: a store that does not exist yet reads as empty, and
+    // nothing is created.
+    let store = Store::at(&cli.store).map_err(engine_err)?;
     let states = pipeline::status(&store, &graph, a.verify)?;
+    // The view's own problems: results edited or replaced in out/.
+    let view = if states.iter().all(|s| s.state == "fresh") {
+        let recs: Vec<pipeline::Record> = states
+            .iter()
+            .filter_map(|s| store.read_record(s.key.as_deref()?).ok().flatten())
+            .collect();
+        pipeline::view::problems(
+            &store,
+            &cli.out.join(&exp.name),
+            &recs.iter().collect::<Vec<_>>(),
+        )
+    } else {
+        Vec::new()
+    };
     if cli.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({ "experiment": exp.name, "stages": states }))
-                .unwrap()
+            serde_json::to_string_pretty(
+                &json!({ "experiment": exp.name, "stages": states, "view": view })
+            )
+            .unwrap()
         );
     } else {
         for s in &states {
@@ -394,6 +491,9 @@ fn cmd_status(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
             };
             println!("{:<8} {}{}", s.state, s.id, why);
         }
+        for p in &view {
+            println!("view     {}/{p}", cli.out.join(&exp.name).display());
+        }
         let fresh = states.iter().filter(|s| s.state == "fresh").count();
         println!("{} of {} stages fresh", fresh, states.len());
     }
@@ -401,10 +501,15 @@ fn cmd_status(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
 }
 
 fn cmd_report(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
-    let exp = load(&a.config)?;
+    let exp = load(&a.config, a.force_size)?;
     let device = resolve_device(a.device)?;
     let graph = exp.graph(&torch_env(&device));
-    let store = Store::open(&cli.store)?;
+    let store = Store::open_existing(&cli.store).map_err(|e| {
+        usage(anyhow::anyhow!(
+            "{e}; `eigentrace report` renders from a store's results: run `eigentrace run {}` first",
+            a.config.display()
+        ))
+    })?;
     let _lock = store.lock(LockMode::Wait, &|h| {
         eprintln!("waiting for the store lock (held by {h})")
     })?;
@@ -443,9 +548,8 @@ fn cmd_report(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
     {
         return Err(anyhow::anyhow!("internal error: the report computed a stage").into());
     }
-    let kept: Vec<&pipeline::Record> = records.iter().flatten().collect();
     let out_dir = cli.out.join(&exp.name);
-    pipeline::view::materialize(&store, &out_dir, &kept)?;
+    write_view(&store, &out_dir, &records)?;
     if let Some(rep) = reports
         .iter()
         .find(|r| r.kind == "report" && r.status == Outcome::Failed)
@@ -476,13 +580,17 @@ fn cmd_verify(cli: &Cli) -> Result<(), Failure> {
         for e in &rep.bad_records {
             println!("bad      {e}");
         }
+        for e in &rep.unreadable {
+            println!("unreadable object {e} (not verified: no permission to read it)");
+        }
         println!(
-            "{} objects rehashed, {} records checked: {} corrupt, {} missing, {} unreadable records",
+            "{} objects rehashed, {} records checked: {} corrupt, {} missing, {} bad records, {} unreadable objects",
             rep.objects,
             rep.records,
             rep.corrupt.len(),
             rep.missing.len(),
-            rep.bad_records.len()
+            rep.bad_records.len(),
+            rep.unreadable.len()
         );
     }
     if rep.ok() {
@@ -653,6 +761,12 @@ fn cmd_bench(cli: &Cli, a: &BenchArgs) -> Result<(), Failure> {
 }
 
 fn main() -> ExitCode {
+    // A closed pipe (`eigentrace status … | head`) ends the process quietly,
+    // as it does any Unix filter, instead of panicking in println!.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let r = match &cli.cmd {
         Cmd::Run(a) => cmd_run(&cli, a),

@@ -639,8 +639,7 @@ pub fn run(cli: &Cli, a: &RunArgs, exp: Experiment) -> Result<(), Failure> {
     let config = absolute(&a.config).map_err(usage)?;
     let text = std::fs::read(&config).with_context(|| format!("reading {}", config.display()))?;
     // Jobs are told the store's absolute path: it must be the same on every node.
-    Store::open(&cli.store)
-        .with_context(|| format!("opening the store {}", cli.store.display()))?;
+    Store::open(&cli.store).map_err(crate::engine_err)?;
     let store_root = absolute(&cli.store)?;
     let store = Store::open(&store_root)?;
     let graph = job_graph(&exp, a.device);
@@ -654,6 +653,7 @@ pub fn run(cli: &Cli, a: &RunArgs, exp: Experiment) -> Result<(), Failure> {
 
     // Plan and submit, under the store lock.
     let lock = crate::lock_store(&store, &store_root, a.no_wait, &|m| eprintln!("{m}"))?;
+    pipeline::view::check_dest(&store, &cli.out.join(&exp.name)).map_err(crate::engine_err)?;
     // Jobs write into tmp/ only with the lock held, and work in slurm/work/.
     store.sweep_tmp()?;
     let states = pipeline::status(&store, &graph, a.verify)?;
@@ -996,10 +996,8 @@ pub fn run(cli: &Cli, a: &RunArgs, exp: Experiment) -> Result<(), Failure> {
     let (reports, records) = pipeline::run(&store, &graph, &NoExec, &opts, &Quiet)?;
     let ids = graph.instances.iter().map(|i| i.id.clone()).collect();
     store.prune_refs(&graph.experiment, &ids)?;
-    let kept: Vec<&pipeline::Record> = records.iter().flatten().collect();
     let out_dir = cli.out.join(&exp.name);
-    pipeline::view::materialize(&store, &out_dir, &kept)
-        .with_context(|| format!("writing {}", out_dir.display()))?;
+    crate::write_view(&store, &out_dir, &records)?;
     drop(lock);
 
     let mut stages = Vec::with_capacity(n);

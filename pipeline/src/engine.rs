@@ -64,6 +64,15 @@ pub trait Executor: Sync {
         workdir: &Path,
         progress: ProgressFn<'_>,
     ) -> std::result::Result<Value, String>;
+
+    /// The outputs a stage of this kind must leave, as globs over the
+    /// relative paths in its work dir (`*` stays within one folder), e.g.
+    /// `eigen/values.arrow` or `checkpoints/step_*.safetensors`. Each must
+    /// match at least one file, or the stage fails and nothing is committed.
+    /// A stage that leaves no file at all always fails.
+    fn declared_outputs(&self, _inst: &StageInstance) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -187,9 +196,9 @@ fn work_dir(store: &Store, opts: &RunOptions, label: &str) -> Result<PathBuf> {
                 crate::store::safe_name(label),
                 std::process::id()
             ));
-            std::fs::create_dir_all(&d).map_err(|e| PipelineError::Io {
+            std::fs::create_dir_all(&d).map_err(|err| PipelineError::Io {
                 path: d.clone(),
-                source: e,
+                err,
             })?;
             Ok(d)
         }
@@ -326,7 +335,10 @@ fn stale_reason(
     verify: bool,
 ) -> Result<(Option<Record>, Vec<String>)> {
     match store.read_record(key) {
-        Ok(Some(rec)) => match store.check_objects(&rec, verify) {
+        Ok(Some(rec)) => match store
+            .check_record(&rec, key)
+            .or_else(|| store.check_objects(&rec, verify))
+        {
             None => Ok((Some(rec), Vec::new())),
             Some(why) => Ok((None, vec![why])),
         },
@@ -457,8 +469,10 @@ fn execute_and_commit(
     exec: &dyn Executor,
     sink: &dyn EventSink,
     opts: &RunOptions,
+    verified: &VerifiedObjects,
 ) -> std::result::Result<Record, String> {
     let started = Instant::now();
+    verify_inputs(store, recs, verified)?;
     let work = work_dir(store, opts, &inst.kind).map_err(|e| e.to_string())?;
     let inputs = resolve_inputs(store, graph, inst, recs);
     let progress = |done: u64, total: u64, msg: &str| {
@@ -494,6 +508,10 @@ fn execute_and_commit(
     let mut files = Vec::new();
     collect_files(&work, &work, &mut files).map_err(|e| format!("{}: {e}", work.display()))?;
     files.sort();
+    if let Err(e) = check_declared(&inst.kind, &exec.declared_outputs(inst), &files) {
+        let _ = std::fs::remove_dir_all(&work);
+        return Err(e);
+    }
     let mut outputs = BTreeMap::new();
     let mut hashes = BTreeMap::new();
     for (name, path) in files {
@@ -550,6 +568,81 @@ fn execute_and_commit(
     Ok(record)
 }
 
+/// The objects rehashed (and found intact) during one `run`: each is read
+/// once however many stages take it as input.
+#[derive(Default)]
+pub struct VerifiedObjects(std::sync::Mutex<HashSet<String>>);
+
+/// Rehash every object a stage is about to read, against its record: a
+/// stage never computes from a corrupt input (a flipped byte whose mtime
+/// was restored passes the cheap sentinel check). A corrupt object gets a
+/// fresh mtime, so that the next `run` rehashes it, finds it corrupt and
+/// recomputes its stage.
+pub fn verify_inputs(
+    store: &Store,
+    recs: &BTreeMap<String, Record>,
+    verified: &VerifiedObjects,
+) -> std::result::Result<(), String> {
+    for (role, r) in recs {
+        for (name, obj) in &r.outputs {
+            if verified.0.lock().unwrap().contains(&obj.hash) {
+                continue;
+            }
+            let p = store.object_path(&obj.hash);
+            match crate::store::hash_file(&p) {
+                Ok((h, n)) if h.to_hex() == obj.hash && n == obj.size => {
+                    verified.0.lock().unwrap().insert(obj.hash.clone());
+                }
+                Ok(_) => {
+                    crate::store::mark_suspect(&p);
+                    return Err(format!(
+                        "input {role} ({}): {name} is corrupt in the store (its bytes no longer hash \
+                         to {}); nothing was computed from it. Run again: the next `eigentrace run` \
+                         recomputes it",
+                        r.id,
+                        obj.hash.get(..16).unwrap_or(&obj.hash)
+                    ));
+                }
+                Err(e) => return Err(format!("input {role} ({}): cannot read {name}: {e}", r.id)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Each declared output pattern matches at least one of `files`, and there
+/// is at least one file.
+fn check_declared(
+    kind: &str,
+    declared: &[String],
+    files: &[(String, PathBuf)],
+) -> std::result::Result<(), String> {
+    if files.is_empty() {
+        return Err(format!(
+            "the {kind} stage reported success but wrote no output; nothing was committed"
+        ));
+    }
+    let mut missing = Vec::new();
+    for pat in declared {
+        let glob = globset::GlobBuilder::new(pat)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| format!("internal error: declared output {pat}: {e}"))?
+            .compile_matcher();
+        if !files.iter().any(|(rel, _)| glob.is_match(rel)) {
+            missing.push(pat.as_str());
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the {kind} stage reported success but did not write {}; nothing was committed",
+            missing.join(", ")
+        ))
+    }
+}
+
 pub(crate) fn collect_files(
     root: &Path,
     dir: &Path,
@@ -601,6 +694,7 @@ pub fn run(
     let mut queued = vec![false; n];
     let mut reports: Vec<Option<InstanceReport>> = vec![None; n];
     let jobs = opts.jobs.max(1);
+    let verified = VerifiedObjects::default();
 
     std::thread::scope(|scope| -> Result<()> {
         let (tx, rx) = mpsc::channel::<(
@@ -712,7 +806,9 @@ pub fn run(
                 }
                 if !forced(opts, inst) {
                     if let Ok(Some(rec)) = store.read_record(&key) {
-                        if store.check_objects(&rec, false).is_none() {
+                        if store.check_record(&rec, &key).is_none()
+                            && store.check_objects(&rec, opts.verify).is_none()
+                        {
                             queued[i] = false;
                             decided[i] = true;
                             resolved_now = true;
@@ -742,9 +838,12 @@ pub fn run(
                 });
                 let tx = tx.clone();
                 running += 1;
+                let verified = &verified;
                 scope.spawn(move || {
                     let t = Instant::now();
-                    let r = execute_and_commit(store, graph, inst, &key, &recs, exec, sink, opts);
+                    let r = execute_and_commit(
+                        store, graph, inst, &key, &recs, exec, sink, opts, verified,
+                    );
                     let _ = tx.send((i, key, reason, r, t.elapsed().as_secs_f64()));
                 });
             }
@@ -830,7 +929,160 @@ mod tests {
     }
 
     fn inst(id: &str, inputs: &[&str]) -> StageInstance {
-        crate::graph::test_instance(id, inputs)
+        let mut i = crate::graph::test_instance(id, inputs);
+        i.params = serde_json::json!({ "id": id });
+        i
+    }
+
+    /// Writes `out` = its id plus what it read from its inputs' `out`s;
+    /// `empty` writes nothing; declares `out` (or `never` for kind "decl").
+    struct Chain;
+    impl Executor for Chain {
+        fn execute(
+            &self,
+            inst: &StageInstance,
+            inputs: &StageInputs,
+            workdir: &Path,
+            _: ProgressFn<'_>,
+        ) -> std::result::Result<Value, String> {
+            if inst.id == "empty" {
+                return Ok(Value::Null);
+            }
+            let mut text = inst.id.clone();
+            for i in inputs.by_role.values() {
+                text.push_str(&std::fs::read_to_string(&i.files["out"]).unwrap());
+            }
+            std::fs::write(workdir.join("out"), text).unwrap();
+            Ok(Value::Null)
+        }
+        fn declared_outputs(&self, inst: &StageInstance) -> Vec<String> {
+            if inst.id == "decl" {
+                vec!["out".into(), "sub/*.arrow".into()]
+            } else {
+                vec!["out".into()]
+            }
+        }
+    }
+
+    /// Flip a byte of `id`'s object `out`, restoring its sentinel mtime (bit
+    /// rot, or a copy that preserves mtimes).
+    fn rot(store: &Store, rec: &Record) {
+        let p = store.object_path(&rec.outputs["out"].hash);
+        let mut perm = std::fs::metadata(&p).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perm.set_readonly(false);
+        std::fs::set_permissions(&p, perm).unwrap();
+        let mut b = std::fs::read(&p).unwrap();
+        b[0] ^= 1;
+        std::fs::write(&p, b).unwrap();
+        std::fs::File::open(&p)
+            .unwrap()
+            .set_modified(crate::store::object_mtime())
+            .unwrap();
+    }
+
+    #[test]
+    fn run_verify_rehashes_and_recomputes_a_rotten_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s")).unwrap();
+        let g = Graph::new("e", vec![inst("a", &[])]).unwrap();
+        let (_, done) = run(&store, &g, &Chain, &RunOptions::default(), &Quiet).unwrap();
+        rot(&store, done[0].as_ref().unwrap());
+        // The cheap check cannot see it; --verify must.
+        let (reps, _) = run(&store, &g, &Chain, &RunOptions::default(), &Quiet).unwrap();
+        assert_eq!(reps[0].status, Outcome::Cached);
+        let opts = RunOptions {
+            verify: true,
+            ..Default::default()
+        };
+        let (reps, done) = run(&store, &g, &Chain, &opts, &Quiet).unwrap();
+        assert_eq!(reps[0].status, Outcome::Ran, "{:?}", reps[0]);
+        let p = store.object_path(&done[0].as_ref().unwrap().outputs["out"].hash);
+        assert_eq!(std::fs::read_to_string(p).unwrap(), "a");
+        assert!(crate::maintain::verify(&store).unwrap().ok());
+    }
+
+    #[test]
+    fn a_rotten_input_is_refused_then_recomputed_and_never_poisons_its_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s")).unwrap();
+        let g = Graph::new("e", vec![inst("a", &[]), inst("b", &["a"])]).unwrap();
+        let (_, done) = run(&store, &g, &Chain, &RunOptions::default(), &Quiet).unwrap();
+        let clean_b = done[1].as_ref().unwrap().outputs["out"].hash.clone();
+        rot(&store, done[0].as_ref().unwrap());
+        // b must run again (forced): it refuses its corrupt input.
+        let force = |p: &str| RunOptions {
+            force_exact: vec![p.into()],
+            ..Default::default()
+        };
+        let (reps, _) = run(&store, &g, &Chain, &force("b"), &Quiet).unwrap();
+        assert_eq!(reps[1].status, Outcome::Failed);
+        let err = reps[1].error.as_deref().unwrap();
+        assert!(err.contains("corrupt") && err.contains("input a"), "{err}");
+        // The next plain run recomputes a (its mtime now tells), then b, from clean bytes.
+        let (reps, done) = run(&store, &g, &Chain, &RunOptions::default(), &Quiet).unwrap();
+        assert_eq!(reps[0].status, Outcome::Ran, "{:?}", reps[0]);
+        assert_eq!(done[1].as_ref().unwrap().outputs["out"].hash, clean_b);
+        assert!(crate::maintain::verify(&store).unwrap().ok());
+    }
+
+    #[test]
+    fn a_tampered_record_is_not_reused_and_verify_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s")).unwrap();
+        let g = Graph::new("e", vec![inst("a", &[]), inst("bb", &[])]).unwrap();
+        let (_, done) = run(&store, &g, &Chain, &RunOptions::default(), &Quiet).unwrap();
+        let (a, b) = (done[0].clone().unwrap(), done[1].clone().unwrap());
+        // Point a's record at b's object (same size: "a" vs "bb" differ, so pad).
+        let mut t = a.clone();
+        t.outputs.insert("out".into(), b.outputs["out"].clone());
+        store.write_record(&t).unwrap();
+        let v = crate::maintain::verify(&store).unwrap();
+        assert!(!v.ok(), "{v:?} {t:?}");
+        assert!(
+            v.bad_records.iter().any(|m| m.contains("content hash")),
+            "{:?}",
+            v.bad_records
+        );
+        let (reps, done) = run(&store, &g, &Chain, &RunOptions::default(), &Quiet).unwrap();
+        assert_eq!(reps[0].status, Outcome::Ran);
+        let p = store.object_path(&done[0].as_ref().unwrap().outputs["out"].hash);
+        assert_eq!(std::fs::read_to_string(p).unwrap(), "a");
+        assert!(crate::maintain::verify(&store).unwrap().ok());
+    }
+
+    #[test]
+    fn a_stage_missing_a_declared_output_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s")).unwrap();
+        let g = Graph::new("e", vec![inst("empty", &[]), inst("decl", &[])]).unwrap();
+        let (reps, done) = run(&store, &g, &Chain, &RunOptions::default(), &Quiet).unwrap();
+        assert!(done.iter().all(Option::is_none));
+        assert!(reps.iter().all(|r| r.status == Outcome::Failed));
+        assert!(
+            reps[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("wrote no output"),
+            "{:?}",
+            reps[0]
+        );
+        assert!(
+            reps[1].error.as_deref().unwrap().contains("sub/*.arrow"),
+            "{:?}",
+            reps[1]
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("s/records"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("s/tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[test]

@@ -19,42 +19,130 @@ pub struct VerifyReport {
     pub corrupt: Vec<String>,
     /// (record id, key, output name, hash) of outputs absent from the store.
     pub missing: Vec<(String, String, String, String)>,
-    /// Record files that do not parse.
+    /// Record files that do not parse, or that are not self-consistent (a
+    /// record edited or swapped by hand): "path or id: why".
     pub bad_records: Vec<String>,
+    /// Objects this user cannot read (permissions): "hash: error". Not
+    /// corrupt, but not verified either.
+    pub unreadable: Vec<String>,
 }
 
 impl VerifyReport {
     pub fn ok(&self) -> bool {
-        self.corrupt.is_empty() && self.missing.is_empty() && self.bad_records.is_empty()
+        self.corrupt.is_empty()
+            && self.missing.is_empty()
+            && self.bad_records.is_empty()
+            && self.unreadable.is_empty()
     }
 }
 
-/// Rehash every object and check every record's outputs exist.
+/// Rehash every object, and check every record: it is stored under its own
+/// key, its key recomputes from its parameters and inputs, its content hash
+/// follows from its outputs, each output exists with its recorded size, and
+/// each input's record exists with the content this record was computed
+/// from.
 pub fn verify(store: &Store) -> Result<VerifyReport> {
     let mut rep = VerifyReport::default();
     for (name, path) in store.objects()? {
         rep.objects += 1;
         match hash_file(&path) {
             Ok((h, _)) if h.to_hex() == name => {}
+            Err(PipelineError::Io { err, .. })
+                if err.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                rep.unreadable.push(format!("{name}: {err}"))
+            }
             _ => rep.corrupt.push(name),
         }
     }
+    let mut by_key: BTreeMap<String, Record> = BTreeMap::new();
+    let dir = store.root().join("records");
     for r in store.records()? {
         match r {
             Ok(rec) => {
                 rep.records += 1;
+                let file_key = format!("{}.json", rec.key);
+                if !dir.join(&file_key).is_file() {
+                    rep.bad_records.push(format!(
+                        "{}: a record file names key {} but is stored under another",
+                        rec.id,
+                        &rec.key.get(..16).unwrap_or(&rec.key)
+                    ));
+                }
                 for (out, obj) in &rec.outputs {
-                    if !store.object_path(&obj.hash).exists() {
-                        rep.missing.push((
+                    match std::fs::metadata(store.object_path(&obj.hash)) {
+                        Err(_) => rep.missing.push((
                             rec.id.clone(),
                             rec.key.clone(),
                             out.clone(),
                             obj.hash.clone(),
-                        ));
+                        )),
+                        Ok(m) if m.len() != obj.size => rep.bad_records.push(format!(
+                            "{}: output {out} is recorded as {} bytes, its object has {}",
+                            rec.id,
+                            obj.size,
+                            m.len()
+                        )),
+                        Ok(_) => {}
                     }
                 }
+                by_key.insert(rec.key.clone(), rec);
             }
             Err(e) => rep.bad_records.push(e.to_string()),
+        }
+    }
+    for rec in by_key.values() {
+        let mut hashes = BTreeMap::new();
+        for (name, obj) in &rec.outputs {
+            hashes.insert(
+                name.clone(),
+                Hash::from_hex(&obj.hash).unwrap_or(Hash([0; 32])),
+            );
+        }
+        if content_hash(&hashes).to_hex() != rec.content {
+            rep.bad_records.push(format!(
+                "{} (record {}): its outputs do not match its content hash (edited by hand?)",
+                rec.id,
+                &rec.key.get(..16).unwrap_or(&rec.key)
+            ));
+        }
+        let contents: BTreeMap<String, Hash> = rec
+            .inputs
+            .iter()
+            .map(|(role, i)| {
+                (
+                    role.clone(),
+                    Hash::from_hex(&i.content).unwrap_or(Hash([0; 32])),
+                )
+            })
+            .collect();
+        if stage_key(
+            &rec.kind,
+            rec.code_version,
+            &rec.params,
+            &rec.env,
+            &contents,
+        )
+        .to_hex()
+            != rec.key
+        {
+            rep.bad_records.push(format!(
+                "{} (record {}): its key does not recompute from its parameters and inputs",
+                rec.id,
+                &rec.key.get(..16).unwrap_or(&rec.key)
+            ));
+        }
+        for (role, input) in &rec.inputs {
+            if let Some(ir) = by_key.get(&input.key) {
+                if ir.content != input.content {
+                    rep.bad_records.push(format!(
+                        "{} (record {}): input {role} ({}) now holds other content than it was computed from",
+                        rec.id,
+                        &rec.key.get(..16).unwrap_or(&rec.key),
+                        input.id
+                    ));
+                }
+            }
         }
     }
     Ok(rep)
@@ -279,6 +367,13 @@ pub fn reproduce(store: &Store, rec: &Record, exec: &dyn Executor) -> Result<Rep
             .collect(),
         view: rec.view.clone(),
     };
+    let recs: BTreeMap<String, Record> = rec
+        .inputs
+        .iter()
+        .filter_map(|(role, i)| Some((role.clone(), store.read_record(&i.key).ok()??)))
+        .collect();
+    crate::engine::verify_inputs(store, &recs, &Default::default())
+        .map_err(|e| PipelineError::Other(format!("reproducing {}: {e}", rec.id)))?;
     let dir = store.fresh_tmp_dir("reproduce")?;
     let none = |_: u64, _: u64, _: &str| {};
     exec.execute(&inst, &StageInputs { by_role }, &dir, &none)

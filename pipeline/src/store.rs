@@ -6,6 +6,7 @@
 //! refs/<exp>/<id>.json the last key of each logical instance (for `status` reasons)
 //! tmp/                 work dirs and half-written files; swept at start
 //! lock                 the writer lock (flock: freed when its process dies)
+//! id                   a random id, created once: which store an out/ view came from
 //! ```
 //!
 //! Crash safety: outputs are written in `tmp/`, hashed, fsynced and renamed
@@ -44,14 +45,80 @@ pub struct StoreLock {
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Store {
-    /// Open (creating if needed) the store at `root`.
+    /// Open (creating if needed) the store at `root`. A folder that exists
+    /// and is neither empty nor a store is refused: a store is never laid
+    /// over someone's files.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
+        if root.is_dir() && !root.join("records").is_dir() {
+            let nonempty = fs::read_dir(&root)
+                .at(&root)?
+                .flatten()
+                .any(|e| e.file_name() != "lock");
+            if nonempty {
+                return Err(PipelineError::Refused(format!(
+                    "{}: this folder is not an eigentrace store (no records/) and is not empty; \
+                     pass --store with a new or existing store folder",
+                    root.display()
+                )));
+            }
+        }
         for sub in ["objects", "records", "refs", "tmp"] {
             let d = root.join(sub);
             fs::create_dir_all(&d).at(&d)?;
         }
+        let store = Store { root };
+        store.id()?;
+        Ok(store)
+    }
+
+    /// The store at `root` for reading only: nothing is created, and a store
+    /// that does not exist yet reads as empty (every record missing). A
+    /// folder that exists but is not a store is an error.
+    pub fn at(root: impl Into<PathBuf>) -> Result<Store> {
+        let root = root.into();
+        if root.exists() && !root.join("records").is_dir() {
+            return Err(PipelineError::Refused(format!(
+                "{}: no eigentrace store here (no records/); pass --store DIR",
+                root.display()
+            )));
+        }
         Ok(Store { root })
+    }
+
+    /// The store's id (random, made once, kept in `<store>/id`): an out/
+    /// view names the store it was built from. Created when missing.
+    pub fn id(&self) -> Result<String> {
+        let p = self.root.join("id");
+        if let Ok(s) = fs::read_to_string(&p) {
+            let s = s.trim();
+            if s.len() == 32 && s.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Ok(s.to_string());
+            }
+        }
+        // Random enough: time, pid and a counter through blake3. Made in
+        // tmp/ and linked into place, so two openers agree on one id.
+        let mut h = blake3::Hasher::new();
+        h.update(format!("{:?}", std::time::SystemTime::now()).as_bytes());
+        h.update(&std::process::id().to_le_bytes());
+        h.update(self.root.to_string_lossy().as_bytes());
+        h.update(&TMP_COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+        let id = h.finalize().to_hex()[..32].to_string();
+        let tmp = self.root.join("tmp").join(format!(
+            ".id.{}.{}",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::write(&tmp, format!("{id}\n")).at(&tmp)?;
+        if fs::read_to_string(&p).is_ok() {
+            // A broken id file: replace it.
+            let _ = fs::rename(&tmp, &p);
+        } else if fs::hard_link(&tmp, &p).is_err() {
+            let _ = fs::rename(&tmp, &p);
+        }
+        let _ = fs::remove_file(&tmp);
+        sync_dir(&self.root);
+        Ok(fs::read_to_string(&p).at(&p)?.trim().to_string())
     }
 
     /// Open an existing store without creating anything.
@@ -168,9 +235,9 @@ impl Store {
             f.set_modified(object_mtime()).at(path)?;
             f.sync_all().at(path)?;
         }
-        let mut perm = fs::metadata(path).at(path)?.permissions();
-        perm.set_readonly(true);
-        fs::set_permissions(path, perm).at(path)?;
+        // 0444 whatever mode the stage wrote it with (a checkpoint writer
+        // may make 0600): every reader of the store can verify every object.
+        set_readonly_for_all(path).at(path)?;
         crate::failpoint::hit("object-before-rename");
         fs::rename(path, &dest).at(&dest)?;
         sync_dir(parent);
@@ -265,6 +332,33 @@ impl Store {
             }));
         }
         Ok(out)
+    }
+
+    /// Why `record`, read as the record of `key`, is not self-consistent: it
+    /// names another key, or its content hash does not follow from its
+    /// outputs (a record edited or swapped by hand). None when it is.
+    pub fn check_record(&self, record: &Record, key: &str) -> Option<String> {
+        if record.key != key {
+            return Some(format!(
+                "its record names another key ({})",
+                &record.key.get(..16).unwrap_or(&record.key)
+            ));
+        }
+        let mut hashes = std::collections::BTreeMap::new();
+        for (name, obj) in &record.outputs {
+            match Hash::from_hex(&obj.hash) {
+                Some(h) => {
+                    hashes.insert(name.clone(), h);
+                }
+                None => return Some(format!("its record has a malformed hash for {name}")),
+            }
+        }
+        if crate::key::content_hash(&hashes).to_hex() != record.content {
+            return Some(
+                "its record's outputs do not match its content hash (edited by hand?)".into(),
+            );
+        }
+        None
     }
 
     /// Why the record's objects cannot be reused, or None when they can.
@@ -395,16 +489,31 @@ impl Store {
     }
 }
 
+/// Give an object found corrupt a fresh mtime: the next cheap check
+/// ([`Store::check_objects`]) then rehashes it.
+pub fn mark_suspect(p: &Path) {
+    if let Ok(f) = File::open(p) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+}
+
 /// The mtime every object carries (1970-01-01T00:00:01Z): a write moves it.
 pub fn object_mtime() -> std::time::SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::from_secs(1)
 }
 
-/// blake3 and size of a file, streamed.
+/// blake3 and size of a file: streamed when small, memory-mapped and
+/// hashed on every core when large (≥ 4 MiB).
 pub fn hash_file(path: &Path) -> Result<(Hash, u64)> {
     let mut f = File::open(path).at(path)?;
+    let len = f.metadata().at(path)?.len();
     let mut hasher = blake3::Hasher::new();
-    let n = std::io::copy(&mut f, &mut hasher).at(path)?;
+    let n = if len >= 4 << 20 {
+        hasher.update_mmap_rayon(path).at(path)?;
+        hasher.count()
+    } else {
+        std::io::copy(&mut f, &mut hasher).at(path)?
+    };
     Ok((Hash(*hasher.finalize().as_bytes()), n))
 }
 
@@ -446,7 +555,22 @@ fn set_writable(p: &Path) -> std::io::Result<()> {
     fs::set_permissions(p, perm)
 }
 
-fn make_writable_recursive(dir: &Path) {
+/// Mode 0444 (r--r--r--).
+fn set_readonly_for_all(p: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(p, fs::Permissions::from_mode(0o444))
+    }
+    #[cfg(not(unix))]
+    {
+        let mut perm = fs::metadata(p)?.permissions();
+        perm.set_readonly(true);
+        fs::set_permissions(p, perm)
+    }
+}
+
+pub(crate) fn make_writable_recursive(dir: &Path) {
     let _ = set_writable(dir);
     if let Ok(rd) = fs::read_dir(dir) {
         for e in rd.flatten() {

@@ -25,6 +25,19 @@ fn exec(workdir: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let req: stages::worker::Request =
         serde_json::from_str(&text).map_err(|e| format!("bad request: {e}"))?;
+    // Faults on request, for the tests of how the CLI reports a worker that
+    // dies (EIGENTRACE_WORKER_FAULT=kill|panic|no-output).
+    match std::env::var("EIGENTRACE_WORKER_FAULT").as_deref() {
+        Ok("kill") => unsafe {
+            libc::raise(libc::SIGKILL);
+        },
+        Ok("panic") => panic!("injected fault: a worker panic\nwith a second line"),
+        Ok("no-output") => {
+            println!("result {{}}");
+            return Ok(());
+        }
+        _ => {}
+    }
     let out = std::sync::Mutex::new(std::io::stdout());
     let progress = |done: u64, total: u64, msg: &str| {
         let mut o = out.lock().unwrap();
