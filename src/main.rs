@@ -302,11 +302,36 @@ fn torch_env(dev: &str) -> serde_json::Value {
 }
 
 fn load(config: &Path, force_size: bool) -> Result<Experiment, Failure> {
+    load_for(config, force_size, None)
+}
+
+/// Load and check `config`; with `results_dir`, also against the free disk
+/// space where the results will go (the store).
+fn load_for(
+    config: &Path,
+    force_size: bool,
+    results_dir: Option<&Path>,
+) -> Result<Experiment, Failure> {
     let opts = experiment::LoadOptions {
         force_size,
+        disk_free_bytes: results_dir.and_then(free_bytes),
         ..Default::default()
     };
     Experiment::load_with(config, &opts).map_err(usage)
+}
+
+/// Free bytes on the filesystem of `dir` (or of its nearest existing parent).
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let abs = std::path::absolute(dir).ok()?;
+    let existing = abs.ancestors().find(|p| p.exists())?;
+    let c = std::ffi::CString::new(existing.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and a zeroed out-struct.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 /// The `--force` patterns as globs over instance ids and kinds (None: none given).
@@ -370,7 +395,7 @@ pub(crate) fn figure_paths(
 }
 
 fn cmd_run(cli: &Cli, a: &RunArgs) -> Result<(), Failure> {
-    let exp = load(&a.config, a.force_size)?;
+    let exp = load_for(&a.config, a.force_size, Some(&cli.store))?;
     if a.executor == slurm::ExecutorArg::Slurm {
         return slurm::run(cli, a, exp);
     }
@@ -504,15 +529,9 @@ fn cmd_report(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
     let exp = load(&a.config, a.force_size)?;
     let device = resolve_device(a.device)?;
     let graph = exp.graph(&torch_env(&device));
-    let store = Store::open_existing(&cli.store).map_err(|e| {
-        usage(anyhow::anyhow!(
-            "{e}; `eigentrace report` renders from a store's results: run `eigentrace run {}` first",
-            a.config.display()
-        ))
-    })?;
-    let _lock = store.lock(LockMode::Wait, &|h| {
-        eprintln!("waiting for the store lock (held by {h})")
-    })?;
+    // A store that does not exist reads as empty (and is not created): the
+    // report then names what is missing.
+    let store = Store::at(&cli.store).map_err(engine_err)?;
     let states = pipeline::status(&store, &graph, a.verify)?;
     let stale: Vec<String> = states
         .iter()
@@ -529,6 +548,11 @@ fn cmd_report(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
             ),
         });
     }
+    let store = Store::open_existing(&cli.store).map_err(usage)?;
+    let _lock = store.lock(LockMode::Wait, &|h| {
+        eprintln!("waiting for the store lock (held by {h})")
+    })?;
+    pipeline::view::check_dest(&store, &cli.out.join(&exp.name)).map_err(engine_err)?;
     let mut force = globset::GlobSetBuilder::new();
     force.add(globset::Glob::new("report").map_err(usage)?);
     let opts = RunOptions {

@@ -1198,7 +1198,8 @@ pub fn exec(cli: &Cli, a: &ExecArgs) -> Result<(), Failure> {
             .into());
         }
     }
-    let store = Store::open_existing(&cli.store).map_err(usage)?;
+    // Read first (a store not made yet has no committed inputs either).
+    let store = Store::at(&cli.store).map_err(crate::engine_err)?;
     let sub = ancestors(&graph, graph.position(&id).expect("present"));
     let inst = sub.get(&id).expect("in its own subgraph").clone();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -1229,6 +1230,8 @@ pub fn exec(cli: &Cli, a: &ExecArgs) -> Result<(), Failure> {
         )
         .into());
     }
+    // A writer, as `run` is: it may make the store.
+    let store = Store::open(&cli.store).map_err(crate::engine_err)?;
     // The job's CPUs: --cpus-per-task, else what Slurm allocated on this node
     // ("4", or "4(x2)"), else the CPUs this process may use.
     let slurm_cpus = |var: &str| -> Option<usize> {

@@ -134,16 +134,28 @@ pub fn store_outputs(store: &Path) -> std::collections::BTreeMap<String, Value> 
 
 /// blake3 over every file (path and bytes) under `dir`, or "absent".
 pub fn tree_hash(dir: &Path) -> String {
-    fn walk(d: &Path, root: &Path, h: &mut blake3::Hasher) {
+    tree_hash_skipping(dir, &[])
+}
+
+/// [`tree_hash`] of an out/ view without its stamp (which names its store).
+pub fn view_hash(dir: &Path) -> String {
+    tree_hash_skipping(dir, &[".eigentrace-view"])
+}
+
+fn tree_hash_skipping(dir: &Path, skip: &[&str]) -> String {
+    fn walk(d: &Path, root: &Path, h: &mut blake3::Hasher, skip: &[&str]) {
         let mut entries: Vec<_> = std::fs::read_dir(d)
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();
         entries.sort();
         for p in entries {
+            if skip.iter().any(|s| p.file_name().is_some_and(|n| n == *s)) {
+                continue;
+            }
             h.update(p.strip_prefix(root).unwrap().to_string_lossy().as_bytes());
             if p.is_dir() {
-                walk(&p, root, h);
+                walk(&p, root, h, skip);
             } else {
                 h.update(&std::fs::read(&p).unwrap());
             }
@@ -153,6 +165,6 @@ pub fn tree_hash(dir: &Path) -> String {
         return "absent".into();
     }
     let mut h = blake3::Hasher::new();
-    walk(dir, dir, &mut h);
+    walk(dir, dir, &mut h, skip);
     h.finalize().to_hex().to_string()
 }
