@@ -437,6 +437,8 @@ pub fn metrics() -> anyhow::Result<Value> {
         vectors: &vectors,
         arch: &arch,
         optimizer: &opt,
+        schedule: &Default::default(),
+        steps: 1000,
         checkpoints: vec![],
         null_vectors: None,
     };

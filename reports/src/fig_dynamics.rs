@@ -84,6 +84,32 @@ fn first_f64(df: &DataFrame, name: &str, file: &Path) -> Result<Option<f64>, Rep
     Ok(c.f64().map_err(io_err(file))?.get(0))
 }
 
+/// The first finite, positive stability threshold that spectrum.arrow holds
+/// for the Hessian and for the preconditioned operator: what the figures
+/// draw, so that a line and the file can never disagree.
+pub(crate) fn spectrum_thresholds(path: &Path) -> Result<(Option<f64>, Option<f64>), ReportError> {
+    let sp = Table::open(path)?;
+    let (op, thr) = (
+        sp.col("operator", Kind::Str)?,
+        sp.col("threshold", Kind::Float)?,
+    );
+    let finite_first = |sel: Expr| {
+        thr.clone()
+            .filter(
+                sel.and(thr.clone().is_finite())
+                    .and(thr.clone().gt(lit(0.0))),
+            )
+            .first()
+    };
+    let s = sp.query(|lf| {
+        lf.select([
+            finite_first(op.clone().eq(lit("hessian"))).alias("h"),
+            finite_first(op.clone().eq(lit("preconditioned"))).alias("p"),
+        ])
+    })?;
+    Ok((first_f64(&s, "h", path)?, first_f64(&s, "p", path)?))
+}
+
 /// What one run contributes, each frame reduced to `step` plus value columns.
 struct RunData {
     /// `step`, `train_loss`, `test_loss`, `train_acc`, `test_acc`.
@@ -139,12 +165,11 @@ fn load_run(run: &crate::RunInput) -> Result<RunData, ReportError> {
     // metrics/spectrum.arrow
     let path = run.file("metrics/spectrum.arrow")?;
     let sp = Table::open(path)?;
-    let (step, op, rank, ev, thr) = (
+    let (step, op, rank, ev) = (
         sp.col("step", Kind::Int)?,
         sp.col("operator", Kind::Str)?,
         sp.col("rank", Kind::Int)?,
         sp.col("eigenvalue", Kind::Float)?,
-        sp.col("threshold", Kind::Float)?,
     );
     let is_h = op.clone().eq(lit("hessian"));
     let is_p = op.eq(lit("preconditioned"));
@@ -164,22 +189,7 @@ fn load_run(run: &crate::RunInput) -> Result<RunData, ReportError> {
                 .select([step.clone().alias("step"), ev.clone().alias("value")]),
         )
     })?;
-    let finite_first = |sel: Expr| {
-        thr.clone()
-            .filter(
-                sel.and(thr.clone().is_finite())
-                    .and(thr.clone().gt(lit(0.0))),
-            )
-            .first()
-    };
-    let s = sp.query(|lf| {
-        lf.select([
-            finite_first(is_h.clone()).alias("h"),
-            finite_first(is_p.clone()).alias("p"),
-        ])
-    })?;
-    let hessian_threshold = first_f64(&s, "h", path)?;
-    let precond_threshold = first_f64(&s, "p", path)?;
+    let (hessian_threshold, precond_threshold) = spectrum_thresholds(path)?;
 
     // metrics/displacement.arrow: consecutive pairs, mean over ranks per t_w
     let path = run.file("metrics/displacement.arrow")?;

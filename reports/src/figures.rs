@@ -56,6 +56,9 @@ struct Group {
     color: RGBColor,
     runs: usize,
     lr: Option<f64>,
+    /// The Hessian's stability threshold from spectrum.arrow (None: no
+    /// spectrum file, or no threshold for this optimizer).
+    threshold: Option<f64>,
 }
 
 /// Everything the figure draws, aggregated.
@@ -105,12 +108,17 @@ impl FigureData {
             {
                 Some(i) => i,
                 None => {
+                    let threshold = match run.files.get("metrics/spectrum.arrow") {
+                        Some(p) => crate::fig_dynamics::spectrum_thresholds(p)?.0,
+                        None => None,
+                    };
                     groups.push(Group {
                         optimizer: run.optimizer.clone(),
                         label: label.clone(),
                         color: optimizer_color(&run.optimizer),
                         runs: 0,
                         lr: f.lr,
+                        threshold,
                     });
                     groups.len() - 1
                 }
@@ -130,6 +138,7 @@ impl FigureData {
                 color: g.color,
                 runs: g.runs,
                 lr: g.lr,
+                threshold: g.threshold,
             });
         }
         // Several groups of one optimizer (learning rates, diverged seeds):
@@ -229,25 +238,29 @@ impl FigureData {
             empty_note: "no data",
         };
 
-        // (b) sharpness against 2/η of the SGD-family runs
-        let mut etas: Vec<(f64, RGBColor)> = Vec::new();
+        // (b) sharpness against the stability threshold of the SGD-family
+        // runs: the value spectrum.arrow holds (2/η for plain GD, (2+2β)/η
+        // with heavy-ball momentum, …), 2/η where a run has no spectrum file.
+        let mut found: Vec<(f64, f64, RGBColor)> = Vec::new();
         for g in &self.groups {
             if let (true, Some(lr)) = (is_sgd_family(&g.optimizer), g.lr) {
-                if lr > 0.0 && lr.is_finite() && !etas.iter().any(|(e, _)| *e == lr) {
-                    etas.push((lr, g.color));
+                let v = g.threshold.unwrap_or(2.0 / lr);
+                if v > 0.0 && v.is_finite() && !found.iter().any(|(t, _, _)| *t == v) {
+                    found.push((v, lr, g.color));
                 }
             }
         }
-        let refs: Vec<RefLine> = etas
+        let several = found.len() > 1;
+        let refs: Vec<RefLine> = found
             .iter()
-            .map(|&(eta, color)| RefLine {
-                value: 2.0 / eta,
+            .map(|&(value, eta, color)| RefLine {
+                value,
                 color: darker(color),
                 dashed: true,
-                label: if etas.len() == 1 {
-                    "2/η".to_string()
-                } else {
-                    format!("2/η, η = {}", fmt_plain(eta))
+                label: match ((value * eta / 2.0 - 1.0).abs() < 1e-9, several) {
+                    (true, false) => "2/η".to_string(),
+                    (true, true) => format!("2/η, η = {}", fmt_plain(eta)),
+                    (false, _) => format!("threshold = {}", fmt_plain(value)),
                 },
             })
             .collect();

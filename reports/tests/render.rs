@@ -362,3 +362,35 @@ fn empty_tables_render_no_data_panels() {
     let svg = std::fs::read_to_string(out.join("optimizer_comparison.svg")).unwrap();
     assert_eq!(svg.matches("no data").count(), 3);
 }
+
+#[test]
+fn the_overview_draws_the_threshold_that_spectrum_arrow_holds() {
+    // A heavy-ball run (β = 0.9, η = 0.1): spectrum.arrow holds (2+2β)/η =
+    // 38, not 2/η = 20, and the figure must draw 38.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut run = synth_run(&tmp.path().join("runs"), &sgd(), 0, None);
+    let spectrum = tmp.path().join("spectrum.arrow");
+    write_ipc(
+        &spectrum,
+        df!(
+            "step" => [0i64, 10],
+            "operator" => ["hessian", "hessian"],
+            "rank" => [0i32, 0],
+            "eigenvalue" => [5.0, 18.0],
+            "threshold" => [38.0, 38.0],
+        )
+        .unwrap(),
+    );
+    run.files
+        .insert("metrics/spectrum.arrow".into(), spectrum.clone());
+    let input = ReportInput {
+        experiment: "thr".into(),
+        runs: vec![run],
+    };
+    let out = tmp.path().join("report");
+    std::fs::create_dir_all(&out).unwrap();
+    render_report(&input, &out).expect("render");
+    let svg = std::fs::read_to_string(out.join("optimizer_comparison.svg")).unwrap();
+    assert!(svg.contains("threshold = 38"), "the line is not labelled 38");
+    assert!(!svg.contains("2/η"), "2/η drawn for a momentum run");
+}

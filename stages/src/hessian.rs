@@ -75,11 +75,20 @@ impl HessianParams {
     }
 }
 
-/// D^{-1/2} from an adaptive optimizer's checkpointed state, with
-/// D = diag(sqrt(v̂) + ε) (Cohen et al. 2022, "Adaptive gradient methods at
-/// the edge of stability"): Adam/AdamW v̂ = exp_avg_sq / (1 − β2^t);
-/// RMSprop v̂ = square_avg; Adagrad v̂ = sum. None when the optimizer has no
-/// diagonal preconditioner or no step was taken yet.
+/// D^{-1/2} from an adaptive optimizer's checkpointed state: D is the
+/// diagonal the last update divided the gradient by, as torch.optim applied
+/// it (Cohen et al. 2022, "Adaptive gradient methods at the edge of
+/// stability", arXiv 2207.14484):
+///
+/// - Adam/AdamW: θ ← θ − η m̂/(√v̂ + ε) with m̂ = m/(1 − β1^t), v̂ = v/(1 − β2^t),
+///   so D = (1 − β1^t)(√v̂ + ε) (the bias correction of m folded into D, so
+///   that the threshold stays 2(1+β1)/((1−β1)η));
+/// - RMSprop: D = √square_avg + ε, or √(square_avg − grad_avg²) + ε when
+///   centered;
+/// - Adagrad: D = √sum + ε.
+///
+/// t is the checkpoint's `step` (updates taken). None when the optimizer has
+/// no diagonal preconditioner or no step was taken yet.
 pub fn preconditioner_inv_sqrt(
     opt: &OptimizerParams,
     state: &BTreeMap<String, Vec<f64>>,
@@ -91,27 +100,49 @@ pub fn preconditioner_inv_sqrt(
         .and_then(|s| s.first())
         .copied()
         .unwrap_or(0.0);
-    let v: Vec<f64> = match r.name {
+    if t < 1.0 {
+        return None;
+    }
+    let d: Vec<f64> = match r.name {
         OptName::Adam | OptName::Adamw => {
-            if t < 1.0 {
-                return None;
-            }
+            let bc1 = 1.0 - r.beta1.unwrap_or(0.9).powf(t);
             let bc2 = 1.0 - r.beta2.unwrap_or(0.999).powf(t);
             let raw = state.get(if r.amsgrad == Some(true) {
                 "max_exp_avg_sq"
             } else {
                 "exp_avg_sq"
             })?;
-            raw.iter().map(|x| x / bc2).collect()
+            raw.iter().map(|x| bc1 * ((x / bc2).sqrt() + eps)).collect()
         }
-        OptName::Rmsprop => state.get("square_avg")?.clone(),
-        OptName::Adagrad => state.get("sum")?.clone(),
+        OptName::Rmsprop => {
+            let sq = state.get("square_avg")?;
+            if r.centered == Some(true) {
+                let ga = state.get("grad_avg")?;
+                sq.iter()
+                    .zip(ga)
+                    .map(|(v, g)| (v - g * g).sqrt() + eps)
+                    .collect()
+            } else {
+                sq.iter().map(|v| v.sqrt() + eps).collect()
+            }
+        }
+        OptName::Adagrad => state.get("sum")?.iter().map(|v| v.sqrt() + eps).collect(),
         _ => return None,
     };
-    if t < 1.0 {
-        return None;
+    Some(d.iter().map(|x| 1.0 / x.sqrt()).collect())
+}
+
+/// The L2 weight decay the update adds to the gradient (g + wd·θ), which
+/// puts wd·I into the operator the update sees: torch's SGD, Adam, RMSprop
+/// and Adagrad. AdamW and Muon decay θ directly (decoupled): 0.
+pub fn coupled_weight_decay(opt: &OptimizerParams) -> f64 {
+    let r = opt.resolved();
+    match r.name {
+        OptName::Sgd | OptName::Adam | OptName::Rmsprop | OptName::Adagrad => {
+            r.weight_decay.unwrap_or(0.0)
+        }
+        _ => 0.0,
     }
-    Some(v.iter().map(|x| 1.0 / (x.sqrt() + eps).sqrt()).collect())
 }
 
 /// Checkpoint steps present among a train stage's outputs, ascending.

@@ -14,8 +14,10 @@
 //!   matched_displacement, same_rank_displacement, consecutive,
 //!   per_step (the displacement divided by t − t_w);
 //! - `spectrum.arrow`: step, operator, rank, eigenvalue, rel_gap,
-//!   degenerate, threshold (2/η for the Hessian; 2(1+β1)/((1−β1)η) for the
-//!   preconditioned operator of Adam-family runs), over_threshold;
+//!   degenerate, threshold (see [`stability_threshold`]: SGD's on the
+//!   Hessian, with momentum, Nesterov, dampening and weight decay; the
+//!   adaptive methods' on their preconditioned operators; at the learning
+//!   rate scheduled at that step), over_threshold;
 //! - `alignment.arrow`: step, grad_alignment, update_alignment;
 //! - with a null model: `null_localization.arrow` (replica, rank, ipr,
 //!   p_ipr, pr, frac50, frac90), `null_layer_mass.arrow` and
@@ -428,6 +430,10 @@ pub struct MetricsInputs<'a> {
     pub vectors: &'a Path,
     pub arch: &'a Arch,
     pub optimizer: &'a OptimizerParams,
+    /// The learning-rate schedule and the run's length: the thresholds use
+    /// the learning rate scheduled at each checkpoint.
+    pub schedule: &'a crate::train::Schedule,
+    pub steps: u64,
     /// (step, checkpoint path), for the gradient and update alignment.
     pub checkpoints: Vec<(u64, &'a Path)>,
     /// The null model's vectors, if any.
@@ -557,6 +563,52 @@ pub fn run_with(
     Ok(meta)
 }
 
+/// The stability threshold of `operator`'s top eigenvalue for the update
+/// that follows a checkpoint (learning rate `lr`, as scheduled there; `t`
+/// updates taken): the value above which gradient descent's linearization
+/// along the top eigenvector diverges. None where no linear threshold
+/// exists (sign and orthogonalized updates: Lion, Muon), or for an operator
+/// the update does not follow (the raw Hessian of an adaptive method).
+///
+/// - SGD (Cohen et al. 2021): 2/η; heavy ball (2+2β)/η, divided by (1−τ)
+///   with dampening τ; Nesterov (2+2β)/((1+2β)η). With L2 weight decay wd
+///   the update sees H + wd·I, so the threshold on λ(H) is lowered by wd.
+/// - Adam/AdamW, on the preconditioned operator (Cohen et al. 2022,
+///   arXiv 2207.14484): 2(1+β1)/((1−β1)η) (38/η at β1 = 0.9).
+/// - RMSprop, on its preconditioned operator: 2/η, or (2+2β)/η with momentum.
+/// - Adagrad, on its preconditioned operator: 2/η_t with
+///   η_t = η/(1 + (t−1)·lr_decay), as torch applies lr_decay.
+///
+/// The preconditioned operators carry their coupled weight decay inside
+/// (the hessian stage applies D^{-1/2}(H + wd·I)D^{-1/2}), so no shift here.
+pub fn stability_threshold(opt: &OptimizerParams, operator: &str, lr: f64, t: u64) -> Option<f64> {
+    let o = opt.resolved();
+    let beta = o.momentum.unwrap_or(0.0);
+    match (operator, o.name) {
+        ("hessian", OptName::Sgd) => {
+            let damp = o.dampening.unwrap_or(0.0);
+            let base = if beta == 0.0 {
+                2.0 / lr
+            } else if o.nesterov == Some(true) {
+                (2.0 + 2.0 * beta) / ((1.0 + 2.0 * beta) * lr)
+            } else {
+                (2.0 + 2.0 * beta) / ((1.0 - damp) * lr)
+            };
+            Some(base - o.weight_decay.unwrap_or(0.0))
+        }
+        ("preconditioned", OptName::Adam | OptName::Adamw) => {
+            let b1 = o.beta1.unwrap_or(0.9);
+            Some(2.0 * (1.0 + b1) / ((1.0 - b1) * lr))
+        }
+        ("preconditioned", OptName::Rmsprop) => Some((2.0 + 2.0 * beta) / lr),
+        ("preconditioned", OptName::Adagrad) => {
+            let decay = o.lr_decay.unwrap_or(0.0);
+            Some(2.0 * (1.0 + (t.max(1) - 1) as f64 * decay) / lr)
+        }
+        _ => None,
+    }
+}
+
 fn spectrum(p: &MetricsParams, input: &MetricsInputs<'_>, out: &Path) -> StageResult<()> {
     let t = Table::open(input.values)?;
     let (step, op, rank, ev) = (
@@ -571,23 +623,10 @@ fn spectrum(p: &MetricsParams, input: &MetricsInputs<'_>, out: &Path) -> StageRe
             .or_default()
             .push((rank.value(i), ev.value(i)));
     }
-    let o = input.optimizer.resolved();
-    // Edge of stability: 2/η for GD/SGD (Cohen et al. 2021); for Adam's
-    // preconditioned sharpness 2(1+β1)/((1−β1)η) = 38/η at β1 = 0.9 (Cohen et al. 2022).
-    let thresholds = |operator: &str| -> Option<f64> {
-        match (operator, o.name) {
-            ("hessian", OptName::Sgd) if o.momentum.unwrap_or(0.0) == 0.0 => Some(2.0 / o.lr),
-            ("hessian", OptName::Sgd) => {
-                // Heavy ball: (2 + 2β)/η.
-                let b = o.momentum.unwrap_or(0.0);
-                Some((2.0 + 2.0 * b) / o.lr)
-            }
-            ("preconditioned", OptName::Adam | OptName::Adamw) => {
-                let b1 = o.beta1.unwrap_or(0.9);
-                Some(2.0 * (1.0 + b1) / ((1.0 - b1) * o.lr))
-            }
-            _ => None,
-        }
+    let thresholds = |operator: &str, st: i64| -> Option<f64> {
+        let t = (st.max(0) as u64).min(input.steps.saturating_sub(1));
+        let lr = input.schedule.lr(input.optimizer.lr, t, input.steps);
+        stability_threshold(input.optimizer, operator, lr, t)
     };
     let (mut s_step, mut s_op, mut s_rank, mut s_ev, mut s_gap, mut s_deg, mut s_thr, mut s_over) = (
         vec![],
@@ -606,7 +645,7 @@ fn spectrum(p: &MetricsParams, input: &MetricsInputs<'_>, out: &Path) -> StageRe
             .map(|p| p.1.abs())
             .unwrap_or(0.0)
             .max(f64::MIN_POSITIVE);
-        let thr = thresholds(&operator);
+        let thr = thresholds(&operator, st);
         for (i, (r, e)) in pairs.iter().enumerate() {
             // The gap to the next eigenvalue below, relative to |λ1| (SCIENCE.md, Degeneracy).
             let gap = pairs.get(i + 1).map(|n| (e - n.1) / lam1);

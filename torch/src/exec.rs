@@ -139,6 +139,8 @@ pub fn execute(req: &Request, workdir: &Path, progress: Progress<'_>) -> Result<
                 vectors: file(req, "hessian", "eigen/vectors.arrow")?,
                 arch: &tp.arch,
                 optimizer: &tp.optimizer,
+                schedule: &tp.schedule,
+                steps: tp.steps,
                 checkpoints,
                 null_vectors,
             };

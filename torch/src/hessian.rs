@@ -178,9 +178,16 @@ impl Hvp {
         }
     }
 
-    /// H·X for the block, or D H D·X when a diagonal scaling `d` is given
-    /// (the preconditioned operator D^{-1/2} H D^{-1/2}).
-    pub fn apply_scaled(&mut self, d: Option<&[f64]>, xs: &[Vec<f64>], ys: &mut [Vec<f64>]) {
+    /// H·X for the block, or D (H + wd·I) D·X when a diagonal scaling `d`
+    /// is given (the preconditioned operator D^{-1/2}(H + wd·I)D^{-1/2}, with
+    /// the L2 weight decay `wd` the update adds to the gradient).
+    pub fn apply_scaled(
+        &mut self,
+        d: Option<&[f64]>,
+        wd: f64,
+        xs: &[Vec<f64>],
+        ys: &mut [Vec<f64>],
+    ) {
         let Some(d) = d else {
             return self.apply_block(xs, ys);
         };
@@ -189,8 +196,11 @@ impl Hvp {
             .map(|x| x.iter().zip(d).map(|(a, b)| a * b).collect())
             .collect();
         self.apply_block(&scaled, ys);
-        for y in ys.iter_mut() {
-            y.iter_mut().zip(d).for_each(|(a, b)| *a *= b);
+        for (y, x) in ys.iter_mut().zip(&scaled) {
+            y.iter_mut()
+                .zip(d)
+                .zip(x)
+                .for_each(|((a, b), xs)| *a = (*a + wd * xs) * b);
         }
     }
 }
@@ -274,6 +284,7 @@ pub fn run(
             block: p.block,
         };
         let mut operators: Vec<(&'static str, Option<Vec<f64>>)> = vec![("hessian", None)];
+        let wd = stages::hessian::coupled_weight_decay(optimizer);
         if p.preconditioned {
             if let Some(d) = preconditioner_inv_sqrt(optimizer, &ck) {
                 operators.push(("preconditioned", Some(d)));
@@ -287,7 +298,7 @@ pub fn run(
             };
             let r = lanczos(
                 n,
-                &mut |xs, ys| op.apply_scaled(scale.as_deref(), xs, ys),
+                &mut |xs, ys| op.apply_scaled(scale.as_deref(), wd, xs, ys),
                 &opts,
                 start,
             );
