@@ -31,7 +31,7 @@ pub const LIBTORCH_VERSION: &str = "2.13.0";
 pub mod code_version {
     pub const DATASET: u32 = 1;
     pub const TRAIN: u32 = 2;
-    pub const HESSIAN: u32 = 4;
+    pub const HESSIAN: u32 = 5;
     pub const METRICS: u32 = 3;
     pub const NULL: u32 = 3;
 }
