@@ -391,6 +391,9 @@ fn the_overview_draws_the_threshold_that_spectrum_arrow_holds() {
     std::fs::create_dir_all(&out).unwrap();
     render_report(&input, &out).expect("render");
     let svg = std::fs::read_to_string(out.join("optimizer_comparison.svg")).unwrap();
-    assert!(svg.contains("threshold = 38"), "the line is not labelled 38");
+    assert!(
+        svg.contains("threshold = 38"),
+        "the line is not labelled 38"
+    );
     assert!(!svg.contains("2/η"), "2/η drawn for a momentum run");
 }
