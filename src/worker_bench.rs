@@ -221,6 +221,7 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
         k,
         which: Which::Largest,
         tol: 1e-6,
+        abs_tol: 0.0,
         max_iter: 500,
         seed: 1,
         block,

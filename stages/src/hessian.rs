@@ -8,9 +8,16 @@
 //! and reused by every product.
 //!
 //! Outputs: `eigen/values.arrow` (step, operator, rank, eigenvalue, residual,
-//! hvps, iterations, converged), `eigen/vectors.arrow` (step, operator, rank,
+//! hvps, iterations, converged, resolvable, rounding_level),
+//! `eigen/vectors.arrow` (step, operator, rank,
 //! vector: list<f32>, zstd-compressed), and `config.toml`: the run's fully
 //! resolved configuration (the train stage's, plus this stage's).
+//!
+//! `rounding_level` is the operator's own noise at that checkpoint: ten times
+//! the spread of two products of the same direction whose roundings differ
+//! (`stages_torch::hessian::rounding_level`, three products). It is the
+//! floor of Lanczos's stop test (residual ≤ max(tol·|λ₁|, level)), and a
+//! pair is `resolvable` when |λ| > level. `hvps` counts those three.
 
 use crate::lanczos::Which;
 use crate::optim::{OptName, OptimizerParams};

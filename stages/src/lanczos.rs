@@ -11,7 +11,8 @@
 //! tridiagonal T = [A_j on the diagonal, B_j below it].
 //!
 //! Stopping rule (SCIENCE.md): every wanted Ritz pair has residual
-//! ‖Hy − θy‖ ≤ tol·|λ_1|. While iterating it is known without products:
+//! ‖Hy − θy‖ ≤ max(tol·|λ_1|, abs_tol), abs_tol the operator's rounding level
+//! (0 unless the caller knows it). While iterating it is known without products:
 //! H Q = Q T + Q_{m+1} B_m E_mᵀ, so ‖Hy_i − θ_i y_i‖ = ‖B_m s_i^{(last b)}‖
 //! (Parlett, "The Symmetric Eigenvalue Problem", §13.1; Golub & Van Loan
 //! §10.3.6 for the block form); with full reorthogonalization the estimate is
@@ -44,6 +45,10 @@ pub struct LanczosOptions {
     pub k: usize,
     pub which: Which,
     pub tol: f64,
+    /// An absolute floor under the stop test: residual ≤ max(tol·|λ_1|,
+    /// abs_tol). The hessian stage sets it to the operator's rounding level,
+    /// below which no residual can be trusted to shrink (0: none).
+    pub abs_tol: f64,
     /// The most basis vectors (= products before the final check).
     pub max_iter: usize,
     pub seed: u64,
@@ -276,7 +281,7 @@ pub fn lanczos(
             let done = enough
                 && wanted(m, opts.k, opts.which).iter().all(|&(i, _)| {
                     let last = vecs.view((m - b, i), (b, 1));
-                    (&bj * last).norm() <= opts.tol * scale
+                    (&bj * last).norm() <= (opts.tol * scale).max(opts.abs_tol)
                 });
             if done || at_end {
                 break (vals, vecs, done);
@@ -411,6 +416,7 @@ mod tests {
             k,
             which,
             tol: 1e-10,
+            abs_tol: 0.0,
             max_iter: 120,
             seed: 1,
             block,
@@ -523,7 +529,13 @@ mod tests {
         let k = 5;
         // Before: 10, 9, 8, 7, 6 on e_0…e_4, the rest in [0, 1).
         let before: Vec<f64> = (0..n)
-            .map(|i| if i < k { 10.0 - i as f64 } else { (i % 17) as f64 / 17.0 })
+            .map(|i| {
+                if i < k {
+                    10.0 - i as f64
+                } else {
+                    (i % 17) as f64 / 17.0
+                }
+            })
             .collect();
         let mut after = before.clone();
         after[137] = 20.0; // the newcomer, orthogonal to e_0…e_4

@@ -205,6 +205,45 @@ impl Hvp {
     }
 }
 
+/// How far apart two products of the operator can be for one direction,
+/// from rounding alone: ‖A(v/3)·3 − Av‖ and ‖A(v·√2)/√2 − Av‖ for a seeded
+/// random unit v (the same product, with other mantissas at every rounding),
+/// the larger of the two, times [`ROUNDING_SAFETY`]. An eigenvalue whose
+/// magnitude is below it, or a residual, is not resolved by this arithmetic.
+/// Three products.
+pub fn rounding_level(
+    n: usize,
+    seed: u64,
+    op: &mut dyn FnMut(&[Vec<f64>], &mut [Vec<f64>]),
+) -> f64 {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_7a0d);
+    let mut v: Vec<f64> = (0..n).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let nv = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    v.iter_mut().for_each(|x| *x /= nv);
+    let r2 = std::f64::consts::SQRT_2;
+    let xs = vec![
+        v.clone(),
+        v.iter().map(|x| x / 3.0).collect(),
+        v.iter().map(|x| x * r2).collect(),
+    ];
+    let mut ys = vec![vec![0.0; n]; 3];
+    op(&xs, &mut ys);
+    let diff = |y: &[f64], s: f64| -> f64 {
+        y.iter()
+            .zip(&ys[0])
+            .map(|(a, b)| (a * s - b).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    ROUNDING_SAFETY * diff(&ys[1], 3.0).max(diff(&ys[2], 1.0 / r2))
+}
+
+/// The factor between the measured spread of two products and the rounding
+/// level reported: an eigenvalue must stand this far clear of the noise.
+pub const ROUNDING_SAFETY: f64 = 10.0;
+
 /// The analysis set: the first `m` train rows.
 pub fn analysis_set(
     ds: &dataset::Dataset,
@@ -279,6 +318,7 @@ pub fn run(
             k: p.k,
             which: p.which,
             tol: p.tol(),
+            abs_tol: 0.0,
             max_iter: p.max_iter,
             seed: p.seed.wrapping_add(*step),
             block: p.block,
@@ -296,27 +336,30 @@ pub fn run(
             } else {
                 None
             };
-            let r = lanczos(
-                n,
-                &mut |xs, ys| op.apply_scaled(scale.as_deref(), wd, xs, ys),
-                &opts,
-                start,
-            );
+            let mut apply = |xs: &[Vec<f64>], ys: &mut [Vec<f64>]| {
+                op.apply_scaled(scale.as_deref(), wd, xs, ys)
+            };
+            // The operator's rounding level: the stop test's floor, and
+            // what each eigenvalue must stand clear of to be resolved.
+            let level = rounding_level(n, opts.seed, &mut apply);
+            let opts = LanczosOptions {
+                abs_tol: level,
+                ..opts.clone()
+            };
+            let r = lanczos(n, &mut apply, &opts, start);
             if r.pairs.iter().any(|q| !q.value.is_finite()) {
                 continue;
             }
-            total_hvps += r.hvps;
+            total_hvps += r.hvps + 3;
             for pair in &r.pairs {
                 rows.push(
                     *step,
                     name,
-                    pair.rank,
-                    pair.value,
-                    pair.residual,
-                    r.hvps,
+                    pair,
+                    r.hvps + 3,
                     r.iterations,
                     r.converged,
-                    &pair.vector,
+                    level,
                 );
             }
             previous.insert(
@@ -352,32 +395,38 @@ struct Rows {
     hvps: Vec<i64>,
     iterations: Vec<i64>,
     converged: Vec<bool>,
+    resolvable: Vec<bool>,
+    rounding_level: Vec<f64>,
     vectors: Vec<Vec<f32>>,
 }
 
 impl Rows {
+    /// One pair of a Lanczos run. `level` is the operator's rounding level
+    /// at that checkpoint ([`rounding_level`]): the pair is resolvable when
+    /// its eigenvalue stands clear of it (|λ| > level).
     #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
         step: u64,
         op: &'static str,
-        rank: i32,
-        value: f64,
-        residual: f64,
+        pair: &stages::lanczos::EigenPair,
         hvps: usize,
         iters: usize,
         conv: bool,
-        v: &[f64],
+        level: f64,
     ) {
         self.step.push(step as i64);
         self.operator.push(op);
-        self.rank.push(rank);
-        self.value.push(value);
-        self.residual.push(residual);
+        self.rank.push(pair.rank);
+        self.value.push(pair.value);
+        self.residual.push(pair.residual);
         self.hvps.push(hvps as i64);
         self.iterations.push(iters as i64);
         self.converged.push(conv);
-        self.vectors.push(v.iter().map(|&x| x as f32).collect());
+        self.resolvable.push(pair.value.abs() > level);
+        self.rounding_level.push(level);
+        self.vectors
+            .push(pair.vector.iter().map(|&x| x as f32).collect());
     }
     /// `dir/values.arrow` and `dir/vectors.arrow`, the first column named `index`
     /// (`step` for checkpoints, `replica` for the null model).
@@ -393,6 +442,8 @@ impl Rows {
                 ("hvps", col_i64(self.hvps)),
                 ("iterations", col_i64(self.iterations)),
                 ("converged", col_bool(self.converged)),
+                ("resolvable", col_bool(self.resolvable)),
+                ("rounding_level", col_f64(self.rounding_level)),
             ],
             false,
         )?;
@@ -436,23 +487,28 @@ pub fn run_null(
             k: p.k,
             which: p.which,
             tol: p.tol,
+            abs_tol: 0.0,
             max_iter: p.max_iter,
             seed: p.seed.wrapping_add(r as u64),
             block: p.block,
         };
-        let res = lanczos(n, &mut |xs, ys| op.apply_block(xs, ys), &opts, None);
-        total += res.hvps;
+        let mut apply = |xs: &[Vec<f64>], ys: &mut [Vec<f64>]| op.apply_block(xs, ys);
+        let level = rounding_level(n, opts.seed, &mut apply);
+        let opts = LanczosOptions {
+            abs_tol: level,
+            ..opts
+        };
+        let res = lanczos(n, &mut apply, &opts, None);
+        total += res.hvps + 3;
         for pair in &res.pairs {
             rows.push(
                 r as u64,
                 "hessian",
-                pair.rank,
-                pair.value,
-                pair.residual,
-                res.hvps,
+                pair,
+                res.hvps + 3,
                 res.iterations,
                 res.converged,
-                &pair.vector,
+                level,
             );
         }
         progress(r as u64 + 1, p.replicas as u64, "replicas");

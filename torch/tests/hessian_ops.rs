@@ -155,8 +155,10 @@ fn preconditioned_lanczos_matches_dense_eigh() {
     state.insert("step".to_string(), vec![7.0]);
     let adam = OptimizerParams::new(OptName::Adam, 1e-3);
     let d = preconditioner_inv_sqrt(&adam, &state).unwrap();
-    // Closed form of one entry: (sqrt(v / (1 − β2^7)) + ε)^(-1/2).
-    let expect0 = 1.0 / ((v[0] / (1.0 - 0.999f64.powi(7))).sqrt() + 1e-8).sqrt();
+    // Closed form of one entry: ((1 − β1^7)(sqrt(v / (1 − β2^7)) + ε))^(-1/2)
+    // (thresholds.rs checks D against torch.optim.Adam's own step).
+    let expect0 = 1.0
+        / ((1.0 - 0.9f64.powi(7)) * ((v[0] / (1.0 - 0.999f64.powi(7))).sqrt() + 1e-8)).sqrt();
     assert!((d[0] - expect0).abs() <= 1e-12 * expect0);
     let mut op = HessianOperator::new(&arch, &theta, &x, &y, Kind::Double, Device::Cpu);
     let mut cols = Vec::new();
@@ -186,6 +188,7 @@ fn preconditioned_lanczos_matches_dense_eigh() {
             k: 4,
             which: Which::Largest,
             tol: 1e-10,
+            abs_tol: 0.0,
             max_iter: n,
             seed: 3,
             block: 1,

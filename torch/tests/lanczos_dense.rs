@@ -70,6 +70,7 @@ fn check(case: &Case) {
             k,
             which: Which::BothEnds,
             tol: 1e-10,
+            abs_tol: 0.0,
             max_iter: p,
             seed: 5,
             block,
