@@ -3,35 +3,90 @@
 //!
 //! Outputs, under `metrics/`:
 //! - `localization.arrow`: step, operator, rank, ipr, p_ipr, pr, frac50,
-//!   frac90 (the smallest fraction of parameters holding 50% / 90% of v²);
+//!   frac90 (the smallest fraction of parameters holding 50% / 90% of v²),
+//!   trusted;
 //! - `layer_mass.arrow`: step, operator, rank, layer, block (`weight`,
-//!   `bias` or `all`), mass;
+//!   `bias` or `all`), mass, trusted;
 //! - `neuron_mass.arrow`: step, operator, rank, layer, neuron, mass (a hidden
-//!   neuron's incoming weights, its bias and its outgoing weights);
+//!   neuron's incoming weights, its bias and its outgoing weights), trusted;
 //! - `overlap.arrow`: operator, t_w, t, subspace_overlap, grassmann,
-//!   principal_angles (list), consecutive — the full upper triangle t_w < t;
+//!   principal_angles (list), consecutive, trusted — the full upper
+//!   triangle t_w < t, over all top-k pairs whatever their trust;
 //! - `displacement.arrow`: operator, t_w, t, rank, matched_rank,
 //!   matched_displacement, same_rank_displacement, consecutive,
-//!   per_step (the displacement divided by t − t_w);
+//!   per_step (the matched displacement divided by t − t_w), trusted; the
+//!   three displacements are null where the vector is not isolated (below);
 //! - `spectrum.arrow`: step, operator, rank, eigenvalue, rel_gap,
-//!   degenerate, threshold (see [`stability_threshold`]: SGD's on the
-//!   Hessian, with momentum, Nesterov, dampening and weight decay; the
-//!   adaptive methods' on their preconditioned operators; at the learning
-//!   rate scheduled at that step), over_threshold;
-//! - `alignment.arrow`: step, grad_alignment, update_alignment;
+//!   degenerate (both null where unknown, below), threshold (see
+//!   [`stability_threshold`]: SGD's on the Hessian, with momentum,
+//!   Nesterov, dampening and weight decay; the adaptive methods' on their
+//!   preconditioned operators; at the learning rate scheduled at that
+//!   step), over_threshold, trusted;
+//! - `alignment.arrow`: step, grad_alignment, update_alignment, trusted;
 //! - with a null model: `null_localization.arrow` (replica, rank, ipr,
 //!   p_ipr, pr, frac50, frac90), `null_layer_mass.arrow` and
 //!   `null_overlap.arrow` (replica_a, replica_b, subspace_overlap), and
 //!   `null_band.arrow` (rank, p_ipr_min, p_ipr_mean, p_ipr_max, frac50_…).
+//!   These carry no `trusted` column: the stage does not read the null
+//!   model's values.
+//!
+//! # Trust
+//!
+//! A pair (operator, step, rank) is *trusted* when `values.arrow` says it is
+//! `converged` and `resolvable` (its eigenvalue stands clear of the
+//! operator's rounding level). Stores written before those columns existed
+//! lack `resolvable` (and test fixtures may lack `converged`): an absent
+//! column counts as true; a null entry as false. A vector without a row in
+//! `values.arrow` is untrusted.
+//!
+//! - One-pair rows (localization, layer_mass, neuron_mass, spectrum) carry
+//!   the pair's trust.
+//! - A step of an operator is trusted when every one of its top-k pairs
+//!   (rank ≥ 0) is. `alignment.arrow` carries the Hessian's step trust.
+//! - Two-time rows are trusted when both ends are: an overlap row when both
+//!   steps are trusted (all k pairs at t_w and at t); a displacement row
+//!   when the pair at t_w and its matched pair at t are.
+//!
+//! What "trusted pairs by default" means (`include_untrusted = false`):
+//! every row is still computed and written, with the same values either
+//! way, so that figures can draw untrusted points hollow; what the default
+//! changes is the chain of `consecutive` pairs (the curves of consecutive
+//! displacement and overlap, and the aging reference): it links each
+//! trusted step to the next trusted step of the same operator, skipping
+//! untrusted steps, whose rows all have `consecutive = false`. With
+//! `include_untrusted = true` it links every step to the next computed one
+//! (the behaviour before trust existed), untrusted links flagged
+//! `trusted = false`. The Hungarian matching and the subspace measures
+//! always use all k pairs at both ends (the top-k subspace is what Lanczos
+//! returns); a pair's trust never changes another pair's numbers.
+//!
+//! # Degeneracy
+//!
+//! `rel_gap` is (λ_i − λ_{i+1})/|λ_1| within the top ranks (sorted by
+//! eigenvalue) and `degenerate` is rel_gap < `degeneracy_threshold`. The
+//! last computed rank has no λ_{i+1}: its rel_gap and degenerate are null
+//! (unknown), not false. With `both_ends`, the negative ranks are handled
+//! the same way from the bottom: the gap to the next more inward pair, null
+//! for the innermost. A vector is *isolated* when its gaps to both
+//! neighbours are known and not degenerate (rank 0 needs only the gap
+//! below); a vector in a near-degenerate cluster, or the last rank, has no
+//! well-defined individual direction. Per-vector displacement is therefore
+//! reported only for isolated vectors: `matched_displacement` and
+//! `per_step` when the vector at t_w and its matched vector at t are both
+//! isolated, `same_rank_displacement` when rank i is isolated at t_w and at
+//! t; otherwise null (the row is kept, with its `matched_rank`). The
+//! subspace measures (`overlap.arrow`) cover every rank.
 
 use crate::arrow_io::{col_bool, col_f64, col_i32, col_i64, col_str, list_f32, write_batch, Table};
-use crate::error::{fmt_err, StageResult};
+use crate::error::{fmt_err, StageError, StageResult};
 use crate::mlp::Arch;
 use crate::optim::{OptName, OptimizerParams};
+use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array};
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 fn d_degeneracy() -> f64 {
     1e-3
@@ -43,14 +98,168 @@ pub struct MetricsParams {
     /// Pairs with (λ_i − λ_{i+1})/|λ_1| below this are flagged degenerate.
     #[serde(default = "d_degeneracy")]
     pub degeneracy_threshold: f64,
+    /// Whether the `consecutive` chains run through untrusted steps too (see
+    /// the module doc, Trust). Left out of the JSON when false, so that the
+    /// default's key is the one it had before this field existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_untrusted: bool,
 }
 
 impl Default for MetricsParams {
     fn default() -> Self {
         MetricsParams {
             degeneracy_threshold: d_degeneracy(),
+            include_untrusted: false,
         }
     }
+}
+
+impl MetricsParams {
+    /// The ranges the stage accepts (the config checks them first).
+    pub fn check(&self) -> StageResult<()> {
+        let t = self.degeneracy_threshold;
+        if !(t > 0.0 && t < 1.0) {
+            return Err(StageError::Param {
+                field: "metrics.degeneracy_threshold".into(),
+                msg: format!("must be in (0, 1), got {t}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What `values.arrow` says about one pair, and what its spectrum implies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairInfo {
+    pub eigenvalue: f64,
+    pub converged: bool,
+    pub resolvable: bool,
+    /// The gap to the next pair inwards over |λ_1|; None for the last one.
+    pub rel_gap: Option<f64>,
+    /// rel_gap < the threshold; None where rel_gap is.
+    pub degenerate: Option<bool>,
+    /// Both gaps (one for the outermost pair) known and not degenerate.
+    pub isolated: bool,
+}
+
+impl PairInfo {
+    pub fn trusted(&self) -> bool {
+        self.converged && self.resolvable
+    }
+}
+
+/// Every pair of `values.arrow`: operator → (step, rank) → its information.
+#[derive(Clone, Debug, Default)]
+pub struct Pairs(pub BTreeMap<String, BTreeMap<(i64, i32), PairInfo>>);
+
+impl Pairs {
+    pub fn get(&self, op: &str, step: i64, rank: i32) -> Option<&PairInfo> {
+        self.0.get(op)?.get(&(step, rank))
+    }
+    /// Converged and resolvable; a pair `values.arrow` lacks is not.
+    pub fn trusted(&self, op: &str, step: i64, rank: i32) -> bool {
+        self.get(op, step, rank).is_some_and(PairInfo::trusted)
+    }
+    pub fn isolated(&self, op: &str, step: i64, rank: i32) -> bool {
+        self.get(op, step, rank).is_some_and(|p| p.isolated)
+    }
+}
+
+/// A boolean column that may be absent (None) in older stores.
+fn optional_bool<'t>(t: &'t Table<'_>, name: &str) -> StageResult<Option<&'t BooleanArray>> {
+    if t.batch.column_by_name(name).is_none() {
+        return Ok(None);
+    }
+    t.bool(name).map(Some)
+}
+
+/// Reads `values.arrow`: each pair's trust (an absent `converged` or
+/// `resolvable` column counts as true, a null entry as false) and its
+/// degeneracy (module doc, Degeneracy).
+pub fn read_pairs(values: &Path, degeneracy_threshold: f64) -> StageResult<Pairs> {
+    let t = Table::open(values)?;
+    let (step, op, rank, ev) = (
+        t.i64("step")?,
+        t.str("operator")?,
+        t.i32("rank")?,
+        t.f64("eigenvalue")?,
+    );
+    let converged = optional_bool(&t, "converged")?;
+    let resolvable = optional_bool(&t, "resolvable")?;
+    let flag = |c: Option<&BooleanArray>, i: usize| c.is_none_or(|c| c.is_valid(i) && c.value(i));
+    let mut out: BTreeMap<String, BTreeMap<(i64, i32), PairInfo>> = BTreeMap::new();
+    for i in 0..t.len() {
+        let info = PairInfo {
+            eigenvalue: ev.value(i),
+            converged: flag(converged, i),
+            resolvable: flag(resolvable, i),
+            rel_gap: None,
+            degenerate: None,
+            isolated: false,
+        };
+        let key = (step.value(i), rank.value(i));
+        if out
+            .entry(op.value(i).to_string())
+            .or_default()
+            .insert(key, info)
+            .is_some()
+        {
+            return Err(fmt_err(
+                values,
+                format!(
+                    "row {i}: a second pair for operator {}, step {}, rank {}",
+                    op.value(i),
+                    key.0,
+                    key.1
+                ),
+            ));
+        }
+    }
+    for pairs in out.values_mut() {
+        let steps: Vec<i64> = pairs.keys().map(|k| k.0).collect();
+        let mut steps = steps;
+        steps.dedup();
+        for st in steps {
+            let ranks: Vec<i32> = pairs
+                .range((st, i32::MIN)..=(st, i32::MAX))
+                .map(|(k, _)| k.1)
+                .collect();
+            let ev = |r: i32| pairs[&(st, r)].eigenvalue;
+            // The top ranks from the largest down, the bottom ones (both_ends)
+            // from the most negative up: each pair's gap is to the next one inwards.
+            let mut top: Vec<i32> = ranks.iter().copied().filter(|r| *r >= 0).collect();
+            top.sort_by(|a, b| ev(*b).total_cmp(&ev(*a)));
+            let mut bottom: Vec<i32> = ranks.iter().copied().filter(|r| *r < 0).collect();
+            bottom.sort_by(|a, b| ev(*a).total_cmp(&ev(*b)));
+            let lam1 = top
+                .first()
+                .or(bottom.last())
+                .map(|r| ev(*r).abs())
+                .unwrap_or(0.0)
+                .max(f64::MIN_POSITIVE);
+            let mut found = Vec::new();
+            for side in [top, bottom] {
+                let gaps: Vec<Option<f64>> = (0..side.len())
+                    .map(|j| side.get(j + 1).map(|n| (ev(side[j]) - ev(*n)).abs() / lam1))
+                    .collect();
+                let deg: Vec<Option<bool>> = gaps
+                    .iter()
+                    .map(|g| g.map(|g| g < degeneracy_threshold))
+                    .collect();
+                for (j, r) in side.iter().enumerate() {
+                    let isolated = deg[j] == Some(false) && (j == 0 || deg[j - 1] == Some(false));
+                    found.push((*r, gaps[j], deg[j], isolated));
+                }
+            }
+            for (r, gap, deg, isolated) in found {
+                let p = pairs.get_mut(&(st, r)).expect("a rank of this step");
+                p.rel_gap = gap;
+                p.degenerate = deg;
+                p.isolated = isolated;
+            }
+        }
+    }
+    Ok(Pairs(out))
 }
 
 /// IPR = Σ_j v_j⁴ of the unit vector along `v` (v is normalized here).
@@ -329,6 +538,9 @@ struct Loc {
     pr: Vec<f64>,
     f50: Vec<f64>,
     f90: Vec<f64>,
+    trusted: Vec<bool>,
+    /// Whether the files carry `trusted` (not the null model's).
+    flagged: bool,
     // layer mass
     m_index: Vec<i64>,
     m_op: Vec<String>,
@@ -336,6 +548,7 @@ struct Loc {
     m_layer: Vec<i64>,
     m_block: Vec<&'static str>,
     m_mass: Vec<f64>,
+    m_trusted: Vec<bool>,
 }
 
 /// Everything the localization files say about one vector.
@@ -365,10 +578,11 @@ impl VectorStats {
 
 impl Loc {
     fn add(&mut self, index: i64, op: &str, rank: i32, v: &[f64], layout: &Layout) {
-        self.push_stats(index, op, rank, &VectorStats::of(v, layout));
+        self.push_stats(index, op, rank, &VectorStats::of(v, layout), true);
     }
 
-    fn push_stats(&mut self, index: i64, op: &str, rank: i32, s: &VectorStats) {
+    fn push_stats(&mut self, index: i64, op: &str, rank: i32, s: &VectorStats, trusted: bool) {
+        self.trusted.push(trusted);
         self.index.push(index);
         self.op.push(op.to_string());
         self.rank.push(rank);
@@ -380,13 +594,24 @@ impl Loc {
         let mut per_layer = vec![0.0; s.layers];
         for &(l, block, m) in &s.blocks {
             per_layer[l] += m;
-            self.m_push(index, op, rank, l, block, m);
+            self.m_push(index, op, rank, l, block, m, trusted);
         }
         for (l, m) in per_layer.into_iter().enumerate() {
-            self.m_push(index, op, rank, l, "all", m);
+            self.m_push(index, op, rank, l, "all", m, trusted);
         }
     }
-    fn m_push(&mut self, index: i64, op: &str, rank: i32, l: usize, block: &'static str, m: f64) {
+    #[allow(clippy::too_many_arguments)]
+    fn m_push(
+        &mut self,
+        index: i64,
+        op: &str,
+        rank: i32,
+        l: usize,
+        block: &'static str,
+        m: f64,
+        trusted: bool,
+    ) {
+        self.m_trusted.push(trusted);
         self.m_index.push(index);
         self.m_op.push(op.to_string());
         self.m_rank.push(rank);
@@ -395,30 +620,36 @@ impl Loc {
         self.m_mass.push(m);
     }
     fn write(self, out: &Path, prefix: &str, index: &str) -> StageResult<()> {
+        let mut loc = vec![
+            (index, col_i64(self.index)),
+            ("operator", col_str(&self.op)),
+            ("rank", col_i32(self.rank)),
+            ("ipr", col_f64(self.ipr)),
+            ("p_ipr", col_f64(self.p_ipr)),
+            ("pr", col_f64(self.pr)),
+            ("frac50", col_f64(self.f50)),
+            ("frac90", col_f64(self.f90)),
+        ];
+        let mut mass = vec![
+            (index, col_i64(self.m_index)),
+            ("operator", col_str(&self.m_op)),
+            ("rank", col_i32(self.m_rank)),
+            ("layer", col_i64(self.m_layer)),
+            ("block", col_str(&self.m_block)),
+            ("mass", col_f64(self.m_mass)),
+        ];
+        if self.flagged {
+            loc.push(("trusted", col_bool(self.trusted)));
+            mass.push(("trusted", col_bool(self.m_trusted)));
+        }
         write_batch(
             &out.join(format!("metrics/{prefix}localization.arrow")),
-            vec![
-                (index, col_i64(self.index)),
-                ("operator", col_str(&self.op)),
-                ("rank", col_i32(self.rank)),
-                ("ipr", col_f64(self.ipr)),
-                ("p_ipr", col_f64(self.p_ipr)),
-                ("pr", col_f64(self.pr)),
-                ("frac50", col_f64(self.f50)),
-                ("frac90", col_f64(self.f90)),
-            ],
+            loc,
             false,
         )?;
         write_batch(
             &out.join(format!("metrics/{prefix}layer_mass.arrow")),
-            vec![
-                (index, col_i64(self.m_index)),
-                ("operator", col_str(&self.m_op)),
-                ("rank", col_i32(self.m_rank)),
-                ("layer", col_i64(self.m_layer)),
-                ("block", col_str(&self.m_block)),
-                ("mass", col_f64(self.m_mass)),
-            ],
+            mass,
             false,
         )
     }
@@ -455,13 +686,18 @@ pub fn run_with(
     out: &Path,
     gram_fn: GramFn<'_>,
 ) -> StageResult<serde_json::Value> {
+    p.check()?;
     let layout = Layout::of(input.arch);
     let bases = load(input.vectors, "step")?;
+    let pairs = read_pairs(input.values, p.degeneracy_threshold)?;
 
     // Localization and mass.
-    let mut loc = Loc::default();
-    let (mut n_step, mut n_op, mut n_rank, mut n_layer, mut n_neuron, mut n_mass) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut loc = Loc {
+        flagged: true,
+        ..Loc::default()
+    };
+    let (mut n_step, mut n_op, mut n_rank, mut n_layer, mut n_neuron, mut n_mass, mut n_trusted) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     // The per-vector statistics are independent: computed in parallel, then
     // gathered in order (the output does not depend on the thread count).
     let items: Vec<(&String, i64, i32, &Vec<f64>)> = bases
@@ -477,18 +713,21 @@ pub fn run_with(
         .par_iter()
         .map(|(_, _, _, v)| VectorStats::of(v, &layout))
         .collect();
+    let (mut n_pairs, mut n_trusted_pairs) = (0u64, 0u64);
     for ((op, step, rank, _), st) in items.iter().zip(stats) {
         let (op, step, rank) = (*op, *step, *rank);
-        loc.push_stats(step, op, rank, &st);
-        {
-            for &(l, j, m) in &st.neurons {
-                n_step.push(step);
-                n_op.push(op.clone());
-                n_rank.push(rank);
-                n_layer.push(l as i64);
-                n_neuron.push(j as i64);
-                n_mass.push(m);
-            }
+        let trusted = pairs.trusted(op, step, rank);
+        n_pairs += 1;
+        n_trusted_pairs += trusted as u64;
+        loc.push_stats(step, op, rank, &st, trusted);
+        for &(l, j, m) in &st.neurons {
+            n_step.push(step);
+            n_op.push(op.clone());
+            n_rank.push(rank);
+            n_layer.push(l as i64);
+            n_neuron.push(j as i64);
+            n_mass.push(m);
+            n_trusted.push(trusted);
         }
     }
     loc.write(out, "", "step")?;
@@ -501,6 +740,7 @@ pub fn run_with(
             ("layer", col_i64(n_layer)),
             ("neuron", col_i64(n_neuron)),
             ("mass", col_f64(n_mass)),
+            ("trusted", col_bool(n_trusted)),
         ],
         false,
     )?;
@@ -513,15 +753,37 @@ pub fn run_with(
         if tops.is_empty() {
             continue;
         }
+        let ranks_of = |s: i64| -> Vec<i32> {
+            steps[&s]
+                .iter()
+                .filter(|(r, _)| *r >= 0)
+                .map(|(r, _)| *r)
+                .collect()
+        };
+        let step_trusted: Vec<bool> = tops
+            .iter()
+            .map(|(s, _)| ranks_of(*s).iter().all(|r| pairs.trusted(op, *s, *r)))
+            .collect();
+        // The `consecutive` chain: each step linked to the next one it runs through.
+        let chain: Vec<usize> = (0..tops.len())
+            .filter(|&a| p.include_untrusted || step_trusted[a])
+            .collect();
+        let mut next_in_chain = vec![None; tops.len()];
+        for w in chain.windows(2) {
+            next_in_chain[w[0]] = Some(w[1]);
+        }
         let (g, offs) = gram(&tops, gram_fn);
         for a in 0..tops.len() {
+            let ranks_a = ranks_of(tops[a].0);
             for b in a + 1..tops.len() {
+                let ranks_b = ranks_of(tops[b].0);
                 let (ka, kb) = (tops[a].1.len(), tops[b].1.len());
                 let m = g.view((offs[a], offs[b]), (ka, kb)).into_owned();
                 let (q, gr, angles) = overlap_from_gram(&m);
-                let consecutive = b == a + 1;
+                let consecutive = next_in_chain[a] == Some(b);
                 let (tw, t) = (tops[a].0, tops[b].0);
-                ov.push(op, tw, t, q, gr, &angles, consecutive);
+                let trusted = step_trusted[a] && step_trusted[b];
+                ov.push(op, tw, t, q, gr, &angles, consecutive, trusted);
                 // Per-vector displacement, matched by the Hungarian algorithm on |⟨·,·⟩|.
                 let k = ka.min(kb);
                 let w: Vec<Vec<f64>> = (0..k)
@@ -529,18 +791,22 @@ pub fn run_with(
                     .collect();
                 let pi = hungarian_max(&w);
                 for i in 0..k {
-                    let matched = 1.0 - w[i][pi[i]];
-                    let same = 1.0 - w[i][i];
-                    dp.push(
+                    let (ra, rb, rs) = (ranks_a[i], ranks_b[pi[i]], ranks_b[i]);
+                    let isolated_a = pairs.isolated(op, tw, ra);
+                    let matched =
+                        (isolated_a && pairs.isolated(op, t, rb)).then(|| 1.0 - w[i][pi[i]]);
+                    let same = (isolated_a && pairs.isolated(op, t, rs)).then(|| 1.0 - w[i][i]);
+                    dp.push(DisplacementRow {
                         op,
                         tw,
                         t,
-                        i as i32,
-                        pi[i] as i32,
+                        rank: ra,
+                        matched_rank: rb,
                         matched,
                         same,
                         consecutive,
-                    );
+                        trusted: pairs.trusted(op, tw, ra) && pairs.trusted(op, t, rb),
+                    });
                 }
             }
         }
@@ -549,11 +815,14 @@ pub fn run_with(
     dp.write(&out.join("metrics/displacement.arrow"))?;
 
     // Spectrum: degeneracy and the stability thresholds.
-    spectrum(p, input, out)?;
+    spectrum(&pairs, input, out)?;
     // Gradient and update alignment with the Hessian's top-k subspace.
-    alignment(input, bases.get("hessian"), out)?;
+    alignment(input, bases.get("hessian"), &pairs, out)?;
     // The null model, as bands.
-    let mut meta = serde_json::json!({});
+    let mut meta = serde_json::json!({
+        "pairs": n_pairs,
+        "trusted_pairs": n_trusted_pairs,
+    });
     if let Some(nv) = input.null_vectors {
         let null = load(nv, "replica")?;
         null_metrics(&null, &layout, out, gram_fn)?;
@@ -609,54 +878,37 @@ pub fn stability_threshold(opt: &OptimizerParams, operator: &str, lr: f64, t: u6
     }
 }
 
-fn spectrum(p: &MetricsParams, input: &MetricsInputs<'_>, out: &Path) -> StageResult<()> {
-    let t = Table::open(input.values)?;
-    let (step, op, rank, ev) = (
-        t.i64("step")?,
-        t.str("operator")?,
-        t.i32("rank")?,
-        t.f64("eigenvalue")?,
-    );
-    let mut by: BTreeMap<(String, i64), Vec<(i32, f64)>> = BTreeMap::new();
-    for i in 0..t.len() {
-        by.entry((op.value(i).to_string(), step.value(i)))
-            .or_default()
-            .push((rank.value(i), ev.value(i)));
-    }
+fn spectrum(pairs: &Pairs, input: &MetricsInputs<'_>, out: &Path) -> StageResult<()> {
     let thresholds = |operator: &str, st: i64| -> Option<f64> {
         let t = (st.max(0) as u64).min(input.steps.saturating_sub(1));
         let lr = input.schedule.lr(input.optimizer.lr, t, input.steps);
         stability_threshold(input.optimizer, operator, lr, t)
     };
-    let (mut s_step, mut s_op, mut s_rank, mut s_ev, mut s_gap, mut s_deg, mut s_thr, mut s_over) = (
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-    );
-    for ((operator, st), mut pairs) in by {
-        pairs.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let lam1 = pairs
-            .first()
-            .map(|p| p.1.abs())
-            .unwrap_or(0.0)
-            .max(f64::MIN_POSITIVE);
-        let thr = thresholds(&operator, st);
-        for (i, (r, e)) in pairs.iter().enumerate() {
-            // The gap to the next eigenvalue below, relative to |λ1| (SCIENCE.md, Degeneracy).
-            let gap = pairs.get(i + 1).map(|n| (e - n.1) / lam1);
-            s_step.push(st);
-            s_op.push(operator.clone());
-            s_rank.push(*r);
-            s_ev.push(*e);
-            s_gap.push(gap.unwrap_or(f64::NAN));
-            s_deg.push(gap.map(|g| g < p.degeneracy_threshold).unwrap_or(false));
-            s_thr.push(thr.unwrap_or(f64::NAN));
-            s_over.push(thr.map(|t| *r == 0 && *e > t).unwrap_or(false));
+    let (mut s_step, mut s_op, mut s_rank, mut s_ev) = (vec![], vec![], vec![], vec![]);
+    let (mut s_gap, mut s_deg, mut s_thr, mut s_over, mut s_trusted) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for (operator, by) in &pairs.0 {
+        let mut steps: Vec<i64> = by.keys().map(|k| k.0).collect();
+        steps.dedup();
+        for st in steps {
+            // Each step's pairs from the largest eigenvalue down.
+            let mut rows: Vec<(i32, &PairInfo)> = by
+                .range((st, i32::MIN)..=(st, i32::MAX))
+                .map(|(k, v)| (k.1, v))
+                .collect();
+            rows.sort_by(|a, b| b.1.eigenvalue.total_cmp(&a.1.eigenvalue));
+            let thr = thresholds(operator, st);
+            for (r, info) in rows {
+                s_step.push(st);
+                s_op.push(operator.clone());
+                s_rank.push(r);
+                s_ev.push(info.eigenvalue);
+                s_gap.push(info.rel_gap);
+                s_deg.push(info.degenerate);
+                s_thr.push(thr.unwrap_or(f64::NAN));
+                s_over.push(thr.map(|t| r == 0 && info.eigenvalue > t).unwrap_or(false));
+                s_trusted.push(info.trusted());
+            }
         }
     }
     write_batch(
@@ -666,22 +918,35 @@ fn spectrum(p: &MetricsParams, input: &MetricsInputs<'_>, out: &Path) -> StageRe
             ("operator", col_str(&s_op)),
             ("rank", col_i32(s_rank)),
             ("eigenvalue", col_f64(s_ev)),
-            ("rel_gap", col_f64(s_gap)),
-            ("degenerate", col_bool(s_deg)),
+            ("rel_gap", col_opt_f64(s_gap)),
+            ("degenerate", col_opt_bool(s_deg)),
             ("threshold", col_f64(s_thr)),
             ("over_threshold", col_bool(s_over)),
+            ("trusted", col_bool(s_trusted)),
         ],
         false,
     )
 }
 
-/// ‖V_kᵀ g‖² / ‖g‖² (Gur-Ari et al. 2018), for g = ∇L(θ_t) and the realized update Δθ_t.
+/// A nullable f64 column (None → null).
+fn col_opt_f64(v: Vec<Option<f64>>) -> ArrayRef {
+    Arc::new(Float64Array::from(v))
+}
+
+/// A nullable bool column (None → null).
+fn col_opt_bool(v: Vec<Option<bool>>) -> ArrayRef {
+    Arc::new(BooleanArray::from(v))
+}
+
+/// ‖V_kᵀ g‖² / ‖g‖² (Gur-Ari et al. 2018), for g = ∇L(θ_t) and the realized
+/// update Δθ_t; trusted when every top-k pair of the Hessian at t is.
 fn alignment(
     input: &MetricsInputs<'_>,
     hessian: Option<&StepVectors>,
+    pairs: &Pairs,
     out: &Path,
 ) -> StageResult<()> {
-    let (mut a_step, mut a_grad, mut a_upd) = (vec![], vec![], vec![]);
+    let (mut a_step, mut a_grad, mut a_upd, mut a_trusted) = (vec![], vec![], vec![], vec![]);
     if let Some(steps) = hessian {
         for (step, path) in &input.checkpoints {
             let Some(vs) = steps.get(&(*step as i64)) else {
@@ -704,6 +969,11 @@ fn alignment(
             a_step.push(*step as i64);
             a_grad.push(frac(ck.get("grad")));
             a_upd.push(frac(ck.get("update")));
+            a_trusted.push(
+                vs.iter()
+                    .filter(|(r, _)| *r >= 0)
+                    .all(|(r, _)| pairs.trusted("hessian", *step as i64, *r)),
+            );
         }
     }
     write_batch(
@@ -712,6 +982,7 @@ fn alignment(
             ("step", col_i64(a_step)),
             ("grad_alignment", col_f64(a_grad)),
             ("update_alignment", col_f64(a_upd)),
+            ("trusted", col_bool(a_trusted)),
         ],
         false,
     )
@@ -805,6 +1076,7 @@ struct OverlapRows {
     g: Vec<f64>,
     angles: Vec<Vec<f32>>,
     consecutive: Vec<bool>,
+    trusted: Vec<bool>,
 }
 
 impl OverlapRows {
@@ -818,6 +1090,7 @@ impl OverlapRows {
         g: f64,
         angles: &[f64],
         consecutive: bool,
+        trusted: bool,
     ) {
         self.op.push(op.to_string());
         self.tw.push(tw);
@@ -826,6 +1099,7 @@ impl OverlapRows {
         self.g.push(g);
         self.angles.push(angles.iter().map(|&a| a as f32).collect());
         self.consecutive.push(consecutive);
+        self.trusted.push(trusted);
     }
     fn write(self, path: &Path) -> StageResult<()> {
         write_batch(
@@ -838,10 +1112,25 @@ impl OverlapRows {
                 ("grassmann", col_f64(self.g)),
                 ("principal_angles", list_f32(&self.angles)),
                 ("consecutive", col_bool(self.consecutive)),
+                ("trusted", col_bool(self.trusted)),
             ],
             false,
         )
     }
+}
+
+/// One row of `displacement.arrow`; the displacements are None where the
+/// vectors are not isolated (module doc, Degeneracy).
+struct DisplacementRow<'a> {
+    op: &'a str,
+    tw: i64,
+    t: i64,
+    rank: i32,
+    matched_rank: i32,
+    matched: Option<f64>,
+    same: Option<f64>,
+    consecutive: bool,
+    trusted: bool,
 }
 
 #[derive(Default)]
@@ -851,34 +1140,26 @@ struct DisplacementRows {
     t: Vec<i64>,
     rank: Vec<i32>,
     matched_rank: Vec<i32>,
-    matched: Vec<f64>,
-    same: Vec<f64>,
+    matched: Vec<Option<f64>>,
+    same: Vec<Option<f64>>,
     consecutive: Vec<bool>,
-    per_step: Vec<f64>,
+    per_step: Vec<Option<f64>>,
+    trusted: Vec<bool>,
 }
 
 impl DisplacementRows {
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        op: &str,
-        tw: i64,
-        t: i64,
-        rank: i32,
-        matched_rank: i32,
-        matched: f64,
-        same: f64,
-        consecutive: bool,
-    ) {
-        self.op.push(op.to_string());
-        self.tw.push(tw);
-        self.t.push(t);
-        self.rank.push(rank);
-        self.matched_rank.push(matched_rank);
-        self.matched.push(matched);
-        self.same.push(same);
-        self.consecutive.push(consecutive);
-        self.per_step.push(matched / (t - tw).max(1) as f64);
+    fn push(&mut self, r: DisplacementRow<'_>) {
+        self.op.push(r.op.to_string());
+        self.tw.push(r.tw);
+        self.t.push(r.t);
+        self.rank.push(r.rank);
+        self.matched_rank.push(r.matched_rank);
+        self.matched.push(r.matched);
+        self.same.push(r.same);
+        self.consecutive.push(r.consecutive);
+        self.per_step
+            .push(r.matched.map(|m| m / (r.t - r.tw).max(1) as f64));
+        self.trusted.push(r.trusted);
     }
     fn write(self, path: &Path) -> StageResult<()> {
         write_batch(
@@ -889,10 +1170,11 @@ impl DisplacementRows {
                 ("t", col_i64(self.t)),
                 ("rank", col_i32(self.rank)),
                 ("matched_rank", col_i32(self.matched_rank)),
-                ("matched_displacement", col_f64(self.matched)),
-                ("same_rank_displacement", col_f64(self.same)),
+                ("matched_displacement", col_opt_f64(self.matched)),
+                ("same_rank_displacement", col_opt_f64(self.same)),
                 ("consecutive", col_bool(self.consecutive)),
-                ("per_step", col_f64(self.per_step)),
+                ("per_step", col_opt_f64(self.per_step)),
+                ("trusted", col_bool(self.trusted)),
             ],
             false,
         )

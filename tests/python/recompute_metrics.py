@@ -1,7 +1,10 @@
 """Recompute IPR, subspace overlap and displacement from an eigentrace run's
 own eigen/vectors.arrow with numpy (an independent implementation, including
 the matching: scipy's linear_sum_assignment), and compare with its metric
-files. argv: run_dir. Prints the largest differences as JSON; exits 1 above 1e-6.
+files, and each localization row's `trusted` against values.arrow's converged and
+resolvable. argv: run_dir. Prints the largest differences as JSON; exits 1
+above 1e-6 or on a wrong trust flag. Null displacements (vectors that are
+not isolated) are skipped.
 """
 import json
 import sys
@@ -17,9 +20,17 @@ for r in read("eigen/vectors.arrow"):
     v = np.asarray(r["vector"], dtype=np.float64)
     vecs[(r["operator"], r["step"], r["rank"])] = v / np.linalg.norm(v)
 
+# A pair is trusted when converged and resolvable (an absent column: true).
+trust = {
+    (r["operator"], r["step"], r["rank"]): r.get("converged", True) is True and r.get("resolvable", True) is True
+    for r in read("eigen/values.arrow")
+}
+wrong_trust = 0
+
 worst = {"ipr": 0.0, "p_ipr_rel": 0.0, "overlap": 0.0, "grassmann": 0.0, "matched": 0.0, "same_rank": 0.0}
 for r in read("metrics/localization.arrow"):
     v = vecs[(r["operator"], r["step"], r["rank"])]
+    wrong_trust += r["trusted"] != trust.get((r["operator"], r["step"], r["rank"]), False)
     ipr = float(np.sum(v**4))
     worst["ipr"] = max(worst["ipr"], abs(ipr - r["ipr"]))
     worst["p_ipr_rel"] = max(worst["p_ipr_rel"], abs(len(v) * ipr - r["p_ipr"]) / r["p_ipr"])
@@ -49,8 +60,11 @@ for r in read("metrics/displacement.arrow"):
         matches[key] = (w, dict(zip(rows, cols)))
     w, pi = matches[key]
     i = r["rank"]
-    worst["matched"] = max(worst["matched"], abs((1 - w[i, pi[i]]) - r["matched_displacement"]))
-    worst["same_rank"] = max(worst["same_rank"], abs((1 - w[i, i]) - r["same_rank_displacement"]))
+    # Null where the vector is not isolated (degenerate or the last rank).
+    if r["matched_displacement"] is not None:
+        worst["matched"] = max(worst["matched"], abs((1 - w[i, pi[i]]) - r["matched_displacement"]))
+    if r["same_rank_displacement"] is not None:
+        worst["same_rank"] = max(worst["same_rank"], abs((1 - w[i, i]) - r["same_rank_displacement"]))
 
-print(json.dumps(worst))
-sys.exit(0 if max(worst.values()) <= 1e-6 else 1)
+print(json.dumps({**worst, "wrong_trust": wrong_trust}))
+sys.exit(0 if max(worst.values()) <= 1e-6 and wrong_trust == 0 else 1)
