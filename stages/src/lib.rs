@@ -32,7 +32,7 @@ pub mod code_version {
     pub const DATASET: u32 = 1;
     pub const TRAIN: u32 = 2;
     pub const HESSIAN: u32 = 6;
-    pub const METRICS: u32 = 3;
+    pub const METRICS: u32 = 4;
     pub const NULL: u32 = 4;
 }
 
