@@ -9,6 +9,7 @@
 //! [train]     steps, batch_size, log_every, checkpoints = { every, log_spaced, at }
 //! [[optimizer]] name = "adam", lr = [1e-3, 3e-3], label = "adam"   # any list-valued field sweeps
 //! [hessian]   k, analysis_size, which, tol, max_iter, block
+//! [metrics]   include_untrusted = false, degeneracy_threshold = 1e-3   # optional
 //! ```
 //!
 //! Instances: one `dataset`; per run (optimizer setting × seed) a `train`,
@@ -37,6 +38,7 @@ use serde_json::{json, Value};
 use stages::dataset::{DatasetKind, DatasetShape};
 use stages::hessian::{HessianParams, NullParams};
 use stages::lanczos::Which;
+use stages::metrics::MetricsParams;
 use stages::mlp::{Activation, Arch, Init};
 use stages::optim::OptName;
 use stages::optim::OptimizerParams;
@@ -177,6 +179,10 @@ struct PointFile {
     hessian: HessianSection,
     #[serde(default)]
     null: NullSection,
+    /// `[metrics]`: `include_untrusted`, `degeneracy_threshold` (both
+    /// optional; unknown fields refused by `MetricsParams` itself).
+    #[serde(default)]
+    metrics: MetricsParams,
 }
 
 fn d_replicas() -> usize {
@@ -212,6 +218,8 @@ pub struct RunSpec {
     pub hessian: HessianParams,
     /// The null model of this run's architecture, data and Hessian settings.
     pub null: Option<NullParams>,
+    /// The metrics stage's parameters (`[metrics]`).
+    pub metrics: MetricsParams,
 }
 
 /// The stage kinds, as `[slurm.<kind>]` names them.
@@ -1107,6 +1115,7 @@ impl Experiment {
                         }),
                         train: pt.train,
                         hessian: pt.hessian,
+                        metrics: f.metrics.clone(),
                     });
                 }
             }
@@ -1144,6 +1153,7 @@ impl Experiment {
             "optimizer",
             "hessian",
             "null",
+            "metrics",
         ];
         if let Some(k) = root.keys().find(|k| !KEYS.contains(&k.as_str())) {
             return Err(at(
@@ -1173,9 +1183,10 @@ impl Experiment {
             ("train", "steps = 1000"),
             ("hessian", "k = 10"),
             ("null", "replicas = 5"),
+            ("metrics", "include_untrusted = true"),
         ] {
             match root.get(s) {
-                None if s == "null" => {}
+                None if s == "null" || s == "metrics" => {}
                 None => {
                     return Err(at(
                         s,
@@ -1239,6 +1250,13 @@ impl Experiment {
                     "is {} characters, at most {MAX_NAME} (it names out/<name>/)",
                     f.name.len()
                 ),
+            ));
+        }
+        let thr = f.metrics.degeneracy_threshold;
+        if !(thr > 0.0 && thr < 1.0) {
+            return Err(at(
+                "metrics.degeneracy_threshold",
+                &format!("must be in (0, 1) (a gap over |λ₁|; the default is 1e-3), got {thr}"),
             ));
         }
         let shape = f.dataset.shape(base_dir).map_err(|(fl, m)| at(&fl, &m))?;
@@ -1535,7 +1553,7 @@ impl Experiment {
                 id: met_id.clone(),
                 kind: "metrics".into(),
                 code_version: code_version::METRICS,
-                params: to(&stages::metrics::MetricsParams::default()),
+                params: to(&r.metrics),
                 // Its Gram product is a libtorch GEMM (on the CPU, summed in
                 // a fixed order): the libtorch version can change its bits.
                 env: json!({ "libtorch": stages::LIBTORCH_VERSION }),
@@ -2997,7 +3015,91 @@ k = 3
             "replica = 1",
             "unknown field `replica`",
         ),
+        // [metrics]
+        (
+            "k = 3\n",
+            "k = 3\n\n[metrics]\ndegeneracy_threshold = 1.5\n",
+            "metrics.degeneracy_threshold",
+            "degeneracy_threshold = 1.5",
+            "must be in (0, 1)",
+        ),
+        (
+            "k = 3\n",
+            "k = 3\n\n[metrics]\ndegeneracy_threshold = 0.0\n",
+            "metrics.degeneracy_threshold",
+            "degeneracy_threshold = 0.0",
+            "must be in (0, 1)",
+        ),
+        (
+            "k = 3\n",
+            "k = 3\n\n[metrics]\ninclude_untrusted = 1\n",
+            "metrics.include_untrusted",
+            "include_untrusted = 1",
+            "invalid type",
+        ),
+        (
+            "k = 3\n",
+            "k = 3\n\n[metrics]\ninclude_untrustd = true\n",
+            "metrics.include_untrustd",
+            "include_untrustd = true",
+            "unknown field `include_untrustd`",
+        ),
+        (
+            "k = 3\n",
+            "k = 3\n\n[[metrics]]\ninclude_untrusted = true\n",
+            "metrics",
+            "metrics]]",
+            "must be a table: write [metrics]",
+        ),
     ];
+
+    /// `[metrics]` reaches the metrics stage's parameters; without it they
+    /// are the defaults, serialized as before the section existed.
+    #[test]
+    fn the_metrics_section_sets_the_metrics_params() {
+        let graph = |text: &str| {
+            Experiment::parse(&cfg_path(), text)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .graph(&json!({}))
+        };
+        let metrics_params = |g: &Graph| -> Vec<Value> {
+            g.instances
+                .iter()
+                .filter(|i| i.kind == "metrics")
+                .map(|i| i.params.clone())
+                .collect()
+        };
+        let default = metrics_params(&graph(BASE));
+        assert_eq!(default.len(), 2);
+        for p in &default {
+            assert_eq!(
+                serde_json::to_string(p).unwrap(),
+                r#"{"degeneracy_threshold":0.001}"#
+            );
+        }
+        let text = edit(
+            "k = 3\n",
+            "k = 3\n\n[metrics]\ninclude_untrusted = true\ndegeneracy_threshold = 0.01\n",
+        );
+        let exp = Experiment::parse(&cfg_path(), &text).unwrap_or_else(|e| panic!("{e}"));
+        for r in &exp.runs {
+            assert_eq!(
+                r.metrics,
+                MetricsParams {
+                    degeneracy_threshold: 0.01,
+                    include_untrusted: true
+                }
+            );
+        }
+        for p in metrics_params(&graph(&text)) {
+            assert_eq!(p["include_untrusted"], json!(true));
+            assert_eq!(p["degeneracy_threshold"], json!(0.01));
+        }
+        // Only include_untrusted: the threshold keeps its default.
+        let text = edit("k = 3\n", "k = 3\n\n[metrics]\ninclude_untrusted = true\n");
+        let exp = Experiment::parse(&cfg_path(), &text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(exp.runs[0].metrics.degeneracy_threshold, 1e-3);
+    }
 
     #[test]
     fn bad_configs_name_the_field_at_its_line_and_column_with_the_range() {
