@@ -211,14 +211,10 @@ impl Hvp {
 /// the larger of the two, times [`ROUNDING_SAFETY`]. An eigenvalue whose
 /// magnitude is below it, or a residual, is not resolved by this arithmetic.
 /// Three products.
-pub fn rounding_level(
-    n: usize,
-    seed: u64,
-    op: &mut dyn FnMut(&[Vec<f64>], &mut [Vec<f64>]),
-) -> f64 {
+pub fn rounding_level(n: usize, seed: u64, op: &mut stages::lanczos::BlockOp<'_>) -> f64 {
     use rand::SeedableRng;
     use rand_distr::{Distribution, StandardNormal};
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_7a0d);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_7a0d);
     let mut v: Vec<f64> = (0..n).map(|_| StandardNormal.sample(&mut rng)).collect();
     let nv = v.iter().map(|x| x * x).sum::<f64>().sqrt();
     v.iter_mut().for_each(|x| *x /= nv);
