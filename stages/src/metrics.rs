@@ -773,13 +773,42 @@ pub fn run_with(
             next_in_chain[w[0]] = Some(w[1]);
         }
         let (g, offs) = gram(&tops, gram_fn);
+        // The preconditioned operator's stored vectors are parameter-space
+        // directions D^{-1/2}u, unit but not orthogonal: its subspace
+        // measures use the cross-Gram of orthonormalized bases,
+        // L_a^{-1} G_ab L_b^{-T} with G_aa = L_a L_aᵀ. (The Hessian's are
+        // orthonormal already.)
+        let whiten: Vec<Option<nalgebra::Cholesky<f64, nalgebra::Dyn>>> = tops
+            .iter()
+            .enumerate()
+            .map(|(a, (_, vs))| {
+                if op != "preconditioned" {
+                    return None;
+                }
+                let gaa = g
+                    .view((offs[a], offs[a]), (vs.len(), vs.len()))
+                    .into_owned();
+                nalgebra::Cholesky::new((&gaa + gaa.transpose()) * 0.5)
+            })
+            .collect();
         for a in 0..tops.len() {
             let ranks_a = ranks_of(tops[a].0);
             for b in a + 1..tops.len() {
                 let ranks_b = ranks_of(tops[b].0);
                 let (ka, kb) = (tops[a].1.len(), tops[b].1.len());
                 let m = g.view((offs[a], offs[b]), (ka, kb)).into_owned();
-                let (q, gr, angles) = overlap_from_gram(&m);
+                let (q, gr, angles) = match (&whiten[a], &whiten[b]) {
+                    (Some(la), Some(lb)) => {
+                        let left = la.l().solve_lower_triangular(&m).unwrap_or(m.clone());
+                        let both = lb
+                            .l()
+                            .solve_lower_triangular(&left.transpose())
+                            .map(|x| x.transpose())
+                            .unwrap_or(left);
+                        overlap_from_gram(&both)
+                    }
+                    _ => overlap_from_gram(&m),
+                };
                 let consecutive = next_in_chain[a] == Some(b);
                 let (tw, t) = (tops[a].0, tops[b].0);
                 let trusted = step_trusted[a] && step_trusted[b];

@@ -521,3 +521,73 @@ fn without_resolvable_converged_pairs_are_trusted() {
     let e = run(&bad, &input, &dir.path().join("bad")).unwrap_err();
     assert!(e.to_string().contains("degeneracy_threshold"), "{e}");
 }
+
+/// The preconditioned operator's stored vectors are parameter-space
+/// directions, unit but not orthogonal. The same span at two checkpoints must
+/// overlap by exactly 1 (Grassmann distance 0), which only holds once the
+/// bases are orthonormalized: the raw cross-Gram would give
+/// ‖WᵀW‖²_F / k = 1 + c² for two unit vectors at cosine c.
+#[test]
+fn non_orthogonal_preconditioned_bases_are_compared_as_subspaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let p = arch().num_params();
+    let e = orthonormal(&mut rng, p, 2);
+    // w1 = e0, w2 = 0.6 e0 + 0.8 e1 (unit, cosine 0.6); at step 10 the same
+    // span with the vectors in the other order and w2' = 0.8 e0 − 0.6 e1.
+    let at = |a: f64, b: f64| -> Vec<f64> {
+        e[0].iter().zip(&e[1]).map(|(x, y)| a * x + b * y).collect()
+    };
+    let rows_in = [
+        (0i64, 0i32, at(1.0, 0.0)),
+        (0, 1, at(0.6, 0.8)),
+        (10, 0, at(0.8, -0.6)),
+        (10, 1, at(1.0, 0.0)),
+    ];
+    let n = rows_in.len();
+    let values = dir.path().join("values.arrow");
+    let vectors = dir.path().join("vectors.arrow");
+    write_batch(
+        &values,
+        vec![
+            ("step", col_i64(rows_in.iter().map(|r| r.0).collect())),
+            ("operator", col_str(&vec!["preconditioned"; n])),
+            ("rank", col_i32(rows_in.iter().map(|r| r.1).collect())),
+            ("eigenvalue", col_f64(vec![2.0, 1.0, 2.0, 1.0])),
+            ("residual", col_f64(vec![1e-9; n])),
+            ("hvps", col_i64(vec![40; n])),
+            ("iterations", col_i64(vec![8; n])),
+            ("converged", col_bool(vec![true; n])),
+        ],
+        false,
+    )
+    .unwrap();
+    let vs: Vec<Vec<f32>> = rows_in
+        .iter()
+        .map(|r| r.2.iter().map(|&x| x as f32).collect())
+        .collect();
+    write_batch(
+        &vectors,
+        vec![
+            ("step", col_i64(rows_in.iter().map(|r| r.0).collect())),
+            ("operator", col_str(&vec!["preconditioned"; n])),
+            ("rank", col_i32(rows_in.iter().map(|r| r.1).collect())),
+            ("vector", list_f32(&vs)),
+        ],
+        true,
+    )
+    .unwrap();
+    let (out, _) = run_metrics(
+        dir.path(),
+        "m",
+        &(values, vectors),
+        &MetricsParams::default(),
+        &[],
+    );
+    let ov = rows(&out.join("metrics/overlap.arrow"));
+    assert_eq!(ov.len(), 1);
+    let q = ov[0]["subspace_overlap"].as_f64().unwrap();
+    let g = ov[0]["grassmann"].as_f64().unwrap();
+    assert!((q - 1.0).abs() < 1e-6, "subspace overlap {q}");
+    assert!(g < 1e-3, "Grassmann distance {g}");
+}

@@ -236,6 +236,16 @@ pub fn rounding_level(n: usize, seed: u64, op: &mut stages::lanczos::BlockOp<'_>
     ROUNDING_SAFETY * diff(&ys[1], 3.0).max(diff(&ys[2], 1.0 / r2))
 }
 
+/// w = D^{-1/2}u / ‖D^{-1/2}u‖: an eigenvector u of the preconditioned
+/// operator D^{-1/2} H D^{-1/2} as a direction in parameter space (the one
+/// the update moves along: Δθ = −η D^{-1} g, so θ's coordinates are D^{-1/2}
+/// times the scaled ones).
+pub fn parameter_direction(d_inv_sqrt: &[f64], u: &[f64]) -> Vec<f64> {
+    let w: Vec<f64> = u.iter().zip(d_inv_sqrt).map(|(a, b)| a * b).collect();
+    let n = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+    w.iter().map(|x| x / n).collect()
+}
+
 /// The factor between the measured spread of two products and the rounding
 /// level reported: an eigenvalue must stand this far clear of the noise.
 pub const ROUNDING_SAFETY: f64 = 10.0;
@@ -348,10 +358,20 @@ pub fn run(
             }
             total_hvps += r.hvps + 3;
             for pair in &r.pairs {
+                // The preconditioned operator's eigenvectors u live in scaled
+                // coordinates; what is stored (and analysed) is the
+                // parameter-space direction w = D^{-1/2}u / ‖D^{-1/2}u‖.
+                let stored = match &scale {
+                    Some(d) => stages::lanczos::EigenPair {
+                        vector: parameter_direction(d, &pair.vector),
+                        ..pair.clone()
+                    },
+                    None => pair.clone(),
+                };
                 rows.push(
                     *step,
                     name,
-                    pair,
+                    &stored,
                     r.hvps + 3,
                     r.iterations,
                     r.converged,

@@ -157,8 +157,8 @@ fn preconditioned_lanczos_matches_dense_eigh() {
     let d = preconditioner_inv_sqrt(&adam, &state).unwrap();
     // Closed form of one entry: ((1 − β1^7)(sqrt(v / (1 − β2^7)) + ε))^(-1/2)
     // (thresholds.rs checks D against torch.optim.Adam's own step).
-    let expect0 = 1.0
-        / ((1.0 - 0.9f64.powi(7)) * ((v[0] / (1.0 - 0.999f64.powi(7))).sqrt() + 1e-8)).sqrt();
+    let expect0 =
+        1.0 / ((1.0 - 0.9f64.powi(7)) * ((v[0] / (1.0 - 0.999f64.powi(7))).sqrt() + 1e-8)).sqrt();
     assert!((d[0] - expect0).abs() <= 1e-12 * expect0);
     let mut op = HessianOperator::new(&arch, &theta, &x, &y, Kind::Double, Device::Cpu);
     let mut cols = Vec::new();
@@ -378,7 +378,36 @@ fn stored_residuals_are_true_residuals() {
     );
     let (x, y) = analysis_set(&ds, None, Kind::Double, Device::Cpu).unwrap();
     let mut checked = 0;
+    let mut preconditioned = 0;
     for i in 0..values.len() {
+        if ops.value(i) == "preconditioned" {
+            // Stored as a parameter-space direction w ∝ D^{-1/2}u: then
+            // H w = λ D w, with D the diagonal the update divided by.
+            let step = steps.value(i) as u64;
+            let ck = read_checkpoint(&run.join(stages::train::checkpoint_name(step))).unwrap();
+            let d = preconditioner_inv_sqrt(&tp.optimizer, &ck).unwrap();
+            let mut op =
+                HessianOperator::new(&arch, &ck["theta_f64"], &x, &y, Kind::Double, Device::Cpu);
+            let w: Vec<f64> = vectors
+                .list_f32_row("vector", i)
+                .unwrap()
+                .iter()
+                .map(|&f| f as f64)
+                .collect();
+            let wt = Tensor::from_slice(&w);
+            let dw = Tensor::from_slice(
+                &d.iter()
+                    .zip(&w)
+                    .map(|(s, x)| x / (s * s))
+                    .collect::<Vec<_>>(),
+            );
+            let lhs = op.apply_tensor(&wt);
+            let rel = ((&lhs - &dw * ev.value(i)).norm().double_value(&[]))
+                / (ev.value(i).abs() * dw.norm().double_value(&[]));
+            assert!(rel < 1e-4, "step {step}: ‖Hw − λDw‖ / ‖λDw‖ = {rel:e}");
+            preconditioned += 1;
+            continue;
+        }
         if ops.value(i) != "hessian" {
             continue;
         }
@@ -411,5 +440,10 @@ fn stored_residuals_are_true_residuals() {
         checked,
         3 * 6,
         "3 checkpoints × (3 largest + 3 most negative)"
+    );
+    assert_eq!(
+        preconditioned,
+        2 * 6,
+        "checkpoints 10 and 20 (none before a step)"
     );
 }
