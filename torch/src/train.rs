@@ -8,7 +8,7 @@ use crate::runtime::kind as torch_kind;
 use stages::arrow_io::{col_bool, col_f64, col_i64, write_batch};
 use stages::dataset::{self, Dataset};
 use stages::error::{io_err, StageError, StageResult};
-use stages::mlp::write_param_map;
+use stages::mlp::{write_param_map, Arch};
 use stages::train::{checkpoint_name, TrainParams, TrainSummary};
 use stages::Progress;
 use std::collections::{BTreeMap, BTreeSet};
@@ -190,6 +190,8 @@ pub fn run(
                 .map(|g| g.norm().double_value(&[]))
                 .unwrap_or(f64::NAN);
             log.push(step, tl, ta, vl, va, gn, lr, false);
+            log.margins
+                .push(margin_summary(arch, &theta, &s.x_train, &s.y_train));
         }
         let state_before = if is_ckpt {
             Some(opt.state_snapshot())
@@ -270,6 +272,31 @@ struct LogRows {
     grad_norm: Vec<f64>,
     lr: Vec<f64>,
     diverged: Vec<bool>,
+    /// (min, 1st percentile, median) of the train split's margins.
+    margins: Vec<[f64; 3]>,
+}
+
+/// The margins log(p_c / max_{j≠c} p_j) = z_c − max_{j≠c} z_j of every train
+/// row (c its label), summarized as (min, 1st percentile, median; nearest
+/// rank). The train split holds every analysis set (its first M rows), so its
+/// minimum bounds theirs from below. A margin beyond ~745 (f64) or ~104 (f32)
+/// makes every off-target probability underflow: that row's curvature is
+/// below what the arithmetic resolves.
+pub fn margin_summary(arch: &Arch, theta: &Tensor, x: &Tensor, y: &Tensor) -> [f64; 3] {
+    let mut m = tch::no_grad(|| {
+        let z = arch.forward(theta, x).to_kind(Kind::Double);
+        let yy = y.unsqueeze(1);
+        let zc = z.gather(1, &yy, false);
+        let others = z.scatter_value(1, &yy, f64::NEG_INFINITY);
+        let best = others.amax([1i64].as_slice(), true);
+        Vec::<f64>::try_from((zc - best).squeeze_dim(1)).unwrap_or_default()
+    });
+    if m.is_empty() || m.iter().any(|v| v.is_nan()) {
+        return [f64::NAN; 3];
+    }
+    m.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| m[((m.len() - 1) as f64 * q).floor() as usize];
+    [m[0], at(0.01), at(0.5)]
 }
 
 impl LogRows {
@@ -298,6 +325,7 @@ impl LogRows {
     fn push_diverged(&mut self, step: u64, lr: f64) {
         let nan = f64::NAN;
         self.push(step, nan, nan, nan, nan, nan, lr, true);
+        self.margins.push([nan; 3]);
     }
     fn last_finite(&self) -> (f64, f64, f64, f64) {
         (0..self.step.len())
@@ -325,6 +353,18 @@ impl LogRows {
                 ("grad_norm", col_f64(self.grad_norm)),
                 ("lr", col_f64(self.lr)),
                 ("diverged", col_bool(self.diverged)),
+                (
+                    "margin_min",
+                    col_f64(self.margins.iter().map(|m| m[0]).collect()),
+                ),
+                (
+                    "margin_p01",
+                    col_f64(self.margins.iter().map(|m| m[1]).collect()),
+                ),
+                (
+                    "margin_median",
+                    col_f64(self.margins.iter().map(|m| m[2]).collect()),
+                ),
             ],
             false,
         )
