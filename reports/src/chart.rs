@@ -37,6 +37,26 @@ pub(crate) const GRID_MINOR: RGBColor = RGBColor(0xF0, 0xF0, 0xF0);
 pub(crate) const REF_GREY: RGBColor = RGBColor(0x70, 0x70, 0x70);
 pub(crate) const INK: RGBColor = RGBColor(0x20, 0x20, 0x20);
 
+/// The legend note of a figure with any point built on an untrusted pair.
+pub(crate) const UNTRUSTED_NOTE: &str =
+    "hollow: untrusted pair (unconverged or below the rounding level)";
+/// A marker's radius, and the stroke of a hollow (untrusted) one.
+pub(crate) const MARKER_R: i32 = 7;
+pub(crate) const HOLLOW_W: u32 = 3;
+
+/// A hollow marker: a white disc under a ring of `color`, so that the line
+/// through it does not fill it (drawn at every untrusted point).
+pub(crate) fn hollow_marker<C: Clone>(
+    at: C,
+    r: i32,
+    color: RGBColor,
+) -> impl IntoIterator<Item = Circle<C, i32>> {
+    [
+        Circle::new(at.clone(), r, WHITE.filled()),
+        Circle::new(at, r, color.stroke_width(HOLLOW_W)),
+    ]
+}
+
 pub(crate) fn pe<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
@@ -128,7 +148,8 @@ pub(crate) struct Line {
     pub width: u32,
     pub dashed: bool,
     pub band: bool,
-    /// Dots at the points, when there are at most 60 of them.
+    /// Dots at the points, when there are at most 60 of them. Points built
+    /// on untrusted pairs get a hollow marker whatever this says.
     pub markers: bool,
 }
 
@@ -258,11 +279,38 @@ fn draw_panel<DB: DrawingBackend>(
                 .draw_series(LineSeries::new(line.clone(), style))
                 .map_err(pe)?;
         }
+        // The points kept (on the axes), each with its trust.
+        let marked: Vec<((f64, f64), bool)> = l
+            .curve
+            .step
+            .iter()
+            .zip(&l.curve.mean)
+            .enumerate()
+            .filter_map(|(i, (&x, &y))| Some(((p.x.t(x)?, p.y.t(y)?), l.curve.is_trusted(i))))
+            .collect();
         if l.markers && line.len() <= 60 {
             chart
-                .draw_series(line.iter().map(|&c| Circle::new(c, 7, l.color.filled())))
+                .draw_series(
+                    marked
+                        .iter()
+                        .filter(|(_, t)| *t)
+                        .map(|&(c, _)| Circle::new(c, MARKER_R, l.color.filled())),
+                )
                 .map_err(pe)?;
         }
+        let r = if l.width < LINE_W {
+            MARKER_R - 2
+        } else {
+            MARKER_R
+        };
+        chart
+            .draw_series(
+                marked
+                    .iter()
+                    .filter(|(_, t)| !*t)
+                    .flat_map(|&(c, _)| hollow_marker(c, r, l.color)),
+            )
+            .map_err(pe)?;
     }
     // Reference-line labels last, on a white halo so curves never hide them.
     for r in &p.refs {
@@ -300,6 +348,8 @@ pub(crate) struct Entry {
     pub width: u32,
     pub dashed: bool,
     pub sample: bool,
+    /// A hollow marker before the text (the untrusted-points note).
+    pub hollow: bool,
     pub text: String,
     pub px: f64,
     pub text_color: RGBColor,
@@ -312,6 +362,7 @@ impl Entry {
             width,
             dashed,
             sample: true,
+            hollow: false,
             text,
             px: LEGEND_PX,
             text_color: INK,
@@ -325,9 +376,25 @@ impl Entry {
             width: 0,
             dashed: false,
             sample: false,
+            hollow: false,
             text: "line: mean over seeds · band: min–max".to_string(),
             px: NOTE_PX,
             text_color: REF_GREY,
+        })
+    }
+
+    /// The note on hollow markers, when some point is built on an untrusted
+    /// pair (a mean over seeds is, when any of its inputs is).
+    pub fn untrusted_note(any_untrusted: bool) -> Option<Entry> {
+        any_untrusted.then(|| Entry {
+            color: INK,
+            width: 0,
+            dashed: false,
+            sample: false,
+            hollow: true,
+            text: UNTRUSTED_NOTE.to_string(),
+            px: NOTE_PX,
+            text_color: INK,
         })
     }
 }
@@ -337,6 +404,8 @@ const SAMPLE_GAP: i32 = 16;
 const ENTRY_GAP: i32 = 64;
 const LEGEND_ROW_H: i32 = 62;
 const LEGEND_MARGIN: i32 = 40;
+/// The room a hollow-marker sample takes before its text.
+const HOLLOW_SAMPLE_W: i32 = 2 * MARKER_R + 2 * SAMPLE_GAP;
 
 /// Per entry its row and x offset; per row its width (rows are centred).
 type LegendLayout = (Vec<(usize, i32)>, Vec<i32>);
@@ -344,7 +413,7 @@ type LegendLayout = (Vec<(usize, i32)>, Vec<i32>);
 /// Lays the entries out in rows that fit the figure's width.
 fn layout_legend<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    entries: &[Entry],
+    entries: &[&Entry],
 ) -> Result<LegendLayout, String> {
     let max_w = WIDTH as i32 - 2 * LEGEND_MARGIN;
     let mut placed = Vec::with_capacity(entries.len());
@@ -353,7 +422,9 @@ fn layout_legend<DB: DrawingBackend>(
         let (tw, _) = root
             .estimate_text_size(&e.text, &text_style(e.px, e.text_color))
             .map_err(pe)?;
-        let w = tw as i32 + if e.sample { SAMPLE_W + SAMPLE_GAP } else { 0 };
+        let w = tw as i32
+            + if e.sample { SAMPLE_W + SAMPLE_GAP } else { 0 }
+            + if e.hollow { HOLLOW_SAMPLE_W } else { 0 };
         let row = rows.len() - 1;
         let cur = rows[row];
         if cur > 0 && cur + ENTRY_GAP + w > max_w {
@@ -371,7 +442,7 @@ fn layout_legend<DB: DrawingBackend>(
 fn draw_figure<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     look: Look,
-    entries: &[Entry],
+    entries: &[&Entry],
     panels: &[Panel],
     cols: usize,
 ) -> Result<(), String> {
@@ -395,6 +466,12 @@ fn draw_figure<DB: DrawingBackend>(
             }
             tx += SAMPLE_W + SAMPLE_GAP;
         }
+        if e.hollow {
+            for c in hollow_marker((tx + SAMPLE_GAP + MARKER_R, y), MARKER_R, e.color) {
+                legend.draw(&c).map_err(pe)?;
+            }
+            tx += HOLLOW_SAMPLE_W;
+        }
         let style = text_style(e.px, e.text_color).pos(Pos::new(HPos::Left, VPos::Center));
         legend
             .draw(&Text::new(e.text.clone(), (tx, y), style))
@@ -409,7 +486,8 @@ fn draw_figure<DB: DrawingBackend>(
 }
 
 /// Writes `<name>.png` and `<name>.svg` (1×2 or 2×2 panels under the
-/// legend); returns both names.
+/// legend); returns both names. When any point drawn is built on an
+/// untrusted pair, the legend ends with [`UNTRUSTED_NOTE`].
 pub(crate) fn write_figure(
     out_dir: &Path,
     name: &str,
@@ -418,6 +496,14 @@ pub(crate) fn write_figure(
     panels: &[Panel],
     cols: usize,
 ) -> Result<Vec<String>, ReportError> {
+    let untrusted = panels
+        .iter()
+        .flat_map(|p| &p.lines)
+        .any(|l| l.curve.any_untrusted());
+    let mut all_entries: Vec<&Entry> = entries.iter().collect();
+    let note = Entry::untrusted_note(untrusted);
+    all_entries.extend(note.as_ref());
+    let entries = &all_entries[..];
     let height = if panels.len() > cols {
         HEIGHT_2X2
     } else {

@@ -90,6 +90,29 @@ impl Table {
         self.df.schema().contains(name)
     }
 
+    /// The metrics files' `trusted` column (a null entry is untrusted), or
+    /// `true` for a file without it (stores written before it existed).
+    pub(crate) fn trusted(&self) -> Result<Expr, ReportError> {
+        Ok(if self.has("trusted") {
+            self.col("trusted", Kind::Bool)?.fill_null(lit(false))
+        } else {
+            lit(true)
+        })
+    }
+
+    /// The trust of a pair of `eigen/values.arrow`: `converged` and
+    /// `resolvable`, an absent column counting as true and a null entry as
+    /// false (the metrics stage's rule).
+    pub(crate) fn values_trusted(&self) -> Result<Expr, ReportError> {
+        let mut e = lit(true);
+        for name in ["converged", "resolvable"] {
+            if self.has(name) {
+                e = e.and(self.col(name, Kind::Bool)?.fill_null(lit(false)));
+            }
+        }
+        Ok(e)
+    }
+
     /// Checks that `name` exists and holds `kind` values; returns the
     /// expression that yields it cast to the canonical type.
     pub(crate) fn col(&self, name: &str, kind: Kind) -> Result<Expr, ReportError> {
@@ -132,11 +155,12 @@ impl Table {
 pub(crate) struct RunFrames {
     /// `step`, `train_loss`, `test_loss`.
     pub loss: DataFrame,
-    /// `step`, `value` = λ1 of the Hessian (operator "hessian", rank 0).
+    /// `step`, `value` = λ1 of the Hessian (operator "hessian", rank 0),
+    /// `trusted`.
     pub sharpness: DataFrame,
-    /// `step`, `value` = P·IPR of v1 (rank 0).
+    /// `step`, `value` = P·IPR of v1 (rank 0), `trusted`.
     pub localization: DataFrame,
-    /// `step` = t_n, `value` = q(t_n, t_{n+1}).
+    /// `step` = t_n, `value` = q(t_n, t_{n+1}), `trusted`.
     pub overlap: DataFrame,
     /// Any `diverged == true` (or, without that column, any non-finite train loss).
     pub diverged: bool,
@@ -201,9 +225,14 @@ pub(crate) fn load_run(
         v.col("rank", Kind::Int)?,
         v.col("eigenvalue", Kind::Float)?,
     );
+    let v_trusted = v.values_trusted()?;
     let sharpness = v.query(|lf| {
         lf.filter(op.eq(lit("hessian")).and(rank.eq(lit(0i64))))
-            .select([step.alias("step"), ev.alias("value")])
+            .select([
+                step.alias("step"),
+                ev.alias("value"),
+                v_trusted.alias("trusted"),
+            ])
             .sort(["step"], SortMultipleOptions::default())
     })?;
 
@@ -223,9 +252,14 @@ pub(crate) fn load_run(
         })
     };
     let l_hessian = is_hessian(&l)?;
+    let l_trusted = l.trusted()?;
     let localization = l.query(|lf| {
         lf.filter(rank.eq(lit(0i64)).and(l_hessian))
-            .select([step.alias("step"), pipr.alias("value")])
+            .select([
+                step.alias("step"),
+                pipr.alias("value"),
+                l_trusted.alias("trusted"),
+            ])
             .sort(["step"], SortMultipleOptions::default())
     })?;
 
@@ -252,9 +286,14 @@ pub(crate) fn load_run(
         t.eq(next)
     };
     let o_hessian = is_hessian(&o)?;
+    let o_trusted = o.trusted()?;
     let overlap = o.query(|lf| {
         lf.filter(consecutive.and(o_hessian))
-            .select([t_w.alias("step"), q.alias("value")])
+            .select([
+                t_w.alias("step"),
+                q.alias("value"),
+                o_trusted.alias("trusted"),
+            ])
             .sort(["step"], SortMultipleOptions::default())
     })?;
 
@@ -269,18 +308,32 @@ pub(crate) fn load_run(
 }
 
 /// One aggregated curve: the mean over the runs of a group at each step,
-/// with the min–max envelope.
+/// with the min–max envelope, and whether every value behind a point came
+/// from trusted eigenpairs.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Curve {
     pub step: Vec<f64>,
     pub mean: Vec<f64>,
     pub lo: Vec<f64>,
     pub hi: Vec<f64>,
+    /// Per point: every input trusted. Shorter than `step` (e.g. empty):
+    /// the missing points count as trusted.
+    pub trusted: Vec<bool>,
 }
 
 impl Curve {
     pub(crate) fn is_empty(&self) -> bool {
         self.step.is_empty()
+    }
+
+    /// Whether point i is built on trusted pairs only.
+    pub(crate) fn is_trusted(&self, i: usize) -> bool {
+        self.trusted.get(i).copied().unwrap_or(true)
+    }
+
+    /// Whether any point is built on an untrusted pair.
+    pub(crate) fn any_untrusted(&self) -> bool {
+        self.trusted.iter().any(|t| !t)
     }
 }
 
@@ -293,7 +346,9 @@ pub(crate) struct Tagged<'a> {
 
 /// Averages `column` over the runs of each (optimizer, label) group at each
 /// step, with polars lazy expressions. Non-finite values (diverged steps) are
-/// dropped, and so are values ≤ 0 when `positive` (for log axes).
+/// dropped, and so are values ≤ 0 when `positive` (for log axes). A frame
+/// with a bool `trusted` column marks its rows; a mean over any untrusted
+/// row is untrusted (a frame without the column is trusted).
 /// Returns the curves keyed by (optimizer, label).
 pub(crate) fn aggregate(
     runs: &[Tagged<'_>],
@@ -312,6 +367,12 @@ pub(crate) fn aggregate(
                 lit(r.label).alias("label"),
                 col("step").cast(DataType::Float64),
                 col(column).alias("value"),
+                if r.frame.schema().contains("trusted") {
+                    col("trusted").fill_null(lit(false))
+                } else {
+                    lit(true)
+                }
+                .alias("trusted"),
             ])
         })
         .collect();
@@ -331,6 +392,7 @@ pub(crate) fn aggregate(
             col("value").mean().alias("mean"),
             col("value").min().alias("lo"),
             col("value").max().alias("hi"),
+            col("trusted").all(true).alias("trusted"),
         ])
         .sort(
             ["optimizer", "label", "step"],
@@ -362,12 +424,21 @@ pub(crate) fn aggregate(
         get_f64("lo")?,
         get_f64("hi")?,
     );
+    let trusted: Vec<bool> = df
+        .column("trusted")
+        .map_err(aggregate_err)?
+        .bool()
+        .map_err(aggregate_err)?
+        .iter()
+        .map(|v| v.unwrap_or(true))
+        .collect();
     for i in 0..step.len() {
         let c: &mut Curve = out.entry((opt[i].clone(), label[i].clone())).or_default();
         c.step.push(step[i]);
         c.mean.push(mean[i]);
         c.lo.push(lo[i]);
         c.hi.push(hi[i]);
+        c.trusted.push(trusted[i]);
     }
     Ok(out)
 }

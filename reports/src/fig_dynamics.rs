@@ -68,6 +68,7 @@ pub(crate) const TEXTS: &[&str] = &[
     "tₙ",
     "(diverged)",
     "line: mean over seeds · band: min–max",
+    crate::chart::UNTRUSTED_NOTE,
     "no data",
 ];
 
@@ -116,16 +117,17 @@ struct RunData {
     train: DataFrame,
     diverged: bool,
     lr: Option<f64>,
-    /// `step`, `rank`, `value`: Hessian eigenvalues (rank ≥ 0).
+    /// `step`, `rank`, `value`, `trusted`: Hessian eigenvalues (rank ≥ 0).
     hessian: DataFrame,
     /// The Hessian's stability threshold from spectrum.arrow (first finite).
     hessian_threshold: Option<f64>,
-    /// `step`, `value`: λ₁ of the preconditioned operator.
+    /// `step`, `value`, `trusted`: λ₁ of the preconditioned operator.
     precond: DataFrame,
     precond_threshold: Option<f64>,
-    /// `step` = t_w, `displacement`, `per_step`: means over ranks.
+    /// `step` = t_w, `displacement`, `per_step`: means over ranks;
+    /// `trusted`: every row behind them is.
     displacement: DataFrame,
-    /// `step`, `grad_alignment`, `update_alignment`.
+    /// `step`, `grad_alignment`, `update_alignment`, `trusted`.
     alignment: DataFrame,
 }
 
@@ -173,6 +175,7 @@ fn load_run(run: &crate::RunInput) -> Result<RunData, ReportError> {
     );
     let is_h = op.clone().eq(lit("hessian"));
     let is_p = op.eq(lit("preconditioned"));
+    let trusted = sp.trusted()?;
     let hessian = sp.query(|lf| {
         sorted_by_step(
             lf.filter(is_h.clone().and(rank.clone().gt_eq(lit(0i64))))
@@ -180,13 +183,18 @@ fn load_run(run: &crate::RunInput) -> Result<RunData, ReportError> {
                     step.clone().alias("step"),
                     rank.clone().alias("rank"),
                     ev.clone().alias("value"),
+                    trusted.clone().alias("trusted"),
                 ]),
         )
     })?;
     let precond = sp.query(|lf| {
         sorted_by_step(
             lf.filter(is_p.clone().and(rank.clone().eq(lit(0i64))))
-                .select([step.clone().alias("step"), ev.clone().alias("value")]),
+                .select([
+                    step.clone().alias("step"),
+                    ev.clone().alias("value"),
+                    trusted.clone().alias("trusted"),
+                ]),
         )
     })?;
     let (hessian_threshold, precond_threshold) = spectrum_thresholds(path)?;
@@ -197,11 +205,14 @@ fn load_run(run: &crate::RunInput) -> Result<RunData, ReportError> {
     let keep = d
         .col("consecutive", Kind::Bool)?
         .and(d.col("operator", Kind::Str)?.eq(lit("hessian")));
-    let (t_w, disp, per_step) = (
+    let (t_w, disp, per_step, trusted) = (
         d.col("t_w", Kind::Int)?,
         d.col("matched_displacement", Kind::Float)?,
         d.col("per_step", Kind::Float)?,
+        d.trusted()?,
     );
+    // Null displacements (vectors that are not isolated) are left out of
+    // the mean; a mean over any untrusted row is untrusted.
     let displacement = d.query(|lf| {
         sorted_by_step(
             lf.filter(keep)
@@ -209,9 +220,14 @@ fn load_run(run: &crate::RunInput) -> Result<RunData, ReportError> {
                     t_w.alias("step"),
                     disp.alias("displacement"),
                     per_step.alias("per_step"),
+                    trusted.alias("trusted"),
                 ])
                 .group_by([col("step")])
-                .agg([col("displacement").mean(), col("per_step").mean()]),
+                .agg([
+                    col("displacement").mean(),
+                    col("per_step").mean(),
+                    col("trusted").all(true),
+                ]),
         )
     })?;
 
@@ -224,6 +240,7 @@ fn load_run(run: &crate::RunInput) -> Result<RunData, ReportError> {
             .alias("grad_alignment"),
         a.col("update_alignment", Kind::Float)?
             .alias("update_alignment"),
+        a.trusted()?.alias("trusted"),
     ];
     let alignment = a.query(|lf| sorted_by_step(lf.select(cols)))?;
 
@@ -472,7 +489,7 @@ fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
                     .clone()
                     .lazy()
                     .filter(col("rank").eq(lit(r)))
-                    .select([col("step"), col("value")])
+                    .select([col("step"), col("value"), col("trusted")])
                     .collect()
                     .map_err(|e| ReportError::Data {
                         file: PathBuf::from("metrics/spectrum.arrow"),

@@ -13,7 +13,8 @@ use polars::prelude::*;
 
 use crate::axis::{Axis, Scale};
 use crate::chart::{
-    finite_range, pe, text_style, unit_axis, GRID_MAJOR, GRID_MINOR, INK, REF_GREY, WIDTH,
+    finite_range, hollow_marker, pe, text_style, unit_axis, GRID_MAJOR, GRID_MINOR, INK, MARKER_R,
+    NOTE_PX, REF_GREY, UNTRUSTED_NOTE, WIDTH,
 };
 use crate::data::{Kind, Table};
 use crate::error::ReportError;
@@ -200,6 +201,16 @@ fn f64s(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<f64>, ReportError
         .collect())
 }
 
+/// A bool column; a null entry is false.
+fn bools(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<bool>, ReportError> {
+    let c = df.column(name).map_err(|e| data_err(file, e))?;
+    Ok(c.bool()
+        .map_err(|e| data_err(file, e))?
+        .iter()
+        .map(|v| v.unwrap_or(false))
+        .collect())
+}
+
 fn i64s(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<i64>, ReportError> {
     let c = df.column(name).map_err(|e| data_err(file, e))?;
     let c = c.cast(&DataType::Int64).map_err(|e| data_err(file, e))?;
@@ -220,7 +231,8 @@ fn is_hessian(t: &Table) -> Result<Expr, ReportError> {
 }
 
 /// Reads the Hessian rows of `name` for run `run`, selecting `cols` cast to
-/// their kinds, with an extra filter.
+/// their kinds and `trusted` (true for a file without the column), with an
+/// extra filter.
 fn hessian_rows(
     input: &ReportInput,
     run: usize,
@@ -234,6 +246,7 @@ fn hessian_rows(
     for (c, k) in cols {
         sel.push(t.col(c, *k)?.alias(*c));
     }
+    sel.push(t.trusted()?.alias("trusted"));
     let keep = is_hessian(&t)?.and(extra(&t)?);
     let df = t.query(|lf| lf.filter(keep).select(sel))?;
     Ok((df, path))
@@ -337,6 +350,17 @@ enum Sample {
     Swatch,
     /// Text only, in grey.
     Note,
+    /// A hollow marker: the untrusted-points note.
+    Hollow,
+}
+
+/// The legend entry on hollow markers, when `any` point is untrusted.
+fn untrusted_entry(any: bool) -> Option<Entry> {
+    any.then(|| Entry {
+        color: INK,
+        sample: Sample::Hollow,
+        text: UNTRUSTED_NOTE.to_string(),
+    })
 }
 
 struct Entry {
@@ -411,6 +435,11 @@ fn draw_legend<DB: DrawingBackend>(
                         e.color.filled(),
                     ))
                     .map_err(pe)?,
+                Sample::Hollow => {
+                    for c in hollow_marker((left + SAMPLE_W / 2, y), MARKER_R + 2, e.color) {
+                        area.draw(&c).map_err(pe)?;
+                    }
+                }
                 Sample::Note => {}
             }
             let style = text_style(px, INK).pos(Pos::new(HPos::Left, VPos::Center));
@@ -488,6 +517,8 @@ struct AgingCurve {
     t_w: i64,
     tau: Vec<f64>,
     q: Vec<f64>,
+    /// Per point: the overlap row is trusted (both ends).
+    trusted: Vec<bool>,
 }
 
 struct AgingPanel {
@@ -498,6 +529,27 @@ struct AgingPanel {
 
 struct Aging {
     panels: Vec<AgingPanel>,
+    /// Some point drawn is untrusted: the head carries the note.
+    untrusted: bool,
+}
+
+/// The extra head height that the untrusted-points note takes.
+const HEAD_NOTE_H: u32 = 56;
+
+/// Draws the untrusted-points note (a hollow marker and its text) centred
+/// at height `y` of `area`.
+fn head_note<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, y: i32) -> Result<(), String> {
+    let style = text_style(NOTE_PX, INK).pos(Pos::new(HPos::Left, VPos::Center));
+    let (tw, _) = area
+        .estimate_text_size(UNTRUSTED_NOTE, &style)
+        .map_err(pe)?;
+    let left = (WIDTH as i32 - tw as i32 - 40) / 2;
+    for c in hollow_marker((left + MARKER_R, y), MARKER_R, INK) {
+        area.draw(&c).map_err(pe)?;
+    }
+    area.draw(&Text::new(UNTRUSTED_NOTE, (left + 40, y), style))
+        .map_err(pe)?;
+    Ok(())
 }
 
 impl Aging {
@@ -521,6 +573,7 @@ impl Aging {
             let tw = i64s(&df, "t_w", &path)?;
             let t = i64s(&df, "t", &path)?;
             let q = f64s(&df, "subspace_overlap", &path)?;
+            let ok = bools(&df, "trusted", &path)?;
             // Waiting times with at least three later checkpoints.
             let mut cands: Vec<i64> = tw.clone();
             cands.dedup();
@@ -537,6 +590,7 @@ impl Aging {
                         t_w: w,
                         tau: idx.iter().map(|&i| (t[i] - w) as f64).collect(),
                         q: idx.iter().map(|&i| q[i]).collect(),
+                        trusted: idx.iter().map(|&i| ok[i]).collect(),
                     }
                 })
                 .collect();
@@ -551,22 +605,30 @@ impl Aging {
                 curves,
             });
         }
-        Ok(Aging { panels })
+        let untrusted = panels
+            .iter()
+            .flat_map(|p: &AgingPanel| &p.curves)
+            .any(|c| c.trusted.iter().any(|t| !t));
+        Ok(Aging { panels, untrusted })
     }
 }
 
 impl Figure for Aging {
     fn height(&self) -> u32 {
-        1200
+        1200 + if self.untrusted { HEAD_NOTE_H } else { 0 }
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let note_h = if self.untrusted { HEAD_NOTE_H } else { 0 };
         let body = headed(
             root,
             "Aging of the top-k Hessian subspace: q(t_w, t_w + τ)",
-            90,
+            90 + note_h,
             50,
         )?;
+        if self.untrusted {
+            head_note(root, 50 + HEAD_NOTE_H as i32)?;
+        }
         let taus = self
             .panels
             .iter()
@@ -588,20 +650,35 @@ impl Figure for Aging {
                     1.0
                 };
                 let color = sequential(p.color, f);
-                let pts: Vec<(f64, f64)> = c
+                let marked: Vec<((f64, f64), bool)> = c
                     .tau
                     .iter()
                     .zip(&c.q)
-                    .filter_map(|(&a, &b)| Some((x.t(a)?, y.t(b)?)))
+                    .zip(&c.trusted)
+                    .filter_map(|((&a, &b), &ok)| Some(((x.t(a)?, y.t(b)?), ok)))
                     .collect();
+                let pts: Vec<(f64, f64)> = marked.iter().map(|m| m.0).collect();
                 chart
                     .draw_series(LineSeries::new(pts.clone(), color.stroke_width(LINE_W)))
                     .map_err(pe)?;
                 if pts.len() <= 60 {
                     chart
-                        .draw_series(pts.iter().map(|&q| Circle::new(q, 6, color.filled())))
+                        .draw_series(
+                            marked
+                                .iter()
+                                .filter(|m| m.1)
+                                .map(|&(q, _)| Circle::new(q, 6, color.filled())),
+                        )
                         .map_err(pe)?;
                 }
+                chart
+                    .draw_series(
+                        marked
+                            .iter()
+                            .filter(|m| !m.1)
+                            .flat_map(|&(q, _)| hollow_marker(q, MARKER_R, color)),
+                    )
+                    .map_err(pe)?;
             }
             if n == 0 {
                 no_data(&mut chart, &x, &y)?;
@@ -944,6 +1021,8 @@ struct IprCurve {
     mean: Vec<f64>,
     lo: Vec<f64>,
     hi: Vec<f64>,
+    /// Per point: every seed's pair trusted.
+    trusted: Vec<bool>,
 }
 
 struct IprPanel {
@@ -999,6 +1078,7 @@ impl Ipr {
                             col("p_ipr").mean().alias("mean"),
                             col("p_ipr").min().alias("lo"),
                             col("p_ipr").max().alias("hi"),
+                            col("trusted").all(true).alias("trusted"),
                         ])
                         .sort(["group", "rank", "step"], SortMultipleOptions::default())
                         .collect()
@@ -1050,6 +1130,7 @@ impl Ipr {
                 f64s(&df, "lo", &agg_file)?,
                 f64s(&df, "hi", &agg_file)?,
             );
+            let ok = bools(&df, "trusted", &agg_file)?;
             for p in &mut panels {
                 for (gi, g) in groups.iter().enumerate() {
                     let idx: Vec<usize> = (0..gcol.len())
@@ -1062,6 +1143,7 @@ impl Ipr {
                         mean: idx.iter().map(|&i| mean[i]).collect(),
                         lo: idx.iter().map(|&i| lo[i]).collect(),
                         hi: idx.iter().map(|&i| hi[i]).collect(),
+                        trusted: idx.iter().map(|&i| ok[i]).collect(),
                     });
                 }
             }
@@ -1093,6 +1175,12 @@ impl Ipr {
                 text: "line: mean over seeds · band: min–max".into(),
             });
         }
+        legend.extend(untrusted_entry(
+            panels
+                .iter()
+                .flat_map(|p| &p.curves)
+                .any(|c| c.trusted.iter().any(|t| !t)),
+        ));
         Ok(Ipr { panels, legend })
     }
 }
@@ -1178,15 +1266,35 @@ impl Figure for Ipr {
                 }
             }
             for c in &p.curves {
-                let line = pts(&c.step, &c.mean);
+                let marked: Vec<((f64, f64), bool)> = c
+                    .step
+                    .iter()
+                    .zip(&c.mean)
+                    .zip(&c.trusted)
+                    .filter_map(|((&a, &b), &ok)| Some(((x.t(a)?, y.t(b)?), ok)))
+                    .collect();
+                let line: Vec<(f64, f64)> = marked.iter().map(|m| m.0).collect();
                 chart
                     .draw_series(LineSeries::new(line.clone(), c.color.stroke_width(LINE_W)))
                     .map_err(pe)?;
                 if line.len() <= 60 {
                     chart
-                        .draw_series(line.iter().map(|&q| Circle::new(q, 6, c.color.filled())))
+                        .draw_series(
+                            marked
+                                .iter()
+                                .filter(|m| m.1)
+                                .map(|&(q, _)| Circle::new(q, 6, c.color.filled())),
+                        )
                         .map_err(pe)?;
                 }
+                chart
+                    .draw_series(
+                        marked
+                            .iter()
+                            .filter(|m| !m.1)
+                            .flat_map(|&(q, _)| hollow_marker(q, MARKER_R, c.color)),
+                    )
+                    .map_err(pe)?;
             }
             if p.curves.iter().all(|c| c.step.is_empty()) {
                 no_data(&mut chart, &x, &y)?;
@@ -1203,6 +1311,8 @@ struct MassPanel {
     steps: Vec<f64>,
     /// per layer, per step (aligned with `steps`)
     mass: Vec<Vec<f64>>,
+    /// per step: every layer's row trusted.
+    trusted: Vec<bool>,
 }
 
 struct LayerMass {
@@ -1243,7 +1353,7 @@ impl LayerMass {
             let df = df
                 .lazy()
                 .group_by([col("step"), col("layer")])
-                .agg([col("mass").sum()])
+                .agg([col("mass").sum(), col("trusted").all(true)])
                 .with_column((col("mass") / per_step).alias("mass"))
                 .sort(["step", "layer"], SortMultipleOptions::default())
                 .collect()
@@ -1253,6 +1363,7 @@ impl LayerMass {
                 i64s(&df, "layer", &path)?,
                 f64s(&df, "mass", &path)?,
             );
+            let ok = bools(&df, "trusted", &path)?;
             if la.iter().any(|&l| !(0..1000).contains(&l)) {
                 return Err(data_err(&path, "layer index out of range"));
             }
@@ -1261,9 +1372,11 @@ impl LayerMass {
             let mut steps: Vec<i64> = st.clone();
             steps.dedup();
             let mut mass = vec![vec![0.0; steps.len()]; layers];
+            let mut trusted = vec![true; steps.len()];
             for i in 0..st.len() {
                 if let Ok(j) = steps.binary_search(&st[i]) {
                     mass[la[i] as usize][j] = if ma[i].is_finite() { ma[i] } else { 0.0 };
+                    trusted[j] &= ok[i];
                 }
             }
             let seed_note = if g.runs.len() > 1 {
@@ -1275,9 +1388,10 @@ impl LayerMass {
                 title: format!("{}{seed_note}", g.label),
                 steps: steps.iter().map(|&s| s as f64).collect(),
                 mass,
+                trusted,
             });
         }
-        let legend = (0..n_layers)
+        let mut legend: Vec<Entry> = (0..n_layers)
             .map(|i| Entry {
                 color: layer_color(i, n_layers),
                 sample: Sample::Swatch,
@@ -1290,6 +1404,9 @@ impl LayerMass {
                 },
             })
             .collect();
+        legend.extend(untrusted_entry(
+            panels.iter().any(|p| p.trusted.iter().any(|t| !t)),
+        ));
         Ok(LayerMass { panels, legend })
     }
 }
@@ -1315,7 +1432,11 @@ impl Figure for LayerMass {
         let mut y = unit_axis();
         y.hi = 1.0;
         let cells = body.split_evenly((1, self.panels.len().max(1)));
-        let n = self.legend.len();
+        let n = self
+            .legend
+            .iter()
+            .filter(|e| e.sample == Sample::Swatch)
+            .count();
         for (cell, p) in cells.iter().zip(&self.panels) {
             let mut chart = line_chart(cell, &p.title, &x, &y, "step + 1", "fraction of ‖v₁‖²")?;
             if p.steps.is_empty() {
@@ -1346,6 +1467,28 @@ impl Figure for LayerMass {
                     ))
                     .map_err(pe)?;
                 below = above;
+            }
+            // Untrusted steps: a pale veil over their span and a hollow
+            // marker on the top edge.
+            let mid = |a: f64, b: f64| (a + b) / 2.0;
+            for (j, _) in p.trusted.iter().enumerate().filter(|(_, t)| !**t) {
+                let a = if j > 0 { mid(xs[j - 1], xs[j]) } else { xs[j] };
+                let b = if j + 1 < xs.len() {
+                    mid(xs[j], xs[j + 1])
+                } else {
+                    xs[j]
+                };
+                if b > a {
+                    chart
+                        .draw_series(std::iter::once(Rectangle::new(
+                            [(a, 0.0), (b, 1.0)],
+                            WHITE.mix(0.55).filled(),
+                        )))
+                        .map_err(pe)?;
+                }
+                chart
+                    .draw_series(hollow_marker((xs[j], 0.97), MARKER_R + 2, INK))
+                    .map_err(pe)?;
             }
         }
         Ok(())
@@ -1469,6 +1612,26 @@ impl LocMap {
             let at = last
                 .map(|s| format!(" (step {s}{seed_note})"))
                 .unwrap_or_default();
+            // The pair's trust, from localization.arrow's row of it (a
+            // missing row or column: trusted).
+            let untrusted = match last {
+                Some(s) => {
+                    let cols = [("step", Kind::Int)];
+                    let (df, lpath) =
+                        hessian_rows(input, run, "metrics/localization.arrow", &cols, |t| {
+                            Ok(t.col("rank", Kind::Int)?
+                                .eq(lit(0i64))
+                                .and(t.col("step", Kind::Int)?.eq(lit(s))))
+                        })?;
+                    bools(&df, "trusted", &lpath)?.iter().any(|t| !t)
+                }
+                None => false,
+            };
+            let at = if untrusted {
+                format!("{at} — untrusted pair")
+            } else {
+                at
+            };
             panels.push(LocPanel {
                 title: format!("{}{at}", g.label),
                 rows,

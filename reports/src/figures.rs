@@ -45,6 +45,7 @@ pub(crate) const TEXTS: &[&str] = &[
     "train",
     "test",
     "line: mean over seeds · band: min–max",
+    crate::chart::UNTRUSTED_NOTE,
     "no data",
     "10⁻¹²³⁴⁵⁶⁷⁸⁹ 2×10⁰ −1",
 ];

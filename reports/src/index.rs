@@ -81,6 +81,39 @@ fn final_row(path: &Path) -> Result<(f64, f64, f64, f64, bool), ReportError> {
     Ok((get("a"), get("b"), get("c"), get("d"), diverged))
 }
 
+/// The trusted pairs of a run's `eigen/values.arrow` (converged and
+/// resolvable; an absent column counts as true, a null entry as false), and
+/// all its pairs.
+fn trusted_pairs(path: &Path) -> Result<(u64, u64), ReportError> {
+    let t = Table::open(path)?;
+    let trusted = t.values_trusted()?;
+    let df = t.query(|lf| {
+        // with_column broadcasts a literal `true` (a file without the columns).
+        lf.with_column(trusted.alias("trusted")).select([
+            col("trusted").cast(DataType::UInt64).sum().alias("trusted"),
+            len().cast(DataType::UInt64).alias("total"),
+        ])
+    })?;
+    let get = |name: &str| -> Result<u64, ReportError> {
+        df.column(name)
+            .and_then(|c| c.cast(&DataType::UInt64))
+            .map(|c| c.u64().ok().and_then(|c| c.get(0)).unwrap_or(0))
+            .map_err(|e| ReportError::Data {
+                file: path.to_path_buf(),
+                message: e.to_string(),
+            })
+    };
+    Ok((get("trusted")?, get("total")?))
+}
+
+/// "118/120 (98%)": the percentage rounded down, so that 100% means all.
+fn trusted_fraction(trusted: u64, total: u64) -> String {
+    if total == 0 {
+        return "0/0".to_string();
+    }
+    format!("{trusted}/{total} ({}%)", trusted * 100 / total)
+}
+
 /// Write index.html and provenance.json into `out_dir`. `figures` are the
 /// files written there (PNG and SVG); `hashes` their blake3, by name.
 pub fn write_index(
@@ -106,21 +139,24 @@ pub fn write_index(
     });
     let mut html = String::new();
     html.push_str(&format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e} — eigentrace report</title>\n<style>\nbody{{font-family:'DejaVu Sans',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}}\nfigure{{margin:2em 0}} img{{width:100%;border:1px solid #ddd}} figcaption{{margin:.5em 0}}\ntable{{border-collapse:collapse;font-size:90%}} td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}} th{{background:#f4f4f4}} td.l{{text-align:left}}\ncode{{font-size:85%;color:#555}} .diverged{{color:#b00;font-weight:bold}}\n</style></head>\n<body>\n<h1>{e}</h1>\n<p>Made by eigentrace {v} from cached stage results. Every figure lists the stages it was made from; <code>eigentrace audit &lt;file&gt;</code> verifies any of them hash by hash.</p>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e} — eigentrace report</title>\n<style>\nbody{{font-family:'DejaVu Sans',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}}\nfigure{{margin:2em 0}} img{{width:100%;border:1px solid #ddd}} figcaption{{margin:.5em 0}}\ntable{{border-collapse:collapse;font-size:90%}} td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}} th{{background:#f4f4f4}} td.l{{text-align:left}}\ncode{{font-size:85%;color:#555}} .diverged{{color:#b00;font-weight:bold}} td.untrusted{{color:#b00}}\n</style></head>\n<body>\n<h1>{e}</h1>\n<p>Made by eigentrace {v} from cached stage results. Every figure lists the stages it was made from; <code>eigentrace audit &lt;file&gt;</code> verifies any of them hash by hash.</p>\n",
         e = esc(&input.experiment),
         v = env!("CARGO_PKG_VERSION")
     ));
     // Runs table.
-    html.push_str("<h2>Runs</h2>\n<table><tr><th>run</th><th>optimizer</th><th>lr</th><th>seed</th><th>train loss</th><th>train acc</th><th>test loss</th><th>test acc</th><th>status</th></tr>\n");
+    html.push_str("<h2>Runs</h2>\n<table><tr><th>run</th><th>optimizer</th><th>lr</th><th>seed</th><th>train loss</th><th>train acc</th><th>test loss</th><th>test acc</th><th>trusted pairs</th><th>status</th></tr>\n");
     for r in &input.runs {
         let (tl, ta, vl, va, div) = final_row(r.file("train.arrow").unwrap_or(&r.train))?;
+        let (trusted, total) = trusted_pairs(r.file("eigen/values.arrow").unwrap_or(&r.values))?;
         let p = &r.params;
         html.push_str(&format!(
-            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{tl:.4}</td><td>{ta:.3}</td><td>{vl:.4}</td><td>{va:.3}</td><td class=\"l\">{}</td></tr>\n",
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{tl:.4}</td><td>{ta:.3}</td><td>{vl:.4}</td><td>{va:.3}</td><td{}>{}</td><td class=\"l\">{}</td></tr>\n",
             esc(&r.run_id),
             esc(p["optimizer"].as_str().unwrap_or(&r.optimizer)),
             p["lr"],
             p["seed"],
+            if trusted < total { " class=\"untrusted\"" } else { "" },
+            trusted_fraction(trusted, total),
             if div { "<span class=\"diverged\">diverged</span>" } else { "ok" }
         ));
     }

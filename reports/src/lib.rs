@@ -21,7 +21,7 @@ mod palette;
 use std::path::{Path, PathBuf};
 
 /// Bump whenever the figures' bytes can change: it is part of the report stage's key.
-pub const CODE_VERSION: u32 = 3;
+pub const CODE_VERSION: u32 = 4;
 
 pub use error::ReportError;
 pub use index::Provenance;
@@ -121,6 +121,8 @@ pub fn render_all(
 pub mod figure_groups {
     pub use crate::fig_dynamics::render as dynamics;
     pub use crate::fig_structure::render as structure;
+    /// `index.html` and `provenance.json` alone, for the figures given.
+    pub use crate::index::write_index as index;
 }
 
 /// `eigentrace show`: an Arrow IPC file's schema and first `rows` rows, as

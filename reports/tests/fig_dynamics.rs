@@ -327,6 +327,77 @@ fn missing_inputs_name_the_file() {
     assert!(reports::figure_groups::dynamics(&empty, &out).is_err());
 }
 
+/// Gives a run the metrics stage's `trusted` columns, untrusted from step
+/// `from` on (both ends for displacement; `i64::MAX`: all trusted).
+fn trust_from(run: &RunInput, from: i64) {
+    for (name, cols) in [
+        ("metrics/spectrum.arrow", &["step"][..]),
+        ("metrics/displacement.arrow", &["t_w", "t"][..]),
+        ("metrics/alignment.arrow", &["step"][..]),
+    ] {
+        set_trust(run.file(name).unwrap(), "trusted", cols, from);
+    }
+}
+
+#[test]
+fn untrusted_points_are_hollow_and_noted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inp = input(&tmp.path().join("runs"), &[sgd()], None);
+    // Seed 0 untrusted from 1000, seed 1 from 500: the mean at 500 is over
+    // one untrusted input, so it is hollow too.
+    trust_from(&inp.runs[0], 1000);
+    trust_from(&inp.runs[1], 500);
+    let out = tmp.path().join("report");
+    render_and_check(&inp, &out);
+    let names: Vec<String> = NAMES
+        .iter()
+        .flat_map(|n| [format!("{n}.png"), format!("{n}.svg")])
+        .collect();
+    keep_copy(&out, &names, "untrusted");
+    let svg = |n: &str| std::fs::read_to_string(out.join(format!("{n}.svg"))).unwrap();
+    // fig2: steps 500, 1000, 2000 of each of the K + 1 ranks, and the
+    // legend's sample.
+    let fig2 = svg("fig2_eigenvalues");
+    assert!(fig2.contains(UNTRUSTED_NOTE), "fig2 lacks the note");
+    assert_eq!(hollow_circles(&fig2), 3 * (K as usize + 1) + 1, "fig2");
+    // fig3: consecutive pairs from t_w = 200 (its t = 500 is untrusted),
+    // 500 and 1000, in both panels.
+    let fig3 = svg("fig3_displacement");
+    assert!(fig3.contains(UNTRUSTED_NOTE), "fig3 lacks the note");
+    assert_eq!(hollow_circles(&fig3), 3 * 2 + 1, "fig3");
+    // fig9: steps 500, 1000, 2000, in both panels.
+    let fig9 = svg("fig9_alignment");
+    assert!(fig9.contains(UNTRUSTED_NOTE), "fig9 lacks the note");
+    assert_eq!(hollow_circles(&fig9), 3 * 2 + 1, "fig9");
+    // fig1 is the training log: no pairs, no note.
+    let fig1 = svg("fig1_loss_accuracy");
+    assert!(!fig1.contains(UNTRUSTED_NOTE));
+    assert_eq!(hollow_circles(&fig1), 0);
+}
+
+#[test]
+fn fully_trusted_runs_draw_no_hollow_points() {
+    let tmp = tempfile::tempdir().unwrap();
+    // With every row trusted, and without the columns (older stores), the
+    // figures are the same: filled markers and no note.
+    let inp = input(&tmp.path().join("a"), &[sgd(), adam()], None);
+    for r in &inp.runs {
+        trust_from(r, i64::MAX);
+    }
+    let with = tmp.path().join("with");
+    render_and_check(&inp, &with);
+    let inp = input(&tmp.path().join("b"), &[sgd(), adam()], None);
+    let without = tmp.path().join("without");
+    render_and_check(&inp, &without);
+    for n in NAMES {
+        let a = std::fs::read_to_string(with.join(format!("{n}.svg"))).unwrap();
+        let b = std::fs::read_to_string(without.join(format!("{n}.svg"))).unwrap();
+        assert!(!a.contains(UNTRUSTED_NOTE), "{n}: note on a trusted run");
+        assert_eq!(hollow_circles(&a), 0, "{n}: hollow points on a trusted run");
+        assert_eq!(a, b, "{n}: an all-true trusted column changes the figure");
+    }
+}
+
 /// Renders from the real outputs under FIG_DYNAMICS_RUNS (a `runs/` folder)
 /// into FIG_DYNAMICS_OUT, for a person to look at.
 #[test]

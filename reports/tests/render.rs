@@ -397,3 +397,98 @@ fn the_overview_draws_the_threshold_that_spectrum_arrow_holds() {
     );
     assert!(!svg.contains("2/η"), "2/η drawn for a momentum run");
 }
+
+/// Marks the overview's inputs of a run untrusted from step `from` on:
+/// values.arrow's `resolvable` (with `converged` all true), and the
+/// `trusted` columns of localization and overlap (both ends).
+fn trust_from(run: &RunInput, from: i64) {
+    set_trust(&run.values, "converged", &["step"], i64::MAX);
+    set_trust(&run.values, "resolvable", &["step"], from);
+    set_trust(&run.localization, "trusted", &["step"], from);
+    set_trust(&run.overlap, "trusted", &["t_w", "t"], from);
+}
+
+#[test]
+fn the_overview_draws_untrusted_points_hollow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = two_by_two(&tmp.path().join("runs"));
+    // Only Adam's seed 1 is untrusted from 1000 on; its group's means at
+    // 1000 and 2000 are hollow, SGD's are not.
+    trust_from(&input.runs[3], 1000);
+    let out = tmp.path().join("report");
+    std::fs::create_dir_all(&out).unwrap();
+    let files = render_report(&input, &out).expect("render");
+    keep_copy(&out, &files, "untrusted");
+    let svg = std::fs::read_to_string(out.join("optimizer_comparison.svg")).unwrap();
+    assert!(svg.contains(UNTRUSTED_NOTE), "the overview lacks the note");
+    // (b) λ₁ at 1000 and 2000, (c) P·IPR at 1000 and 2000, (d) q from
+    // t_w = 500 (its t = 1000) and 1000; and the legend's sample.
+    assert_eq!(hollow_circles(&svg), 2 + 2 + 2 + 1);
+
+    // Fully trusted: the figure is byte for byte the one without the columns.
+    let plain = tmp.path().join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    let input = two_by_two(&tmp.path().join("runs_plain"));
+    render_report(&input, &plain).unwrap();
+    let trusted = tmp.path().join("trusted");
+    std::fs::create_dir_all(&trusted).unwrap();
+    let input = two_by_two(&tmp.path().join("runs_trusted"));
+    for r in &input.runs {
+        trust_from(r, i64::MAX);
+    }
+    render_report(&input, &trusted).unwrap();
+    let a = std::fs::read_to_string(plain.join("optimizer_comparison.svg")).unwrap();
+    let b = std::fs::read_to_string(trusted.join("optimizer_comparison.svg")).unwrap();
+    assert!(!b.contains(UNTRUSTED_NOTE));
+    assert_eq!(hollow_circles(&b), 0);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn index_gives_each_runs_trusted_fraction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = two_by_two(&tmp.path().join("runs"));
+    // values.arrow: 12 checkpoints × 2 operators × 4 ranks = 96 pairs.
+    // sgd-s1: 2 checkpoints (1000, 2000) unresolvable → 80/96 (83%).
+    trust_from(&input.runs[1], 1000);
+    // adam-s0: all converged and resolvable; adam-s1: one null converged.
+    trust_from(&input.runs[2], i64::MAX);
+    trust_from(&input.runs[3], i64::MAX);
+    {
+        let path = &input.runs[3].values;
+        let mut df = IpcReader::new(File::open(path).unwrap()).finish().unwrap();
+        let mut conv: Vec<Option<bool>> = vec![Some(true); df.height()];
+        conv[5] = None;
+        df.with_column(Column::new("converged".into(), conv))
+            .unwrap();
+        write_ipc(path, df);
+    }
+    // sgd-s0 has neither column: every pair counts as trusted.
+    let out = tmp.path().join("report");
+    std::fs::create_dir_all(&out).unwrap();
+    reports::figure_groups::index(&input, &[], &Default::default(), &[], &out).expect("index");
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("<th>trusted pairs</th>"), "no column");
+    let row = |run: &str| -> String {
+        let start = html
+            .find(&format!(">{run}<"))
+            .unwrap_or_else(|| panic!("{run}"));
+        html[start..].split("</tr>").next().unwrap().to_string()
+    };
+    assert!(
+        row("sgd-s0").contains(">96/96 (100%)<"),
+        "{}",
+        row("sgd-s0")
+    );
+    assert!(row("sgd-s1").contains(">80/96 (83%)<"), "{}", row("sgd-s1"));
+    assert!(
+        row("adam-s0").contains(">96/96 (100%)<"),
+        "{}",
+        row("adam-s0")
+    );
+    assert!(
+        row("adam-s1").contains(">95/96 (98%)<"),
+        "{}",
+        row("adam-s1")
+    );
+}

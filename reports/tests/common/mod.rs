@@ -75,3 +75,30 @@ pub fn run_input(
         params: serde_json::json!({}),
     }
 }
+
+/// Adds (or replaces) a bool column `name` of the Arrow file at `path`: true
+/// on a row when every column of `time_cols` is below `from` (the trust of
+/// a run whose pairs from step `from` on are unconverged or unresolvable;
+/// `i64::MAX`: every row trusted).
+pub fn set_trust(path: &Path, name: &str, time_cols: &[&str], from: i64) {
+    let mut df = IpcReader::new(File::open(path).unwrap()).finish().unwrap();
+    let mut ok = vec![true; df.height()];
+    for c in time_cols {
+        let c = df.column(c).unwrap().cast(&DataType::Int64).unwrap();
+        for (o, t) in ok.iter_mut().zip(c.i64().unwrap().iter()) {
+            *o &= t.unwrap() < from;
+        }
+    }
+    df.with_column(Column::new(name.into(), ok)).unwrap();
+    write_ipc(path, df);
+}
+
+/// The `<circle>` elements of an SVG drawn hollow (`fill="none"`).
+pub fn hollow_circles(svg: &str) -> usize {
+    svg.split("<circle")
+        .skip(1)
+        .filter(|c| c.split('>').next().unwrap_or("").contains("fill=\"none\""))
+        .count()
+}
+
+pub const UNTRUSTED_NOTE: &str = "hollow: untrusted pair (unconverged or below the rounding level)";
