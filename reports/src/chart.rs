@@ -298,10 +298,11 @@ fn draw_panel<DB: DrawingBackend>(
                 )
                 .map_err(pe)?;
         }
+        // A little larger than a filled marker, so that the ring reads.
         let r = if l.width < LINE_W {
-            MARKER_R - 2
+            MARKER_R - 1
         } else {
-            MARKER_R
+            MARKER_R + 2
         };
         chart
             .draw_series(
@@ -467,7 +468,7 @@ fn draw_figure<DB: DrawingBackend>(
             tx += SAMPLE_W + SAMPLE_GAP;
         }
         if e.hollow {
-            for c in hollow_marker((tx + SAMPLE_GAP + MARKER_R, y), MARKER_R, e.color) {
+            for c in hollow_marker((tx + SAMPLE_GAP + MARKER_R, y), MARKER_R + 2, e.color) {
                 legend.draw(&c).map_err(pe)?;
             }
             tx += HOLLOW_SAMPLE_W;

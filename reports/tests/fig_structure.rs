@@ -266,6 +266,65 @@ fn renders_structure_figures() {
     }
 }
 
+/// Gives every run's metrics files a `trusted` column, untrusted from step
+/// `from` on (both ends for two-time rows; `i64::MAX`: all trusted).
+fn trust_from(input: &ReportInput, from: i64) {
+    for r in &input.runs {
+        for (name, cols) in [
+            ("metrics/localization.arrow", &["step"][..]),
+            ("metrics/overlap.arrow", &["t_w", "t"][..]),
+            ("metrics/displacement.arrow", &["t_w", "t"][..]),
+            ("metrics/layer_mass.arrow", &["step"][..]),
+        ] {
+            set_trust(r.file(name).unwrap(), "trusted", cols, from);
+        }
+    }
+}
+
+#[test]
+fn untrusted_pairs_are_marked_in_structure_figures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = two_by_two(&tmp.path().join("runs"));
+    trust_from(&input, 500);
+    let out = tmp.path().join("report");
+    std::fs::create_dir_all(&out).unwrap();
+    let files = reports::figure_groups::structure(&input, &out).expect("render");
+    keep_copy(&out, &files, "structure_untrusted");
+    check_outputs(&out, &files);
+    let svg = |n: &str| std::fs::read_to_string(out.join(format!("{n}.svg"))).unwrap();
+    for n in ["fig4_aging", "fig6_ipr", "fig7_layer_mass"] {
+        let s = svg(n);
+        assert!(s.contains(UNTRUSTED_NOTE), "{n} lacks the note");
+        assert!(hollow_circles(&s) > 1, "{n}: no hollow points");
+    }
+    // fig 6: 2 groups × 4 ranks × steps 500 and 1000, and the legend's sample.
+    assert_eq!(hollow_circles(&svg("fig6_ipr")), 2 * 4 * 2 + 1);
+    // fig 7: 2 panels × steps 500 and 1000, and the legend's sample.
+    assert_eq!(hollow_circles(&svg("fig7_layer_mass")), 2 * 2 + 1);
+    assert!(svg("fig8_localization_map").contains("untrusted pair"));
+
+    // All trusted: no note, no hollow point, and the very figures of a
+    // store without the columns.
+    let plain = two_by_two(&tmp.path().join("plain_runs"));
+    let trusted = two_by_two(&tmp.path().join("trusted_runs"));
+    trust_from(&trusted, i64::MAX);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for (inp, dir) in [(&plain, &a), (&trusted, &b)] {
+        std::fs::create_dir_all(dir).unwrap();
+        reports::figure_groups::structure(inp, dir).expect("render");
+    }
+    for n in NAMES {
+        let read = |d: &Path| std::fs::read_to_string(d.join(format!("{n}.svg"))).unwrap();
+        let (x, y) = (read(&a), read(&b));
+        assert!(
+            !y.contains(UNTRUSTED_NOTE) && !y.contains("untrusted pair"),
+            "{n}"
+        );
+        assert_eq!(hollow_circles(&y), 0, "{n}");
+        assert_eq!(x, y, "{n}: an all-true trusted column changes the figure");
+    }
+}
+
 #[test]
 fn single_run_without_null_band() {
     let tmp = tempfile::tempdir().unwrap();
