@@ -13,6 +13,16 @@
 //! R(δ_{l-1}) = (R(δ_l) W_l + δ_l dW_l) ⊙ σ'(a_{l-1}) + (δ_l W_l) ⊙ σ''(a_{l-1}) ⊙ R(a_{l-1})
 //! ```
 //! and H·v = R(∇θ). Checked against autograd's double backprop in the tests.
+//!
+//! The softmax terms are written so that nothing cancels when a row's
+//! probability of its top class rounds towards 1 (a saturated classifier):
+//! with c the row's label, δ_j = p_j for j ≠ c and δ_c = −Σ_{j≠c} p_j (every
+//! p_j straight from the max-shifted logits); with a the row's argmax,
+//! R(p)_j = p_j((R(z_j) − R(z_a)) − Σ_{k≠a} p_k (R(z_k) − R(z_a))) for j ≠ a
+//! and R(p)_a = −Σ_{j≠a} R(p)_j. (R(δ) = R(p) whatever the label, and on a
+//! correctly classified row a = c.) The textbook forms above lose every digit
+//! of the target entries once 1 − p_c is below ε; these keep 1e-12 relative
+//! down to 1 − p_c = 1e-300 (`tests/stable_xent.rs`).
 
 use crate::mlp::ActivationExt;
 use stages::mlp::{Activation, Arch, ParamBlock};
@@ -35,6 +45,43 @@ fn second_derivative(act: Activation, z: &Tensor, h: &Tensor) -> Tensor {
     }
 }
 
+/// Softmax cross-entropy's first-order terms for logits `z` [N, C] and labels
+/// `y` [N], without cancellation at any margin: (δ = ∂ℓ_row/∂z with
+/// δ_c = −Σ_{j≠c} p_j; softmax(z) with each row's argmax entry zeroed; the
+/// argmax, [N, 1]). δ is per row (not divided by N).
+pub fn softmax_xent_parts(z: &Tensor, y: &Tensor) -> (Tensor, Tensor, Tensor) {
+    // softmax shifts by the row maximum: every off-target p_j = exp(z_j − max)/S
+    // carries its own relative precision, however small.
+    let p = z.softmax(-1, z.kind());
+    let rows = y.size()[0];
+    let zeros = Tensor::zeros([rows, 1], (z.kind(), z.device()));
+    let y1 = y.unsqueeze(1);
+    let mut delta = p.copy();
+    let _ = delta.scatter_(1, &y1, &zeros);
+    let off = delta.sum_dim_intlist([1i64].as_slice(), true, z.kind());
+    let _ = delta.scatter_(1, &y1, &off.neg());
+    let pivot = z.argmax(1, true);
+    let mut p_off = p;
+    let _ = p_off.scatter_(1, &pivot, &zeros);
+    (delta, p_off, pivot)
+}
+
+/// R(p) for R(z) of shape [b, N, C] (or [N, C]), given [`softmax_xent_parts`]'s
+/// `p_off` and `pivot`: for j ≠ a, R(p)_j = p_j (u_j − Σ_{k≠a} p_k u_k) with
+/// u = R(z) − R(z_a), and R(p)_a = −Σ_{j≠a} R(p)_j. That is R(δ) per row.
+pub fn softmax_r(p_off: &Tensor, pivot: &Tensor, r_z: &Tensor) -> Tensor {
+    let kind = r_z.kind();
+    let mut shape = r_z.size();
+    *shape.last_mut().expect("R(z) has a class dimension") = 1;
+    let idx = pivot.expand(shape.as_slice(), false);
+    let u = r_z - r_z.gather(-1, &idx, false);
+    let s = (&u * p_off).sum_dim_intlist([-1i64].as_slice(), true, kind);
+    let mut r = (u - s) * p_off;
+    let r_pivot = r.sum_dim_intlist([-1i64].as_slice(), true, kind).neg();
+    let _ = r.scatter_(-1, &idx, &r_pivot);
+    r
+}
+
 /// The forward state at one θ on fixed rows, reused by every product.
 pub struct RopOperator {
     arch: Arch,
@@ -48,7 +95,10 @@ pub struct RopOperator {
     d2: Vec<Tensor>,
     /// δ_l for every layer (δ_L first computed, then backwards).
     deltas: Vec<Tensor>,
-    p: Tensor,
+    /// softmax(z) with each row's argmax entry set to 0, [N, C].
+    p_off: Tensor,
+    /// Each row's argmax, [N, 1] (the pivot of R(δ), see the module doc).
+    pivot: Tensor,
     n: f64,
     pub products: usize,
 }
@@ -79,13 +129,7 @@ impl RopOperator {
             }
             let z = logits.expect("at least one layer");
             let n = x.size()[0] as f64;
-            let p = z.softmax(-1, z.kind());
-            let mut delta = p.copy();
-            let _ = delta.scatter_add_(
-                1,
-                &y.unsqueeze(1),
-                &Tensor::full([y.size()[0], 1], -1.0, (z.kind(), z.device())),
-            );
+            let (delta, p_off, pivot) = softmax_xent_parts(&z, y);
             let delta = delta / n;
             let mut deltas: Vec<Tensor> = (0..layers).map(|_| Tensor::new()).collect();
             deltas[layers - 1] = delta;
@@ -104,7 +148,8 @@ impl RopOperator {
                 d1,
                 d2,
                 deltas,
-                p,
+                p_off,
+                pivot,
                 n,
                 products: 0,
             }
@@ -148,10 +193,8 @@ impl RopOperator {
                 }
                 r_as.push(r_a);
             }
-            // R(δ_L) = p ⊙ (R(z) − ⟨p, R(z)⟩) / N
-            let r_z = &r_as[layers - 1];
-            let pz = (r_z * &self.p).sum_dim_intlist([-1i64].as_slice(), true, r_z.kind());
-            let mut r_delta = &self.p * (r_z - pz) / self.n;
+            // R(δ_L) = R(p) / N, pivoted on each row's argmax (module doc).
+            let mut r_delta = softmax_r(&self.p_off, &self.pivot, &r_as[layers - 1]) / self.n;
             let p_total = v.size()[1];
             let out = Tensor::zeros([b, p_total], (v.kind(), v.device()));
             for l in (0..layers).rev() {
