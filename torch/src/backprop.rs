@@ -42,8 +42,21 @@ pub struct Backprop {
     one_0d: Tensor,
     /// log softmax of the logits, [C, N].
     logp: Tensor,
+    /// log p_c per row, [1, N].
     picked: Tensor,
-    minus_one: Tensor,
+    /// −Σ_{j≠c} p_j per row, [1, N].
+    off: Tensor,
+    /// log1p(−Σ_{j≠c} p_j) per row, then the row's log p_c, [1, N].
+    logp_c: Tensor,
+    /// Whether p_c ≥ 1/2, per row, [1, N].
+    near_one: Tensor,
+    /// Zeros [1, N] (scattered onto the target entries).
+    zeros: Tensor,
+    /// −1 [1, C]: −1ᵀ dz sums each column's off-target entries, negated.
+    minus_ones: Tensor,
+    /// −1/2 and 1/N as 0-dim tensors.
+    minus_half: Tensor,
+    inv_rows: Tensor,
 }
 
 fn buf(shape: &[i64], kind: Kind, device: Device) -> Tensor {
@@ -67,7 +80,13 @@ impl Backprop {
             one_0d: Tensor::full([], 1.0, (kind, device)),
             logp: buf(&[0], kind, device),
             picked: buf(&[0], kind, device),
-            minus_one: buf(&[0], kind, device),
+            off: buf(&[0], kind, device),
+            logp_c: buf(&[0], kind, device),
+            near_one: buf(&[0], Kind::Bool, device),
+            zeros: buf(&[0], kind, device),
+            minus_ones: buf(&[0], kind, device),
+            minus_half: Tensor::full([], -0.5, (kind, device)),
+            inv_rows: buf(&[], kind, device),
         }
     }
 
@@ -97,7 +116,12 @@ impl Backprop {
         let classes = *w.last().expect("widths") as i64;
         self.logp = buf(&[classes, n], k, d);
         self.picked = buf(&[1, n], k, d);
-        self.minus_one = Tensor::full([1, n], -1.0, (k, d));
+        self.off = buf(&[1, n], k, d);
+        self.logp_c = buf(&[1, n], k, d);
+        self.near_one = buf(&[1, n], Kind::Bool, d);
+        self.zeros = buf(&[1, n], k, d);
+        self.minus_ones = Tensor::full([1, classes], -1.0, (k, d));
+        self.inv_rows = Tensor::full([], 1.0 / n as f64, (k, d));
         self.rows = n;
     }
 
@@ -148,7 +172,6 @@ impl Backprop {
         let blocks = &self.blocks;
         let layers = self.arch.layers();
         let act = self.arch.activation;
-        let n = self.rows;
         let block = |t: &Tensor, i: usize| {
             let b = &blocks[i];
             let v = t.narrow(0, b.offset as i64, b.numel as i64);
@@ -184,14 +207,27 @@ impl Backprop {
             &block(theta, 2 * top),
             &input.tr(),
         );
-        // Softmax cross-entropy: dL/dz = (softmax(z) − onehot(y)) / N.
+        // Softmax cross-entropy: dL/dz = (softmax(z) − onehot(y)) / N, without
+        // cancellation when p_c rounds towards 1: the off-target p_j come
+        // straight from the max-shifted logits, and the target entry is
+        // −Σ_{j≠c} p_j rather than p_c − 1.
         let _ = self.z[top].log_softmax_int_out(&self.logp, 0, self.kind);
         let y_row = y.unsqueeze(0);
+        let dz = &mut self.dz[top];
+        let _ = self.logp.exp_out(dz);
+        let _ = dz.scatter_(0, &y_row, &self.zeros);
+        let _ = self.minus_ones.mm_out(&self.off, dz);
+        let _ = dz.scatter_(0, &y_row, &self.off);
+        let _ = dz.g_mul_(&self.inv_rows);
+        // The row's loss −log p_c: log1p(−Σ_{j≠c} p_j) where p_c ≥ 1/2 (a
+        // tiny loss keeps its digits), ATen's log p_c elsewhere.
         let _ = self.logp.gather_out(&self.picked, 0, &y_row, false);
-        let loss = -self.picked.mean(self.kind).double_value(&[]);
-        let _ = self.logp.exp_out(&self.dz[top]);
-        let _ = self.dz[top].scatter_add_(0, &y_row, &self.minus_one);
-        let _ = self.dz[top].g_mul_scalar_(1.0 / n as f64);
+        let _ = self.off.log1p_out(&self.logp_c);
+        let _ = self.off.ge_tensor_out(&self.near_one, &self.minus_half);
+        let _ = self
+            .logp_c
+            .where_self_out(&self.logp_c, &self.near_one, &self.picked);
+        let loss = -self.logp_c.mean(self.kind).double_value(&[]);
         // Backward, the top layer from the transposed dL/dz: dW = dzᵀ h,
         // db = Σ_n dz, dh = dz W.
         let _ = self.dz[top].mm_out(&block(grad, 2 * top), input);
