@@ -29,9 +29,16 @@ out = {}
 for label, dirs in runs.items():
     per_seed = []
     for d in dirs:
-        disp = [x for x in rows(d / "metrics/displacement.arrow") if x["operator"] == "hessian"]
+        # Only trusted pairs (converged and above the rounding level), and
+        # per-vector displacement only where it is defined (isolated ranks).
+        ok = lambda x: x.get("trusted", True)
+        disp = [x for x in rows(d / "metrics/displacement.arrow")
+                if x["operator"] == "hessian" and ok(x) and x["matched_displacement"] is not None]
         ov = [x for x in rows(d / "metrics/overlap.arrow") if x["operator"] == "hessian"]
-        loc = [x for x in rows(d / "metrics/localization.arrow") if x["operator"] == "hessian" and x["rank"] == 0]
+        loc = [x for x in rows(d / "metrics/localization.arrow")
+               if x["operator"] == "hessian" and x["rank"] == 0 and ok(x)]
+        vals = [x for x in rows(d / "eigen/values.arrow") if x["operator"] == "hessian"]
+        trusted_frac = np.mean([x.get("converged", True) and x.get("resolvable", True) for x in vals])
         band = rows(d / "metrics/null_band.arrow") if (d / "metrics/null_band.arrow").exists() else []
         steps = sorted({x["t_w"] for x in ov} | {x["t"] for x in ov})
         last = max(steps)
@@ -44,24 +51,25 @@ for label, dirs in runs.items():
         early = [v for t, v in d_lag.items() if t < last * 0.2]
         late = [v for t, v in d_lag.items() if t >= last * 0.6]
         # Aging: q(t_w, t_w + 1000) for t_w on the grid.
-        q = {(x["t_w"], x["t"]): x["subspace_overlap"] for x in ov}
+        q = {(x["t_w"], x["t"]): x["subspace_overlap"] for x in ov if ok(x)}
         aging = {tw: q.get((tw, tw + 1000)) for tw in (250, 1000, 2000, 3000)}
         # Localization late in training (the last 40% of checkpoints).
         late_loc = [x for x in loc if x["step"] >= last * 0.6]
-        p_ipr = float(np.mean([x["p_ipr"] for x in late_loc]))
-        f50 = float(np.mean([x["frac50"] for x in late_loc]))
-        f90 = float(np.mean([x["frac90"] for x in late_loc]))
+        m = lambda v: float(np.mean(v)) if v else None
+        p_ipr = m([x["p_ipr"] for x in late_loc])
+        f50 = m([x["frac50"] for x in late_loc])
+        f90 = m([x["frac90"] for x in late_loc])
         b0 = next((b for b in band if b["rank"] == 0), None)
         per_seed.append(dict(
-            d_early=float(np.mean(early)), d_late=float(np.mean(late)),
+            d_early=m(early), d_late=m(late), trusted=float(trusted_frac),
             aging=aging, p_ipr=p_ipr, frac50=f50, frac90=f90,
             null_p_ipr_max=b0["p_ipr_max"] if b0 else None, null_p_ipr_mean=b0["p_ipr_mean"] if b0 else None,
             null_frac50_min=b0["frac50_min"] if b0 else None,
         ))
     agg = {}
-    for k in ("d_early", "d_late", "p_ipr", "frac50", "frac90", "null_p_ipr_max", "null_p_ipr_mean", "null_frac50_min"):
+    for k in ("trusted", "d_early", "d_late", "p_ipr", "frac50", "frac90", "null_p_ipr_max", "null_p_ipr_mean", "null_frac50_min"):
         vals = [s[k] for s in per_seed if s[k] is not None]
-        agg[k] = (float(np.mean(vals)), float(np.std(vals))) if vals else None
+        agg[k] = (float(np.mean(vals)), float(np.std(vals))) if vals else None  # ddof = 0 (issue 16)
     agg["aging"] = {tw: float(np.mean([s["aging"][tw] for s in per_seed if s["aging"][tw] is not None]))
                     for tw in (250, 1000, 2000, 3000)
                     if any(s["aging"][tw] is not None for s in per_seed)}
@@ -72,10 +80,10 @@ if "--json" in sys.argv:
     sys.exit(0)
 
 f = lambda m: f"{m[0]:.3g} ± {m[1]:.2g}" if m else "–"
-print(f"| optimizer | D(t, t+{LAG}) early (t < 20%) | D late (t ≥ 60%) | late/early | q(t_w, t_w+1000) at t_w = 250 / 1000 / 2000 / 3000 | P·IPR(v₁) late | null P·IPR (mean / max) | frac50 late | frac90 late |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+print(f"| optimizer | trusted pairs | D(t, t+{LAG}) early (t < 20%) | D late (t ≥ 60%) | late/early | q(t_w, t_w+1000) at t_w = 250 / 1000 / 2000 / 3000 | P·IPR(v₁) late | null P·IPR (mean / max) | frac50 late | frac90 late |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for label, a in out.items():
-    ratio = a["d_late"][0] / a["d_early"][0] if a["d_early"] and a["d_early"][0] > 0 else float("nan")
+    ratio = a["d_late"][0] / a["d_early"][0] if a["d_late"] and a["d_early"] and a["d_early"][0] > 0 else float("nan")
     ag = " / ".join(f"{a['aging'].get(t, float('nan')):.3f}" for t in (250, 1000, 2000, 3000))
     null = f"{a['null_p_ipr_mean'][0]:.3g} / {a['null_p_ipr_max'][0]:.3g}" if a["null_p_ipr_max"] else "–"
-    print(f"| {label} | {f(a['d_early'])} | {f(a['d_late'])} | {ratio:.2f} | {ag} | {f(a['p_ipr'])} | {null} | {f(a['frac50'])} | {f(a['frac90'])} |")
+    print(f"| {label} | {a['trusted'][0]:.0%} | {f(a['d_early'])} | {f(a['d_late'])} | {ratio:.2f} | {ag} | {f(a['p_ipr'])} | {null} | {f(a['frac50'])} | {f(a['frac90'])} |")
