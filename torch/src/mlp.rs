@@ -119,7 +119,7 @@ impl ArchExt for Arch {
 /// where every u_j ≤ 0, and u_a, a constant 0, carries no gradient.
 /// On a correctly classified row that is log1p(Σ_{j≠c} exp(z_j − z_c)). Its
 /// gradient is then p_j for j ≠ c and −Σ_{j≠c} p_j at c, and double backprop
-/// yields the stable R(p) of [`crate::rop`]. Checked against an 800-digit
+/// yields the stable R(p) of [`crate::rop`]. Checked against a 400-digit
 /// reference in `tests/stable_xent.rs`.
 pub fn cross_entropy(logits: &Tensor, y: &Tensor) -> Tensor {
     let kind = logits.kind();
