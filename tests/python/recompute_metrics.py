@@ -43,6 +43,10 @@ def basis(op, step):
 
 for r in read("metrics/overlap.arrow"):
     a, b = basis(r["operator"], r["t_w"]), basis(r["operator"], r["t"])
+    if r["operator"] == "preconditioned":
+        # Parameter-space directions D^{-1/2}u: unit, not orthogonal. The
+        # subspace measures compare the spans (orthonormalized bases).
+        a, b = np.linalg.qr(a)[0], np.linalg.qr(b)[0]
     m = a.T @ b
     q = float(np.sum(m**2) / min(a.shape[1], b.shape[1]))
     s = np.clip(np.linalg.svd(m, compute_uv=False), 0.0, 1.0)
