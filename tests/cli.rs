@@ -174,10 +174,20 @@ fn a_cold_audit_recomputes_warm_started_checkpoints_and_agrees() {
     // 2 checkpoints × (hessian, preconditioned), never checkpoint 0.
     assert_eq!(rows.len(), 4, "{v}");
     assert!(rows.iter().all(|r| r["step"].as_i64().unwrap() > 0));
-    assert!(v["max_eigenvalue_rel_diff_trusted"].as_f64().unwrap() < 1e-6, "{v}");
-    assert!(v["max_subspace_diff_trusted"].as_f64().unwrap() < 1e-6, "{v}");
+    assert!(
+        v["max_eigenvalue_rel_diff_trusted"].as_f64().unwrap() < 1e-6,
+        "{v}"
+    );
+    assert!(
+        v["max_subspace_diff_trusted"].as_f64().unwrap() < 1e-6,
+        "{v}"
+    );
     // Only a hessian stage can be recomputed cold.
-    let bad = env.eigentrace(&["audit", "--cold", "out/cold/runs/adam-lr1e-2-s0/train.arrow"]);
+    let bad = env.eigentrace(&[
+        "audit",
+        "--cold",
+        "out/cold/runs/adam-lr1e-2-s0/train.arrow",
+    ]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("recomputes a hessian stage"));
 }
