@@ -26,6 +26,26 @@ pub struct InputFiles {
     pub meta: Value,
 }
 
+impl InputFiles {
+    /// The input `id`, as committed in `rec`: every output by the read-only
+    /// path of its object.
+    pub fn of(store: &Store, id: &str, rec: &Record) -> InputFiles {
+        InputFiles {
+            id: id.to_string(),
+            kind: rec.kind.clone(),
+            params: rec.params.clone(),
+            key: rec.key.clone(),
+            content: rec.content.clone(),
+            files: rec
+                .outputs
+                .iter()
+                .map(|(name, o)| (name.clone(), store.object_path(&o.hash)))
+                .collect(),
+            meta: rec.meta.clone(),
+        }
+    }
+}
+
 /// The inputs of a stage, by role.
 #[derive(Clone, Debug, Default)]
 pub struct StageInputs {
@@ -430,11 +450,6 @@ fn resolve_inputs(
 ) -> StageInputs {
     let mut by_role = BTreeMap::new();
     for (role, r) in recs {
-        let files = r
-            .outputs
-            .iter()
-            .map(|(name, o)| (name.clone(), store.object_path(&o.hash)))
-            .collect();
         let dep_id = inst
             .inputs
             .iter()
@@ -442,18 +457,7 @@ fn resolve_inputs(
             .map(|(_, d)| d.clone())
             .unwrap_or_default();
         debug_assert!(graph.position(&dep_id).is_some());
-        by_role.insert(
-            role.clone(),
-            InputFiles {
-                id: dep_id,
-                kind: r.kind.clone(),
-                params: r.params.clone(),
-                key: r.key.clone(),
-                content: r.content.clone(),
-                files,
-                meta: r.meta.clone(),
-            },
-        );
+        by_role.insert(role.clone(), InputFiles::of(store, &dep_id, r));
     }
     StageInputs { by_role }
 }
@@ -643,6 +647,17 @@ fn check_declared(
     }
 }
 
+/// `p` relative to `root`, its components joined by `/` (a logical output
+/// name, whatever the platform).
+pub(crate) fn rel_path(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root)
+        .expect("under root")
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 pub(crate) fn collect_files(
     root: &Path,
     dir: &Path,
@@ -654,14 +669,7 @@ pub(crate) fn collect_files(
         if entry.file_type()?.is_dir() {
             collect_files(root, &p, out)?;
         } else {
-            let rel = p
-                .strip_prefix(root)
-                .expect("under root")
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join("/");
-            out.push((rel, p));
+            out.push((rel_path(root, &p), p));
         }
     }
     Ok(())

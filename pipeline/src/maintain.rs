@@ -330,6 +330,7 @@ pub type Reproduction = BTreeMap<String, (Option<String>, Option<String>)>;
 /// and compare the bytes of every output.
 pub fn reproduce(store: &Store, rec: &Record, exec: &dyn Executor) -> Result<Reproduction> {
     let mut by_role = BTreeMap::new();
+    let mut recs: BTreeMap<String, Record> = BTreeMap::new();
     for (role, input) in &rec.inputs {
         let ir = store.read_record(&input.key)?.ok_or_else(|| {
             PipelineError::Other(format!(
@@ -337,22 +338,8 @@ pub fn reproduce(store: &Store, rec: &Record, exec: &dyn Executor) -> Result<Rep
                 rec.id, input.key
             ))
         })?;
-        by_role.insert(
-            role.clone(),
-            InputFiles {
-                id: input.id.clone(),
-                kind: ir.kind.clone(),
-                params: ir.params.clone(),
-                key: ir.key.clone(),
-                content: ir.content.clone(),
-                files: ir
-                    .outputs
-                    .iter()
-                    .map(|(n, o)| (n.clone(), store.object_path(&o.hash)))
-                    .collect(),
-                meta: ir.meta.clone(),
-            },
-        );
+        by_role.insert(role.clone(), InputFiles::of(store, &input.id, &ir));
+        recs.insert(role.clone(), ir);
     }
     let inst = StageInstance {
         id: rec.id.clone(),
@@ -367,11 +354,6 @@ pub fn reproduce(store: &Store, rec: &Record, exec: &dyn Executor) -> Result<Rep
             .collect(),
         view: rec.view.clone(),
     };
-    let recs: BTreeMap<String, Record> = rec
-        .inputs
-        .iter()
-        .filter_map(|(role, i)| Some((role.clone(), store.read_record(&i.key).ok()??)))
-        .collect();
     crate::engine::verify_inputs(store, &recs, &Default::default())
         .map_err(|e| PipelineError::Other(format!("reproducing {}: {e}", rec.id)))?;
     let dir = store.fresh_tmp_dir("reproduce")?;

@@ -294,13 +294,7 @@ fn carry_user_files(
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let p = e.path();
-        let rel = p
-            .strip_prefix(root)
-            .expect("under root")
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join("/");
+        let rel = crate::engine::rel_path(root, &p);
         if rel == STAMP || ours.contains(rel.as_str()) {
             continue;
         }
