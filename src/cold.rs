@@ -115,27 +115,12 @@ pub fn audit(
         .collect();
     let mut inputs = StageInputs::default();
     for (role, ir) in &by_role {
-        let files = ir
-            .outputs
-            .iter()
-            .filter(|(name, _)| {
-                role != "train" || !name.starts_with("checkpoints/") || keep.contains(*name)
-            })
-            .map(|(n, o)| (n.clone(), store.object_path(&o.hash)))
-            .collect();
-        let input = rec.inputs.get(role).expect("present");
-        inputs.by_role.insert(
-            role.clone(),
-            InputFiles {
-                id: input.id.clone(),
-                kind: ir.kind.clone(),
-                params: ir.params.clone(),
-                key: ir.key.clone(),
-                content: ir.content.clone(),
-                files,
-                meta: ir.meta.clone(),
-            },
-        );
+        let mut input = InputFiles::of(store, &rec.inputs[role].id, ir);
+        // Only the sampled checkpoints: the stage computes every one it gets.
+        input.files.retain(|name, _| {
+            role != "train" || !name.starts_with("checkpoints/") || keep.contains(name)
+        });
+        inputs.by_role.insert(role.clone(), input);
     }
     let mut params = rec.params.clone();
     params["warm_start"] = serde_json::Value::Bool(false);

@@ -679,14 +679,7 @@ fn cmd_audit(cli: &Cli, a: &AuditArgs) -> Result<(), Failure> {
     let problems: usize = chain.iter().map(|n| n.problems.len()).sum();
     let mut repro = None;
     if a.reproduce {
-        let device = resolve_device(a.device)?;
-        let runner = executor::StageRunner::new(
-            device,
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
-            std::env::current_dir()?,
-        );
+        let runner = audit_runner(a)?;
         let _lock = store.lock(LockMode::Wait, &|h| {
             eprintln!("waiting for the store lock (held by {h})")
         })?;
@@ -769,20 +762,25 @@ fn cmd_audit(cli: &Cli, a: &AuditArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The stage runner `audit --reproduce` and `--cold` execute with: every
+/// core, data paths relative to the working directory.
+fn audit_runner(a: &AuditArgs) -> Result<executor::StageRunner, Failure> {
+    Ok(executor::StageRunner::new(
+        resolve_device(a.device)?,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        std::env::current_dir()?,
+    ))
+}
+
 fn cold_audit(
     cli: &Cli,
     a: &AuditArgs,
     store: &Store,
     rec: &pipeline::Record,
 ) -> Result<(), Failure> {
-    let device = resolve_device(a.device)?;
-    let runner = executor::StageRunner::new(
-        device,
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        std::env::current_dir()?,
-    );
+    let runner = audit_runner(a)?;
     let _lock = store.lock(LockMode::Wait, &|h| {
         eprintln!("waiting for the store lock (held by {h})")
     })?;
