@@ -189,7 +189,12 @@ pub fn declared_outputs(inst: &StageInstance) -> Vec<String> {
             "train_config.toml",
             "checkpoints/step_*.safetensors",
         ],
-        "hessian" => &["config.toml", "eigen/values.arrow", "eigen/vectors.arrow"],
+        "hessian" => &[
+            "config.toml",
+            "eigen/values.arrow",
+            "eigen/vectors.arrow",
+            "eigen/gradient.arrow",
+        ],
         "null" => &["null/values.arrow", "null/vectors.arrow"],
         "metrics" => &[
             "metrics/localization.arrow",

@@ -441,6 +441,7 @@ pub fn metrics() -> anyhow::Result<Value> {
         schedule: &Default::default(),
         steps: 1000,
         checkpoints: vec![],
+        gradients: None,
         null_vectors: None,
     };
     let out = dir.path().join("out");

@@ -127,7 +127,8 @@ struct RunData {
     /// `step` = t_w, `displacement`, `per_step`: means over ranks;
     /// `trusted`: every row behind them is.
     displacement: DataFrame,
-    /// `step`, `grad_alignment`, `update_alignment`, `trusted`.
+    /// `step`, `grad_alignment` (the analysis-set gradient), `update_alignment`,
+    /// `trusted`.
     alignment: DataFrame,
 }
 
@@ -676,7 +677,7 @@ fn fig9(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
     let (gy, uy) = (y(&grad), y(&update));
     let panels = [
         Panel {
-            title: "(a) Gradient alignment".into(),
+            title: "(a) Gradient alignment (analysis set)".into(),
             x_desc: x_desc.clone(),
             y_desc: "‖Vₖᵀg‖² / ‖g‖²".into(),
             x: x.clone(),

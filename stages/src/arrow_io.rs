@@ -119,6 +119,18 @@ impl<'a> Table<'a> {
         })?;
         Ok(f.values().to_vec())
     }
+    /// The f64 values of row `i` of a list<f64> column.
+    pub fn list_f64_row(&self, name: &str, i: usize) -> StageResult<Vec<f64>> {
+        let l = self.list(name)?;
+        let v = l.value(i);
+        let f = v.as_any().downcast_ref::<Float64Array>().ok_or_else(|| {
+            fmt_err(
+                self.path,
+                format!("column `{name}` is not a list of float64"),
+            )
+        })?;
+        Ok(f.values().to_vec())
+    }
 }
 
 /// A list<f32> column from rows of equal or different lengths.
@@ -134,6 +146,23 @@ pub fn list_f32(rows: &[Vec<f32>]) -> ArrayRef {
         field,
         offsets,
         Arc::new(Float32Array::from(values)),
+        None,
+    ))
+}
+
+/// A list<f64> column.
+pub fn list_f64(rows: &[Vec<f64>]) -> ArrayRef {
+    let offsets = arrow::buffer::OffsetBuffer::from_lengths(rows.iter().map(Vec::len));
+    let values: Vec<f64> = rows.iter().flatten().copied().collect();
+    let field = Arc::new(Field::new(
+        "item",
+        arrow::datatypes::DataType::Float64,
+        false,
+    ));
+    Arc::new(ListArray::new(
+        field,
+        offsets,
+        Arc::new(Float64Array::from(values)),
         None,
     ))
 }

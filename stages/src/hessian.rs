@@ -10,8 +10,11 @@
 //! Outputs: `eigen/values.arrow` (step, operator, rank, eigenvalue, residual,
 //! hvps, iterations, converged, resolvable, rounding_level),
 //! `eigen/vectors.arrow` (step, operator, rank,
-//! vector: list<f32>, zstd-compressed), and `config.toml`: the run's fully
-//! resolved configuration (the train stage's, plus this stage's).
+//! vector: list<f32>, zstd-compressed), `eigen/gradient.arrow` (step, loss,
+//! grad_norm, gradient: list<f64>, the loss and its gradient ∇L(θ) on the
+//! analysis set, without weight decay, for the gradient alignment), and
+//! `config.toml`: the run's fully resolved configuration (the train stage's,
+//! plus this stage's).
 //!
 //! `rounding_level` is the operator's own noise at that checkpoint: ten times
 //! the spread of two products of the same direction whose roundings differ

@@ -31,8 +31,8 @@ pub const LIBTORCH_VERSION: &str = "2.13.0";
 pub mod code_version {
     pub const DATASET: u32 = 1;
     pub const TRAIN: u32 = 4;
-    pub const HESSIAN: u32 = 8;
-    pub const METRICS: u32 = 5;
+    pub const HESSIAN: u32 = 9;
+    pub const METRICS: u32 = 6;
     pub const NULL: u32 = 6;
 }
 

@@ -22,7 +22,10 @@
 //!   Nesterov, dampening and weight decay; the adaptive methods' on their
 //!   preconditioned operators; at the learning rate scheduled at that
 //!   step), over_threshold, trusted;
-//! - `alignment.arrow`: step, grad_alignment, update_alignment, trusted;
+//! - `alignment.arrow`: step, grad_alignment (the analysis-set gradient of
+//!   the hessian stage's `eigen/gradient.arrow`: the same rows as the
+//!   Hessian), grad_alignment_train (the train-split gradient the checkpoint
+//!   holds), update_alignment (the realized update), trusted;
 //! - with a null model: `null_localization.arrow` (replica, rank, ipr,
 //!   p_ipr, pr, frac50, frac90), `null_layer_mass.arrow` and
 //!   `null_overlap.arrow` (replica_a, replica_b, subspace_overlap), and
@@ -665,8 +668,12 @@ pub struct MetricsInputs<'a> {
     /// the learning rate scheduled at each checkpoint.
     pub schedule: &'a crate::train::Schedule,
     pub steps: u64,
-    /// (step, checkpoint path), for the gradient and update alignment.
+    /// (step, checkpoint path), for the train-split gradient and the update
+    /// alignment.
     pub checkpoints: Vec<(u64, &'a Path)>,
+    /// The hessian stage's `eigen/gradient.arrow` (the analysis-set
+    /// gradient); without it `grad_alignment` is NaN.
+    pub gradients: Option<&'a Path>,
     /// The null model's vectors, if any.
     pub null_vectors: Option<&'a Path>,
 }
@@ -967,15 +974,21 @@ fn col_opt_bool(v: Vec<Option<bool>>) -> ArrayRef {
     Arc::new(BooleanArray::from(v))
 }
 
-/// ‖V_kᵀ g‖² / ‖g‖² (Gur-Ari et al. 2018), for g = ∇L(θ_t) and the realized
-/// update Δθ_t; trusted when every top-k pair of the Hessian at t is.
+/// ‖V_kᵀ g‖² / ‖g‖² (Gur-Ari et al. 2018), for g = ∇L(θ_t) on the analysis
+/// set (the rows V_k is the Hessian of), on the train split, and for the
+/// realized update Δθ_t; trusted when every top-k pair of the Hessian at t is.
 fn alignment(
     input: &MetricsInputs<'_>,
     hessian: Option<&StepVectors>,
     pairs: &Pairs,
     out: &Path,
 ) -> StageResult<()> {
-    let (mut a_step, mut a_grad, mut a_upd, mut a_trusted) = (vec![], vec![], vec![], vec![]);
+    let analysis = match input.gradients {
+        Some(path) => read_gradients(path)?,
+        None => BTreeMap::new(),
+    };
+    let (mut a_step, mut a_grad, mut a_train, mut a_upd, mut a_trusted) =
+        (vec![], vec![], vec![], vec![], vec![]);
     if let Some(steps) = hessian {
         for (step, path) in &input.checkpoints {
             let Some(vs) = steps.get(&(*step as i64)) else {
@@ -996,7 +1009,8 @@ fn alignment(
                 proj / gg
             };
             a_step.push(*step as i64);
-            a_grad.push(frac(ck.get("grad")));
+            a_grad.push(frac(analysis.get(&(*step as i64))));
+            a_train.push(frac(ck.get("grad")));
             a_upd.push(frac(ck.get("update")));
             a_trusted.push(
                 vs.iter()
@@ -1010,11 +1024,22 @@ fn alignment(
         vec![
             ("step", col_i64(a_step)),
             ("grad_alignment", col_f64(a_grad)),
+            ("grad_alignment_train", col_f64(a_train)),
             ("update_alignment", col_f64(a_upd)),
             ("trusted", col_bool(a_trusted)),
         ],
         false,
     )
+}
+
+/// step → the analysis-set gradient, from the hessian stage's
+/// `eigen/gradient.arrow`.
+fn read_gradients(path: &Path) -> StageResult<BTreeMap<i64, Vec<f64>>> {
+    let t = Table::open(path)?;
+    let steps = t.i64("step")?;
+    (0..t.len())
+        .map(|i| Ok((steps.value(i), t.list_f64_row("gradient", i)?)))
+        .collect()
 }
 
 fn null_metrics(null: &Bases, layout: &Layout, out: &Path, gram_fn: GramFn<'_>) -> StageResult<()> {

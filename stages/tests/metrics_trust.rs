@@ -136,6 +136,18 @@ fn run_metrics(
     p: &MetricsParams,
     checkpoints: &[(u64, PathBuf)],
 ) -> (PathBuf, serde_json::Value) {
+    run_metrics_with(dir, name, files, p, checkpoints, None)
+}
+
+/// [`run_metrics`] with the hessian stage's `eigen/gradient.arrow`.
+fn run_metrics_with(
+    dir: &Path,
+    name: &str,
+    files: &(PathBuf, PathBuf),
+    p: &MetricsParams,
+    checkpoints: &[(u64, PathBuf)],
+    gradients: Option<&Path>,
+) -> (PathBuf, serde_json::Value) {
     let arch = arch();
     let opt = OptimizerParams::new(OptName::Sgd, 0.1);
     let schedule = Default::default();
@@ -147,6 +159,7 @@ fn run_metrics(
         schedule: &schedule,
         steps: 100,
         checkpoints: checkpoints.iter().map(|(s, p)| (*s, p.as_path())).collect(),
+        gradients,
         null_vectors: None,
     };
     let out = dir.join(name);
@@ -259,7 +272,10 @@ fn every_row_carries_the_trust_of_its_pairs() {
     assert_eq!(al.len(), 4);
     for r in &al {
         assert_eq!(b(r, "trusted"), step_trusted(i(r, "step")), "{r:?}");
-        assert!(r["grad_alignment"].as_f64().unwrap() > 0.0);
+        assert!(r["grad_alignment_train"].as_f64().unwrap() > 0.0);
+        // Without the hessian stage's gradients there is no analysis-set
+        // alignment to report.
+        assert!(r["grad_alignment"].is_null() || r["grad_alignment"].as_f64().unwrap().is_nan());
     }
     // Overlap: both ends, all k pairs at each.
     let ov = rows(&out.join("metrics/overlap.arrow"));
@@ -516,6 +532,7 @@ fn without_resolvable_converged_pairs_are_trusted() {
         schedule: &schedule,
         steps: 100,
         checkpoints: vec![],
+        gradients: None,
         null_vectors: None,
     };
     let e = run(&bad, &input, &dir.path().join("bad")).unwrap_err();
@@ -590,4 +607,83 @@ fn non_orthogonal_preconditioned_bases_are_compared_as_subspaces() {
     let g = ov[0]["grassmann"].as_f64().unwrap();
     assert!((q - 1.0).abs() < 1e-6, "subspace overlap {q}");
     assert!(g < 1e-3, "Grassmann distance {g}");
+}
+
+/// `grad_alignment` is taken on the analysis-set gradient the hessian stage
+/// wrote, `grad_alignment_train` on the checkpoint's train-split gradient:
+/// closed forms ‖V_kᵀg‖²/‖g‖² for gradients built from the basis.
+#[test]
+fn gradient_alignment_uses_the_analysis_set_gradient() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let p = arch().num_params();
+    // Four orthonormal directions: three eigenvectors and one outside.
+    let basis = orthonormal(&mut rng, p, 4);
+    let mut pairs = Vec::new();
+    for step in [0i64, 10] {
+        for rank in 0..3 {
+            pairs.push(Pair {
+                step,
+                rank,
+                ev: [10.0, 5.0, 1.0][rank as usize],
+                converged: true,
+                resolvable: true,
+                v: basis[rank as usize].clone(),
+            });
+        }
+    }
+    let files = write_inputs(dir.path(), &pairs, true);
+    let combo = |c: [f64; 4]| -> Vec<f64> {
+        (0..p)
+            .map(|j| (0..4).map(|b| c[b] * basis[b][j]).sum())
+            .collect()
+    };
+    // Analysis set: 3·v0 + 4·u (alignment 9/25); train split: 2·v1 + u
+    // (alignment 4/5), at both steps.
+    let analysis = combo([3.0, 0.0, 0.0, 4.0]);
+    let train = combo([0.0, 2.0, 0.0, 1.0]);
+    let grad_path = dir.path().join("gradient.arrow");
+    write_batch(
+        &grad_path,
+        vec![
+            ("step", col_i64(vec![0, 10])),
+            ("loss", col_f64(vec![1.0, 0.5])),
+            ("grad_norm", col_f64(vec![5.0, 5.0])),
+            (
+                "gradient",
+                stages::arrow_io::list_f64(&[analysis.clone(), analysis.clone()]),
+            ),
+        ],
+        true,
+    )
+    .unwrap();
+    let checkpoints: Vec<(u64, PathBuf)> = [0u64, 10]
+        .iter()
+        .map(|s| {
+            let path = dir.path().join(format!("ck{s}.safetensors"));
+            write_checkpoint(&path, &train);
+            (*s, path)
+        })
+        .collect();
+    let (out, _) = run_metrics_with(
+        dir.path(),
+        "out",
+        &files,
+        &MetricsParams::default(),
+        &checkpoints,
+        Some(&grad_path),
+    );
+    let al = rows(&out.join("metrics/alignment.arrow"));
+    assert_eq!(al.len(), 2);
+    for r in &al {
+        let f = |c: &str| r[c].as_f64().unwrap();
+        // The stored vectors are f32: agreement to a few f32 roundings.
+        assert!((f("grad_alignment") - 9.0 / 25.0).abs() < 1e-6, "{r:?}");
+        assert!(
+            (f("grad_alignment_train") - 4.0 / 5.0).abs() < 1e-6,
+            "{r:?}"
+        );
+        assert!((f("update_alignment") - 4.0 / 5.0).abs() < 1e-6, "{r:?}");
+        assert!(b(r, "trusted"));
+    }
 }

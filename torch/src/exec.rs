@@ -142,6 +142,7 @@ pub fn execute(req: &Request, workdir: &Path, progress: Progress<'_>) -> Result<
                 schedule: &tp.schedule,
                 steps: tp.steps,
                 checkpoints,
+                gradients: Some(file(req, "hessian", "eigen/gradient.arrow")?),
                 null_vectors,
             };
             progress(0, 1, "gram");

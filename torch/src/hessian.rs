@@ -5,7 +5,9 @@
 use crate::mlp::ArchExt;
 use crate::runtime::kind as torch_kind;
 use crate::train::tensor_f64;
-use stages::arrow_io::{col_bool, col_f64, col_i32, col_i64, col_str, list_f32, write_batch};
+use stages::arrow_io::{
+    col_bool, col_f64, col_i32, col_i64, col_str, list_f32, list_f64, write_batch,
+};
 use stages::dataset;
 use stages::error::{fmt_err, io_err, StageError, StageResult};
 use stages::hessian::{preconditioner_inv_sqrt, HessianParams, NullParams};
@@ -298,6 +300,8 @@ pub fn run(
         });
     }
     let mut rows = Rows::default();
+    let mut grads = Gradients::default();
+    let mut backprop = crate::backprop::Backprop::new(arch, kind, dev);
     let mut total_hvps = 0usize;
     // The previous checkpoint's vectors, per operator, for the warm start.
     let mut previous: BTreeMap<&'static str, Vec<Vec<f64>>> = BTreeMap::new();
@@ -319,6 +323,7 @@ pub fn run(
         if theta.iter().any(|v| !v.is_finite()) {
             continue; // a diverged run's last state: no spectrum to speak of
         }
+        grads.push(*step, &mut backprop, theta, &x, &y);
         let mut op = Hvp::new(arch, theta, &x, &y, kind, dev, p.chunk_rows);
         let opts = LanczosOptions {
             k: p.k,
@@ -390,6 +395,7 @@ pub fn run(
         progress(ci as u64 + 1, checkpoints.len() as u64, "checkpoints");
     }
     rows.write(out, "eigen", "step")?;
+    grads.write(out)?;
     // config.toml: the train stage's resolved config plus ours.
     let mut cfg: toml::Table = toml::from_str(train_config)
         .map_err(|e| StageError::Other(format!("train_config.toml: {e}")))?;
@@ -399,6 +405,55 @@ pub fn run(
     let text = toml::to_string_pretty(&cfg).map_err(|e| StageError::Other(e.to_string()))?;
     std::fs::write(out.join("config.toml"), text).map_err(io_err(out.join("config.toml")))?;
     Ok(serde_json::json!({ "hvps": total_hvps, "checkpoints": checkpoints.len() }))
+}
+
+/// The loss and its gradient on the analysis set at each checkpoint: the
+/// same rows the Hessian is taken on, so that the metrics stage's gradient
+/// alignment compares a gradient with the eigenvectors of its own Hessian.
+#[derive(Default)]
+struct Gradients {
+    step: Vec<i64>,
+    loss: Vec<f64>,
+    norm: Vec<f64>,
+    gradient: Vec<Vec<f64>>,
+}
+
+impl Gradients {
+    /// ∇L(θ) over the analysis set (the stable cross-entropy of
+    /// `crate::backprop`), without weight decay: the loss's own gradient.
+    fn push(
+        &mut self,
+        step: u64,
+        bp: &mut crate::backprop::Backprop,
+        theta: &[f64],
+        x: &Tensor,
+        y: &Tensor,
+    ) {
+        let t = Tensor::from_slice(theta)
+            .to_kind(x.kind())
+            .to_device(x.device());
+        let g = t.zeros_like();
+        let loss = bp.loss_and_grad(&t, x, y, &g);
+        let g = tensor_f64(&g);
+        self.step.push(step as i64);
+        self.loss.push(loss);
+        self.norm.push(g.iter().map(|v| v * v).sum::<f64>().sqrt());
+        self.gradient.push(g);
+    }
+
+    /// `eigen/gradient.arrow`: step, loss, grad_norm, gradient (list<f64>).
+    fn write(self, out: &Path) -> StageResult<()> {
+        write_batch(
+            &out.join("eigen/gradient.arrow"),
+            vec![
+                ("step", col_i64(self.step)),
+                ("loss", col_f64(self.loss)),
+                ("grad_norm", col_f64(self.norm)),
+                ("gradient", list_f64(&self.gradient)),
+            ],
+            true,
+        )
+    }
 }
 
 #[derive(Default)]

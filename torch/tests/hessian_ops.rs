@@ -9,6 +9,7 @@ use stages::mlp::{Activation, Arch, Init};
 use stages::optim::{OptName, OptimizerParams};
 use stages::train::{read_checkpoint, CheckpointSpec, Schedule, TrainParams};
 use stages_torch::hessian::{analysis_set, HessianOperator};
+use stages_torch::mlp::ArchExt;
 use tch::{Device, Kind, Tensor};
 
 fn data(dim: usize, classes: usize, samples: usize) -> DatasetParams {
@@ -446,4 +447,44 @@ fn stored_residuals_are_true_residuals() {
         2 * 6,
         "checkpoints 10 and 20 (none before a step)"
     );
+    // eigen/gradient.arrow: the analysis-set loss and gradient at each
+    // checkpoint, against autograd's (a separate code path from the
+    // stage's written-out backprop).
+    let gp = out.join("eigen/gradient.arrow");
+    let grads = stages::arrow_io::Table::open(&gp).unwrap();
+    assert_eq!(grads.len(), 3);
+    let (gsteps, gloss, gnorm) = (
+        grads.i64("step").unwrap(),
+        grads.f64("loss").unwrap(),
+        grads.f64("grad_norm").unwrap(),
+    );
+    for i in 0..grads.len() {
+        let step = gsteps.value(i) as u64;
+        assert_eq!(step, [0, 10, 20][i]);
+        let theta =
+            &read_checkpoint(&run.join(stages::train::checkpoint_name(step))).unwrap()["theta_f64"];
+        let op = HessianOperator::new(&arch, theta, &x, &y, Kind::Double, Device::Cpu);
+        let g_ref = op.gradient();
+        let g = grads.list_f64_row("gradient", i).unwrap();
+        assert_eq!(g.len(), arch.num_params());
+        let diff: f64 = g
+            .iter()
+            .zip(&g_ref)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let norm_ref: f64 = g_ref.iter().map(|b| b * b).sum::<f64>().sqrt();
+        assert!(
+            diff <= 1e-12 * norm_ref,
+            "step {step}: ‖g − g_autograd‖ = {diff:e}"
+        );
+        assert!((gnorm.value(i) - norm_ref).abs() <= 1e-12 * norm_ref);
+        let t = Tensor::from_slice(theta.as_slice());
+        let loss_ref = arch.loss(&t, &x, &y).double_value(&[]);
+        assert!(
+            (gloss.value(i) - loss_ref).abs() <= 1e-12 * loss_ref,
+            "step {step}: loss {} vs {loss_ref}",
+            gloss.value(i)
+        );
+    }
 }
