@@ -1028,7 +1028,7 @@ impl Experiment {
                     };
                     let base = label
                         .clone()
-                        .unwrap_or_else(|| f.optimizer.name.as_str().to_string());
+                        .unwrap_or_else(|| f.optimizer.default_label().to_string());
                     // The id's parts, each with the field it comes from.
                     let mut parts: Vec<(String, String)> = vec![(
                         base.clone(),
@@ -1427,6 +1427,15 @@ impl Experiment {
         f.optimizer
             .validate()
             .map_err(|(fl, m)| at(&format!("{opath}.{fl}"), &m))?;
+        let muon = f.optimizer.resolved();
+        if muon.matrices == Some(stages::optim::MuonMatrices::Hidden) && widths.len() < 4 {
+            return Err(at(
+                &format!("{opath}.name"),
+                &format!(
+                    "muon orthogonalizes the hidden-to-hidden weight matrices and gives the input and output layers AdamW (as torch.optim.Muon advises), but widths = {widths:?} has none, so it would be AdamW; add a hidden layer, or set matrices = \"all\" (the variant that orthogonalizes every weight matrix, labelled muon-all)"
+                ),
+            ));
+        }
         let train = TrainParams {
             arch,
             init: f.model.init,
@@ -2803,6 +2812,20 @@ k = 3
         ),
         (
             "name = \"adam\"",
+            "name = \"muon\"",
+            "optimizer[1].name",
+            "name = \"muon\"",
+            "has none, so it would be AdamW; add a hidden layer, or set matrices = \"all\"",
+        ),
+        (
+            "name = \"adam\"",
+            "name = \"muon\"\nmatrices = \"first\"",
+            "optimizer[1].matrices",
+            "matrices = \"first\"",
+            "unknown variant `first`",
+        ),
+        (
+            "name = \"adam\"",
             "name = \"muon\"\nmomentum = 1.5",
             "optimizer[1].momentum",
             "momentum = 1.5",
@@ -3448,15 +3471,16 @@ k = 3
     /// (what the cache keys and out/ are made of). The digests were taken
     /// with the parser before the validation of issue 13 (over code versions
     /// and environments too), then retaken without those two at the commit
-    /// where that earlier digest still held.
+    /// where that earlier digest still held. Issue 14 changed the two with a
+    /// Muon run on purpose (torch.optim.Muon's weight decay 0.1, `matrices`).
     #[test]
     fn valid_configs_resolve_exactly_as_before() {
         let golden: &[(&str, &str)] = &[
             ("paper-teacher.toml", "9b5f3a794228cbce"),
-            ("paper.toml", "2f2797046b87faba"),
+            ("paper.toml", "8715dd98403348ba"),
             ("quick.toml", "7d1d159ac645c289"),
             ("base", "c88e30c4aa6c955e"),
-            ("spirals-epochs-muon", "a85b87f6081b9b24"),
+            ("spirals-epochs-muon", "669f4fb1337b6a7b"),
             ("teacher-f32-hessian", "160497b6fcd4906a"),
             ("digits-sweeps", "d9c2e630b1c1cad7"),
         ];

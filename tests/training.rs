@@ -34,7 +34,7 @@ fn minibatch_sweep(name: &str) -> String {
     tiny_config(
         name,
         "[0]",
-        "[[optimizer]]\nname = \"sgd\"\nlr = 0.1\nmomentum = 0.9\n\n[[optimizer]]\nname = \"muon\"\nlr = 0.02\n\n[[optimizer]]\nname = \"adamw\"\nlr = 0.01\n",
+        "[[optimizer]]\nname = \"sgd\"\nlr = 0.1\nmomentum = 0.9\n\n[[optimizer]]\nname = \"muon\"\nlr = 0.02\nmatrices = \"all\"\n\n[[optimizer]]\nname = \"adamw\"\nlr = 0.01\n",
     )
     .replace("steps = 40", "epochs = 6\nbatch_size = 30\nschedule = { kind = \"cosine\", warmup = 3, final_fraction = 0.1 }")
 }
@@ -49,7 +49,7 @@ fn pytorch_rebuilds_the_model_from_our_files_and_reproduces_the_logged_loss() {
     env.run_json(&cfg64);
     for (exp, run, tol) in [
         ("ckpt", "adamw-lr1e-2-s0", 1e-6),
-        ("ckpt64", "muon-lr2e-2-s0", 1e-6),
+        ("ckpt64", "muon-all-lr2e-2-s0", 1e-6),
         ("ckpt64", "sgd-lr1e-1-s0", 1e-6),
     ] {
         let dir = env.path().join("out").join(exp).join("runs").join(run);

@@ -17,9 +17,23 @@ pub enum OptName {
     Rmsprop,
     Adagrad,
     Lion,
-    /// Newton–Schulz-orthogonalized momentum on the 2-D weights, AdamW on the
-    /// biases (Jordan et al. 2024, github.com/KellerJordan/Muon, MuonWithAuxAdam).
+    /// torch.optim.Muon (Newton–Schulz-orthogonalized Nesterov momentum) on
+    /// the hidden weight matrices, AdamW on the input and output layers and
+    /// every bias: the reference recipe (Jordan et al. 2024,
+    /// github.com/KellerJordan/Muon, MuonWithAuxAdam). `matrices = "all"` is
+    /// the variant that orthogonalizes every weight matrix (label `muon-all`).
     Muon,
+}
+
+/// Which weight matrices Muon orthogonalizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MuonMatrices {
+    /// The hidden-to-hidden ones; the first and last layers' weights get
+    /// AdamW, as torch.optim.Muon's documentation and the reference advise.
+    Hidden,
+    /// Every weight matrix (a variant: the first and last layers too).
+    All,
 }
 
 impl OptName {
@@ -46,6 +60,7 @@ impl OptName {
             // The weights' momentum and Newton–Schulz; the biases' AdamW
             // (aux_lr, beta1, beta2, eps).
             OptName::Muon => &[
+                "matrices",
                 "momentum",
                 "nesterov",
                 "ns_steps",
@@ -96,9 +111,13 @@ pub struct OptimizerParams {
     /// Muon: Newton–Schulz iterations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ns_steps: Option<u32>,
-    /// Muon: the AdamW learning rate of the biases.
+    /// Muon: the AdamW learning rate of the biases (and, with `matrices =
+    /// "hidden"`, of the input and output layers' weights).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aux_lr: Option<f64>,
+    /// Muon: which weight matrices it orthogonalizes (`hidden` by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrices: Option<MuonMatrices>,
 }
 
 impl OptimizerParams {
@@ -119,6 +138,16 @@ impl OptimizerParams {
             lr_decay: None,
             ns_steps: None,
             aux_lr: None,
+            matrices: None,
+        }
+    }
+
+    /// The run's default label (the first part of its id, its legend key):
+    /// the optimizer's name, or the variant's (`muon-all`).
+    pub fn default_label(&self) -> &'static str {
+        match (self.name, self.matrices) {
+            (OptName::Muon, Some(MuonMatrices::All)) => "muon-all",
+            (name, _) => name.as_str(),
         }
     }
 
@@ -128,6 +157,8 @@ impl OptimizerParams {
         let mut r = OptimizerParams::new(self.name, self.lr);
         let wd = Some(self.weight_decay.unwrap_or(match self.name {
             OptName::Adamw => 1e-2,
+            // torch.optim.Muon's default.
+            OptName::Muon => 0.1,
             _ => 0.0,
         }));
         match self.name {
@@ -164,8 +195,10 @@ impl OptimizerParams {
             }
             OptName::Muon => {
                 // torch.optim.Muon's defaults for the weights (momentum 0.95,
-                // Nesterov, 5 steps); MuonWithAuxAdam's AdamW for the biases
-                // (lr 3e-4, betas (0.9, 0.95), eps 1e-10).
+                // Nesterov, 5 steps, weight decay 0.1); MuonWithAuxAdam's
+                // AdamW for the rest (lr 3e-4, betas (0.9, 0.95), eps 1e-10,
+                // no weight decay).
+                r.matrices = Some(self.matrices.unwrap_or(MuonMatrices::Hidden));
                 r.momentum = Some(self.momentum.unwrap_or(0.95));
                 r.nesterov = Some(self.nesterov.unwrap_or(true));
                 r.ns_steps = Some(self.ns_steps.unwrap_or(5));
@@ -180,7 +213,7 @@ impl OptimizerParams {
     }
 
     /// The hyperparameters as written (None = not given), by their config names.
-    fn given(&self) -> [(&'static str, bool); 13] {
+    fn given(&self) -> [(&'static str, bool); 14] {
         [
             ("momentum", self.momentum.is_some()),
             ("dampening", self.dampening.is_some()),
@@ -195,6 +228,7 @@ impl OptimizerParams {
             ("lr_decay", self.lr_decay.is_some()),
             ("ns_steps", self.ns_steps.is_some()),
             ("aux_lr", self.aux_lr.is_some()),
+            ("matrices", self.matrices.is_some()),
         ]
     }
 

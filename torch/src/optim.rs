@@ -2,14 +2,15 @@
 //! operation order, same state names); their hyperparameters are
 //! `stages::optim`'s.
 
-use stages::optim::{OptName, OptimizerParams};
+use stages::optim::{MuonMatrices, OptName, OptimizerParams};
 use std::collections::BTreeMap;
 use tch::Tensor;
 
 /// An optimizer with its state, over one flat parameter tensor.
 pub struct Optimizer {
     pub p: OptimizerParams,
-    /// The 2-D weight blocks of θ as (offset, rows, cols): Muon orthogonalizes these.
+    /// The 2-D weight blocks that Muon orthogonalizes, as (offset, rows,
+    /// cols); every other entry of θ gets Muon's AdamW.
     pub matrices: Vec<(usize, usize, usize)>,
     /// State tensors by their PyTorch names (`exp_avg`, `momentum_buffer`, …).
     pub state: BTreeMap<String, Tensor>,
@@ -34,12 +35,23 @@ impl Optimizer {
         }
     }
 
-    /// An optimizer that knows θ's 2-D blocks (offset, rows, cols); Muon needs them.
+    /// An optimizer that knows θ's weight matrices (offset, rows, cols), in
+    /// layer order; Muon needs them. With `matrices = "hidden"` (Muon's
+    /// default) it keeps the hidden-to-hidden ones: the first and last
+    /// layers' weights get AdamW.
     pub fn with_matrices(
         params: &OptimizerParams,
-        matrices: Vec<(usize, usize, usize)>,
+        mut matrices: Vec<(usize, usize, usize)>,
     ) -> Optimizer {
         let mut o = Optimizer::new(params);
+        if o.p.matrices == Some(MuonMatrices::Hidden) {
+            let n = matrices.len();
+            matrices = if n > 2 {
+                matrices[1..n - 1].to_vec()
+            } else {
+                Vec::new()
+            };
+        }
         o.matrices = matrices;
         o
     }
@@ -212,10 +224,11 @@ impl Optimizer {
         }
     }
 
-    /// Muon: per weight matrix, momentum → Newton–Schulz → scaled step; per
-    /// other entry, AdamW with `aux_lr`. As torch.optim.Muon and the
-    /// reference, except that Newton–Schulz runs in θ's dtype, not bf16, so
-    /// that f64 runs are exact.
+    /// Muon: per orthogonalized matrix, momentum → Newton–Schulz → scaled
+    /// step, with decoupled weight decay; per other entry, AdamW with
+    /// `aux_lr` and no weight decay. As torch.optim.Muon and the reference,
+    /// except that Newton–Schulz runs in θ's dtype, not bf16, so that f64
+    /// runs are exact.
     fn muon_step(&mut self, theta: &Tensor, grad: &Tensor, lr: f64) {
         let p = self.p.clone();
         let (mu, wd) = (get(p.momentum), p.weight_decay.unwrap_or(0.0));

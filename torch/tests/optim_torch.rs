@@ -1,5 +1,6 @@
 //! Every optimizer against PyTorch itself: torch.optim (SGD, Adam, AdamW,
-//! RMSprop, Adagrad) and the reference update rules of Lion and Muon, run
+//! RMSprop, Adagrad, and Muon: torch.optim.Muon on the hidden matrices, or
+//! every one, with AdamW on the rest) and the reference rule of Lion, run
 //! from the libtorch venv's Python on the same problem in f64. θ after 20
 //! full-batch steps must agree to 1e-6 relative.
 
@@ -75,10 +76,19 @@ fn cases() -> Vec<(&'static str, OptimizerParams)> {
             }),
         ),
         ("lion", opt(Lion, 1e-3, |p| p.weight_decay = Some(0.1))),
-        ("muon", opt(Muon, 2e-2, |p| p.weight_decay = Some(0.01))),
+        ("muon", opt(Muon, 2e-2, |_| {})),
         (
-            "muon plain momentum",
-            opt(Muon, 2e-2, |p| p.nesterov = Some(false)),
+            "muon plain momentum wd",
+            opt(Muon, 2e-2, |p| {
+                p.nesterov = Some(false);
+                p.weight_decay = Some(0.01);
+            }),
+        ),
+        (
+            "muon-all",
+            opt(Muon, 2e-2, |p| {
+                p.matrices = Some(stages::optim::MuonMatrices::All)
+            }),
         ),
     ]
 }

@@ -1,5 +1,5 @@
-"""Reference trajectories from torch.optim (and the reference rules of Lion
-and Muon) for eigentrace's optimizer tests.
+"""Reference trajectories from torch.optim (torch.optim.Muon included, and
+the reference rule of Lion) for eigentrace's optimizer tests.
 
 Input JSON: widths, activation, theta0 (flat, eigentrace's layout), x (rows),
 y, steps, and optimizers (a list of eigentrace's resolved optimizer parameters).
@@ -60,56 +60,47 @@ class Lion(torch.optim.Optimizer):
                 m.mul_(b2).add_(p.grad, alpha=1 - b2)
 
 
-def newton_schulz(g, steps, eps=1e-7):
-    """torch.optim._muon._zeropower_via_newtonschulz without the bf16 cast."""
-    a, b, c = 3.4445, -4.7750, 2.0315
-    x = g.T if g.size(0) > g.size(1) else g
+def newton_schulz_f64(grad, ns_coefficients, ns_steps, eps):
+    """torch.optim._muon._zeropower_via_newtonschulz without its bf16 cast
+    (eigentrace runs Newton-Schulz in the run's dtype)."""
+    a, b, c = ns_coefficients
+    x = grad.T if grad.size(0) > grad.size(1) else grad
     x = x / x.norm().clamp(min=eps)
-    for _ in range(steps):
+    for _ in range(ns_steps):
         gram = x @ x.T
         upd = torch.addmm(gram, gram, gram, beta=b, alpha=c)
         x = torch.addmm(x, upd, x, beta=a)
-    return x.T if g.size(0) > g.size(1) else x
+    return x.T if grad.size(0) > grad.size(1) else x
 
 
-class Muon(torch.optim.Optimizer):
-    """torch.optim.Muon's update on 2-D params (NS in float64), and the
-    reference MuonWithAuxAdam's AdamW on the others."""
+# torch.optim.Muon itself, with the float64 Newton-Schulz above.
+torch.optim._muon._zeropower_via_newtonschulz = newton_schulz_f64
+
+
+class Muon:
+    """The reference recipe (MuonWithAuxAdam): torch.optim.Muon on the
+    orthogonalized weight matrices (the hidden ones, or with matrices = "all"
+    every one), torch.optim.AdamW without weight decay on everything else."""
 
     def __init__(self, params, o):
-        super().__init__(params, dict(lr=o["lr"]))
-        self.o = o
+        weights = params[0::2]
+        chosen = weights if o["matrices"] == "all" else weights[1:-1]
+        ids = {id(p) for p in chosen}
+        rest = [p for p in params if id(p) not in ids]
+        self.opts = [torch.optim.AdamW(rest, lr=o["aux_lr"], betas=(o["beta1"], o["beta2"]),
+                                       eps=o["eps"], weight_decay=0.0, foreach=False)]
+        if chosen:
+            self.opts.append(torch.optim.Muon(chosen, lr=o["lr"], weight_decay=o["weight_decay"],
+                                              momentum=o["momentum"], nesterov=o["nesterov"],
+                                              ns_steps=o["ns_steps"]))
 
-    @torch.no_grad()
+    def zero_grad(self):
+        for opt in self.opts:
+            opt.zero_grad()
+
     def step(self):
-        o = self.o
-        lr, wd, mu = o["lr"], o["weight_decay"], o["momentum"]
-        for g in self.param_groups:
-            for p in g["params"]:
-                st = self.state[p]
-                if p.ndim == 2:
-                    if "momentum_buffer" not in st:
-                        st["momentum_buffer"] = torch.zeros_like(p)
-                    buf = st["momentum_buffer"]
-                    buf.lerp_(p.grad, 1 - mu)
-                    upd = p.grad.lerp(buf, mu) if o["nesterov"] else buf
-                    upd = newton_schulz(upd, o["ns_steps"])
-                    rows, cols = p.shape
-                    adjusted = lr * max(1.0, rows / cols) ** 0.5
-                    p.mul_(1 - lr * wd)
-                    p.add_(upd, alpha=-adjusted)
-                else:
-                    if "step" not in st:
-                        st["step"] = 0
-                        st["exp_avg"] = torch.zeros_like(p)
-                        st["exp_avg_sq"] = torch.zeros_like(p)
-                    st["step"] += 1
-                    t = st["step"]
-                    b1, b2 = o["beta1"], o["beta2"]
-                    st["exp_avg"].lerp_(p.grad, 1 - b1)
-                    st["exp_avg_sq"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                    denom = (st["exp_avg_sq"].sqrt() / (1 - b2**t) ** 0.5) + o["eps"]
-                    p.addcdiv_(st["exp_avg"], denom, value=-o["aux_lr"] / (1 - b1**t))
+        for opt in self.opts:
+            opt.step()
 
 
 def make_optimizer(params, o):
