@@ -178,6 +178,25 @@ pub fn worker_failure(status: &std::process::ExitStatus, stderr: &str) -> String
     }
 }
 
+/// A report run's params with the train stage's `batch_size` (null for full
+/// batch), read from its `train_config.toml`: the figures label a minibatch
+/// run's stability threshold as the full-batch reference. Taken from an
+/// input file, so it is covered by the report's key.
+fn with_batch_size(
+    mut params: serde_json::Value,
+    files: &std::collections::BTreeMap<String, PathBuf>,
+) -> serde_json::Value {
+    let batch = files
+        .get("train_config.toml")
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("train")?.get("batch_size")?.as_integer());
+    if let Some(obj) = params.as_object_mut() {
+        obj.insert("batch_size".into(), serde_json::json!(batch));
+    }
+    params
+}
+
 /// The outputs each stage kind must leave (globs, `*` within a folder):
 /// the engine fails a stage that reports success without them.
 pub fn declared_outputs(inst: &StageInstance) -> Vec<String> {
@@ -287,8 +306,8 @@ impl Executor for StageRunner {
                         overlap: inputs
                             .file(&format!("metrics:{id}"), "metrics/overlap.arrow")?
                             .to_path_buf(),
+                        params: with_batch_size(r.clone(), &files),
                         files,
-                        params: r.clone(),
                     });
                 }
                 let input = reports::ReportInput {

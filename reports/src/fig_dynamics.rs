@@ -19,10 +19,11 @@ use polars::prelude::*;
 use crate::axis::{fmt_plain, Axis, Scale};
 use crate::chart::{
     auto_scale, curve_values, finite_range, step_axis, unit_axis, write_figure, y_axis, Entry,
-    Line, Look, Panel, RefLine, INK, LINE_W, REF_GREY, REF_W,
+    Line, Look, Panel, INK, LINE_W, REF_GREY, REF_W,
 };
 use crate::data::{aggregate, Curve, Kind, Table, Tagged};
 use crate::palette::{darker, is_sgd_family, optimizer_color, optimizer_rank, shade};
+use crate::threshold::{Mark, Threshold};
 use crate::{ReportError, ReportInput};
 
 const LOOK: Look = Look {
@@ -62,6 +63,8 @@ pub(crate) const TEXTS: &[&str] = &[
     "2(1+β₁)/((1−β₁)η) = 12",
     "threshold = 4",
     "stability threshold (dashed)",
+    "stability threshold at the scheduled η (dashed; full-batch reference)",
+    "2/η, η = 0.05, full-batch reference",
     "step + 1",
     "step",
     "tₙ + 1",
@@ -85,32 +88,6 @@ fn first_f64(df: &DataFrame, name: &str, file: &Path) -> Result<Option<f64>, Rep
     Ok(c.f64().map_err(io_err(file))?.get(0))
 }
 
-/// The first finite, positive stability threshold that spectrum.arrow holds
-/// for the Hessian and for the preconditioned operator: what the figures
-/// draw, so that a line and the file can never disagree.
-pub(crate) fn spectrum_thresholds(path: &Path) -> Result<(Option<f64>, Option<f64>), ReportError> {
-    let sp = Table::open(path)?;
-    let (op, thr) = (
-        sp.col("operator", Kind::Str)?,
-        sp.col("threshold", Kind::Float)?,
-    );
-    let finite_first = |sel: Expr| {
-        thr.clone()
-            .filter(
-                sel.and(thr.clone().is_finite())
-                    .and(thr.clone().gt(lit(0.0))),
-            )
-            .first()
-    };
-    let s = sp.query(|lf| {
-        lf.select([
-            finite_first(op.clone().eq(lit("hessian"))).alias("h"),
-            finite_first(op.clone().eq(lit("preconditioned"))).alias("p"),
-        ])
-    })?;
-    Ok((first_f64(&s, "h", path)?, first_f64(&s, "p", path)?))
-}
-
 /// What one run contributes, each frame reduced to `step` plus value columns.
 struct RunData {
     /// `step`, `train_loss`, `test_loss`, `train_acc`, `test_acc`.
@@ -119,11 +96,11 @@ struct RunData {
     lr: Option<f64>,
     /// `step`, `rank`, `value`, `trusted`: Hessian eigenvalues (rank ≥ 0).
     hessian: DataFrame,
-    /// The Hessian's stability threshold from spectrum.arrow (first finite).
-    hessian_threshold: Option<f64>,
+    /// The Hessian's stability threshold from spectrum.arrow, per step.
+    hessian_threshold: Option<Threshold>,
     /// `step`, `value`, `trusted`: λ₁ of the preconditioned operator.
     precond: DataFrame,
-    precond_threshold: Option<f64>,
+    precond_threshold: Option<Threshold>,
     /// `step` = t_w, `displacement`, `per_step`: means over ranks;
     /// `trusted`: every row behind them is.
     displacement: DataFrame,
@@ -198,7 +175,7 @@ fn load_run(run: &crate::RunInput) -> Result<RunData, ReportError> {
                 ]),
         )
     })?;
-    let (hessian_threshold, precond_threshold) = spectrum_thresholds(path)?;
+    let (hessian_threshold, precond_threshold) = crate::threshold::load(path)?;
 
     // metrics/displacement.arrow: consecutive pairs, mean over ranks per t_w
     let path = run.file("metrics/displacement.arrow")?;
@@ -265,8 +242,10 @@ struct Group {
     color: RGBColor,
     runs: usize,
     lr: Option<f64>,
-    hessian_threshold: Option<f64>,
-    precond_threshold: Option<f64>,
+    hessian_threshold: Option<Threshold>,
+    precond_threshold: Option<Threshold>,
+    /// Trained on minibatches: its threshold is the full-batch reference.
+    minibatch: bool,
 }
 
 struct Loaded {
@@ -304,8 +283,9 @@ impl Loaded {
                         color: optimizer_color(&run.optimizer),
                         runs: 0,
                         lr: f.lr,
-                        hessian_threshold: f.hessian_threshold,
-                        precond_threshold: f.precond_threshold,
+                        hessian_threshold: f.hessian_threshold.clone(),
+                        precond_threshold: f.precond_threshold.clone(),
+                        minibatch: run.params.get("batch_size").is_some_and(|b| !b.is_null()),
                     });
                     groups.len() - 1
                 }
@@ -442,31 +422,6 @@ fn lighter(c: RGBColor) -> RGBColor {
     RGBColor(mix(c.0), mix(c.1), mix(c.2))
 }
 
-/// Reference lines, one per distinct threshold value over the groups.
-fn threshold_refs(
-    groups: &[Group],
-    value: impl Fn(&Group) -> Option<(f64, String, String)>,
-) -> Vec<RefLine> {
-    let mut found: Vec<(f64, String, String, RGBColor)> = Vec::new();
-    for g in groups {
-        if let Some((v, short, long)) = value(g) {
-            if v.is_finite() && v > 0.0 && !found.iter().any(|f| (f.0 / v - 1.0).abs() < 1e-9) {
-                found.push((v, short, long, darker(g.color)));
-            }
-        }
-    }
-    let several = found.len() > 1;
-    found
-        .into_iter()
-        .map(|(value, short, long, color)| RefLine {
-            value,
-            color,
-            dashed: true,
-            label: if several { long } else { short },
-        })
-        .collect()
-}
-
 fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
     // Highest rank present in any run.
     let mut k = 0i64;
@@ -521,25 +476,38 @@ fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
         per_rank.push((r, curves));
     }
 
-    // (a) Hessian top-k against 2/η of the SGD-family runs.
-    let h_refs = threshold_refs(&d.groups, |g| {
-        if !is_sgd_family(&g.optimizer) {
-            return None;
-        }
-        let two_over = g.lr.filter(|l| *l > 0.0).map(|l| 2.0 / l);
-        let v = g.hessian_threshold.or(two_over)?;
-        let eta = g.lr.map(fmt_plain).unwrap_or_default();
-        match two_over {
-            Some(t) if (v / t - 1.0).abs() < 1e-6 => {
-                Some((v, "2/η".to_string(), format!("2/η, η = {eta}")))
-            }
-            _ => Some((
-                v,
-                format!("threshold = {}", fmt_plain(v)),
-                format!("threshold = {}", fmt_plain(v)),
-            )),
-        }
-    });
+    // (a) Hessian top-k against the SGD-family runs' thresholds.
+    let h_marks: Vec<Mark> = d
+        .groups
+        .iter()
+        .filter(|g| is_sgd_family(&g.optimizer))
+        .filter_map(|g| {
+            let two_over = g.lr.filter(|l| *l > 0.0).map(|l| 2.0 / l);
+            let threshold = g.hessian_threshold.clone().or_else(|| {
+                Some(Threshold {
+                    steps: vec![0.0],
+                    values: vec![two_over?],
+                })
+            })?;
+            let eta = g.lr.map(fmt_plain).unwrap_or_default();
+            let (short, long) = match (threshold.constant(), two_over) {
+                (Some(v), Some(t)) if (v / t - 1.0).abs() < 1e-6 => {
+                    ("2/η".to_string(), format!("2/η, η = {eta}"))
+                }
+                (v, _) => {
+                    let text = format!("threshold = {}", fmt_plain(v.unwrap_or(f64::NAN)));
+                    (text.clone(), text)
+                }
+            };
+            Some(Mark {
+                threshold,
+                color: darker(g.color),
+                minibatch: g.minibatch,
+                short,
+                long,
+            })
+        })
+        .collect();
     let mut a_lines = Vec::new();
     for (r, curves) in &per_rank {
         for (curve, g) in curves.iter().zip(&d.groups) {
@@ -552,7 +520,10 @@ fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
         }
     }
     let mut values = curve_values(a_lines.iter().map(|l| &l.curve));
+    let (h_refs, h_curves) = crate::threshold::draw(&h_marks);
     values.extend(h_refs.iter().map(|r| r.value));
+    values.extend(curve_values(h_curves.iter().map(|l| &l.curve)));
+    a_lines.extend(h_curves);
     let scale = auto_scale(&values, 30.0);
 
     // (b) preconditioned λ₁ of the adaptive runs against 2(1+β₁)/((1−β₁)η).
@@ -562,22 +533,34 @@ fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
         false,
         |g| !is_sgd_family(&g.optimizer),
     )?;
-    let p_refs = threshold_refs(&d.groups, |g| {
-        let v = g.precond_threshold?;
-        let eta = g.lr.filter(|l| *l > 0.0);
-        match eta {
-            Some(l) if (v * l / 38.0 - 1.0).abs() < 1e-6 => {
-                Some((v, "38/η".to_string(), format!("38/η, η = {}", fmt_plain(l))))
-            }
-            _ => Some((
-                v,
-                format!("2(1+β₁)/((1−β₁)η) = {}", fmt_plain(v)),
-                format!("2(1+β₁)/((1−β₁)η) = {}", fmt_plain(v)),
-            )),
-        }
-    });
+    let p_marks: Vec<Mark> = d
+        .groups
+        .iter()
+        .filter_map(|g| {
+            let threshold = g.precond_threshold.clone()?;
+            let eta = g.lr.filter(|l| *l > 0.0);
+            let (short, long) = match (threshold.constant(), eta) {
+                (Some(v), Some(l)) if (v * l / 38.0 - 1.0).abs() < 1e-6 => {
+                    ("38/η".to_string(), format!("38/η, η = {}", fmt_plain(l)))
+                }
+                (v, _) => {
+                    let text = format!("2(1+β₁)/((1−β₁)η) = {}", fmt_plain(v.unwrap_or(f64::NAN)));
+                    (text.clone(), text)
+                }
+            };
+            Some(Mark {
+                threshold,
+                color: darker(g.color),
+                minibatch: g.minibatch,
+                short,
+                long,
+            })
+        })
+        .collect();
+    let (p_refs, p_curves) = crate::threshold::draw(&p_marks);
     let mut p_values = curve_values(&pre);
     p_values.extend(p_refs.iter().map(|r| r.value));
+    p_values.extend(curve_values(p_curves.iter().map(|l| &l.curve)));
     let p_scale = auto_scale(&p_values, 30.0);
     let any_pre = pre.iter().any(|c| !c.is_empty());
 
@@ -600,7 +583,7 @@ fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
         x,
         y: y_axis(p_scale, p_values, (0.1, 10.0)),
         lines: if any_pre {
-            lines(&d.groups, pre)
+            lines(&d.groups, pre).into_iter().chain(p_curves).collect()
         } else {
             vec![]
         },
@@ -621,7 +604,7 @@ fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
         REF_GREY,
         REF_W,
         true,
-        "stability threshold (dashed)".into(),
+        crate::threshold::legend(h_marks.iter().chain(&p_marks)),
     ));
     entries.extend(Entry::seeds_note(d.groups.iter().any(|g| g.runs > 1)));
     write_figure(out_dir, "fig2_eigenvalues", LOOK, &entries, &[a, b], 2)

@@ -8,13 +8,14 @@ use plotters::prelude::*;
 use crate::axis::{fmt_plain, Scale};
 use crate::chart::{
     auto_scale, curve_values, step_axis, unit_axis, write_figure, y_axis, Entry, Line, Look, Panel,
-    RefLine, INK, LINE_W, REF_GREY,
+    RefLine, INK, LINE_W, REF_GREY, REF_W,
 };
 use crate::data::{aggregate, load_run, Curve, RunFrames, Tagged};
 use crate::error::ReportError;
 use crate::palette::{
     darker, is_sgd_family, optimizer_color, optimizer_rank, shade, shade_indices,
 };
+use crate::threshold::{Mark, Threshold};
 use crate::ReportInput;
 
 /// A larger title than the other figures', and the empty note above the
@@ -57,9 +58,11 @@ struct Group {
     color: RGBColor,
     runs: usize,
     lr: Option<f64>,
-    /// The Hessian's stability threshold from spectrum.arrow (None: no
-    /// spectrum file, or no threshold for this optimizer).
-    threshold: Option<f64>,
+    /// The Hessian's stability threshold from spectrum.arrow, per step
+    /// (None: no spectrum file, or no threshold for this optimizer).
+    threshold: Option<Threshold>,
+    /// Trained on minibatches: its threshold is the full-batch reference.
+    minibatch: bool,
 }
 
 /// Everything the figure draws, aggregated.
@@ -110,9 +113,10 @@ impl FigureData {
                 Some(i) => i,
                 None => {
                     let threshold = match run.files.get("metrics/spectrum.arrow") {
-                        Some(p) => crate::fig_dynamics::spectrum_thresholds(p)?.0,
+                        Some(p) => crate::threshold::load(p)?.0,
                         None => None,
                     };
+                    let minibatch = run.params.get("batch_size").is_some_and(|b| !b.is_null());
                     groups.push(Group {
                         optimizer: run.optimizer.clone(),
                         label: label.clone(),
@@ -120,6 +124,7 @@ impl FigureData {
                         runs: 0,
                         lr: f.lr,
                         threshold,
+                        minibatch,
                     });
                     groups.len() - 1
                 }
@@ -139,7 +144,8 @@ impl FigureData {
                 color: g.color,
                 runs: g.runs,
                 lr: g.lr,
-                threshold: g.threshold,
+                threshold: g.threshold.clone(),
+                minibatch: g.minibatch,
             });
         }
         // Several groups of one optimizer (learning rates, diverged seeds):
@@ -190,6 +196,37 @@ impl FigureData {
 }
 
 impl FigureData {
+    /// The SGD-family groups' thresholds, for panel (b).
+    fn threshold_marks(&self) -> Vec<Mark> {
+        self.groups
+            .iter()
+            .filter(|g| is_sgd_family(&g.optimizer))
+            .filter_map(|g| {
+                let lr = g.lr?;
+                let threshold = g.threshold.clone().unwrap_or(Threshold {
+                    steps: vec![0.0],
+                    values: vec![2.0 / lr],
+                });
+                let (short, long) = match threshold.constant() {
+                    Some(v) if (v * lr / 2.0 - 1.0).abs() < 1e-9 => {
+                        ("2/η".to_string(), format!("2/η, η = {}", fmt_plain(lr)))
+                    }
+                    v => {
+                        let text = format!("threshold = {}", fmt_plain(v.unwrap_or(f64::NAN)));
+                        (text.clone(), text)
+                    }
+                };
+                Some(Mark {
+                    threshold,
+                    color: darker(g.color),
+                    minibatch: g.minibatch,
+                    short,
+                    long,
+                })
+            })
+            .collect()
+    }
+
     fn panels(&self) -> Vec<Panel> {
         let all = || {
             [
@@ -240,40 +277,24 @@ impl FigureData {
         };
 
         // (b) sharpness against the stability threshold of the SGD-family
-        // runs: the value spectrum.arrow holds (2/η for plain GD, (2+2β)/η
-        // with heavy-ball momentum, …), 2/η where a run has no spectrum file.
-        let mut found: Vec<(f64, f64, RGBColor)> = Vec::new();
-        for g in &self.groups {
-            if let (true, Some(lr)) = (is_sgd_family(&g.optimizer), g.lr) {
-                let v = g.threshold.unwrap_or(2.0 / lr);
-                if v > 0.0 && v.is_finite() && !found.iter().any(|(t, _, _)| *t == v) {
-                    found.push((v, lr, g.color));
-                }
-            }
-        }
-        let several = found.len() > 1;
-        let refs: Vec<RefLine> = found
-            .iter()
-            .map(|&(value, eta, color)| RefLine {
-                value,
-                color: darker(color),
-                dashed: true,
-                label: match ((value * eta / 2.0 - 1.0).abs() < 1e-9, several) {
-                    (true, false) => "2/η".to_string(),
-                    (true, true) => format!("2/η, η = {}", fmt_plain(eta)),
-                    (false, _) => format!("threshold = {}", fmt_plain(value)),
-                },
-            })
-            .collect();
+        // runs: the values spectrum.arrow holds (2/η for plain GD, (2+2β)/η
+        // with heavy-ball momentum, …, a curve under a schedule), 2/η where a
+        // run has no spectrum file.
+        let marks = self.threshold_marks();
+        let (refs, threshold_curves) = crate::threshold::draw(&marks);
         let mut values = curve_values(&self.sharpness);
         values.extend(refs.iter().map(|r| r.value));
+        values.extend(curve_values(threshold_curves.iter().map(|l| &l.curve)));
         let b = Panel {
             title: "(b) Sharpness: top Hessian eigenvalue λ₁".into(),
             x_desc: x_step.clone(),
             y_desc: "λ₁".into(),
             x: x.clone(),
             y: y_axis(auto_scale(&values, 30.0), values, (0.0, 1.0)),
-            lines: lines(&self.sharpness),
+            lines: lines(&self.sharpness)
+                .into_iter()
+                .chain(threshold_curves)
+                .collect(),
             refs,
             empty_note: "no data",
         };
@@ -320,6 +341,15 @@ fn legend_entries(fig: &FigureData) -> Vec<Entry> {
         .collect();
     for (text, dashed) in [("train", false), ("test", true)] {
         entries.push(Entry::line(INK, LINE_W + 1, dashed, text.to_string()));
+    }
+    let marks = fig.threshold_marks();
+    if !marks.is_empty() {
+        entries.push(Entry::line(
+            REF_GREY,
+            REF_W,
+            true,
+            crate::threshold::legend(&marks),
+        ));
     }
     entries.extend(Entry::seeds_note(fig.groups.iter().any(|g| g.runs > 1)));
     entries

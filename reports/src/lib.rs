@@ -17,11 +17,12 @@ mod figures;
 mod font;
 mod index;
 mod palette;
+mod threshold;
 
 use std::path::{Path, PathBuf};
 
 /// Bump whenever the figures' bytes can change: it is part of the report stage's key.
-pub const CODE_VERSION: u32 = 4;
+pub const CODE_VERSION: u32 = 5;
 
 pub use error::ReportError;
 pub use index::Provenance;
