@@ -725,6 +725,18 @@ impl Figure for Aging {
 struct Matrix {
     steps: Vec<i64>,
     v: Vec<f64>,
+    /// Per cell: built on an untrusted pair (drawn hatched).
+    untrusted: Vec<bool>,
+}
+
+impl Matrix {
+    /// Some computed cell is built on an untrusted pair.
+    fn any_untrusted(&self) -> bool {
+        self.v
+            .iter()
+            .zip(&self.untrusted)
+            .any(|(v, u)| *u && v.is_finite())
+    }
 }
 
 struct HeatRow {
@@ -737,21 +749,25 @@ struct Heatmaps {
     rows: Vec<HeatRow>,
 }
 
-fn symmetric(steps: &[i64], a: &[i64], b: &[i64], val: &[f64]) -> Matrix {
+fn symmetric(steps: &[i64], a: &[i64], b: &[i64], val: &[f64], trusted: &[bool]) -> Matrix {
     let n = steps.len();
     let mut v = vec![f64::NAN; n * n];
+    let mut untrusted = vec![false; n * n];
     for i in 0..n {
         v[i * n + i] = 1.0;
     }
-    for ((x, y), z) in a.iter().zip(b).zip(val) {
+    for (((x, y), z), ok) in a.iter().zip(b).zip(val).zip(trusted) {
         if let (Ok(i), Ok(j)) = (steps.binary_search(x), steps.binary_search(y)) {
             v[i * n + j] = *z;
             v[j * n + i] = *z;
+            untrusted[i * n + j] = !ok;
+            untrusted[j * n + i] = !ok;
         }
     }
     Matrix {
         steps: steps.to_vec(),
         v,
+        untrusted,
     }
 }
 
@@ -777,15 +793,17 @@ impl Heatmaps {
                 hessian_rows(input, run, "metrics/displacement.arrow", &cols, |t| {
                     Ok(t.col("rank", Kind::Int)?.eq(lit(0i64)))
                 })?;
-            let (otw, ot, oq) = (
+            let (otw, ot, oq, ook) = (
                 i64s(&odf, "t_w", &opath)?,
                 i64s(&odf, "t", &opath)?,
                 f64s(&odf, "subspace_overlap", &opath)?,
+                bools(&odf, "trusted", &opath)?,
             );
-            let (dtw, dt, dd) = (
+            let (dtw, dt, dd, dok) = (
                 i64s(&ddf, "t_w", &dpath)?,
                 i64s(&ddf, "t", &dpath)?,
                 f64s(&ddf, "same_rank_displacement", &dpath)?,
+                bools(&ddf, "trusted", &dpath)?,
             );
             let mut steps: Vec<i64> = otw
                 .iter()
@@ -804,8 +822,8 @@ impl Heatmaps {
             };
             rows.push(HeatRow {
                 title: format!("{}{seed_note}", g.label),
-                v1: symmetric(&steps, &dtw, &dt, &cos),
-                q: symmetric(&steps, &otw, &ot, &oq),
+                v1: symmetric(&steps, &dtw, &dt, &cos, &dok),
+                q: symmetric(&steps, &otw, &ot, &oq, &ook),
             });
         }
         Ok(Heatmaps { rows })
@@ -864,14 +882,19 @@ fn draw_heatmap<DB: DrawingBackend>(
             let v = m.v[i * n + j];
             let c = if v.is_finite() { viridis(v) } else { MISSING };
             // row i = t (top to bottom), column j = t'.
-            area.draw(&Rectangle::new(
-                [
-                    (x0 + edge(j), y0 + edge(i)),
-                    (x0 + edge(j + 1), y0 + edge(i + 1)),
-                ],
-                c.filled(),
-            ))
-            .map_err(pe)?;
+            let (a, b) = (
+                (x0 + edge(j), y0 + edge(i)),
+                (x0 + edge(j + 1), y0 + edge(i + 1)),
+            );
+            area.draw(&Rectangle::new([a, b], c.filled())).map_err(pe)?;
+            if m.untrusted[i * n + j] && v.is_finite() {
+                // Untrusted: a white diagonal across the cell.
+                area.draw(&PathElement::new(
+                    vec![(a.0, b.1), (b.0, a.1)],
+                    WHITE.stroke_width(3),
+                ))
+                .map_err(pe)?;
+            }
         }
     }
     area.draw(&Rectangle::new(
@@ -982,9 +1005,17 @@ impl Figure for Heatmaps {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let untrusted = self
+            .rows
+            .iter()
+            .any(|r| r.v1.any_untrusted() || r.q.any_untrusted());
         let body = headed(
             root,
-            "Two-time overlaps of the Hessian eigenvectors (grey: not computed)",
+            if untrusted {
+                "Two-time overlaps of the Hessian eigenvectors (grey: not computed; slashed: untrusted pair)"
+            } else {
+                "Two-time overlaps of the Hessian eigenvectors (grey: not computed)"
+            },
             110,
             60,
         )?;

@@ -302,6 +302,8 @@ fn untrusted_pairs_are_marked_in_structure_figures() {
     // fig 7: 2 panels × steps 500 and 1000, and the legend's sample.
     assert_eq!(hollow_circles(&svg("fig7_layer_mass")), 2 * 2 + 1);
     assert!(svg("fig8_localization_map").contains("untrusted pair"));
+    // fig 5: the heading says what a slashed cell is.
+    assert!(svg("fig5_overlap_heatmaps").contains("slashed: untrusted pair"));
 
     // All trusted: no note, no hollow point, and the very figures of a
     // store without the columns.
