@@ -12,7 +12,7 @@ fn scaled_down_paper_study_completes_with_every_figure() {
         .unwrap();
     let small = text
         .replace("seeds = [0, 1, 2]", "seeds = [0]")
-        .replace("widths = [64, 128, 128, 10]", "widths = [64, 16, 10]")
+        .replace("widths = [64, 128, 128, 10]", "widths = [64, 16, 16, 10]")
         .replace("steps = 5000", "steps = 150")
         .replace(
             "checkpoints = { every = 250, log_spaced = 28 }",
