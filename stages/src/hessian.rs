@@ -11,8 +11,10 @@
 //! hvps, iterations, converged, resolvable, rounding_level),
 //! `eigen/vectors.arrow` (step, operator, rank,
 //! vector: list<f32>, zstd-compressed), `eigen/gradient.arrow` (step, loss,
-//! grad_norm, gradient: list<f64>, the loss and its gradient ∇L(θ) on the
-//! analysis set, without weight decay, for the gradient alignment), and
+//! grad_norm, margin_min, margin_p01, margin_median, gradient: list<f64>:
+//! the loss, its gradient ∇L(θ) without weight decay, for the gradient
+//! alignment, and the margins z_c − max_{j≠c} z_j, all on the analysis
+//! set), and
 //! `config.toml`: the run's fully resolved configuration (the train stage's,
 //! plus this stage's).
 //!

@@ -323,7 +323,7 @@ pub fn run(
         if theta.iter().any(|v| !v.is_finite()) {
             continue; // a diverged run's last state: no spectrum to speak of
         }
-        grads.push(*step, &mut backprop, theta, &x, &y);
+        grads.push(*step, &mut backprop, arch, theta, &x, &y);
         let mut op = Hvp::new(arch, theta, &x, &y, kind, dev, p.chunk_rows);
         let opts = LanczosOptions {
             k: p.k,
@@ -407,24 +407,29 @@ pub fn run(
     Ok(serde_json::json!({ "hvps": total_hvps, "checkpoints": checkpoints.len() }))
 }
 
-/// The loss and its gradient on the analysis set at each checkpoint: the
-/// same rows the Hessian is taken on, so that the metrics stage's gradient
-/// alignment compares a gradient with the eigenvectors of its own Hessian.
+/// The loss, its gradient and the margins on the analysis set at each
+/// checkpoint: the same rows the Hessian is taken on, so that the metrics
+/// stage's gradient alignment compares a gradient with the eigenvectors of
+/// its own Hessian, and a reader can see how saturated those rows are.
 #[derive(Default)]
 struct Gradients {
     step: Vec<i64>,
     loss: Vec<f64>,
     norm: Vec<f64>,
+    margins: [Vec<f64>; 3],
     gradient: Vec<Vec<f64>>,
 }
 
 impl Gradients {
     /// ∇L(θ) over the analysis set (the stable cross-entropy of
-    /// `crate::backprop`), without weight decay: the loss's own gradient.
+    /// `crate::backprop`), without weight decay: the loss's own gradient;
+    /// and the rows' margins z_c − max_{j≠c} z_j (minimum, 1st percentile,
+    /// median).
     fn push(
         &mut self,
         step: u64,
         bp: &mut crate::backprop::Backprop,
+        arch: &Arch,
         theta: &[f64],
         x: &Tensor,
         y: &Tensor,
@@ -435,20 +440,29 @@ impl Gradients {
         let g = t.zeros_like();
         let loss = bp.loss_and_grad(&t, x, y, &g);
         let g = tensor_f64(&g);
+        let m = crate::train::margin_summary(arch, &t, x, y);
+        for (col, v) in self.margins.iter_mut().zip(m) {
+            col.push(v);
+        }
         self.step.push(step as i64);
         self.loss.push(loss);
         self.norm.push(g.iter().map(|v| v * v).sum::<f64>().sqrt());
         self.gradient.push(g);
     }
 
-    /// `eigen/gradient.arrow`: step, loss, grad_norm, gradient (list<f64>).
+    /// `eigen/gradient.arrow`: step, loss, grad_norm, margin_min,
+    /// margin_p01, margin_median, gradient (list<f64>).
     fn write(self, out: &Path) -> StageResult<()> {
+        let [m_min, m_p01, m_median] = self.margins;
         write_batch(
             &out.join("eigen/gradient.arrow"),
             vec![
                 ("step", col_i64(self.step)),
                 ("loss", col_f64(self.loss)),
                 ("grad_norm", col_f64(self.norm)),
+                ("margin_min", col_f64(m_min)),
+                ("margin_p01", col_f64(m_p01)),
+                ("margin_median", col_f64(m_median)),
                 ("gradient", list_f64(&self.gradient)),
             ],
             true,

@@ -480,6 +480,13 @@ fn stored_residuals_are_true_residuals() {
         );
         assert!((gnorm.value(i) - norm_ref).abs() <= 1e-12 * norm_ref);
         let t = Tensor::from_slice(theta.as_slice());
+        // The margins are the analysis set's (`tests/margins.rs` checks the
+        // summary itself).
+        let m = stages_torch::train::margin_summary(&arch, &t, &x, &y);
+        for (c, want) in ["margin_min", "margin_p01", "margin_median"].iter().zip(m) {
+            assert_eq!(grads.f64(c).unwrap().value(i), want, "step {step}: {c}");
+        }
+        assert!(m[0] <= m[1] && m[1] <= m[2]);
         let loss_ref = arch.loss(&t, &x, &y).double_value(&[]);
         assert!(
             (gloss.value(i) - loss_ref).abs() <= 1e-12 * loss_ref,
