@@ -314,19 +314,38 @@ fn draw_panel<DB: DrawingBackend>(
             .map_err(pe)?;
     }
     // Reference-line labels last, on a white halo so curves never hide them.
-    for r in &p.refs {
-        let Some(y) = p.y.t(r.value) else { continue };
-        if y < p.y.lo || y > p.y.hi {
-            continue;
-        }
+    // Each sits just above its line; one that would overprint the label
+    // above it goes below its line, and further down if need be.
+    let mut placed: Vec<(f64, &RefLine)> = p
+        .refs
+        .iter()
+        .filter_map(|r| Some((p.y.t(r.value)?, r)))
+        .filter(|(y, _)| *y >= p.y.lo && *y <= p.y.hi)
+        .collect();
+    placed.sort_by(|a, b| b.0.total_cmp(&a.0)); // top of the panel first
+    let mut bottom_of_previous = i32::MIN;
+    for (y, r) in placed {
         let anchor = (p.x.hi - 0.015 * (p.x.hi - p.x.lo), y);
-        let style = text_style(TICK_PX, r.color).pos(Pos::new(HPos::Right, VPos::Bottom));
+        let style = text_style(TICK_PX, r.color).pos(Pos::new(HPos::Right, VPos::Top));
         let (w, h) = area.estimate_text_size(&r.label, &style).map_err(pe)?;
         let (w, h) = (w as i32, h as i32);
-        let halo = Rectangle::new([(-w - 8, -h - 14), (6, -4)], WHITE.mix(0.85).filled());
+        let line_y = chart.backend_coord(&anchor).1;
+        // The label box's top edge, relative to the line: above it, else below.
+        let mut top = -h - 12;
+        if line_y + top < bottom_of_previous + 2 {
+            top = 6;
+        }
+        if line_y + top < bottom_of_previous + 2 {
+            top = bottom_of_previous + 2 - line_y;
+        }
+        bottom_of_previous = line_y + top + h + 8;
+        let halo = Rectangle::new(
+            [(-w - 8, top - 2), (6, top + h + 6)],
+            WHITE.mix(0.85).filled(),
+        );
         chart
             .draw_series(std::iter::once(
-                EmptyElement::at(anchor) + halo + Text::new(r.label.clone(), (0, -8), style),
+                EmptyElement::at(anchor) + halo + Text::new(r.label.clone(), (0, top + 2), style),
             ))
             .map_err(pe)?;
     }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 use polars::prelude::*;
 
-use crate::axis::{fmt_plain, Axis, Scale};
+use crate::axis::{Axis, Scale};
 use crate::chart::{
     auto_scale, curve_values, finite_range, step_axis, unit_axis, write_figure, y_axis, Entry,
     Line, Look, Panel, INK, LINE_W, REF_GREY, REF_W,
@@ -489,16 +489,10 @@ fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
                     values: vec![two_over?],
                 })
             })?;
-            let eta = g.lr.map(fmt_plain).unwrap_or_default();
-            let (short, long) = match (threshold.constant(), two_over) {
-                (Some(v), Some(t)) if (v / t - 1.0).abs() < 1e-6 => {
-                    ("2/η".to_string(), format!("2/η, η = {eta}"))
-                }
-                (v, _) => {
-                    let text = format!("threshold = {}", fmt_plain(v.unwrap_or(f64::NAN)));
-                    (text.clone(), text)
-                }
-            };
+            let (short, long) = threshold
+                .constant()
+                .map(|v| crate::threshold::label(v, g.lr))
+                .unwrap_or_default();
             Some(Mark {
                 threshold,
                 color: darker(g.color),
@@ -538,16 +532,10 @@ fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
         .iter()
         .filter_map(|g| {
             let threshold = g.precond_threshold.clone()?;
-            let eta = g.lr.filter(|l| *l > 0.0);
-            let (short, long) = match (threshold.constant(), eta) {
-                (Some(v), Some(l)) if (v * l / 38.0 - 1.0).abs() < 1e-6 => {
-                    ("38/η".to_string(), format!("38/η, η = {}", fmt_plain(l)))
-                }
-                (v, _) => {
-                    let text = format!("2(1+β₁)/((1−β₁)η) = {}", fmt_plain(v.unwrap_or(f64::NAN)));
-                    (text.clone(), text)
-                }
-            };
+            let (short, long) = threshold
+                .constant()
+                .map(|v| crate::threshold::label(v, g.lr))
+                .unwrap_or_default();
             Some(Mark {
                 threshold,
                 color: darker(g.color),

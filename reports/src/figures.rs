@@ -5,7 +5,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::axis::{fmt_plain, Scale};
+use crate::axis::Scale;
 use crate::chart::{
     auto_scale, curve_values, step_axis, unit_axis, write_figure, y_axis, Entry, Line, Look, Panel,
     RefLine, INK, LINE_W, REF_GREY, REF_W,
@@ -207,15 +207,10 @@ impl FigureData {
                     steps: vec![0.0],
                     values: vec![2.0 / lr],
                 });
-                let (short, long) = match threshold.constant() {
-                    Some(v) if (v * lr / 2.0 - 1.0).abs() < 1e-9 => {
-                        ("2/η".to_string(), format!("2/η, η = {}", fmt_plain(lr)))
-                    }
-                    v => {
-                        let text = format!("threshold = {}", fmt_plain(v.unwrap_or(f64::NAN)));
-                        (text.clone(), text)
-                    }
-                };
+                let (short, long) = threshold
+                    .constant()
+                    .map(|v| crate::threshold::label(v, Some(lr)))
+                    .unwrap_or_default();
                 Some(Mark {
                     threshold,
                     color: darker(g.color),

@@ -109,14 +109,17 @@ pub(crate) struct Mark {
 
 /// Horizontal lines for the constant thresholds (one per distinct value,
 /// labelled), dashed curves for the scheduled ones.
+/// When every threshold drawn is a minibatch run's, the legend alone says
+/// "full-batch reference"; only in a mix does each such line say it too.
 pub(crate) fn draw(marks: &[Mark]) -> (Vec<RefLine>, Vec<Line>) {
     let mut found: Vec<(f64, String, String, RGBColor)> = Vec::new();
     let mut curves = Vec::new();
+    let mixed = marks.iter().any(|m| m.minibatch) && marks.iter().any(|m| !m.minibatch);
     for m in marks {
         match m.threshold.constant() {
             Some(v) => {
                 if !found.iter().any(|f| (f.0 / v - 1.0).abs() < 1e-9) {
-                    let note = if m.minibatch {
+                    let note = if m.minibatch && mixed {
                         ", full-batch reference"
                     } else {
                         ""
@@ -148,6 +151,24 @@ pub(crate) fn draw(marks: &[Mark]) -> (Vec<RefLine>, Vec<Line>) {
         })
         .collect();
     (refs, curves)
+}
+
+/// A constant threshold's labels (alone in its panel, beside others): `2/η`
+/// or `38/η` (Adam's 2(1+β₁)/((1−β₁)η) at β₁ = 0.9) where the value is that
+/// multiple of 1/η, else the value.
+pub(crate) fn label(value: f64, lr: Option<f64>) -> (String, String) {
+    let eta = lr.filter(|l| *l > 0.0 && l.is_finite());
+    for k in [2.0, 38.0] {
+        if let Some(l) = eta {
+            if (value * l / k - 1.0).abs() < 1e-6 {
+                let short = format!("{k}/η");
+                let long = format!("{short}, η = {}", crate::axis::fmt_plain(l));
+                return (short, long);
+            }
+        }
+    }
+    let text = format!("threshold = {}", crate::axis::fmt_plain(value));
+    (text.clone(), text)
 }
 
 /// The legend's text for the thresholds drawn: dashed, and how to read a
@@ -214,6 +235,7 @@ mod tests {
 
     #[test]
     fn a_minibatch_threshold_is_labelled_the_full_batch_reference() {
+        // A mix: the minibatch run's line says so itself.
         let marks = vec![mark(&[20.0, 20.0], true), mark(&[10.0], false)];
         assert_eq!(
             legend(&marks),
@@ -222,5 +244,22 @@ mod tests {
         let (refs, _) = draw(&marks);
         assert_eq!(refs[0].label, "2/η, η = 0.1, full-batch reference");
         assert_eq!(refs[1].label, "2/η, η = 0.1");
+        // All minibatch: the legend says it once.
+        let marks = vec![mark(&[20.0, 20.0], true), mark(&[10.0], true)];
+        assert_eq!(
+            legend(&marks),
+            "stability threshold (dashed; full-batch reference)"
+        );
+        let (refs, _) = draw(&marks);
+        assert_eq!(refs[0].label, "2/η, η = 0.1");
+    }
+
+    #[test]
+    fn labels_name_the_multiple_of_one_over_eta() {
+        assert_eq!(label(760.0, Some(5e-3)).0, "threshold = 760");
+        assert_eq!(label(40.0, Some(0.05)).0, "2/η");
+        assert_eq!(label(38_000.0, Some(0.001)).1, "38/η, η = 0.001");
+        assert_eq!(label(6666.666666666667, Some(3e-4)).1, "2/η, η = 0.0003");
+        assert_eq!(label(12.0, None).0, "threshold = 12");
     }
 }
