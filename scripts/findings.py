@@ -60,14 +60,20 @@ for label, dirs in runs.items():
         f50 = m([x["frac50"] for x in late_loc])
         f90 = m([x["frac90"] for x in late_loc])
         b0 = next((b for b in band if b["rank"] == 0), None)
+        # Alignment with the top-k subspace late in training (trusted steps).
+        al = [x for x in rows(d / "metrics/alignment.arrow") if ok(x) and x["step"] >= last * 0.6]
+        nm = lambda c: float(np.nanmean([x[c] for x in al])) if al and c in al[0] else None
         per_seed.append(dict(
+            align_grad=nm("grad_alignment"), align_train=nm("grad_alignment_train"),
+            align_update=nm("update_alignment"),
             d_early=m(early), d_late=m(late), trusted=float(trusted_frac),
             aging=aging, p_ipr=p_ipr, frac50=f50, frac90=f90,
             null_p_ipr_max=b0["p_ipr_max"] if b0 else None, null_p_ipr_mean=b0["p_ipr_mean"] if b0 else None,
             null_frac50_min=b0["frac50_min"] if b0 else None,
         ))
     agg = {}
-    for k in ("trusted", "d_early", "d_late", "p_ipr", "frac50", "frac90", "null_p_ipr_max", "null_p_ipr_mean", "null_frac50_min"):
+    for k in ("trusted", "d_early", "d_late", "p_ipr", "frac50", "frac90", "null_p_ipr_max", "null_p_ipr_mean", "null_frac50_min",
+              "align_grad", "align_train", "align_update"):
         vals = [s[k] for s in per_seed if s[k] is not None]
         agg[k] = (float(np.mean(vals)), float(np.std(vals))) if vals else None  # ddof = 0 (issue 16)
     agg["aging"] = {tw: float(np.mean([s["aging"][tw] for s in per_seed if s["aging"][tw] is not None]))
@@ -87,3 +93,9 @@ for label, a in out.items():
     ag = " / ".join(f"{a['aging'].get(t, float('nan')):.3f}" for t in (250, 1000, 2000, 3000))
     null = f"{a['null_p_ipr_mean'][0]:.3g} / {a['null_p_ipr_max'][0]:.3g}" if a["null_p_ipr_max"] else "–"
     print(f"| {label} | {a['trusted'][0]:.0%} | {f(a['d_early'])} | {f(a['d_late'])} | {ratio:.2f} | {ag} | {f(a['p_ipr'])} | {null} | {f(a['frac50'])} | {f(a['frac90'])} |")
+
+print()
+print("| optimizer | ‖V_kᵀg‖²/‖g‖² late, g on the analysis set | g on the train split | the realized update |")
+print("| --- | --- | --- | --- |")
+for label, a in out.items():
+    print(f"| {label} | {f(a['align_grad'])} | {f(a['align_train'])} | {f(a['align_update'])} |")
