@@ -3,6 +3,7 @@
 //! per-layer mass of v₁ (fig 7) and v₁'s mass over the first weight matrix
 //! (fig 8). Each is written as PNG and SVG by the same drawing code.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
@@ -14,7 +15,7 @@ use polars::prelude::*;
 use crate::axis::{Axis, Scale};
 use crate::chart::{
     finite_range, hollow_marker, pe, text_style, unit_axis, GRID_MAJOR, GRID_MINOR, INK, MARKER_R,
-    NOTE_PX, REF_GREY, UNTRUSTED_NOTE, WIDTH,
+    REF_GREY, UNTRUSTED_NOTE, WIDTH,
 };
 use crate::data::{Kind, Table};
 use crate::error::ReportError;
@@ -313,8 +314,10 @@ fn line_chart<'a, DB: DrawingBackend>(
     x_desc: &str,
     y_desc: &str,
 ) -> Result<ChartContext<'a, DB, Cartesian2d<Axis, Axis>>, String> {
+    let (w, _) = area.dim_in_pixel();
+    let (title, px) = fitted_title(area, title, TITLE_PX, w as i32 - 60)?;
     let mut chart = ChartBuilder::on(area)
-        .caption(title, text_style(TITLE_PX, INK))
+        .caption(title, text_style(px, INK))
         .margin_top(20)
         .margin_bottom(10)
         .margin_left(12)
@@ -516,119 +519,235 @@ fn log_spread(candidates: &[i64], n: usize) -> Vec<i64> {
 struct AgingCurve {
     t_w: i64,
     tau: Vec<f64>,
+    /// Mean over the group's seeds, and the min–max band.
     q: Vec<f64>,
-    /// Per point: the overlap row is trusted (both ends).
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+    /// Per point: every seed's overlap row is trusted (both ends).
     trusted: Vec<bool>,
 }
 
 struct AgingPanel {
     title: String,
     color: RGBColor,
+    seeds: usize,
     curves: Vec<AgingCurve>,
 }
 
 struct Aging {
     panels: Vec<AgingPanel>,
-    /// Some point drawn is untrusted: the head carries the note.
+    /// The waiting times drawn (the same in every panel that has them).
+    t_ws: Vec<i64>,
+    /// Some point drawn is untrusted: the legend carries the note.
     untrusted: bool,
 }
 
-/// The extra head height that the untrusted-points note takes.
-const HEAD_NOTE_H: u32 = 56;
-
-/// Draws the untrusted-points note (a hollow marker and its text) centred
-/// at height `y` of `area`.
-fn head_note<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, y: i32) -> Result<(), String> {
-    let style = text_style(NOTE_PX, INK).pos(Pos::new(HPos::Left, VPos::Center));
-    let (tw, _) = area
-        .estimate_text_size(UNTRUSTED_NOTE, &style)
-        .map_err(pe)?;
-    let left = (WIDTH as i32 - tw as i32 - 40) / 2;
-    for c in hollow_marker((left + MARKER_R, y), MARKER_R, INK) {
-        area.draw(&c).map_err(pe)?;
-    }
-    area.draw(&Text::new(UNTRUSTED_NOTE, (left + 40, y), style))
-        .map_err(pe)?;
-    Ok(())
+/// Panels in a grid of at most 4 columns: (rows, columns).
+fn grid(n: usize) -> (usize, usize) {
+    let n = n.max(1);
+    let cols = match n {
+        1..=4 => n,
+        5 | 6 | 9 => 3,
+        _ => 4,
+    };
+    (n.div_ceil(cols), cols)
 }
+
+/// Height of one row of grid panels.
+const GRID_ROW_H: u32 = 820;
 
 impl Aging {
     fn load(input: &ReportInput, groups: &[Group]) -> Result<Aging, ReportError> {
-        let mut panels = Vec::new();
+        // Per group: (t_w, t) → every seed's q, and whether all are trusted.
+        type Cells = BTreeMap<(i64, i64), (Vec<f64>, bool)>;
+        let mut per_group: Vec<Cells> = Vec::new();
         for g in groups {
-            let run = g.runs[0];
-            let cols = [
-                ("t_w", Kind::Int),
-                ("t", Kind::Int),
-                ("subspace_overlap", Kind::Float),
-            ];
-            let (df, path) = hessian_rows(input, run, "metrics/overlap.arrow", &cols, |_| {
-                Ok(col("t").gt(col("t_w")))
-            })?;
-            let df = df
-                .lazy()
-                .sort(["t_w", "t"], SortMultipleOptions::default())
-                .collect()
-                .map_err(|e| data_err(&path, e))?;
-            let tw = i64s(&df, "t_w", &path)?;
-            let t = i64s(&df, "t", &path)?;
-            let q = f64s(&df, "subspace_overlap", &path)?;
-            let ok = bools(&df, "trusted", &path)?;
-            // Waiting times with at least three later checkpoints.
-            let mut cands: Vec<i64> = tw.clone();
-            cands.dedup();
-            let cands: Vec<i64> = cands
-                .into_iter()
-                .filter(|w| tw.iter().filter(|x| *x == w).count() >= 3)
-                .collect();
-            let chosen = log_spread(&cands, 6);
-            let curves = chosen
-                .iter()
-                .map(|&w| {
-                    let idx: Vec<usize> = (0..tw.len()).filter(|&i| tw[i] == w).collect();
-                    AgingCurve {
-                        t_w: w,
-                        tau: idx.iter().map(|&i| (t[i] - w) as f64).collect(),
-                        q: idx.iter().map(|&i| q[i]).collect(),
-                        trusted: idx.iter().map(|&i| ok[i]).collect(),
+            let mut cells = Cells::new();
+            for &run in &g.runs {
+                let cols = [
+                    ("t_w", Kind::Int),
+                    ("t", Kind::Int),
+                    ("subspace_overlap", Kind::Float),
+                ];
+                let (df, path) = hessian_rows(input, run, "metrics/overlap.arrow", &cols, |_| {
+                    Ok(col("t").gt(col("t_w")))
+                })?;
+                let tw = i64s(&df, "t_w", &path)?;
+                let t = i64s(&df, "t", &path)?;
+                let q = f64s(&df, "subspace_overlap", &path)?;
+                let ok = bools(&df, "trusted", &path)?;
+                for i in 0..tw.len() {
+                    let e = cells.entry((tw[i], t[i])).or_insert((Vec::new(), true));
+                    if q[i].is_finite() {
+                        e.0.push(q[i]);
                     }
-                })
-                .collect();
-            let seed_note = if g.runs.len() > 1 {
-                format!(" (run {})", input.runs[run].run_id)
-            } else {
-                String::new()
-            };
-            panels.push(AgingPanel {
-                title: format!("{}{seed_note}", g.label),
-                color: g.color,
-                curves,
-            });
+                    e.1 &= ok[i];
+                }
+            }
+            per_group.push(cells);
         }
+        // Waiting times with at least three later checkpoints in some group,
+        // six of them spread in log(t_w + 1): the same ones in every panel.
+        let mut cands: Vec<i64> = Vec::new();
+        for cells in &per_group {
+            let mut later: BTreeMap<i64, usize> = BTreeMap::new();
+            for (w, _) in cells.keys() {
+                *later.entry(*w).or_default() += 1;
+            }
+            cands.extend(later.into_iter().filter(|(_, n)| *n >= 3).map(|(w, _)| w));
+        }
+        cands.sort_unstable();
+        cands.dedup();
+        let t_ws = log_spread(&cands, 6);
+        let panels: Vec<AgingPanel> = groups
+            .iter()
+            .zip(&per_group)
+            .map(|(g, cells)| {
+                let curves = t_ws
+                    .iter()
+                    .filter_map(|&w| {
+                        let pts: Vec<(i64, &(Vec<f64>, bool))> = cells
+                            .range((w, i64::MIN)..=(w, i64::MAX))
+                            .filter(|(_, v)| !v.0.is_empty())
+                            .map(|((_, t), v)| (*t, v))
+                            .collect();
+                        let stat = |f: fn(&[f64]) -> f64| -> Vec<f64> {
+                            pts.iter().map(|(_, v)| f(&v.0)).collect()
+                        };
+                        (!pts.is_empty()).then(|| AgingCurve {
+                            t_w: w,
+                            tau: pts.iter().map(|(t, _)| (t - w) as f64).collect(),
+                            q: stat(|v| v.iter().sum::<f64>() / v.len() as f64),
+                            lo: stat(|v| v.iter().copied().fold(f64::INFINITY, f64::min)),
+                            hi: stat(|v| v.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+                            trusted: pts.iter().map(|(_, v)| v.1).collect(),
+                        })
+                    })
+                    .collect();
+                AgingPanel {
+                    title: g.label.clone(),
+                    color: g.color,
+                    seeds: g.runs.len(),
+                    curves,
+                }
+            })
+            .collect();
         let untrusted = panels
             .iter()
             .flat_map(|p: &AgingPanel| &p.curves)
             .any(|c| c.trusted.iter().any(|t| !t));
-        Ok(Aging { panels, untrusted })
+        Ok(Aging {
+            panels,
+            t_ws,
+            untrusted,
+        })
     }
+
+    /// One legend for the figure: the waiting times (light to dark, in each
+    /// panel's own colour; drawn here in grey), the band's meaning and the
+    /// untrusted-points note.
+    fn legend(&self) -> Vec<Entry> {
+        let n = self.t_ws.len();
+        let mut e: Vec<Entry> = vec![Entry {
+            color: REF_GREY,
+            sample: Sample::Note,
+            text: "waiting time:".into(),
+        }];
+        e.extend(self.t_ws.iter().enumerate().map(|(i, w)| Entry {
+            color: sequential(INK_GREY, lightness(i, n)),
+            sample: Sample::Line,
+            text: format!("t_w = {w}"),
+        }));
+        if let Some(seeds) = self.seed_note() {
+            e.push(Entry {
+                color: REF_GREY,
+                sample: Sample::Note,
+                text: seeds,
+            });
+        }
+        e.extend(untrusted_entry(self.untrusted));
+        e
+    }
+
+    /// "line: mean over 3 seeds · band: min–max" when some panel has
+    /// several seeds (the count, or its range).
+    fn seed_note(&self) -> Option<String> {
+        let counts: Vec<usize> = self.panels.iter().map(|p| p.seeds).collect();
+        let (lo, hi) = (*counts.iter().min()?, *counts.iter().max()?);
+        (hi > 1).then(|| {
+            let n = if lo == hi {
+                format!("{hi}")
+            } else {
+                format!("{lo}–{hi}")
+            };
+            format!("line: mean over {n} seeds · band: min–max")
+        })
+    }
+
+    fn legend_h(&self) -> u32 {
+        legend_height(legend_rows(&self.legend(), LEGEND_PX))
+    }
+}
+
+/// A neutral grey whose lightness ramp stands for the waiting times in the
+/// legend.
+const INK_GREY: RGBColor = RGBColor(0x60, 0x60, 0x60);
+
+/// The position of curve `i` of `n` on the light-to-dark ramp.
+fn lightness(i: usize, n: usize) -> f64 {
+    if n > 1 {
+        i as f64 / (n - 1) as f64
+    } else {
+        1.0
+    }
+}
+
+/// The largest font size (from `px` down to 26) at which `text` fits in
+/// `width` pixels, and the text, shortened with "…" if even that is too wide.
+fn fitted_title<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    text: &str,
+    px: f64,
+    width: i32,
+) -> Result<(String, f64), String> {
+    let fits = |t: &str, size: f64| -> Result<bool, String> {
+        let (w, _) = area
+            .estimate_text_size(t, &text_style(size, INK))
+            .map_err(pe)?;
+        Ok((w as i32) <= width)
+    };
+    let mut size = px;
+    while size > 26.0 {
+        if fits(text, size)? {
+            return Ok((text.to_string(), size));
+        }
+        size -= 2.0;
+    }
+    let chars: Vec<char> = text.chars().collect();
+    for keep in (1..chars.len()).rev() {
+        let t: String = chars[..keep].iter().collect::<String>() + "…";
+        if fits(&t, size)? {
+            return Ok((t, size));
+        }
+    }
+    Ok(("…".into(), size))
 }
 
 impl Figure for Aging {
     fn height(&self) -> u32 {
-        1200 + if self.untrusted { HEAD_NOTE_H } else { 0 }
+        let (rows, _) = grid(self.panels.len());
+        90 + self.legend_h() + rows as u32 * GRID_ROW_H
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        let note_h = if self.untrusted { HEAD_NOTE_H } else { 0 };
-        let body = headed(
+        let rest = headed(
             root,
             "Aging of the top-k Hessian subspace: q(t_w, t_w + τ)",
-            90 + note_h,
+            90,
             50,
         )?;
-        if self.untrusted {
-            head_note(root, 50 + HEAD_NOTE_H as i32)?;
-        }
+        let (legend, body) = rest.split_vertically(self.legend_h());
+        draw_legend(&legend, &self.legend(), LEGEND_PX)?;
         let taus = self
             .panels
             .iter()
@@ -636,20 +755,30 @@ impl Figure for Aging {
         let (lo, hi) = finite_range(taus, true).unwrap_or((1.0, 1000.0));
         let x = Axis::fit(Scale::Log, lo, hi, 0.03);
         let y = unit_axis();
-        let cells = body.split_evenly((1, self.panels.len().max(1)));
+        let (rows, cols) = grid(self.panels.len());
+        let cells = body.split_evenly((rows, cols));
         for (cell, p) in cells.iter().zip(&self.panels) {
-            let (cw, _) = cell.dim_in_pixel();
-            let (plot, legend) = cell.split_horizontally(cw.saturating_sub(250));
-            let mut chart =
-                line_chart(&plot, &p.title, &x, &y, "lag τ (steps)", "q(t_w, t_w + τ)")?;
-            let n = p.curves.len();
-            for (i, c) in p.curves.iter().enumerate() {
-                let f = if n > 1 {
-                    i as f64 / (n - 1) as f64
-                } else {
-                    1.0
-                };
-                let color = sequential(p.color, f);
+            let mut chart = line_chart(cell, &p.title, &x, &y, "lag τ (steps)", "q(t_w, t_w + τ)")?;
+            let n = self.t_ws.len();
+            let pts = |xs: &[f64], ys: &[f64]| -> Vec<(f64, f64)> {
+                xs.iter()
+                    .zip(ys)
+                    .filter_map(|(&a, &b)| Some((x.t(a)?, y.t(b)?)))
+                    .collect()
+            };
+            for c in &p.curves {
+                let i = self.t_ws.iter().position(|w| *w == c.t_w).unwrap_or(0);
+                let color = sequential(p.color, lightness(i, n));
+                if p.seeds > 1 {
+                    if let Some(poly) = band_outline(pts(&c.tau, &c.hi), pts(&c.tau, &c.lo)) {
+                        chart
+                            .draw_series(std::iter::once(Polygon::new(
+                                poly,
+                                color.mix(BAND_ALPHA).filled(),
+                            )))
+                            .map_err(pe)?;
+                    }
+                }
                 let marked: Vec<((f64, f64), bool)> = c
                     .tau
                     .iter()
@@ -657,11 +786,11 @@ impl Figure for Aging {
                     .zip(&c.trusted)
                     .filter_map(|((&a, &b), &ok)| Some(((x.t(a)?, y.t(b)?), ok)))
                     .collect();
-                let pts: Vec<(f64, f64)> = marked.iter().map(|m| m.0).collect();
+                let line: Vec<(f64, f64)> = marked.iter().map(|m| m.0).collect();
                 chart
-                    .draw_series(LineSeries::new(pts.clone(), color.stroke_width(LINE_W)))
+                    .draw_series(LineSeries::new(line.clone(), color.stroke_width(LINE_W)))
                     .map_err(pe)?;
-                if pts.len() <= 60 {
+                if line.len() <= 60 {
                     chart
                         .draw_series(
                             marked
@@ -680,39 +809,8 @@ impl Figure for Aging {
                     )
                     .map_err(pe)?;
             }
-            if n == 0 {
+            if p.curves.is_empty() {
                 no_data(&mut chart, &x, &y)?;
-            }
-            // The waiting times, listed beside the panel.
-            let ly0 = 150;
-            legend
-                .draw(&Text::new(
-                    "waiting time",
-                    (10, ly0 - 50),
-                    text_style(TICK_PX, REF_GREY).pos(Pos::new(HPos::Left, VPos::Center)),
-                ))
-                .map_err(pe)?;
-            for (i, c) in p.curves.iter().enumerate() {
-                let f = if n > 1 {
-                    i as f64 / (n - 1) as f64
-                } else {
-                    1.0
-                };
-                let color = sequential(p.color, f);
-                let y = ly0 + i as i32 * 56;
-                legend
-                    .draw(&PathElement::new(
-                        vec![(10, y), (70, y)],
-                        color.stroke_width(LINE_W + 1),
-                    ))
-                    .map_err(pe)?;
-                legend
-                    .draw(&Text::new(
-                        format!("t_w = {}", c.t_w),
-                        (84, y),
-                        text_style(TICK_PX, INK).pos(Pos::new(HPos::Left, VPos::Center)),
-                    ))
-                    .map_err(pe)?;
             }
         }
         Ok(())
@@ -1365,58 +1463,71 @@ impl LayerMass {
         let mut panels = Vec::new();
         let mut n_layers = 0usize;
         for g in groups {
-            let run = g.runs[0];
-            let cols = [
-                ("step", Kind::Int),
-                ("layer", Kind::Int),
-                ("mass", Kind::Float),
-            ];
-            let (df, path) = hessian_rows(input, run, "metrics/layer_mass.arrow", &cols, |t| {
-                Ok(t.col("rank", Kind::Int)?
-                    .eq(lit(0i64))
-                    .and(t.col("block", Kind::Str)?.eq(lit("all"))))
-            })?;
-            // One row per (step, layer), normalized per step so the stack is 1.
-            let per_step = col("mass")
-                .sum()
-                .over([col("step")])
-                .map_err(|e| data_err(&path, e))?;
-            let df = df
-                .lazy()
-                .group_by([col("step"), col("layer")])
-                .agg([col("mass").sum(), col("trusted").all(true)])
-                .with_column((col("mass") / per_step).alias("mass"))
-                .sort(["step", "layer"], SortMultipleOptions::default())
-                .collect()
-                .map_err(|e| data_err(&path, e))?;
-            let (st, la, ma) = (
-                i64s(&df, "step", &path)?,
-                i64s(&df, "layer", &path)?,
-                f64s(&df, "mass", &path)?,
-            );
-            let ok = bools(&df, "trusted", &path)?;
-            if la.iter().any(|&l| !(0..1000).contains(&l)) {
-                return Err(data_err(&path, "layer index out of range"));
-            }
-            let layers = la.iter().map(|&l| l as usize + 1).max().unwrap_or(0);
-            n_layers = n_layers.max(layers);
-            let mut steps: Vec<i64> = st.clone();
-            steps.dedup();
-            let mut mass = vec![vec![0.0; steps.len()]; layers];
-            let mut trusted = vec![true; steps.len()];
-            for i in 0..st.len() {
-                if let Ok(j) = steps.binary_search(&st[i]) {
-                    mass[la[i] as usize][j] = if ma[i].is_finite() { ma[i] } else { 0.0 };
-                    trusted[j] &= ok[i];
+            // step → (per layer: the sum over seeds of its share, seeds, trusted)
+            let mut acc: BTreeMap<i64, (Vec<f64>, usize, bool)> = BTreeMap::new();
+            for &run in &g.runs {
+                let cols = [
+                    ("step", Kind::Int),
+                    ("layer", Kind::Int),
+                    ("mass", Kind::Float),
+                ];
+                let (df, path) =
+                    hessian_rows(input, run, "metrics/layer_mass.arrow", &cols, |t| {
+                        Ok(t.col("rank", Kind::Int)?
+                            .eq(lit(0i64))
+                            .and(t.col("block", Kind::Str)?.eq(lit("all"))))
+                    })?;
+                // One row per (step, layer), normalized per step so the stack is 1.
+                let per_step = col("mass")
+                    .sum()
+                    .over([col("step")])
+                    .map_err(|e| data_err(&path, e))?;
+                let df = df
+                    .lazy()
+                    .group_by([col("step"), col("layer")])
+                    .agg([col("mass").sum(), col("trusted").all(true)])
+                    .with_column((col("mass") / per_step).alias("mass"))
+                    .sort(["step", "layer"], SortMultipleOptions::default())
+                    .collect()
+                    .map_err(|e| data_err(&path, e))?;
+                let (st, la, ma) = (
+                    i64s(&df, "step", &path)?,
+                    i64s(&df, "layer", &path)?,
+                    f64s(&df, "mass", &path)?,
+                );
+                let ok = bools(&df, "trusted", &path)?;
+                if la.iter().any(|&l| !(0..1000).contains(&l)) {
+                    return Err(data_err(&path, "layer index out of range"));
+                }
+                let layers = la.iter().map(|&l| l as usize + 1).max().unwrap_or(0);
+                n_layers = n_layers.max(layers);
+                let mut seen: Vec<i64> = Vec::new();
+                for i in 0..st.len() {
+                    let e = acc.entry(st[i]).or_insert((Vec::new(), 0, true));
+                    if e.0.len() <= la[i] as usize {
+                        e.0.resize(la[i] as usize + 1, 0.0);
+                    }
+                    e.0[la[i] as usize] += if ma[i].is_finite() { ma[i] } else { 0.0 };
+                    e.2 &= ok[i];
+                    if seen.last() != Some(&st[i]) {
+                        seen.push(st[i]);
+                        e.1 += 1;
+                    }
                 }
             }
-            let seed_note = if g.runs.len() > 1 {
-                format!(" (run {})", input.runs[run].run_id)
-            } else {
-                String::new()
-            };
+            let steps: Vec<i64> = acc.keys().copied().collect();
+            let mut mass = vec![vec![0.0; steps.len()]; n_layers];
+            let mut trusted = vec![true; steps.len()];
+            for (j, (sums, seeds, ok)) in acc.values().enumerate() {
+                for (l, v) in sums.iter().enumerate() {
+                    if l < n_layers {
+                        mass[l][j] = v / (*seeds).max(1) as f64;
+                    }
+                }
+                trusted[j] = *ok;
+            }
             panels.push(MassPanel {
-                title: format!("{}{seed_note}", g.label),
+                title: g.label.clone(),
                 steps: steps.iter().map(|&s| s as f64).collect(),
                 mass,
                 trusted,
@@ -1435,6 +1546,21 @@ impl LayerMass {
                 },
             })
             .collect();
+        let seeds: Vec<usize> = groups.iter().map(|g| g.runs.len()).collect();
+        if let (Some(&lo), Some(&hi)) = (seeds.iter().min(), seeds.iter().max()) {
+            if hi > 1 {
+                let n = if lo == hi {
+                    format!("{hi}")
+                } else {
+                    format!("{lo}–{hi}")
+                };
+                legend.push(Entry {
+                    color: REF_GREY,
+                    sample: Sample::Note,
+                    text: format!("shares: mean over {n} seeds"),
+                });
+            }
+        }
         legend.extend(untrusted_entry(
             panels.iter().any(|p| p.trusted.iter().any(|t| !t)),
         ));
@@ -1444,7 +1570,8 @@ impl LayerMass {
 
 impl Figure for LayerMass {
     fn height(&self) -> u32 {
-        80 + legend_height(legend_rows(&self.legend, LEGEND_PX)) + 1000
+        let (rows, _) = grid(self.panels.len());
+        80 + legend_height(legend_rows(&self.legend, LEGEND_PX)) + rows as u32 * GRID_ROW_H
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
@@ -1462,7 +1589,8 @@ impl Figure for LayerMass {
         let x = Axis::fit(Scale::LogPlusOne, s0.max(0.0), s1.max(0.0), 0.0);
         let mut y = unit_axis();
         y.hi = 1.0;
-        let cells = body.split_evenly((1, self.panels.len().max(1)));
+        let (rows, cols) = grid(self.panels.len());
+        let cells = body.split_evenly((rows, cols));
         let n = self
             .legend
             .iter()

@@ -250,7 +250,10 @@ fn renders_structure_figures() {
 
     let svg = |n: &str| std::fs::read_to_string(out.join(format!("{n}.svg"))).unwrap();
     let aging = svg("fig4_aging");
-    assert!(aging.contains("t_w = 0") && aging.contains("SGD (lr=0.1) (run sgd-s0)"));
+    // fig 4: one panel per setting, its seeds averaged (no single run shown).
+    assert!(aging.contains("t_w = 0") && aging.contains("\nSGD (lr=0.1)\n"));
+    assert!(aging.contains("line: mean over 2 seeds · band: min–max"));
+    assert!(!aging.contains("(run "));
     let ipr = svg("fig6_ipr");
     for needle in ["random vector (3)", "null model (min–max)", "rank 3"] {
         assert!(ipr.contains(needle), "fig6 lacks {needle:?}");
