@@ -1587,8 +1587,9 @@ impl Figure for LayerMass {
         let steps = self.panels.iter().flat_map(|p| p.steps.iter().copied());
         let (s0, s1) = finite_range(steps, false).unwrap_or((0.0, 1000.0));
         let x = Axis::fit(Scale::LogPlusOne, s0.max(0.0), s1.max(0.0), 0.0);
-        let mut y = unit_axis();
-        y.hi = 1.0;
+        // 1.02 on top (as every unit axis): the "1.0" label stays clear of
+        // the panel's title.
+        let y = unit_axis();
         let (rows, cols) = grid(self.panels.len());
         let cells = body.split_evenly((rows, cols));
         let n = self
@@ -1666,14 +1667,20 @@ struct LocPanel {
 
 struct LocMap {
     panels: Vec<LocPanel>,
+    /// Which vector each panel shows (step, seed), in words, under the title.
+    note: String,
     /// log10 colour range
     lo: f64,
     hi: f64,
 }
 
+/// Height of one row of fig 8's grid.
+const LOC_ROW_H: u32 = 720;
+
 impl LocMap {
     fn load(input: &ReportInput, groups: &[Group]) -> Result<LocMap, ReportError> {
         let mut panels = Vec::new();
+        let mut lasts: Vec<i64> = Vec::new();
         for g in groups {
             let run = g.runs[0];
             // param_map: the first layer's weight block.
@@ -1763,14 +1770,7 @@ impl LocMap {
                 }
                 _ => vec![],
             };
-            let seed_note = if g.runs.len() > 1 {
-                format!(", run {}", input.runs[run].run_id)
-            } else {
-                String::new()
-            };
-            let at = last
-                .map(|s| format!(" (step {s}{seed_note})"))
-                .unwrap_or_default();
+            lasts.extend(last);
             // The pair's trust, from localization.arrow's row of it (a
             // missing row or column: trusted).
             let untrusted = match last {
@@ -1786,11 +1786,7 @@ impl LocMap {
                 }
                 None => false,
             };
-            let at = if untrusted {
-                format!("{at} — untrusted pair")
-            } else {
-                at
-            };
+            let at = if untrusted { " — untrusted pair" } else { "" };
             panels.push(LocPanel {
                 title: format!("{}{at}", g.label),
                 rows,
@@ -1808,8 +1804,20 @@ impl LocMap {
         if hi - lo < 1.0 {
             lo = hi - 1.0;
         }
+        lasts.sort_unstable();
+        lasts.dedup();
+        let when = match lasts[..] {
+            [s] => format!("at step {s} (the last checkpoint)"),
+            _ => "at each run's last checkpoint".to_string(),
+        };
+        let which = if groups.iter().any(|g| g.runs.len() > 1) {
+            "; one run per setting: its first seed"
+        } else {
+            ""
+        };
         Ok(LocMap {
             panels,
+            note: format!("v₁ {when}{which}"),
             lo: lo.floor(),
             hi: hi.ceil(),
         })
@@ -1818,27 +1826,36 @@ impl LocMap {
 
 impl Figure for LocMap {
     fn height(&self) -> u32 {
-        1500
+        let (rows, _) = grid(self.panels.len());
+        150 + rows as u32 * LOC_ROW_H
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        let body = headed(
+        let rest = headed(
             root,
             "Mass (v²) of the top Hessian eigenvector v₁ over the first-layer weights",
             90,
             50,
         )?;
+        let (note, body) = rest.split_vertically(60);
+        note.draw(&Text::new(
+            self.note.clone(),
+            (WIDTH as i32 / 2, 24),
+            text_style(LEGEND_PX, REF_GREY).pos(Pos::new(HPos::Center, VPos::Center)),
+        ))
+        .map_err(pe)?;
         let (main, bar) = body.split_horizontally(WIDTH - 300);
-        let cells = main.split_evenly((1, self.panels.len().max(1)));
-        let (_, bh) = body.dim_in_pixel();
-        let (top, bottom) = (90i32, bh as i32 - 170);
+        let (grid_rows, grid_cols) = grid(self.panels.len());
+        let cells = main.split_evenly((grid_rows, grid_cols));
+        let (top, bottom) = (80i32, LOC_ROW_H as i32 - 170);
         for (cell, p) in cells.iter().zip(&self.panels) {
             let (w, _) = cell.dim_in_pixel();
             let (left, right) = (150i32, 30i32);
+            let (title, px) = fitted_title(cell, &p.title, TITLE_PX - 4.0, w as i32 - 40)?;
             cell.draw(&Text::new(
-                p.title.clone(),
+                title,
                 ((w as i32) / 2, 36),
-                text_style(TITLE_PX - 4.0, INK).pos(Pos::new(HPos::Center, VPos::Center)),
+                text_style(px, INK).pos(Pos::new(HPos::Center, VPos::Center)),
             ))
             .map_err(pe)?;
             if p.mass.len() != p.rows * p.cols || p.mass.is_empty() {

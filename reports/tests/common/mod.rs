@@ -102,3 +102,6 @@ pub fn hollow_circles(svg: &str) -> usize {
 }
 
 pub const UNTRUSTED_NOTE: &str = "hollow: untrusted pair (unconverged or below the rounding level)";
+
+pub mod full;
+pub mod layout;

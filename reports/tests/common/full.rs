@@ -1,0 +1,262 @@
+//! One synthetic run with every file the whole report reads (the overview,
+//! the dynamics and the structure figures, the index), small enough that a
+//! 20-setting × 3-seed report renders in seconds.
+
+use super::{run_input, wiggle, write_ipc};
+use polars::prelude::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const CHECKPOINTS: [i64; 10] = [0, 1, 3, 10, 30, 100, 250, 500, 750, 1000];
+const K: i32 = 3;
+/// widths [4, 6, 3]: layers.0.weight [6, 4], bias 6, layers.1.weight [3, 6], bias 3.
+const P: usize = 51;
+
+/// name, offset, numel, shape, layer, kind
+type Block = (&'static str, i64, i64, Vec<i64>, i64, &'static str);
+
+/// Writes run `run_id` under `dir`. `shape` in (0, 2] varies the curves
+/// between settings; `adaptive` adds the preconditioned operator.
+#[allow(clippy::too_many_arguments)]
+pub fn full_run(
+    dir: &Path,
+    run_id: &str,
+    optimizer: &str,
+    label: &str,
+    lr: f64,
+    seed: u64,
+    shape: f64,
+    adaptive: bool,
+) -> reports::RunInput {
+    let root = dir.join(run_id);
+    let mut files = BTreeMap::new();
+    let mut put = |name: &str, df: DataFrame| {
+        let path = root.join(name);
+        write_ipc(&path, df);
+        files.insert(name.to_string(), path);
+    };
+    let noise = |i: usize, amp: f64| 1.0 + amp * wiggle(seed, i);
+    let lt = |t: i64| (t as f64 + 1.0).ln();
+
+    // train.arrow
+    let steps: Vec<i64> = (0..=100).map(|i| i * 10).collect();
+    let loss: Vec<f64> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| (2.3 * (-(t as f64) * shape / 200.0).exp() + 1e-3) * noise(i, 0.05))
+        .collect();
+    let acc: Vec<f64> = loss
+        .iter()
+        .map(|l| (1.0 - l / 2.5).clamp(0.0, 1.0))
+        .collect();
+    let n = steps.len();
+    put(
+        "train.arrow",
+        df!(
+            "step" => &steps,
+            "train_loss" => &loss,
+            "train_acc" => &acc,
+            "test_loss" => loss.iter().map(|l| l * 1.2 + 0.05).collect::<Vec<f64>>(),
+            "test_acc" => acc.iter().map(|a| a * 0.95).collect::<Vec<f64>>(),
+            "grad_norm" => vec![1.0; n],
+            "lr" => vec![lr; n],
+            "diverged" => vec![false; n],
+        )
+        .unwrap(),
+    );
+
+    // eigen/values.arrow and metrics/spectrum.arrow
+    let ops: &[&str] = if adaptive {
+        &["hessian", "preconditioned"]
+    } else {
+        &["hessian"]
+    };
+    let (mut st, mut op, mut rk, mut ev, mut thr) = (vec![], vec![], vec![], vec![], vec![]);
+    for (i, &t) in CHECKPOINTS.iter().enumerate() {
+        let rise = 1.0 - (-(t as f64) / (150.0 * shape)).exp();
+        for &o in ops {
+            for r in 0..K {
+                let top = (0.5 + 20.0 * shape * rise) * noise(i + 7 * r as usize, 0.08);
+                st.push(t);
+                op.push(o);
+                rk.push(r);
+                ev.push(top / (1.0 + r as f64) * if o == "hessian" { 1.0 } else { 40.0 });
+                thr.push(match (o, adaptive) {
+                    ("hessian", false) => 2.0 / lr,
+                    ("preconditioned", _) => 38.0 / lr,
+                    _ => f64::NAN,
+                });
+            }
+        }
+    }
+    let m = st.len();
+    put(
+        "eigen/values.arrow",
+        df!("step" => &st, "operator" => &op, "rank" => &rk, "eigenvalue" => &ev,
+            "converged" => vec![true; m], "resolvable" => vec![true; m])
+        .unwrap(),
+    );
+    put(
+        "metrics/spectrum.arrow",
+        df!("step" => &st, "operator" => &op, "rank" => &rk, "eigenvalue" => &ev,
+            "threshold" => &thr, "trusted" => vec![true; m])
+        .unwrap(),
+    );
+
+    // overlap and displacement: every pair t_w < t
+    let (mut tw, mut tt, mut q, mut cons) = (vec![], vec![], vec![], vec![]);
+    let (mut dtw, mut dt, mut dr, mut dd, mut dps, mut dcons) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for (i, &a) in CHECKPOINTS.iter().enumerate() {
+        for (j, &b) in CHECKPOINTS.iter().enumerate().skip(i + 1) {
+            let age = (lt(b) - lt(a)) / (1.0 + 0.3 * lt(a));
+            let v = ((0.05 + 0.95 * (-shape * age).exp()) * noise(i + j, 0.03)).clamp(0.0, 1.0);
+            tw.push(a);
+            tt.push(b);
+            q.push(v);
+            cons.push(j == i + 1);
+            for r in 0..K {
+                let d = (1.0 - v * (1.0 - 0.1 * r as f64)).clamp(0.0, 1.0);
+                dtw.push(a);
+                dt.push(b);
+                dr.push(r);
+                dd.push(d);
+                dps.push(d / (b - a) as f64);
+                dcons.push(j == i + 1);
+            }
+        }
+    }
+    let m = tw.len();
+    put(
+        "metrics/overlap.arrow",
+        df!("operator" => vec!["hessian"; m], "t_w" => &tw, "t" => &tt,
+            "subspace_overlap" => &q, "consecutive" => &cons, "trusted" => vec![true; m])
+        .unwrap(),
+    );
+    let m = dtw.len();
+    put(
+        "metrics/displacement.arrow",
+        df!("operator" => vec!["hessian"; m], "t_w" => &dtw, "t" => &dt, "rank" => &dr,
+            "matched_rank" => &dr, "matched_displacement" => &dd,
+            "same_rank_displacement" => &dd, "consecutive" => &dcons, "per_step" => &dps,
+            "trusted" => vec![true; m])
+        .unwrap(),
+    );
+
+    // localization, null band, layer mass
+    let (mut st, mut op, mut rk, mut pipr) = (vec![], vec![], vec![], vec![]);
+    for (i, &t) in CHECKPOINTS.iter().enumerate() {
+        for &o in ops {
+            for r in 0..K {
+                let grow = 1.0 - (-(t as f64) / (100.0 * shape)).exp();
+                st.push(t);
+                op.push(o);
+                rk.push(r);
+                pipr.push((3.5 + 20.0 * shape * grow / (1.0 + r as f64)) * noise(i, 0.1));
+            }
+        }
+    }
+    let m = st.len();
+    put(
+        "metrics/localization.arrow",
+        df!("step" => &st, "operator" => &op, "rank" => &rk, "p_ipr" => &pipr,
+            "trusted" => vec![true; m])
+        .unwrap(),
+    );
+    put(
+        "metrics/null_band.arrow",
+        df!("rank" => [0i32, 1, 2], "p_ipr_min" => [2.5, 2.6, 2.7],
+            "p_ipr_mean" => [3.2, 3.3, 3.4], "p_ipr_max" => [4.5, 4.6, 4.7])
+        .unwrap(),
+    );
+    let (mut st, mut op, mut rk, mut la, mut bl, mut ma) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for &t in &CHECKPOINTS {
+        let first = 0.2 + 0.6 * (t as f64 / 1000.0) * (shape / 2.0);
+        for (layer, total) in [(0i64, first), (1, 1.0 - first)] {
+            for (block, frac) in [("weight", 0.8), ("bias", 0.2), ("all", 1.0)] {
+                st.push(t);
+                op.push("hessian");
+                rk.push(0i32);
+                la.push(layer);
+                bl.push(block);
+                ma.push(total * frac);
+            }
+        }
+    }
+    put(
+        "metrics/layer_mass.arrow",
+        df!("step" => &st, "operator" => &op, "rank" => &rk, "layer" => &la,
+            "block" => &bl, "mass" => &ma)
+        .unwrap(),
+    );
+
+    // alignment
+    let grad: Vec<f64> = CHECKPOINTS
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| (0.2 + 0.6 * (1.0 - (-(t as f64) / (100.0 * shape)).exp())) * noise(i, 0.1))
+        .collect();
+    put(
+        "metrics/alignment.arrow",
+        df!("step" => &CHECKPOINTS, "grad_alignment" => &grad,
+            "update_alignment" => grad.iter().map(|g| g * 0.7).collect::<Vec<f64>>(),
+            "trusted" => vec![true; CHECKPOINTS.len()])
+        .unwrap(),
+    );
+
+    // param_map and eigen/vectors (fig 8)
+    let blocks: [Block; 4] = [
+        ("layers.0.weight", 0, 24, vec![6, 4], 0, "weight"),
+        ("layers.0.bias", 24, 6, vec![6], 0, "bias"),
+        ("layers.1.weight", 30, 18, vec![3, 6], 1, "weight"),
+        ("layers.1.bias", 48, 3, vec![3], 1, "bias"),
+    ];
+    let shapes: Vec<Series> = blocks
+        .iter()
+        .map(|b| Series::new("".into(), b.3.clone()))
+        .collect();
+    put(
+        "param_map.arrow",
+        df!(
+            "name" => blocks.iter().map(|b| b.0).collect::<Vec<_>>(),
+            "offset" => blocks.iter().map(|b| b.1).collect::<Vec<_>>(),
+            "numel" => blocks.iter().map(|b| b.2).collect::<Vec<_>>(),
+            "shape" => shapes,
+            "layer" => blocks.iter().map(|b| b.4).collect::<Vec<_>>(),
+            "kind" => blocks.iter().map(|b| b.5).collect::<Vec<_>>(),
+        )
+        .unwrap(),
+    );
+    let (mut st, mut op, mut rk, mut vs) = (vec![], vec![], vec![], vec![]);
+    for &t in &[0i64, 500, 1000] {
+        for r in 0..2i32 {
+            let v: Vec<f32> = (0..P)
+                .map(|i| {
+                    let peak = if i % 7 == (r as usize + seed as usize) {
+                        5.0
+                    } else {
+                        0.0
+                    };
+                    (0.05 + peak + 0.5 * wiggle(seed + t as u64, i).abs()) as f32
+                })
+                .collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            st.push(t);
+            op.push("hessian");
+            rk.push(r);
+            vs.push(Series::new(
+                "".into(),
+                v.iter().map(|x| x / norm).collect::<Vec<f32>>(),
+            ));
+        }
+    }
+    put(
+        "eigen/vectors.arrow",
+        df!("step" => &st, "operator" => &op, "rank" => &rk, "vector" => vs).unwrap(),
+    );
+
+    let mut r = run_input(run_id, optimizer, label, &root, files);
+    r.params = serde_json::json!({ "optimizer": optimizer, "lr": lr, "seed": seed });
+    r
+}
