@@ -153,12 +153,25 @@ pub fn text_boxes(svg: &str) -> ((f64, f64), Vec<TextBox>) {
                         .filter_map(|v| v.trim().parse().ok())
                         .collect();
                     if let [angle, cx, cy] = nums[..] {
-                        assert!(
-                            (angle - 270.0).abs() < 1e-9,
-                            "only rotate(270, …) is measured, got {t}"
-                        );
-                        let (nx0, nx1) = (cx + (by0 - cy), cx + (by1 - cy));
-                        let (ny0, ny1) = (cy - (bx1 - cx), cy - (bx0 - cx));
+                        // rotate(270): (x, y) ↦ (cx + (y − cy), cy − (x − cx));
+                        // rotate(90):  (x, y) ↦ (cx − (y − cy), cy + (x − cx)).
+                        let (nx0, nx1, ny0, ny1) = if (angle - 270.0).abs() < 1e-9 {
+                            (
+                                cx + (by0 - cy),
+                                cx + (by1 - cy),
+                                cy - (bx1 - cx),
+                                cy - (bx0 - cx),
+                            )
+                        } else if (angle - 90.0).abs() < 1e-9 {
+                            (
+                                cx - (by1 - cy),
+                                cx - (by0 - cy),
+                                cy + (bx0 - cx),
+                                cy + (bx1 - cx),
+                            )
+                        } else {
+                            panic!("only rotate(90 or 270, …) is measured, got {t}")
+                        };
                         (bx0, bx1, by0, by1) = (nx0, nx1, ny0, ny1);
                     }
                 }
