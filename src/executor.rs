@@ -229,8 +229,10 @@ pub fn declared_outputs(inst: &StageInstance) -> Vec<String> {
             "provenance.json",
             "optimizer_comparison.png",
             "optimizer_comparison.svg",
+            "optimizer_comparison.pdf",
             "fig*.png",
             "fig*.svg",
+            "fig*.pdf",
         ],
         _ => &[],
     };

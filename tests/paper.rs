@@ -47,7 +47,7 @@ fn scaled_down_paper_study_completes_with_every_figure() {
         "fig8_localization_map",
         "fig9_alignment",
     ] {
-        for ext in ["png", "svg"] {
+        for ext in ["png", "svg", "pdf"] {
             let f = report.join(format!("{stem}.{ext}"));
             assert!(
                 f.is_file() && std::fs::metadata(&f).unwrap().len() > 1000,

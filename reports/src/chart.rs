@@ -550,5 +550,6 @@ pub(crate) fn write_figure(
         cols,
     )
     .map_err(plot_err(svg_path.clone()))?;
-    Ok(vec![png, svg])
+    let pdf = crate::pdf::from_svg(out_dir, name)?;
+    Ok(vec![png, svg, pdf])
 }

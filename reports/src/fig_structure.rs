@@ -182,6 +182,7 @@ fn save<F: Figure>(
         .map_err(plot_err(svg_path.clone()))?;
     names.push(png);
     names.push(svg);
+    names.push(crate::pdf::from_svg(out_dir, name)?);
     Ok(())
 }
 

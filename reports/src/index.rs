@@ -166,8 +166,9 @@ pub fn write_index(
     for stem in &stems {
         let png = format!("{stem}.png");
         let svg = format!("{stem}.svg");
+        let pdf = format!("{stem}.pdf");
         html.push_str(&format!(
-            "<figure id=\"{s}\"><a href=\"{png}\"><img src=\"{png}\" alt=\"{s}\"></a>\n<figcaption><b>{s}</b>: {c} <a href=\"{svg}\">SVG</a> · <a href=\"{png}\">PNG</a><br><code>blake3 {h}</code></figcaption>\n<details><summary>provenance ({n} input stages)</summary><table><tr><th>stage</th><th>key</th><th>content</th></tr>\n",
+            "<figure id=\"{s}\"><a href=\"{png}\"><img src=\"{png}\" alt=\"{s}\"></a>\n<figcaption><b>{s}</b>: {c} <a href=\"{svg}\">SVG</a> · <a href=\"{pdf}\">PDF</a> · <a href=\"{png}\">PNG</a><br><code>blake3 {h}</code></figcaption>\n<details><summary>provenance ({n} input stages)</summary><table><tr><th>stage</th><th>key</th><th>content</th></tr>\n",
             s = esc(stem),
             c = esc(caption(stem)),
             h = hashes.get(&png).map(String::as_str).unwrap_or("?"),
@@ -190,7 +191,7 @@ pub fn write_index(
         "experiment": input.experiment,
         "eigentrace_version": env!("CARGO_PKG_VERSION"),
         "figures": stems.iter().map(|s| {
-            let files: Vec<serde_json::Value> = [format!("{s}.png"), format!("{s}.svg")]
+            let files: Vec<serde_json::Value> = [format!("{s}.png"), format!("{s}.svg"), format!("{s}.pdf")]
                 .iter()
                 .map(|f| serde_json::json!({ "file": f, "blake3": hashes.get(f) }))
                 .collect();

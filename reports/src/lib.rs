@@ -17,6 +17,7 @@ mod figures;
 mod font;
 mod index;
 mod palette;
+mod pdf;
 mod threshold;
 
 use std::path::{Path, PathBuf};

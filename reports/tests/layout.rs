@@ -131,3 +131,49 @@ fn check_an_svg_from_the_environment() {
         p.join("\n")
     );
 }
+
+/// Every figure also comes as a PDF (for LaTeX): it parses, has one page of
+/// the SVG's size, embeds the font, and its text is text: the longest ASCII
+/// label of the SVG is found in the PDF's extracted text.
+#[test]
+fn every_figure_has_a_pdf_with_its_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = report(&tmp.path().join("runs"), 2, 2);
+    let out = tmp.path().join("report");
+    std::fs::create_dir_all(&out).unwrap();
+    let files = reports::render_all(&input, &[], &out).expect("render");
+    let svgs: Vec<&String> = files.iter().filter(|f| f.ends_with(".svg")).collect();
+    assert!(svgs.len() >= 10, "{files:?}");
+    for svg_name in svgs {
+        let stem = svg_name.trim_end_matches(".svg");
+        let pdf_name = format!("{stem}.pdf");
+        assert!(
+            files.contains(&pdf_name),
+            "{pdf_name} is not among {files:?}"
+        );
+        let bytes = std::fs::read(out.join(&pdf_name)).unwrap();
+        assert!(bytes.starts_with(b"%PDF-"), "{pdf_name}: no PDF header");
+        let doc = lopdf::Document::load_mem(&bytes).unwrap_or_else(|e| panic!("{pdf_name}: {e}"));
+        let pages: Vec<u32> = doc.get_pages().keys().copied().collect();
+        assert_eq!(pages.len(), 1, "{pdf_name}");
+        assert!(
+            bytes.windows(9).any(|w| w == b"/FontFile"),
+            "{pdf_name}: the font is not embedded"
+        );
+        let text = doc.extract_text(&pages).unwrap_or_default();
+        let squash = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+        let svg = std::fs::read_to_string(out.join(svg_name)).unwrap();
+        let (_, boxes) = common::layout::text_boxes(&svg);
+        let label = boxes
+            .iter()
+            .map(|b| b.text.clone())
+            .filter(|t| t.is_ascii())
+            .max_by_key(String::len)
+            .expect("an ASCII label");
+        assert!(
+            squash(&text).contains(&squash(&label)),
+            "{pdf_name}: {label:?} not in the PDF's text {:?}",
+            &text.chars().take(300).collect::<String>()
+        );
+    }
+}
