@@ -177,3 +177,32 @@ fn every_figure_has_a_pdf_with_its_text() {
         );
     }
 }
+
+/// The same inputs give byte-identical PDFs (the store hashes them and
+/// `audit --reproduce` compares them): svg2pdf's hash-map order of resource
+/// entries is sorted away. Five renders of a report with both operators.
+#[test]
+fn pdfs_are_byte_identical_from_run_to_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = report(&tmp.path().join("runs"), 7, 1);
+    let mut first: Option<Vec<(String, Vec<u8>)>> = None;
+    for k in 0..5 {
+        let out = tmp.path().join(format!("r{k}"));
+        std::fs::create_dir_all(&out).unwrap();
+        let files = reports::render_all(&input, &[], &out).expect("render");
+        let pdfs: Vec<(String, Vec<u8>)> = files
+            .iter()
+            .filter(|f| f.ends_with(".pdf"))
+            .map(|f| (f.clone(), std::fs::read(out.join(f)).unwrap()))
+            .collect();
+        assert_eq!(pdfs.len(), 10);
+        match &first {
+            None => first = Some(pdfs),
+            Some(a) => {
+                for ((name, x), (_, y)) in a.iter().zip(&pdfs) {
+                    assert!(x == y, "{name} differs between render 0 and {k}");
+                }
+            }
+        }
+    }
+}
