@@ -252,7 +252,7 @@ fn render_and_check(input: &ReportInput, out: &Path) -> String {
     let files = reports::figure_groups::dynamics(input, out).expect("render");
     let expected: Vec<String> = NAMES
         .iter()
-        .flat_map(|n| [format!("{n}.png"), format!("{n}.svg")])
+        .flat_map(|n| [format!("{n}.png"), format!("{n}.svg"), format!("{n}.pdf")])
         .collect();
     assert_eq!(files, expected);
     for f in &files {
@@ -260,8 +260,10 @@ fn render_and_check(input: &ReportInput, out: &Path) -> String {
         assert!(p.is_file(), "{f} written");
         if f.ends_with(".png") {
             check_png(&p);
-        } else {
+        } else if f.ends_with(".svg") {
             check_svg(&p);
+        } else {
+            assert!(std::fs::read(&p).unwrap().starts_with(b"%PDF-"), "{f}");
         }
     }
     std::fs::read_to_string(out.join("fig2_eigenvalues.svg")).unwrap()
@@ -351,7 +353,7 @@ fn untrusted_points_are_hollow_and_noted() {
     render_and_check(&inp, &out);
     let names: Vec<String> = NAMES
         .iter()
-        .flat_map(|n| [format!("{n}.png"), format!("{n}.svg")])
+        .flat_map(|n| [format!("{n}.png"), format!("{n}.svg"), format!("{n}.pdf")])
         .collect();
     keep_copy(&out, &names, "untrusted");
     let svg = |n: &str| std::fs::read_to_string(out.join(format!("{n}.svg"))).unwrap();

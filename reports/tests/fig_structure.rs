@@ -218,7 +218,7 @@ fn two_by_two(dir: &Path) -> ReportInput {
 fn check_outputs(out: &Path, files: &[String]) {
     let expected: Vec<String> = NAMES
         .iter()
-        .flat_map(|n| [format!("{n}.png"), format!("{n}.svg")])
+        .flat_map(|n| [format!("{n}.png"), format!("{n}.svg"), format!("{n}.pdf")])
         .collect();
     assert_eq!(files, expected.as_slice());
     for name in NAMES {

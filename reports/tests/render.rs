@@ -190,7 +190,11 @@ fn renders_png_and_svg() {
     let files = render_report(&input, &out).expect("render");
     assert_eq!(
         files,
-        ["optimizer_comparison.png", "optimizer_comparison.svg"]
+        [
+            "optimizer_comparison.png",
+            "optimizer_comparison.svg",
+            "optimizer_comparison.pdf"
+        ]
     );
     for f in &files {
         assert!(out.join(f).is_file(), "{f} written");
