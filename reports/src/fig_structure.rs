@@ -758,8 +758,14 @@ impl Figure for Aging {
         let y = unit_axis();
         let (rows, cols) = grid(self.panels.len());
         let cells = body.split_evenly((rows, cols));
-        for (cell, p) in cells.iter().zip(&self.panels) {
-            let mut chart = line_chart(cell, &p.title, &x, &y, "lag τ (steps)", "q(t_w, t_w + τ)")?;
+        for (i, (cell, p)) in cells.iter().zip(&self.panels).enumerate() {
+            // The y axis is shared along a row: its title in the first column.
+            let y_desc = if i % cols == 0 {
+                "q(t_w, t_w + τ)"
+            } else {
+                ""
+            };
+            let mut chart = line_chart(cell, &p.title, &x, &y, "lag τ (steps)", y_desc)?;
             let n = self.t_ws.len();
             let pts = |xs: &[f64], ys: &[f64]| -> Vec<(f64, f64)> {
                 xs.iter()
@@ -1598,8 +1604,14 @@ impl Figure for LayerMass {
             .iter()
             .filter(|e| e.sample == Sample::Swatch)
             .count();
-        for (cell, p) in cells.iter().zip(&self.panels) {
-            let mut chart = line_chart(cell, &p.title, &x, &y, "step + 1", "fraction of ‖v₁‖²")?;
+        for (i, (cell, p)) in cells.iter().zip(&self.panels).enumerate() {
+            // The y axis is shared along a row: its title in the first column.
+            let y_desc = if i % cols == 0 {
+                "fraction of ‖v₁‖²"
+            } else {
+                ""
+            };
+            let mut chart = line_chart(cell, &p.title, &x, &y, "step + 1", y_desc)?;
             if p.steps.is_empty() {
                 no_data(&mut chart, &x, &y)?;
                 continue;
