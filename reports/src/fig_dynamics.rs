@@ -482,24 +482,11 @@ fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
         .iter()
         .filter(|g| is_sgd_family(&g.optimizer))
         .filter_map(|g| {
-            let two_over = g.lr.filter(|l| *l > 0.0).map(|l| 2.0 / l);
-            let threshold = g.hessian_threshold.clone().or_else(|| {
-                Some(Threshold {
-                    steps: vec![0.0],
-                    values: vec![two_over?],
-                })
-            })?;
-            let (short, long) = threshold
-                .constant()
-                .map(|v| crate::threshold::label(v, g.lr))
-                .unwrap_or_default();
-            Some(Mark {
-                threshold,
-                color: darker(g.color),
-                minibatch: g.minibatch,
-                short,
-                long,
-            })
+            let threshold = g
+                .hessian_threshold
+                .clone()
+                .or_else(|| g.lr.filter(|l| *l > 0.0).map(Threshold::two_over_eta))?;
+            Some(Mark::new(threshold, darker(g.color), g.minibatch, g.lr))
         })
         .collect();
     let mut a_lines = Vec::new();
@@ -532,17 +519,7 @@ fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
         .iter()
         .filter_map(|g| {
             let threshold = g.precond_threshold.clone()?;
-            let (short, long) = threshold
-                .constant()
-                .map(|v| crate::threshold::label(v, g.lr))
-                .unwrap_or_default();
-            Some(Mark {
-                threshold,
-                color: darker(g.color),
-                minibatch: g.minibatch,
-                short,
-                long,
-            })
+            Some(Mark::new(threshold, darker(g.color), g.minibatch, g.lr))
         })
         .collect();
     let (p_refs, p_curves) = crate::threshold::draw(&p_marks);

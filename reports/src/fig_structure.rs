@@ -554,6 +554,20 @@ fn grid(n: usize) -> (usize, usize) {
     (n.div_ceil(cols), cols)
 }
 
+/// The number of seeds averaged per setting, "3" or a range "2–3", when
+/// some setting has several (None: nothing is averaged).
+fn seed_count(counts: impl Iterator<Item = usize>) -> Option<String> {
+    let counts: Vec<usize> = counts.collect();
+    let (lo, hi) = (*counts.iter().min()?, *counts.iter().max()?);
+    (hi > 1).then(|| {
+        if lo == hi {
+            format!("{hi}")
+        } else {
+            format!("{lo}–{hi}")
+        }
+    })
+}
+
 /// Height of one row of grid panels.
 const GRID_ROW_H: u32 = 820;
 
@@ -673,16 +687,8 @@ impl Aging {
     /// "line: mean over 3 seeds · band: min–max" when some panel has
     /// several seeds (the count, or its range).
     fn seed_note(&self) -> Option<String> {
-        let counts: Vec<usize> = self.panels.iter().map(|p| p.seeds).collect();
-        let (lo, hi) = (*counts.iter().min()?, *counts.iter().max()?);
-        (hi > 1).then(|| {
-            let n = if lo == hi {
-                format!("{hi}")
-            } else {
-                format!("{lo}–{hi}")
-            };
-            format!("line: mean over {n} seeds · band: min–max")
-        })
+        seed_count(self.panels.iter().map(|p| p.seeds))
+            .map(|n| format!("line: mean over {n} seeds · band: min–max"))
     }
 
     fn legend_h(&self) -> u32 {
@@ -1553,20 +1559,12 @@ impl LayerMass {
                 },
             })
             .collect();
-        let seeds: Vec<usize> = groups.iter().map(|g| g.runs.len()).collect();
-        if let (Some(&lo), Some(&hi)) = (seeds.iter().min(), seeds.iter().max()) {
-            if hi > 1 {
-                let n = if lo == hi {
-                    format!("{hi}")
-                } else {
-                    format!("{lo}–{hi}")
-                };
-                legend.push(Entry {
-                    color: REF_GREY,
-                    sample: Sample::Note,
-                    text: format!("shares: mean over {n} seeds"),
-                });
-            }
+        if let Some(n) = seed_count(groups.iter().map(|g| g.runs.len())) {
+            legend.push(Entry {
+                color: REF_GREY,
+                sample: Sample::Note,
+                text: format!("shares: mean over {n} seeds"),
+            });
         }
         legend.extend(untrusted_entry(
             panels.iter().any(|p| p.trusted.iter().any(|t| !t)),

@@ -203,21 +203,11 @@ impl FigureData {
             .filter(|g| is_sgd_family(&g.optimizer))
             .filter_map(|g| {
                 let lr = g.lr?;
-                let threshold = g.threshold.clone().unwrap_or(Threshold {
-                    steps: vec![0.0],
-                    values: vec![2.0 / lr],
-                });
-                let (short, long) = threshold
-                    .constant()
-                    .map(|v| crate::threshold::label(v, Some(lr)))
-                    .unwrap_or_default();
-                Some(Mark {
-                    threshold,
-                    color: darker(g.color),
-                    minibatch: g.minibatch,
-                    short,
-                    long,
-                })
+                let threshold = g
+                    .threshold
+                    .clone()
+                    .unwrap_or_else(|| Threshold::two_over_eta(lr));
+                Some(Mark::new(threshold, darker(g.color), g.minibatch, Some(lr)))
             })
             .collect()
     }

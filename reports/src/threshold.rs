@@ -40,6 +40,14 @@ impl Threshold {
             .then_some(first)
     }
 
+    /// Gradient descent's 2/η, for a run whose spectrum.arrow holds none.
+    pub(crate) fn two_over_eta(lr: f64) -> Threshold {
+        Threshold {
+            steps: vec![0.0],
+            values: vec![2.0 / lr],
+        }
+    }
+
     fn curve(&self) -> Curve {
         Curve {
             step: self.steps.clone(),
@@ -105,6 +113,29 @@ pub(crate) struct Mark {
     /// others (e.g. with η).
     pub short: String,
     pub long: String,
+}
+
+impl Mark {
+    /// A group's threshold in its colour, labelled with [`label`] when it
+    /// is constant.
+    pub(crate) fn new(
+        threshold: Threshold,
+        color: RGBColor,
+        minibatch: bool,
+        lr: Option<f64>,
+    ) -> Mark {
+        let (short, long) = threshold
+            .constant()
+            .map(|v| label(v, lr))
+            .unwrap_or_default();
+        Mark {
+            threshold,
+            color,
+            minibatch,
+            short,
+            long,
+        }
+    }
 }
 
 /// Horizontal lines for the constant thresholds (one per distinct value,
