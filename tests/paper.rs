@@ -37,12 +37,16 @@ fn scaled_down_paper_study_completes_with_every_figure() {
     let report = env.path().join("out/paper/report");
     for stem in [
         "optimizer_comparison",
+        "optimizer_comparison_loss",
         "fig1_loss_accuracy",
         "fig2_eigenvalues",
         "fig3_displacement",
+        "fig3_displacement_loss",
         "fig4_aging",
+        "fig4_aging_loss",
         "fig5_overlap_heatmaps",
         "fig6_ipr",
+        "fig6_ipr_loss",
         "fig7_layer_mass",
         "fig8_localization_map",
         "fig9_alignment",

@@ -29,6 +29,9 @@ pub(crate) struct Axis {
     pub minor: Vec<f64>,
     /// Label ticks that are powers of ten as 10ⁿ.
     sci: bool,
+    /// Drawn right to left: `hi` at the left edge (a loss axis, so that
+    /// training proceeds to the right as the loss falls).
+    pub reversed: bool,
 }
 
 impl Axis {
@@ -40,6 +43,24 @@ impl Axis {
             Scale::LogPlusOne => (v + 1.0).log10(),
         };
         u.is_finite().then_some(u)
+    }
+
+    /// The same axis drawn right to left.
+    pub(crate) fn reversed(self) -> Axis {
+        Axis {
+            reversed: true,
+            ..self
+        }
+    }
+
+    /// The transformed coordinate at fraction `f` of the axis's length from
+    /// its left end (0: the left edge, 1: the right edge).
+    pub(crate) fn at_frac(&self, f: f64) -> f64 {
+        if self.reversed {
+            self.hi - f * (self.hi - self.lo)
+        } else {
+            self.lo + f * (self.hi - self.lo)
+        }
     }
 
     fn inv(&self, u: f64) -> f64 {
@@ -59,6 +80,7 @@ impl Axis {
             major: vec![],
             minor: vec![],
             sci: false,
+            reversed: false,
         };
         let (mut lo, mut hi) = match (probe.t(min), probe.t(max)) {
             (Some(a), Some(b)) if a <= b => (a, b),
@@ -89,6 +111,7 @@ impl Axis {
             major: vec![],
             minor: vec![],
             sci: false,
+            reversed: false,
         };
         match scale {
             Scale::Linear => axis.linear_ticks(),
@@ -220,7 +243,12 @@ impl Ranged for Axis {
             return (limit.0 + limit.1) / 2;
         }
         // Clamp so that a stray value cannot overflow the pixel type.
-        let frac = ((value - self.lo) / span).clamp(-4.0, 5.0);
+        let from_left = if self.reversed {
+            self.hi - value
+        } else {
+            value - self.lo
+        };
+        let frac = (from_left / span).clamp(-4.0, 5.0);
         let frac = if frac.is_nan() { 0.0 } else { frac };
         limit.0 + (pixels * frac).round() as i32
     }
@@ -359,6 +387,23 @@ mod tests {
         let a = Axis::fit(Scale::Log, 0.04, 2.5, 0.0);
         let labels: Vec<String> = a.major.iter().map(|&u| a.label(u)).collect();
         assert_eq!(labels, ["0.05", "0.1", "0.2", "0.5", "1", "2"]);
+    }
+
+    #[test]
+    fn a_reversed_axis_maps_right_to_left() {
+        let a = Axis::fit(Scale::Log, 1e-3, 1.0, 0.0);
+        let r = a.clone().reversed();
+        let px = (100, 1100);
+        // The largest value sits at the left edge, the smallest at the right.
+        assert_eq!(r.map(&a.hi, px), 100);
+        assert_eq!(r.map(&a.lo, px), 1100);
+        assert_eq!(a.map(&a.lo, px), 100);
+        let mid = (a.lo + a.hi) / 2.0;
+        assert_eq!(r.map(&mid, px), a.map(&mid, px));
+        assert_eq!(r.at_frac(0.0), a.hi);
+        assert_eq!(a.at_frac(1.0), a.hi);
+        // Ticks and labels do not depend on the direction.
+        assert_eq!(r.major, a.major);
     }
 
     #[test]

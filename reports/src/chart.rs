@@ -133,6 +133,42 @@ pub(crate) fn step_axis<'a>(
     }
 }
 
+/// Which x axis a figure with a loss-axis variant is drawn against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum XAxis {
+    Step,
+    /// The train loss at the point's step (`Curve::against_loss`).
+    Loss,
+}
+
+/// The x axis of a loss-axis variant: the train loss, log scale, drawn
+/// right to left so that training proceeds to the right, over the curves'
+/// x values (each from [`Curve::against_loss`]); and its description.
+pub(crate) fn loss_axis<'a>(curves: impl IntoIterator<Item = &'a Curve>) -> (Axis, String) {
+    let (lo, hi) = finite_range(
+        curves.into_iter().flat_map(|c| c.step.iter().copied()),
+        true,
+    )
+    .unwrap_or((1e-3, 1.0));
+    (
+        Axis::fit(Scale::Log, lo, hi, 0.02).reversed(),
+        LOSS_X_DESC.to_string(),
+    )
+}
+
+/// The x-axis title of every loss-axis variant.
+pub(crate) const LOSS_X_DESC: &str = "train loss (decreasing →)";
+
+/// The legend note of a loss-axis variant: what x is, and, with several
+/// seeds, how they are combined.
+pub(crate) fn loss_note(several_seeds: bool) -> String {
+    if several_seeds {
+        "x: train loss at the checkpoint (log-interpolated on the logged curve; geometric mean over seeds)".into()
+    } else {
+        "x: train loss at the checkpoint (log-interpolated on the logged curve)".into()
+    }
+}
+
 /// An axis in [0, 1] with ticks every 0.2.
 pub(crate) fn unit_axis() -> Axis {
     let mut y = Axis::fixed(Scale::Linear, 0.0, 1.02);
@@ -325,7 +361,7 @@ fn draw_panel<DB: DrawingBackend>(
     placed.sort_by(|a, b| b.0.total_cmp(&a.0)); // top of the panel first
     let mut bottom_of_previous = i32::MIN;
     for (y, r) in placed {
-        let anchor = (p.x.hi - 0.015 * (p.x.hi - p.x.lo), y);
+        let anchor = (p.x.at_frac(0.985), y);
         let style = text_style(TICK_PX, r.color).pos(Pos::new(HPos::Right, VPos::Top));
         let (w, h) = area.estimate_text_size(&r.label, &style).map_err(pe)?;
         let (w, h) = (w as i32, h as i32);
@@ -401,6 +437,20 @@ impl Entry {
             px: NOTE_PX,
             text_color: REF_GREY,
         })
+    }
+
+    /// A grey note in the legend, with no sample.
+    pub fn note(text: String) -> Entry {
+        Entry {
+            color: REF_GREY,
+            width: 0,
+            dashed: false,
+            sample: false,
+            hollow: false,
+            text,
+            px: NOTE_PX,
+            text_color: REF_GREY,
+        }
     }
 
     /// The note on hollow markers, when some point is built on an untrusted

@@ -158,9 +158,9 @@ pub(crate) struct RunFrames {
     /// `step`, `value` = λ1 of the Hessian (operator "hessian", rank 0),
     /// `trusted`.
     pub sharpness: DataFrame,
-    /// `step`, `value` = P·IPR of v1 (rank 0), `trusted`.
+    /// `step`, `value` = P·IPR of v1 (rank 0), `trusted`, `ln_loss`.
     pub localization: DataFrame,
-    /// `step` = t_n, `value` = q(t_n, t_{n+1}), `trusted`.
+    /// `step` = t_n, `value` = q(t_n, t_{n+1}), `trusted`, `ln_loss`.
     pub overlap: DataFrame,
     /// Any `diverged == true` (or, without that column, any non-finite train loss).
     pub diverged: bool,
@@ -237,6 +237,7 @@ pub(crate) fn load_run(
     })?;
 
     // metrics/localization.arrow
+    let (localization_path, overlap_path) = (localization, overlap);
     let l = Table::open(localization)?;
     let (step, rank, pipr) = (
         l.col("step", Kind::Int)?,
@@ -297,6 +298,10 @@ pub(crate) fn load_run(
             .sort(["step"], SortMultipleOptions::default())
     })?;
 
+    // The loss-axis variants place these at the train loss of their step.
+    let clock = LossClock::from_frame(&loss, train)?;
+    let localization = clock.tag(localization, "step", localization_path)?;
+    let overlap = clock.tag(overlap, "step", overlap_path)?;
     Ok(RunFrames {
         loss,
         sharpness,
@@ -319,6 +324,9 @@ pub(crate) struct Curve {
     /// Per point: every input trusted. Shorter than `step` (e.g. empty):
     /// the missing points count as trusted.
     pub trusted: Vec<bool>,
+    /// Per point: the mean over the seeds of ln(train loss) at the step
+    /// (see [`LossClock`]); empty when the frames carry no `ln_loss`.
+    pub ln_loss: Vec<f64>,
 }
 
 impl Curve {
@@ -334,6 +342,135 @@ impl Curve {
     /// Whether any point is built on an untrusted pair.
     pub(crate) fn any_untrusted(&self) -> bool {
         self.trusted.iter().any(|t| !t)
+    }
+
+    /// The same points placed at the train loss instead of the step: x is
+    /// the seeds' geometric-mean train loss at the step. Points without a
+    /// loss (outside the logged curve) are dropped; the order stays the
+    /// step order, so a loss that rises again draws back on itself.
+    pub(crate) fn against_loss(&self) -> Curve {
+        let mut c = Curve::default();
+        for (i, &l) in self.ln_loss.iter().enumerate() {
+            let x = l.exp();
+            if !(x.is_finite() && x > 0.0) || i >= self.step.len() {
+                continue;
+            }
+            c.step.push(x);
+            c.mean.push(self.mean[i]);
+            c.lo.push(self.lo[i]);
+            c.hi.push(self.hi[i]);
+            c.trusted.push(self.is_trusted(i));
+            c.ln_loss.push(l);
+        }
+        c
+    }
+}
+
+/// A run's train loss as a function of step, for figures whose x axis is
+/// the loss: ln L interpolated linearly in the step between the logged
+/// points of `train.arrow` (exact at logged steps; exponential decay between
+/// them is reproduced exactly). Non-finite and non-positive losses (a
+/// diverged run) are not points of the curve, and steps outside the logged
+/// range have no loss.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LossClock {
+    step: Vec<f64>,
+    ln_loss: Vec<f64>,
+}
+
+impl LossClock {
+    /// From (step, train loss) pairs in any order.
+    pub(crate) fn new(steps: &[f64], loss: &[f64]) -> LossClock {
+        let mut pts: Vec<(f64, f64)> = steps
+            .iter()
+            .zip(loss)
+            .filter(|(s, l)| s.is_finite() && l.is_finite() && **l > 0.0)
+            .map(|(&s, &l)| (s, l.ln()))
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        pts.dedup_by(|b, a| a.0 == b.0);
+        LossClock {
+            step: pts.iter().map(|p| p.0).collect(),
+            ln_loss: pts.iter().map(|p| p.1).collect(),
+        }
+    }
+
+    /// From a run's `train.arrow` (`step`, `train_loss`).
+    pub(crate) fn load(train: &Path) -> Result<LossClock, ReportError> {
+        let t = Table::open(train)?;
+        let cols = [
+            t.col("step", Kind::Int)?.alias("step"),
+            t.col("train_loss", Kind::Float)?.alias("train_loss"),
+        ];
+        let df = t.query(|lf| lf.select(cols))?;
+        LossClock::from_frame(&df, train)
+    }
+
+    /// From a frame with `step` (i64) and `train_loss` (f64).
+    pub(crate) fn from_frame(df: &DataFrame, file: &Path) -> Result<LossClock, ReportError> {
+        let err = |e: PolarsError| ReportError::Data {
+            file: file.to_path_buf(),
+            message: e.to_string(),
+        };
+        let steps: Vec<f64> = df
+            .column("step")
+            .and_then(|c| c.cast(&DataType::Float64))
+            .map_err(err)?
+            .f64()
+            .map_err(err)?
+            .iter()
+            .map(|v| v.unwrap_or(f64::NAN))
+            .collect();
+        let loss: Vec<f64> = df
+            .column("train_loss")
+            .map_err(err)?
+            .f64()
+            .map_err(err)?
+            .iter()
+            .map(|v| v.unwrap_or(f64::NAN))
+            .collect();
+        Ok(LossClock::new(&steps, &loss))
+    }
+
+    /// ln L at `step`, NaN outside the logged range.
+    pub(crate) fn ln_at(&self, step: f64) -> f64 {
+        let (s, l) = (&self.step, &self.ln_loss);
+        if s.is_empty() || !(s[0]..=s[s.len() - 1]).contains(&step) {
+            return f64::NAN;
+        }
+        let j = s.partition_point(|&x| x < step);
+        if s[j] == step {
+            return l[j];
+        }
+        let f = (step - s[j - 1]) / (s[j] - s[j - 1]);
+        l[j - 1] + f * (l[j] - l[j - 1])
+    }
+
+    /// `df` with an `ln_loss` column: ln L at each row's `step_col`.
+    pub(crate) fn tag(
+        &self,
+        df: DataFrame,
+        step_col: &str,
+        file: &Path,
+    ) -> Result<DataFrame, ReportError> {
+        let err = |e: PolarsError| ReportError::Data {
+            file: file.to_path_buf(),
+            message: e.to_string(),
+        };
+        let steps = df
+            .column(step_col)
+            .and_then(|c| c.cast(&DataType::Float64))
+            .map_err(err)?;
+        let ln: Vec<f64> = steps
+            .f64()
+            .map_err(err)?
+            .iter()
+            .map(|v| v.map_or(f64::NAN, |s| self.ln_at(s)))
+            .collect();
+        let mut df = df;
+        df.with_column(Column::new("ln_loss".into(), ln))
+            .map_err(err)?;
+        Ok(df)
     }
 }
 
@@ -373,6 +510,12 @@ pub(crate) fn aggregate(
                     lit(true)
                 }
                 .alias("trusted"),
+                if r.frame.schema().contains("ln_loss") {
+                    col("ln_loss")
+                } else {
+                    lit(f64::NAN)
+                }
+                .alias("ln_loss"),
             ])
         })
         .collect();
@@ -393,6 +536,9 @@ pub(crate) fn aggregate(
             col("value").min().alias("lo"),
             col("value").max().alias("hi"),
             col("trusted").all(true).alias("trusted"),
+            // NaN when any seed has no loss there: the point is dropped
+            // from the loss-axis variant.
+            col("ln_loss").mean().alias("ln_loss"),
         ])
         .sort(
             ["optimizer", "label", "step"],
@@ -418,12 +564,14 @@ pub(crate) fn aggregate(
             .collect())
     };
     let (opt, label) = (get_str("optimizer")?, get_str("label")?);
-    let (step, mean, lo, hi) = (
+    let (step, mean, lo, hi, ln_loss) = (
         get_f64("step")?,
         get_f64("mean")?,
         get_f64("lo")?,
         get_f64("hi")?,
+        get_f64("ln_loss")?,
     );
+    let any_loss = runs.iter().any(|r| r.frame.schema().contains("ln_loss"));
     let trusted: Vec<bool> = df
         .column("trusted")
         .map_err(aggregate_err)?
@@ -439,6 +587,73 @@ pub(crate) fn aggregate(
         c.lo.push(lo[i]);
         c.hi.push(hi[i]);
         c.trusted.push(trusted[i]);
+        if any_loss {
+            c.ln_loss.push(ln_loss[i]);
+        }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Exponential decay L = 2 e^{−t/50}, logged every 10 steps: ln L is
+    /// linear in t, so the interpolation is exact between logged steps.
+    #[test]
+    fn the_loss_clock_interpolates_ln_loss_linearly_in_step() {
+        let steps: Vec<f64> = (0..=10).map(|i| f64::from(i) * 10.0).collect();
+        let loss: Vec<f64> = steps.iter().map(|t| 2.0 * (-t / 50.0).exp()).collect();
+        let clock = LossClock::new(&steps, &loss);
+        for t in [0.0, 3.0, 17.5, 55.0, 99.0, 100.0] {
+            let want = 2f64.ln() - t / 50.0;
+            assert!((clock.ln_at(t) - want).abs() < 1e-12, "t = {t}");
+        }
+        // Outside the logged range there is no loss.
+        assert!(clock.ln_at(-1.0).is_nan() && clock.ln_at(100.5).is_nan());
+        // A diverged tail (NaN, inf) is not part of the curve.
+        let mut bad = loss.clone();
+        bad[9] = f64::NAN;
+        bad[10] = f64::INFINITY;
+        let clock = LossClock::new(&steps, &bad);
+        assert!((clock.ln_at(80.0) - (2f64.ln() - 1.6)).abs() < 1e-12);
+        assert!(clock.ln_at(85.0).is_nan());
+        // Between two logged points of a non-exponential curve: the
+        // geometric interpolation, √(L₀ L₁) at the midpoint.
+        let clock = LossClock::new(&[0.0, 10.0], &[1.0, 0.01]);
+        assert!((clock.ln_at(5.0).exp() - 0.1).abs() < 1e-12);
+    }
+
+    /// Two seeds at one step with losses 0.5 and 0.02: the loss-axis point
+    /// sits at their geometric mean, 0.1; a step one seed has no loss for
+    /// is dropped from the variant but kept on the step axis.
+    #[test]
+    fn the_loss_axis_point_is_the_seeds_geometric_mean_loss() {
+        let a = df!("step" => [0i64, 10], "value" => [1.0, 2.0],
+            "ln_loss" => [0.5f64.ln(), 0.3f64.ln()])
+        .unwrap();
+        let b = df!("step" => [0i64, 10], "value" => [3.0, 4.0],
+            "ln_loss" => [0.02f64.ln(), f64::NAN])
+        .unwrap();
+        let runs = [
+            Tagged {
+                optimizer: "sgd",
+                label: "SGD",
+                frame: &a,
+            },
+            Tagged {
+                optimizer: "sgd",
+                label: "SGD",
+                frame: &b,
+            },
+        ];
+        let curves = aggregate(&runs, "value", false).unwrap();
+        let c = &curves[&("sgd".to_string(), "SGD".to_string())];
+        assert_eq!(c.step, [0.0, 10.0]);
+        assert_eq!(c.mean, [2.0, 3.0]);
+        let l = c.against_loss();
+        assert_eq!(l.step.len(), 1);
+        assert!((l.step[0] - 0.1).abs() < 1e-12, "{:?}", l.step);
+        assert_eq!((l.mean[0], l.lo[0], l.hi[0]), (2.0, 1.0, 3.0));
+    }
 }

@@ -18,10 +18,10 @@ use polars::prelude::*;
 
 use crate::axis::{Axis, Scale};
 use crate::chart::{
-    auto_scale, curve_values, finite_range, step_axis, unit_axis, write_figure, y_axis, Entry,
-    Line, Look, Panel, INK, LINE_W, REF_GREY, REF_W,
+    auto_scale, curve_values, finite_range, loss_axis, loss_note, step_axis, unit_axis,
+    write_figure, y_axis, Entry, Line, Look, Panel, XAxis, INK, LINE_W, REF_GREY, REF_W,
 };
-use crate::data::{aggregate, Curve, Kind, Table, Tagged};
+use crate::data::{aggregate, Curve, Kind, LossClock, Table, Tagged};
 use crate::palette::{darker, is_sgd_family, optimizer_color, optimizer_rank, shade};
 use crate::threshold::{Mark, Threshold};
 use crate::{ReportError, ReportInput};
@@ -67,6 +67,8 @@ pub(crate) const TEXTS: &[&str] = &[
     "2/η, η = 0.05, full-batch reference",
     "step + 1",
     "step",
+    crate::chart::LOSS_X_DESC,
+    "x: train loss at the checkpoint (log-interpolated on the logged curve; geometric mean over seeds)",
     "tₙ + 1",
     "tₙ",
     "(diverged)",
@@ -102,7 +104,7 @@ struct RunData {
     precond: DataFrame,
     precond_threshold: Option<Threshold>,
     /// `step` = t_w, `displacement`, `per_step`: means over ranks;
-    /// `trusted`: every row behind them is.
+    /// `trusted`: every row behind them is; `ln_loss` at t_w.
     displacement: DataFrame,
     /// `step`, `grad_alignment` (the analysis-set gradient), `update_alignment`,
     /// `trusted`.
@@ -191,6 +193,7 @@ fn load_run(run: &crate::RunInput) -> Result<RunData, ReportError> {
     );
     // Null displacements (vectors that are not isolated) are left out of
     // the mean; a mean over any untrusted row is untrusted.
+    let displacement_path = path;
     let displacement = d.query(|lf| {
         sorted_by_step(
             lf.filter(keep)
@@ -222,6 +225,9 @@ fn load_run(run: &crate::RunInput) -> Result<RunData, ReportError> {
     ];
     let alignment = a.query(|lf| sorted_by_step(lf.select(cols)))?;
 
+    // fig3's loss-axis variant places each t_w at the train loss there.
+    let clock = LossClock::from_frame(&train, run.file("train.arrow")?)?;
+    let displacement = clock.tag(displacement, "step", displacement_path)?;
     Ok(RunData {
         train,
         diverged,
@@ -575,11 +581,25 @@ fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
     write_figure(out_dir, "fig2_eigenvalues", LOOK, &entries, &[a, b], 2)
 }
 
-fn fig3(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
+fn fig3(d: &Loaded, out_dir: &Path, along: XAxis) -> Result<Vec<String>, ReportError> {
     let all = |_: &Group| true;
-    let disp = d.curves(|f| &f.displacement, "displacement", true, all)?;
-    let rate = d.curves(|f| &f.displacement, "per_step", true, all)?;
-    let (x, x_desc) = step_axis(disp.iter().chain(&rate), true);
+    let mut disp = d.curves(|f| &f.displacement, "displacement", true, all)?;
+    let mut rate = d.curves(|f| &f.displacement, "per_step", true, all)?;
+    // The titles are the same: the x axis's title says which variant it is.
+    let ((x, x_desc), name) = match along {
+        XAxis::Step => (
+            step_axis(disp.iter().chain(&rate), true),
+            "fig3_displacement",
+        ),
+        XAxis::Loss => {
+            disp = disp.iter().map(Curve::against_loss).collect();
+            rate = rate.iter().map(Curve::against_loss).collect();
+            (
+                loss_axis(disp.iter().chain(&rate)),
+                "fig3_displacement_loss",
+            )
+        }
+    };
     let dy = y_axis(Scale::Log, curve_values(&disp), (1e-3, 1.0));
     let ry = y_axis(Scale::Log, curve_values(&rate), (1e-4, 1.0));
     let panels = [
@@ -605,8 +625,12 @@ fn fig3(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
         },
     ];
     let mut entries = group_entries(&d.groups);
-    entries.extend(Entry::seeds_note(d.groups.iter().any(|g| g.runs > 1)));
-    write_figure(out_dir, "fig3_displacement", LOOK, &entries, &panels, 2)
+    let several = d.groups.iter().any(|g| g.runs > 1);
+    entries.extend(Entry::seeds_note(several));
+    if along == XAxis::Loss {
+        entries.push(Entry::note(loss_note(several)));
+    }
+    write_figure(out_dir, name, LOOK, &entries, &panels, 2)
 }
 
 fn fig9(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
@@ -661,7 +685,8 @@ pub fn render(input: &ReportInput, out_dir: &Path) -> Result<Vec<String>, Report
     let d = Loaded::load(input)?;
     let mut out = fig1(&d, out_dir)?;
     out.extend(fig2(&d, out_dir)?);
-    out.extend(fig3(&d, out_dir)?);
+    out.extend(fig3(&d, out_dir, XAxis::Step)?);
+    out.extend(fig3(&d, out_dir, XAxis::Loss)?);
     out.extend(fig9(&d, out_dir)?);
     Ok(out)
 }

@@ -14,10 +14,10 @@ use polars::prelude::*;
 
 use crate::axis::{Axis, Scale};
 use crate::chart::{
-    finite_range, hollow_marker, pe, text_style, unit_axis, GRID_MAJOR, GRID_MINOR, INK, MARKER_R,
-    REF_GREY, UNTRUSTED_NOTE, WIDTH,
+    finite_range, hollow_marker, loss_note, pe, text_style, unit_axis, XAxis, GRID_MAJOR,
+    GRID_MINOR, INK, LOSS_X_DESC, MARKER_R, REF_GREY, UNTRUSTED_NOTE, WIDTH,
 };
-use crate::data::{Kind, Table};
+use crate::data::{Kind, LossClock, Table};
 use crate::error::ReportError;
 use crate::font::FAMILY;
 use crate::palette::{
@@ -44,9 +44,11 @@ pub fn render(input: &ReportInput, out_dir: &Path) -> Result<Vec<String>, Report
     crate::font::ensure_registered()?;
     let groups = groups(input);
     let mut names = Vec::new();
+    let aging = Aging::load(input, &groups)?;
+    save(&aging, "fig4_aging", out_dir, &mut names)?;
     save(
-        &Aging::load(input, &groups)?,
-        "fig4_aging",
+        &aging.against_loss(),
+        "fig4_aging_loss",
         out_dir,
         &mut names,
     )?;
@@ -56,7 +58,15 @@ pub fn render(input: &ReportInput, out_dir: &Path) -> Result<Vec<String>, Report
         out_dir,
         &mut names,
     )?;
-    save(&Ipr::load(input, &groups)?, "fig6_ipr", out_dir, &mut names)?;
+    let ipr = Ipr::load(input, &groups)?;
+    save(&ipr, "fig6_ipr", out_dir, &mut names)?;
+    let several = groups.iter().any(|g| g.runs.len() > 1);
+    save(
+        &ipr.against_loss(several),
+        "fig6_ipr_loss",
+        out_dir,
+        &mut names,
+    )?;
     save(
         &LayerMass::load(input, &groups)?,
         "fig7_layer_mass",
@@ -367,6 +377,7 @@ fn untrusted_entry(any: bool) -> Option<Entry> {
     })
 }
 
+#[derive(Clone)]
 struct Entry {
     color: RGBColor,
     sample: Sample,
@@ -526,6 +537,28 @@ struct AgingCurve {
     hi: Vec<f64>,
     /// Per point: every seed's overlap row is trusted (both ends).
     trusted: Vec<bool>,
+    /// Per point: the mean over seeds of ln(train loss) at t = t_w + τ.
+    ln_loss: Vec<f64>,
+}
+
+impl AgingCurve {
+    /// The points at the seeds' geometric-mean train loss at t instead of
+    /// at τ (points without a loss dropped).
+    fn against_loss(&self) -> AgingCurve {
+        let keep: Vec<usize> = (0..self.tau.len())
+            .filter(|&i| self.ln_loss.get(i).is_some_and(|l| l.is_finite()))
+            .collect();
+        let pick = |v: &[f64]| keep.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+        AgingCurve {
+            t_w: self.t_w,
+            tau: keep.iter().map(|&i| self.ln_loss[i].exp()).collect(),
+            q: pick(&self.q),
+            lo: pick(&self.lo),
+            hi: pick(&self.hi),
+            trusted: keep.iter().map(|&i| self.trusted[i]).collect(),
+            ln_loss: pick(&self.ln_loss),
+        }
+    }
 }
 
 struct AgingPanel {
@@ -536,6 +569,8 @@ struct AgingPanel {
 }
 
 struct Aging {
+    /// Against the lag τ, or against the train loss at t.
+    along: XAxis,
     panels: Vec<AgingPanel>,
     /// The waiting times drawn (the same in every panel that has them).
     t_ws: Vec<i64>,
@@ -573,8 +608,9 @@ const GRID_ROW_H: u32 = 820;
 
 impl Aging {
     fn load(input: &ReportInput, groups: &[Group]) -> Result<Aging, ReportError> {
-        // Per group: (t_w, t) → every seed's q, and whether all are trusted.
-        type Cells = BTreeMap<(i64, i64), (Vec<f64>, bool)>;
+        // Per group: (t_w, t) → every seed's q, whether all are trusted,
+        // and every seed's ln(train loss) at t.
+        type Cells = BTreeMap<(i64, i64), (Vec<f64>, bool, Vec<f64>)>;
         let mut per_group: Vec<Cells> = Vec::new();
         for g in groups {
             let mut cells = Cells::new();
@@ -591,10 +627,14 @@ impl Aging {
                 let t = i64s(&df, "t", &path)?;
                 let q = f64s(&df, "subspace_overlap", &path)?;
                 let ok = bools(&df, "trusted", &path)?;
+                let clock = LossClock::load(input.runs[run].file("train.arrow")?)?;
                 for i in 0..tw.len() {
-                    let e = cells.entry((tw[i], t[i])).or_insert((Vec::new(), true));
+                    let e = cells
+                        .entry((tw[i], t[i]))
+                        .or_insert((Vec::new(), true, Vec::new()));
                     if q[i].is_finite() {
                         e.0.push(q[i]);
+                        e.2.push(clock.ln_at(t[i] as f64));
                     }
                     e.1 &= ok[i];
                 }
@@ -621,7 +661,7 @@ impl Aging {
                 let curves = t_ws
                     .iter()
                     .filter_map(|&w| {
-                        let pts: Vec<(i64, &(Vec<f64>, bool))> = cells
+                        let pts: Vec<(i64, &(Vec<f64>, bool, Vec<f64>))> = cells
                             .range((w, i64::MIN)..=(w, i64::MAX))
                             .filter(|(_, v)| !v.0.is_empty())
                             .map(|((_, t), v)| (*t, v))
@@ -636,6 +676,11 @@ impl Aging {
                             lo: stat(|v| v.iter().copied().fold(f64::INFINITY, f64::min)),
                             hi: stat(|v| v.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
                             trusted: pts.iter().map(|(_, v)| v.1).collect(),
+                            // NaN when some seed has no loss at t.
+                            ln_loss: pts
+                                .iter()
+                                .map(|(_, v)| v.2.iter().sum::<f64>() / v.2.len() as f64)
+                                .collect(),
                         })
                     })
                     .collect();
@@ -652,10 +697,30 @@ impl Aging {
             .flat_map(|p: &AgingPanel| &p.curves)
             .any(|c| c.trusted.iter().any(|t| !t));
         Ok(Aging {
+            along: XAxis::Step,
             panels,
             t_ws,
             untrusted,
         })
+    }
+
+    /// The loss-axis variant: each curve at the train loss at t.
+    fn against_loss(&self) -> Aging {
+        Aging {
+            along: XAxis::Loss,
+            panels: self
+                .panels
+                .iter()
+                .map(|p| AgingPanel {
+                    title: p.title.clone(),
+                    color: p.color,
+                    seeds: p.seeds,
+                    curves: p.curves.iter().map(AgingCurve::against_loss).collect(),
+                })
+                .collect(),
+            t_ws: self.t_ws.clone(),
+            untrusted: self.untrusted,
+        }
     }
 
     /// One legend for the figure: the waiting times (light to dark, in each
@@ -678,6 +743,14 @@ impl Aging {
                 color: REF_GREY,
                 sample: Sample::Note,
                 text: seeds,
+            });
+        }
+        if self.along == XAxis::Loss {
+            e.push(Entry {
+                color: REF_GREY,
+                sample: Sample::Note,
+                text: loss_note(self.panels.iter().any(|p| p.seeds > 1))
+                    .replace("at the checkpoint", "at t, decreasing to the right"),
             });
         }
         e.extend(untrusted_entry(self.untrusted));
@@ -747,20 +820,33 @@ impl Figure for Aging {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
-        let rest = headed(
-            root,
-            "Aging of the top-k Hessian subspace: q(t_w, t_w + τ)",
-            90,
-            50,
-        )?;
+        let (title, x_desc) = match self.along {
+            XAxis::Step => (
+                "Aging of the top-k Hessian subspace: q(t_w, t_w + τ)",
+                "lag τ (steps)",
+            ),
+            XAxis::Loss => (
+                "Aging of the top-k Hessian subspace: q(t_w, t) against the train loss at t",
+                "train loss at t",
+            ),
+        };
+        let rest = headed(root, title, 90, 50)?;
         let (legend, body) = rest.split_vertically(self.legend_h());
         draw_legend(&legend, &self.legend(), LEGEND_PX)?;
         let taus = self
             .panels
             .iter()
             .flat_map(|p| p.curves.iter().flat_map(|c| c.tau.iter().copied()));
-        let (lo, hi) = finite_range(taus, true).unwrap_or((1.0, 1000.0));
-        let x = Axis::fit(Scale::Log, lo, hi, 0.03);
+        let x = match self.along {
+            XAxis::Step => {
+                let (lo, hi) = finite_range(taus, true).unwrap_or((1.0, 1000.0));
+                Axis::fit(Scale::Log, lo, hi, 0.03)
+            }
+            XAxis::Loss => {
+                let (lo, hi) = finite_range(taus, true).unwrap_or((1e-3, 1.0));
+                Axis::fit(Scale::Log, lo, hi, 0.03).reversed()
+            }
+        };
         let y = unit_axis();
         let (rows, cols) = grid(self.panels.len());
         let cells = body.split_evenly((rows, cols));
@@ -771,7 +857,7 @@ impl Figure for Aging {
             } else {
                 ""
             };
-            let mut chart = line_chart(cell, &p.title, &x, &y, "lag τ (steps)", y_desc)?;
+            let mut chart = line_chart(cell, &p.title, &x, &y, x_desc, y_desc)?;
             let n = self.t_ws.len();
             let pts = |xs: &[f64], ys: &[f64]| -> Vec<(f64, f64)> {
                 xs.iter()
@@ -850,6 +936,37 @@ impl Matrix {
     }
 }
 
+impl Matrix {
+    /// The cell-wise mean of the seeds' matrices (a cell is untrusted when
+    /// any seed's is, and missing when every seed's is); None when the
+    /// seeds' checkpoints differ, so that cells would not line up.
+    fn mean(ms: &[Matrix]) -> Option<Matrix> {
+        let first = ms.first()?;
+        if ms.iter().any(|m| m.steps != first.steps) {
+            return None;
+        }
+        let cells = first.v.len();
+        let mut v = vec![f64::NAN; cells];
+        let mut untrusted = vec![false; cells];
+        for c in 0..cells {
+            let vals: Vec<f64> = ms
+                .iter()
+                .map(|m| m.v[c])
+                .filter(|x| x.is_finite())
+                .collect();
+            if !vals.is_empty() {
+                v[c] = vals.iter().sum::<f64>() / vals.len() as f64;
+            }
+            untrusted[c] = ms.iter().any(|m| m.untrusted[c] && m.v[c].is_finite());
+        }
+        Some(Matrix {
+            steps: first.steps.clone(),
+            v,
+            untrusted,
+        })
+    }
+}
+
 struct HeatRow {
     title: String,
     v1: Matrix,
@@ -857,7 +974,10 @@ struct HeatRow {
 }
 
 struct Heatmaps {
+    /// One per setting.
     rows: Vec<HeatRow>,
+    /// "mean over 3 seeds" or the like, when some setting has several.
+    seeds: Option<String>,
 }
 
 fn symmetric(steps: &[i64], a: &[i64], b: &[i64], val: &[f64], trusted: &[bool]) -> Matrix {
@@ -882,62 +1002,95 @@ fn symmetric(steps: &[i64], a: &[i64], b: &[i64], val: &[f64], trusted: &[bool])
     }
 }
 
+/// A run's two maps: |⟨v₁(t), v₁(t′)⟩| and q(t, t′).
+fn run_maps(input: &ReportInput, run: usize) -> Result<(Matrix, Matrix), ReportError> {
+    let cols = [
+        ("t_w", Kind::Int),
+        ("t", Kind::Int),
+        ("subspace_overlap", Kind::Float),
+    ];
+    let (odf, opath) = hessian_rows(input, run, "metrics/overlap.arrow", &cols, |_| {
+        Ok(lit(true))
+    })?;
+    let cols = [
+        ("t_w", Kind::Int),
+        ("t", Kind::Int),
+        ("same_rank_displacement", Kind::Float),
+    ];
+    let (ddf, dpath) = hessian_rows(input, run, "metrics/displacement.arrow", &cols, |t| {
+        Ok(t.col("rank", Kind::Int)?.eq(lit(0i64)))
+    })?;
+    let (otw, ot, oq, ook) = (
+        i64s(&odf, "t_w", &opath)?,
+        i64s(&odf, "t", &opath)?,
+        f64s(&odf, "subspace_overlap", &opath)?,
+        bools(&odf, "trusted", &opath)?,
+    );
+    let (dtw, dt, dd, dok) = (
+        i64s(&ddf, "t_w", &dpath)?,
+        i64s(&ddf, "t", &dpath)?,
+        f64s(&ddf, "same_rank_displacement", &dpath)?,
+        bools(&ddf, "trusted", &dpath)?,
+    );
+    let mut steps: Vec<i64> = otw
+        .iter()
+        .chain(&ot)
+        .chain(&dtw)
+        .chain(&dt)
+        .copied()
+        .collect();
+    steps.sort_unstable();
+    steps.dedup();
+    let cos: Vec<f64> = dd.iter().map(|d| (1.0 - d).clamp(0.0, 1.0)).collect();
+    Ok((
+        symmetric(&steps, &dtw, &dt, &cos, &dok),
+        symmetric(&steps, &otw, &ot, &oq, &ook),
+    ))
+}
+
 impl Heatmaps {
     fn load(input: &ReportInput, groups: &[Group]) -> Result<Heatmaps, ReportError> {
         let mut rows = Vec::new();
         for g in groups {
-            let run = g.runs[0];
-            let cols = [
-                ("t_w", Kind::Int),
-                ("t", Kind::Int),
-                ("subspace_overlap", Kind::Float),
-            ];
-            let (odf, opath) = hessian_rows(input, run, "metrics/overlap.arrow", &cols, |_| {
-                Ok(lit(true))
-            })?;
-            let cols = [
-                ("t_w", Kind::Int),
-                ("t", Kind::Int),
-                ("same_rank_displacement", Kind::Float),
-            ];
-            let (ddf, dpath) =
-                hessian_rows(input, run, "metrics/displacement.arrow", &cols, |t| {
-                    Ok(t.col("rank", Kind::Int)?.eq(lit(0i64)))
-                })?;
-            let (otw, ot, oq, ook) = (
-                i64s(&odf, "t_w", &opath)?,
-                i64s(&odf, "t", &opath)?,
-                f64s(&odf, "subspace_overlap", &opath)?,
-                bools(&odf, "trusted", &opath)?,
-            );
-            let (dtw, dt, dd, dok) = (
-                i64s(&ddf, "t_w", &dpath)?,
-                i64s(&ddf, "t", &dpath)?,
-                f64s(&ddf, "same_rank_displacement", &dpath)?,
-                bools(&ddf, "trusted", &dpath)?,
-            );
-            let mut steps: Vec<i64> = otw
+            let maps = g
+                .runs
                 .iter()
-                .chain(&ot)
-                .chain(&dtw)
-                .chain(&dt)
-                .copied()
-                .collect();
-            steps.sort_unstable();
-            steps.dedup();
-            let cos: Vec<f64> = dd.iter().map(|d| (1.0 - d).clamp(0.0, 1.0)).collect();
-            let seed_note = if g.runs.len() > 1 {
-                format!(" (run {})", input.runs[run].run_id)
-            } else {
-                String::new()
+                .map(|&run| run_maps(input, run))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (v1s, qs): (Vec<Matrix>, Vec<Matrix>) = maps.into_iter().unzip();
+            // The seeds' mean; where their checkpoints differ, the first
+            // seed, named.
+            let row = match (Matrix::mean(&v1s), Matrix::mean(&qs)) {
+                (Some(v1), Some(q)) => HeatRow {
+                    title: g.label.clone(),
+                    v1,
+                    q,
+                },
+                _ => {
+                    let first = g.runs[0];
+                    let (v1, q) = run_maps(input, first)?;
+                    HeatRow {
+                        title: format!("{} (run {})", g.label, input.runs[first].run_id),
+                        v1,
+                        q,
+                    }
+                }
             };
-            rows.push(HeatRow {
-                title: format!("{}{seed_note}", g.label),
-                v1: symmetric(&steps, &dtw, &dt, &cos, &dok),
-                q: symmetric(&steps, &otw, &ot, &oq, &ook),
-            });
+            rows.push(row);
         }
-        Ok(Heatmaps { rows })
+        let seeds = seed_count(groups.iter().map(|g| g.runs.len()))
+            .map(|n| format!("each map the mean over {n} seeds"));
+        Ok(Heatmaps { rows, seeds })
+    }
+
+    /// Settings side by side in a row: one with up to two settings (large
+    /// maps), two beyond that.
+    fn per_row(&self) -> usize {
+        if self.rows.len() <= 2 {
+            1
+        } else {
+            2
+        }
     }
 }
 
@@ -960,6 +1113,15 @@ fn index_ticks(len: usize, n: usize) -> Vec<usize> {
     t
 }
 
+/// Margins of a heatmap cell: room for the tick labels and axis titles.
+const HEAT_MARGIN: (i32, i32, i32, i32) = (170, 80, 150, 20);
+
+/// The side of the square map drawn in a `w`×`h` cell.
+fn heat_side(w: i32, h: i32) -> i32 {
+    let (left, top, bottom, right) = HEAT_MARGIN;
+    (w - left - right).min(h - top - bottom).max(10)
+}
+
 /// Draws an n×n heatmap into `area` with `title`; cells coloured by viridis(v).
 fn draw_heatmap<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -968,8 +1130,8 @@ fn draw_heatmap<DB: DrawingBackend>(
 ) -> Result<(), String> {
     let n = m.steps.len();
     let (w, h) = area.dim_in_pixel();
-    let (left, top, bottom, right) = (170i32, 80i32, 150i32, 20i32);
-    let side = ((w as i32 - left - right).min(h as i32 - top - bottom)).max(10);
+    let (left, top, _, right) = HEAT_MARGIN;
+    let side = heat_side(w as i32, h as i32);
     let x0 = left + (w as i32 - left - right - side) / 2;
     let y0 = top;
     area.draw(&Text::new(
@@ -1014,7 +1176,9 @@ fn draw_heatmap<DB: DrawingBackend>(
     ))
     .map_err(pe)?;
     let centre = |i: usize| (edge(i) + edge(i + 1)) / 2;
-    for i in index_ticks(n, 6) {
+    // About one labelled tick per 110 px: step labels are up to 5 digits.
+    let n_ticks = (side / 110).clamp(2, 6) as usize;
+    for i in index_ticks(n, n_ticks) {
         let label = m.steps[i].to_string();
         // x ticks
         let x = x0 + centre(i);
@@ -1108,11 +1272,23 @@ fn draw_colorbar<DB: DrawingBackend>(
     Ok(())
 }
 
+/// Height of a row of fig 5: one setting with large maps, or two side by
+/// side with smaller ones.
 const HEAT_ROW_H: u32 = 1120;
+const HEAT_ROW_H_PAIR: u32 = 640;
+/// The band above each setting's pair of maps that holds its label.
+const HEAT_LABEL_H: u32 = 56;
+const HEAT_BAR_W: u32 = 260;
 
 impl Figure for Heatmaps {
     fn height(&self) -> u32 {
-        110 + HEAT_ROW_H * self.rows.len().max(1) as u32
+        let rows = self.rows.len().div_ceil(self.per_row()).max(1) as u32;
+        let row_h = if self.per_row() == 1 {
+            HEAT_ROW_H
+        } else {
+            HEAT_ROW_H_PAIR
+        };
+        130 + row_h * rows
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
@@ -1120,29 +1296,52 @@ impl Figure for Heatmaps {
             .rows
             .iter()
             .any(|r| r.v1.any_untrusted() || r.q.any_untrusted());
-        let body = headed(
-            root,
-            if untrusted {
-                "Two-time overlaps of the Hessian eigenvectors (grey: not computed; slashed: untrusted pair)"
-            } else {
-                "Two-time overlaps of the Hessian eigenvectors (grey: not computed)"
-            },
-            110,
-            60,
-        )?;
-        let rows = body.split_evenly((self.rows.len().max(1), 1));
-        for (area, r) in rows.iter().zip(&self.rows) {
-            let (main, bar) = area.split_horizontally(WIDTH - 260);
-            let cells = main.split_evenly((1, 2));
-            draw_heatmap(&cells[0], &format!("{}: |⟨v₁(t), v₁(t′)⟩|", r.title), &r.v1)?;
-            draw_heatmap(&cells[1], &format!("{}: q(t, t′)", r.title), &r.q)?;
-            let (_, h) = cells[0].dim_in_pixel();
-            let side = (WIDTH as i32 - 260) / 2 - 190;
-            let side = side.min(h as i32 - 230);
+        let mut title =
+            "Two-time overlaps of the Hessian eigenvectors (grey: not computed".to_string();
+        if untrusted {
+            title.push_str("; slashed: untrusted pair");
+        }
+        title.push(')');
+        let (head_h, title_y) = (130, 50);
+        let body = headed(root, &title, head_h, title_y)?;
+        if let Some(note) = &self.seeds {
+            root.draw(&Text::new(
+                note.clone(),
+                (WIDTH as i32 / 2, 104),
+                text_style(LEGEND_PX - 4.0, REF_GREY).pos(Pos::new(HPos::Center, VPos::Center)),
+            ))
+            .map_err(pe)?;
+        }
+        let per_row = self.per_row();
+        let n_rows = self.rows.len().div_ceil(per_row).max(1);
+        let rows = body.split_evenly((n_rows, 1));
+        for (i, area) in rows.iter().enumerate() {
+            let (main, bar) = area.split_horizontally(WIDTH - HEAT_BAR_W);
+            let slots = main.split_evenly((1, per_row));
+            let mut side = 0;
+            for (slot, r) in slots.iter().zip(self.rows.iter().skip(i * per_row)) {
+                let (label, maps) = slot.split_vertically(HEAT_LABEL_H);
+                let (w, _) = label.dim_in_pixel();
+                let (text, px) = fitted_title(&label, &r.title, TITLE_PX, w as i32 - 40)?;
+                label
+                    .draw(&Text::new(
+                        text,
+                        (w as i32 / 2, HEAT_LABEL_H as i32 / 2 + 6),
+                        text_style(px, INK).pos(Pos::new(HPos::Center, VPos::Center)),
+                    ))
+                    .map_err(pe)?;
+                let cells = maps.split_evenly((1, 2));
+                draw_heatmap(&cells[0], "|⟨v₁(t), v₁(t′)⟩|", &r.v1)?;
+                draw_heatmap(&cells[1], "q(t, t′)", &r.q)?;
+                let (cw, ch) = cells[0].dim_in_pixel();
+                side = heat_side(cw as i32, ch as i32);
+            }
+            // One colour bar per row, beside the maps' squares.
+            let top = HEAT_LABEL_H as i32 + HEAT_MARGIN.1;
             let ticks: Vec<f64> = (0..=5).map(|i| f64::from(i) * 0.2).collect();
             draw_colorbar(
                 &bar,
-                (80, 80 + side),
+                (top, top + side),
                 0.0,
                 1.0,
                 &ticks,
@@ -1165,6 +1364,29 @@ struct IprCurve {
     hi: Vec<f64>,
     /// Per point: every seed's pair trusted.
     trusted: Vec<bool>,
+    /// Per point: the mean over seeds of ln(train loss) at the step.
+    ln_loss: Vec<f64>,
+}
+
+impl IprCurve {
+    /// The points at the seeds' geometric-mean train loss instead of the
+    /// step (points without a loss dropped).
+    fn against_loss(&self) -> IprCurve {
+        let keep: Vec<usize> = (0..self.step.len())
+            .filter(|&i| self.ln_loss.get(i).is_some_and(|l| l.is_finite()))
+            .collect();
+        let pick = |v: &[f64]| keep.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+        IprCurve {
+            color: self.color,
+            several: self.several,
+            step: keep.iter().map(|&i| self.ln_loss[i].exp()).collect(),
+            mean: pick(&self.mean),
+            lo: pick(&self.lo),
+            hi: pick(&self.hi),
+            trusted: keep.iter().map(|&i| self.trusted[i]).collect(),
+            ln_loss: pick(&self.ln_loss),
+        }
+    }
 }
 
 struct IprPanel {
@@ -1177,6 +1399,7 @@ struct IprPanel {
 struct Ipr {
     panels: Vec<IprPanel>,
     legend: Vec<Entry>,
+    along: XAxis,
 }
 
 impl Ipr {
@@ -1198,6 +1421,8 @@ impl Ipr {
                     })?;
                 let ranks = i64s(&df, "rank", &path)?;
                 max_rank = max_rank.max(ranks.iter().copied().max().unwrap_or(-1));
+                let clock = LossClock::load(input.runs[run].file("train.arrow")?)?;
+                let df = clock.tag(df, "step", &path)?;
                 frames.push(df.lazy().with_column(lit(gi as i64).alias("group")));
             }
         }
@@ -1221,6 +1446,7 @@ impl Ipr {
                             col("p_ipr").min().alias("lo"),
                             col("p_ipr").max().alias("hi"),
                             col("trusted").all(true).alias("trusted"),
+                            col("ln_loss").mean().alias("ln_loss"),
                         ])
                         .sort(["group", "rank", "step"], SortMultipleOptions::default())
                         .collect()
@@ -1273,6 +1499,7 @@ impl Ipr {
                 f64s(&df, "hi", &agg_file)?,
             );
             let ok = bools(&df, "trusted", &agg_file)?;
+            let ln_loss = f64s(&df, "ln_loss", &agg_file)?;
             for p in &mut panels {
                 for (gi, g) in groups.iter().enumerate() {
                     let idx: Vec<usize> = (0..gcol.len())
@@ -1286,6 +1513,7 @@ impl Ipr {
                         lo: idx.iter().map(|&i| lo[i]).collect(),
                         hi: idx.iter().map(|&i| hi[i]).collect(),
                         trusted: idx.iter().map(|&i| ok[i]).collect(),
+                        ln_loss: idx.iter().map(|&i| ln_loss[i]).collect(),
                     });
                 }
             }
@@ -1323,7 +1551,34 @@ impl Ipr {
                 .flat_map(|p| &p.curves)
                 .any(|c| c.trusted.iter().any(|t| !t)),
         ));
-        Ok(Ipr { panels, legend })
+        Ok(Ipr {
+            panels,
+            legend,
+            along: XAxis::Step,
+        })
+    }
+
+    /// The loss-axis variant: every curve at the train loss of its steps.
+    fn against_loss(&self, several_seeds: bool) -> Ipr {
+        let mut legend = self.legend.clone();
+        legend.push(Entry {
+            color: REF_GREY,
+            sample: Sample::Note,
+            text: loss_note(several_seeds),
+        });
+        Ipr {
+            panels: self
+                .panels
+                .iter()
+                .map(|p| IprPanel {
+                    rank: p.rank,
+                    curves: p.curves.iter().map(IprCurve::against_loss).collect(),
+                    null: p.null,
+                })
+                .collect(),
+            legend,
+            along: XAxis::Loss,
+        }
     }
 }
 
@@ -1347,8 +1602,19 @@ impl Figure for Ipr {
             .panels
             .iter()
             .flat_map(|p| p.curves.iter().flat_map(|c| c.step.iter().copied()));
-        let (s0, s1) = finite_range(steps, false).unwrap_or((0.0, 1000.0));
-        let x = Axis::fit(Scale::LogPlusOne, s0.max(0.0), s1.max(0.0), 0.02);
+        let (x, x_desc) = match self.along {
+            XAxis::Step => {
+                let (s0, s1) = finite_range(steps, false).unwrap_or((0.0, 1000.0));
+                (
+                    Axis::fit(Scale::LogPlusOne, s0.max(0.0), s1.max(0.0), 0.02),
+                    "step + 1",
+                )
+            }
+            XAxis::Loss => {
+                let (l0, l1) = finite_range(steps, true).unwrap_or((1e-3, 1.0));
+                (Axis::fit(Scale::Log, l0, l1, 0.02).reversed(), LOSS_X_DESC)
+            }
+        };
         let mut yv: Vec<f64> = vec![3.0];
         for p in &self.panels {
             for c in &p.curves {
@@ -1370,7 +1636,7 @@ impl Figure for Ipr {
         for (cell, p) in cells.iter().zip(&self.panels) {
             let v = format!("v{}", sub.get(p.rank as usize).copied().unwrap_or("?"));
             let title = format!("rank {}: {v}", p.rank);
-            let mut chart = line_chart(cell, &title, &x, &y, "step + 1", &format!("P·IPR({v})"))?;
+            let mut chart = line_chart(cell, &title, &x, &y, x_desc, &format!("P·IPR({v})"))?;
             if let Some((a, _, b)) = p.null {
                 if let (Some(ya), Some(yb)) = (y.t(a), y.t(b)) {
                     chart
@@ -1977,5 +2243,29 @@ impl Figure for LocMap {
             "mass v²",
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// fig 5's seed mean: cell by cell over the seeds that computed it,
+    /// untrusted when any seed's cell is; no mean when checkpoints differ.
+    #[test]
+    fn heatmap_seed_mean_is_cellwise() {
+        let steps = [0i64, 10, 20];
+        let a = symmetric(&steps, &[0, 0], &[10, 20], &[0.8, 0.2], &[true, true]);
+        let b = symmetric(&steps, &[0, 10], &[10, 20], &[0.4, 0.6], &[false, true]);
+        let m = Matrix::mean(&[a, b]).expect("same checkpoints");
+        let at = |i: usize, j: usize| m.v[i * 3 + j];
+        assert!((at(0, 1) - 0.6).abs() < 1e-15 && (at(1, 0) - 0.6).abs() < 1e-15);
+        assert!((at(0, 2) - 0.2).abs() < 1e-15, "only seed a has (0, 20)");
+        assert!((at(1, 2) - 0.6).abs() < 1e-15, "only seed b has (10, 20)");
+        assert_eq!(at(1, 1), 1.0);
+        assert!(m.untrusted[1] && m.untrusted[3] && !m.untrusted[2]);
+        let c = symmetric(&[0, 10], &[0], &[10], &[0.5], &[true]);
+        let d = symmetric(&steps, &[0], &[10], &[0.5], &[true]);
+        assert!(Matrix::mean(&[c, d]).is_none());
     }
 }

@@ -7,8 +7,8 @@ use plotters::prelude::*;
 
 use crate::axis::Scale;
 use crate::chart::{
-    auto_scale, curve_values, step_axis, unit_axis, write_figure, y_axis, Entry, Line, Look, Panel,
-    RefLine, INK, LINE_W, REF_GREY, REF_W,
+    auto_scale, curve_values, loss_axis, loss_note, step_axis, unit_axis, write_figure, y_axis,
+    Entry, Line, Look, Panel, RefLine, INK, LINE_W, REF_GREY, REF_W,
 };
 use crate::data::{aggregate, load_run, Curve, RunFrames, Tagged};
 use crate::error::ReportError;
@@ -338,6 +338,70 @@ fn legend_entries(fig: &FigureData) -> Vec<Entry> {
     }
     entries.extend(Entry::seeds_note(fig.groups.iter().any(|g| g.runs > 1)));
     entries
+}
+
+/// The overview's localization and overlap panels against the train loss,
+/// so that optimizers are compared at the same point of training:
+/// `optimizer_comparison_loss`.
+pub(crate) fn optimizer_comparison_loss(
+    fig: &FigureData,
+    out_dir: &Path,
+) -> Result<Vec<String>, ReportError> {
+    let on_loss =
+        |curves: &[Curve]| -> Vec<Curve> { curves.iter().map(Curve::against_loss).collect() };
+    let (loc, ovl) = (on_loss(&fig.localization), on_loss(&fig.overlap));
+    let (x, x_desc) = loss_axis(loc.iter().chain(&ovl));
+    let several = |i: usize| fig.groups[i].runs > 1;
+    let lines = |curves: Vec<Curve>| -> Vec<Line> {
+        curves
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| Line::new(c, fig.groups[i].color, several(i)))
+            .collect()
+    };
+    let mut values = curve_values(&loc);
+    values.push(3.0);
+    let c = Panel {
+        title: "(a) Localization of the top eigenvector v₁".into(),
+        x_desc: x_desc.clone(),
+        y_desc: "P·IPR(v₁)".into(),
+        x: x.clone(),
+        y: y_axis(Scale::Log, values, (1.0, 10.0)),
+        lines: lines(loc),
+        refs: vec![RefLine {
+            value: 3.0,
+            color: REF_GREY,
+            dashed: false,
+            label: "random vector (3)".to_string(),
+        }],
+        empty_note: "no data",
+    };
+    let d = Panel {
+        title: "(b) Consecutive subspace overlap".into(),
+        x_desc,
+        y_desc: "q(tₙ, tₙ₊₁)".into(),
+        x,
+        y: unit_axis(),
+        lines: lines(ovl),
+        refs: vec![],
+        empty_note: "no data",
+    };
+    let mut entries: Vec<Entry> = fig
+        .groups
+        .iter()
+        .map(|g| Entry::line(g.color, LINE_W + 1, false, g.label.clone()))
+        .collect();
+    let any_several = fig.groups.iter().any(|g| g.runs > 1);
+    entries.extend(Entry::seeds_note(any_several));
+    entries.push(Entry::note(loss_note(any_several)));
+    write_figure(
+        out_dir,
+        "optimizer_comparison_loss",
+        LOOK,
+        &entries,
+        &[c, d],
+        2,
+    )
 }
 
 /// Renders `optimizer_comparison.png` and `.svg` into `out_dir`.

@@ -28,12 +28,23 @@ fn caption(stem: &str) -> &'static str {
         "fig2_eigenvalues" => "The top-k Hessian eigenvalues against step, with 2/η; Adam's preconditioned sharpness with 2(1+β₁)/((1−β₁)η) = 38/η at β₁ = 0.9.",
         "fig3_displacement" => "Consecutive displacement D(tₙ, tₙ₊₁) of the matched eigenvectors, and per step.",
         "fig4_aging" => "Aging: the subspace overlap q(t_w, t_w+τ) against τ, one curve per waiting time t_w.",
-        "fig5_overlap_heatmaps" => "Two-time maps of |⟨v₁(t), v₁(t′)⟩| and of q(t, t′).",
+        "fig5_overlap_heatmaps" => "Two-time maps of |⟨v₁(t), v₁(t′)⟩| and of q(t, t′), per setting, each cell the mean over its seeds.",
         "fig6_ipr" => "P·IPR against step per rank, with the architecture's null-model band and the random-vector line at 3.",
         "fig7_layer_mass" => "The mass of v₁ per layer against step.",
         "fig8_localization_map" => "The mass of v₁ over the first-layer weight matrix at the end of training.",
         "fig9_alignment" => "Alignment of the gradient and of the realized update with the top-k Hessian subspace.",
         _ => "",
+    }
+}
+
+/// The caption of a loss-axis variant (`<stem>_loss`).
+fn loss_caption(stem: &str) -> &'static str {
+    match stem {
+        "optimizer_comparison" => "Against the train loss: P·IPR of v₁ and the consecutive subspace overlap at the train loss of each checkpoint, so that optimizers are compared at the same point of training, not the same step.",
+        "fig3_displacement" => "Against the train loss: the displacement at the train loss of tₙ.",
+        "fig4_aging" => "Against the train loss: q(t_w, t) at the train loss of t, one curve per waiting time.",
+        "fig6_ipr" => "Against the train loss: P·IPR at the train loss of each checkpoint, with the null band.",
+        _ => "Against the train loss.",
     }
 }
 
@@ -137,6 +148,14 @@ pub fn write_index(
             s.to_string(),
         )
     });
+    // A loss-axis variant is shown with its figure, under it.
+    let has_loss_variant = |s: &str| stems.contains(&format!("{s}_loss").as_str());
+    let variant_of = |s: &str| {
+        s.strip_suffix("_loss")
+            .filter(|base| stems.contains(base))
+            .is_some()
+    };
+    let shown: Vec<&str> = stems.iter().copied().filter(|s| !variant_of(s)).collect();
     let mut html = String::new();
     html.push_str(&format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e} — eigentrace report</title>\n<style>\nbody{{font-family:'DejaVu Sans',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}}\nfigure{{margin:2em 0}} img{{width:100%;border:1px solid #ddd}} figcaption{{margin:.5em 0}}\ntable{{border-collapse:collapse;font-size:90%}} td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}} th{{background:#f4f4f4}} td.l{{text-align:left}}\ncode{{font-size:85%;color:#555}} .diverged{{color:#b00;font-weight:bold}} td.untrusted{{color:#b00}}\n</style></head>\n<body>\n<h1>{e}</h1>\n<p>Made by eigentrace {v} from cached stage results. Every figure lists the stages it was made from; <code>eigentrace audit &lt;file&gt;</code> verifies any of them hash by hash.</p>\n",
@@ -163,15 +182,28 @@ pub fn write_index(
     html.push_str("</table>\n");
     // Figures, with their provenance.
     html.push_str("<h2>Figures</h2>\n");
-    for stem in &stems {
+    for stem in &shown {
         let png = format!("{stem}.png");
         let svg = format!("{stem}.svg");
         let pdf = format!("{stem}.pdf");
         html.push_str(&format!(
-            "<figure id=\"{s}\"><a href=\"{png}\"><img src=\"{png}\" alt=\"{s}\"></a>\n<figcaption><b>{s}</b>: {c} <a href=\"{svg}\">SVG</a> · <a href=\"{pdf}\">PDF</a> · <a href=\"{png}\">PNG</a><br><code>blake3 {h}</code></figcaption>\n<details><summary>provenance ({n} input stages)</summary><table><tr><th>stage</th><th>key</th><th>content</th></tr>\n",
+            "<figure id=\"{s}\"><a href=\"{png}\"><img src=\"{png}\" alt=\"{s}\"></a>\n<figcaption><b>{s}</b>: {c} <a href=\"{svg}\">SVG</a> · <a href=\"{pdf}\">PDF</a> · <a href=\"{png}\">PNG</a><br><code>blake3 {h}</code></figcaption>\n",
             s = esc(stem),
             c = esc(caption(stem)),
             h = hashes.get(&png).map(String::as_str).unwrap_or("?"),
+        ));
+        if has_loss_variant(stem) {
+            let v = format!("{stem}_loss");
+            let (png, svg, pdf) = (format!("{v}.png"), format!("{v}.svg"), format!("{v}.pdf"));
+            html.push_str(&format!(
+                "<a id=\"{s}\" href=\"{png}\"><img src=\"{png}\" alt=\"{s}\"></a>\n<figcaption><b>{s}</b>: {c} <a href=\"{svg}\">SVG</a> · <a href=\"{pdf}\">PDF</a> · <a href=\"{png}\">PNG</a><br><code>blake3 {h}</code></figcaption>\n",
+                s = esc(&v),
+                c = esc(loss_caption(stem)),
+                h = hashes.get(&png).map(String::as_str).unwrap_or("?"),
+            ));
+        }
+        html.push_str(&format!(
+            "<details><summary>provenance ({n} input stages)</summary><table><tr><th>stage</th><th>key</th><th>content</th></tr>\n",
             n = provenance.len()
         ));
         for p in provenance {

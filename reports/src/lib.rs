@@ -23,7 +23,7 @@ mod threshold;
 use std::path::{Path, PathBuf};
 
 /// Bump whenever the figures' bytes can change: it is part of the report stage's key.
-pub const CODE_VERSION: u32 = 10;
+pub const CODE_VERSION: u32 = 11;
 
 pub use error::ReportError;
 pub use index::Provenance;
@@ -79,9 +79,9 @@ pub struct ReportInput {
     pub runs: Vec<RunInput>,
 }
 
-/// Renders the figures into out_dir (which exists) and returns the relative
-/// file names written: `optimizer_comparison.png` (2400×1800) and
-/// `optimizer_comparison.svg`.
+/// Renders the overview into out_dir (which exists) and returns the relative
+/// file names written: `optimizer_comparison.{png,svg,pdf}` (2400×1800) and
+/// its loss-axis variant `optimizer_comparison_loss.{png,svg,pdf}`.
 pub fn render_report(input: &ReportInput, out_dir: &Path) -> Result<Vec<String>, ReportError> {
     if input.runs.is_empty() {
         return Err(ReportError::NoRuns {
@@ -90,7 +90,9 @@ pub fn render_report(input: &ReportInput, out_dir: &Path) -> Result<Vec<String>,
     }
     font::ensure_registered()?;
     let fig = figures::FigureData::load(input)?;
-    figures::optimizer_comparison(&fig, out_dir)
+    let mut files = figures::optimizer_comparison(&fig, out_dir)?;
+    files.extend(figures::optimizer_comparison_loss(&fig, out_dir)?);
+    Ok(files)
 }
 
 /// The whole report: every figure, then `index.html` and `provenance.json`

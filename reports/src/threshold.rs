@@ -54,7 +54,7 @@ impl Threshold {
             mean: self.values.clone(),
             lo: self.values.clone(),
             hi: self.values.clone(),
-            trusted: Vec::new(),
+            ..Curve::default()
         }
     }
 }

@@ -200,10 +200,11 @@ fn input(dir: &Path, kinds: &[Synth], drop: Option<(&str, &str)>) -> ReportInput
     }
 }
 
-const NAMES: [&str; 4] = [
+const NAMES: [&str; 5] = [
     "fig1_loss_accuracy",
     "fig2_eigenvalues",
     "fig3_displacement",
+    "fig3_displacement_loss",
     "fig9_alignment",
 ];
 

@@ -26,10 +26,12 @@ const BLOCKS: [Block; 4] = [
 ];
 const P: usize = 51;
 
-const NAMES: [&str; 5] = [
+const NAMES: [&str; 7] = [
     "fig4_aging",
+    "fig4_aging_loss",
     "fig5_overlap_heatmaps",
     "fig6_ipr",
+    "fig6_ipr_loss",
     "fig7_layer_mass",
     "fig8_localization_map",
 ];
@@ -82,6 +84,15 @@ fn synth_run(dir: &Path, optimizer: &str, label: &str, seed: u64, decay: f64) ->
             }
         }
     }
+    // train.arrow: the loss the loss-axis variants place points at, logged
+    // every 10 steps (so checkpoints 1, 2 and 5 are interpolated).
+    let steps: Vec<i64> = (0..=100).map(|i| i * 10).collect();
+    write_ipc(
+        &root.join("train.arrow"),
+        df!("step" => &steps,
+            "train_loss" => steps.iter().map(|&t| 2.3 * (-(t as f64) * decay / 300.0).exp() + 1e-3).collect::<Vec<f64>>())
+        .unwrap(),
+    );
     let m = tw.len();
     write_ipc(
         &root.join("metrics/overlap.arrow"),
@@ -254,6 +265,18 @@ fn renders_structure_figures() {
     assert!(aging.contains("t_w = 0") && aging.contains("\nSGD (lr=0.1)\n"));
     assert!(aging.contains("line: mean over 2 seeds · band: min–max"));
     assert!(!aging.contains("(run "));
+    // fig 5: the seeds' mean maps, said so; no single run named.
+    let heat = svg("fig5_overlap_heatmaps");
+    assert!(heat.contains("each map the mean over 2 seeds") && !heat.contains("(run "));
+    // The loss-axis variants: the x axis is the train loss, and the legend
+    // says how x is made.
+    for n in ["fig4_aging_loss", "fig6_ipr_loss"] {
+        let v = svg(n);
+        assert!(
+            v.contains("train loss") && v.contains("geometric mean over seeds"),
+            "{n}"
+        );
+    }
     let ipr = svg("fig6_ipr");
     for needle in ["random vector (3)", "null model (min–max)", "rank 3"] {
         assert!(ipr.contains(needle), "fig6 lacks {needle:?}");

@@ -193,7 +193,10 @@ fn renders_png_and_svg() {
         [
             "optimizer_comparison.png",
             "optimizer_comparison.svg",
-            "optimizer_comparison.pdf"
+            "optimizer_comparison.pdf",
+            "optimizer_comparison_loss.png",
+            "optimizer_comparison_loss.svg",
+            "optimizer_comparison_loss.pdf"
         ]
     );
     for f in &files {

@@ -30,7 +30,7 @@ pub const LIBTORCH_VERSION: &str = "2.13.0";
 /// They are part of every stage key (see `pipeline::key`).
 pub mod code_version {
     pub const DATASET: u32 = 1;
-    pub const TRAIN: u32 = 4;
+    pub const TRAIN: u32 = 5;
     pub const HESSIAN: u32 = 9;
     pub const METRICS: u32 = 6;
     pub const NULL: u32 = 6;

@@ -164,8 +164,10 @@ pub fn run(
     let mut diverged_at = None;
     let mut written = Vec::new();
     for step in 0..=p.steps {
-        let is_log = step % p.log_every.max(1) == 0 || step == p.steps;
         let is_ckpt = ckpts.contains(&step);
+        // Every checkpoint is a logged row too: figures against the train
+        // loss read it there, not interpolated across a log interval.
+        let is_log = step % p.log_every.max(1) == 0 || step == p.steps || is_ckpt;
         // Full-batch loss and gradient at θ_step (what we log and what the analysis sees).
         let need_full = is_log || is_ckpt || p.batch_size.is_none();
         let full_loss = if need_full {
