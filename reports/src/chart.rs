@@ -40,6 +40,50 @@ pub(crate) const INK: RGBColor = RGBColor(0x20, 0x20, 0x20);
 /// The legend note of a figure with any point built on an untrusted pair.
 pub(crate) const UNTRUSTED_NOTE: &str =
     "hollow: untrusted pair (unconverged or below the rounding level)";
+/// The note instead, when no point of the figure is trusted: said in words,
+/// not left to the reader to notice that every marker is hollow.
+pub(crate) const NONE_TRUSTED_NOTE: &str =
+    "hollow: untrusted pair · no point of this figure is trusted (unconverged or below the rounding level)";
+
+/// The untrusted-points note: none when every point is trusted.
+pub(crate) fn untrusted_text(any: bool, all: bool) -> Option<&'static str> {
+    match (any, all) {
+        (_, true) => Some(NONE_TRUSTED_NOTE),
+        (true, false) => Some(UNTRUSTED_NOTE),
+        (false, false) => None,
+    }
+}
+
+/// Whether any, and whether every, point of these curves is untrusted
+/// (curves without trust flags, such as thresholds, are left out).
+pub(crate) fn trust_of<'a>(curves: impl IntoIterator<Item = &'a Curve>) -> (bool, bool) {
+    let flags: Vec<bool> = curves
+        .into_iter()
+        .flat_map(|c| c.trusted.iter().copied())
+        .collect();
+    let any = flags.iter().any(|t| !t);
+    (any, !flags.is_empty() && flags.iter().all(|t| !t))
+}
+
+/// The empty note of a panel of pairs of checkpoints (overlaps,
+/// displacements): why it is empty, when the reason is that the runs have
+/// at most one checkpoint.
+pub(crate) fn pairs_note(checkpoints: usize) -> &'static str {
+    if checkpoints == 1 {
+        "one checkpoint: no pairs"
+    } else {
+        "no data"
+    }
+}
+
+/// The number of distinct steps of a frame's `step` column (0 without one).
+pub(crate) fn distinct_steps(df: &polars::prelude::DataFrame) -> usize {
+    df.column("step")
+        .ok()
+        .and_then(|c| c.n_unique().ok())
+        .unwrap_or(0)
+}
+
 /// A marker's radius, and the stroke of a hollow (untrusted) one.
 pub(crate) const MARKER_R: i32 = 7;
 pub(crate) const HOLLOW_W: u32 = 3;
@@ -455,14 +499,15 @@ impl Entry {
 
     /// The note on hollow markers, when some point is built on an untrusted
     /// pair (a mean over seeds is, when any of its inputs is).
-    pub fn untrusted_note(any_untrusted: bool) -> Option<Entry> {
-        any_untrusted.then(|| Entry {
+    pub fn untrusted_note(any_untrusted: bool, all_untrusted: bool) -> Option<Entry> {
+        let text = untrusted_text(any_untrusted, all_untrusted)?;
+        Some(Entry {
             color: INK,
             width: 0,
             dashed: false,
             sample: false,
             hollow: true,
-            text: UNTRUSTED_NOTE.to_string(),
+            text: text.to_string(),
             px: NOTE_PX,
             text_color: INK,
         })
@@ -566,12 +611,9 @@ pub(crate) fn write_figure(
     panels: &[Panel],
     cols: usize,
 ) -> Result<Vec<String>, ReportError> {
-    let untrusted = panels
-        .iter()
-        .flat_map(|p| &p.lines)
-        .any(|l| l.curve.any_untrusted());
+    let (any, all) = trust_of(panels.iter().flat_map(|p| &p.lines).map(|l| &l.curve));
     let mut all_entries: Vec<&Entry> = entries.iter().collect();
-    let note = Entry::untrusted_note(untrusted);
+    let note = Entry::untrusted_note(any, all);
     all_entries.extend(note.as_ref());
     let entries = &all_entries[..];
     let height = if panels.len() > cols {

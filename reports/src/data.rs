@@ -339,11 +339,6 @@ impl Curve {
         self.trusted.get(i).copied().unwrap_or(true)
     }
 
-    /// Whether any point is built on an untrusted pair.
-    pub(crate) fn any_untrusted(&self) -> bool {
-        self.trusted.iter().any(|t| !t)
-    }
-
     /// The same points placed at the train loss instead of the step: x is
     /// the seeds' geometric-mean train loss at the step. Points without a
     /// loss (outside the logged curve) are dropped; the order stays the
@@ -364,6 +359,28 @@ impl Curve {
         }
         c
     }
+}
+
+/// Whether a run diverged: any `diverged == true` in its train.arrow (or,
+/// without that column, any non-finite train loss).
+pub(crate) fn diverged(train: &Path) -> Result<bool, ReportError> {
+    let t = Table::open(train)?;
+    let e = if t.has("diverged") {
+        t.col("diverged", Kind::Bool)?
+            .fill_null(lit(false))
+            .any(true)
+    } else {
+        t.col("train_loss", Kind::Float)?
+            .is_finite()
+            .not()
+            .any(true)
+    };
+    let df = t.query(|lf| lf.select([e.alias("d")]))?;
+    Ok(df
+        .column("d")
+        .ok()
+        .and_then(|c| c.bool().ok()?.get(0))
+        .unwrap_or(false))
 }
 
 /// A run's train loss as a function of step, for figures whose x axis is
@@ -572,6 +589,9 @@ pub(crate) fn aggregate(
         get_f64("ln_loss")?,
     );
     let any_loss = runs.iter().any(|r| r.frame.schema().contains("ln_loss"));
+    // Trust is recorded for quantities built on eigenpairs only (a loss
+    // curve has none), so that "no point is trusted" can be told.
+    let any_trust = runs.iter().any(|r| r.frame.schema().contains("trusted"));
     let trusted: Vec<bool> = df
         .column("trusted")
         .map_err(aggregate_err)?
@@ -586,7 +606,9 @@ pub(crate) fn aggregate(
         c.mean.push(mean[i]);
         c.lo.push(lo[i]);
         c.hi.push(hi[i]);
-        c.trusted.push(trusted[i]);
+        if any_trust {
+            c.trusted.push(trusted[i]);
+        }
         if any_loss {
             c.ln_loss.push(ln_loss[i]);
         }

@@ -10,7 +10,6 @@
 //! Seeds of one (optimizer, label) are averaged per step with a min–max band
 //! by [`crate::data::aggregate`] (one lazy polars `group_by`).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
@@ -18,11 +17,12 @@ use polars::prelude::*;
 
 use crate::axis::{Axis, Scale};
 use crate::chart::{
-    auto_scale, curve_values, finite_range, loss_axis, loss_note, step_axis, unit_axis,
-    write_figure, y_axis, Entry, Line, Look, Panel, XAxis, INK, LINE_W, REF_GREY, REF_W,
+    auto_scale, curve_values, distinct_steps, finite_range, loss_axis, loss_note, pairs_note,
+    step_axis, unit_axis, write_figure, y_axis, Entry, Line, Look, Panel, XAxis, INK, LINE_W,
+    REF_GREY, REF_W,
 };
 use crate::data::{aggregate, Curve, Kind, LossClock, Table, Tagged};
-use crate::palette::{darker, is_sgd_family, optimizer_color, optimizer_rank, shade};
+use crate::palette::{darker, is_sgd_family, optimizer_color, sweep_order};
 use crate::threshold::{Mark, Threshold};
 use crate::{ReportError, ReportInput};
 
@@ -256,6 +256,8 @@ struct Group {
 
 struct Loaded {
     groups: Vec<Group>,
+    /// The most checkpoints any run has (its eigenvalues' steps).
+    checkpoints: usize,
     frames: Vec<RunData>,
     /// Per run: the index of its group.
     group_of: Vec<usize>,
@@ -271,6 +273,8 @@ impl Loaded {
             .collect::<Result<Vec<_>, _>>()?;
         let mut groups: Vec<Group> = Vec::new();
         let mut raw_group = Vec::with_capacity(frames.len());
+        // Per group: the configured learning rate, which orders a sweep.
+        let mut sweep_lr: Vec<Option<f64>> = Vec::new();
         for (run, f) in input.runs.iter().zip(&frames) {
             let label = if f.diverged {
                 format!("{} (diverged)", run.label)
@@ -283,6 +287,7 @@ impl Loaded {
             {
                 Some(i) => i,
                 None => {
+                    sweep_lr.push(run.params["lr"].as_f64());
                     groups.push(Group {
                         optimizer: run.optimizer.clone(),
                         label,
@@ -299,25 +304,32 @@ impl Loaded {
             groups[i].runs += 1;
             raw_group.push(i);
         }
-        // Legend order: palette order of the optimizer, then first appearance;
-        // several groups of one optimizer get shades of its colour.
-        let mut order: Vec<usize> = (0..groups.len()).collect();
-        order.sort_by_key(|&i| (optimizer_rank(&groups[i].optimizer), i));
+        // Legend order and colours: palette order of the optimizer; a sweep
+        // by learning rate, on a light-to-dark ramp of the optimizer's colour.
+        let keys: Vec<(&str, Option<f64>)> = groups
+            .iter()
+            .zip(&sweep_lr)
+            .map(|(g, lr)| (g.optimizer.as_str(), *lr))
+            .collect();
+        let (order, colors) = sweep_order(&keys);
+        for (g, c) in groups.iter_mut().zip(colors) {
+            g.color = c;
+        }
         let mut new_index = vec![0; groups.len()];
         for (new, &old) in order.iter().enumerate() {
             new_index[old] = new;
         }
         let mut slots: Vec<Option<Group>> = groups.into_iter().map(Some).collect();
-        let mut groups: Vec<Group> = order.iter().filter_map(|&i| slots[i].take()).collect();
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        for g in &mut groups {
-            let n = seen.entry(g.optimizer.clone()).or_insert(0);
-            g.color = shade(g.color, *n);
-            *n += 1;
-        }
+        let groups: Vec<Group> = order.iter().filter_map(|&i| slots[i].take()).collect();
         let group_of = raw_group.iter().map(|&i| new_index[i]).collect();
+        let checkpoints = frames
+            .iter()
+            .map(|f| distinct_steps(&f.hessian))
+            .max()
+            .unwrap_or(0);
         Ok(Loaded {
             groups,
+            checkpoints,
             frames,
             group_of,
             optimizers: input.runs.iter().map(|r| r.optimizer.clone()).collect(),
@@ -611,7 +623,7 @@ fn fig3(d: &Loaded, out_dir: &Path, along: XAxis) -> Result<Vec<String>, ReportE
             y: dy,
             lines: lines(&d.groups, disp),
             refs: vec![],
-            empty_note: "no data",
+            empty_note: pairs_note(d.checkpoints),
         },
         Panel {
             title: "(b) Displacement rate per step".into(),
@@ -621,7 +633,7 @@ fn fig3(d: &Loaded, out_dir: &Path, along: XAxis) -> Result<Vec<String>, ReportE
             y: ry,
             lines: lines(&d.groups, rate),
             refs: vec![],
-            empty_note: "no data",
+            empty_note: pairs_note(d.checkpoints),
         },
     ];
     let mut entries = group_entries(&d.groups);

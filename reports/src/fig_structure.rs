@@ -14,15 +14,13 @@ use polars::prelude::*;
 
 use crate::axis::{Axis, Scale};
 use crate::chart::{
-    finite_range, hollow_marker, loss_note, pe, text_style, unit_axis, XAxis, GRID_MAJOR,
-    GRID_MINOR, INK, LOSS_X_DESC, MARKER_R, REF_GREY, UNTRUSTED_NOTE, WIDTH,
+    finite_range, hollow_marker, loss_note, pe, text_style, unit_axis, untrusted_text, XAxis,
+    GRID_MAJOR, GRID_MINOR, INK, LOSS_X_DESC, MARKER_R, REF_GREY, WIDTH,
 };
 use crate::data::{Kind, LossClock, Table};
 use crate::error::ReportError;
 use crate::font::FAMILY;
-use crate::palette::{
-    band_outline, optimizer_color, optimizer_rank, shade, shade_indices, BAND_ALPHA,
-};
+use crate::palette::{band_outline, optimizer_color, sweep_order, BAND_ALPHA};
 use crate::ReportInput;
 
 const TITLE_PX: f64 = 44.0;
@@ -42,7 +40,7 @@ pub fn render(input: &ReportInput, out_dir: &Path) -> Result<Vec<String>, Report
         });
     }
     crate::font::ensure_registered()?;
-    let groups = groups(input);
+    let groups = groups(input)?;
     let mut names = Vec::new();
     let aging = Aging::load(input, &groups)?;
     save(&aging, "fig4_aging", out_dir, &mut names)?;
@@ -93,31 +91,44 @@ struct Group {
     runs: Vec<usize>,
 }
 
-fn groups(input: &ReportInput) -> Vec<Group> {
+/// The settings, a diverged seed apart from the others with its label
+/// saying so (as in every figure).
+fn groups(input: &ReportInput) -> Result<Vec<Group>, ReportError> {
     let mut gs: Vec<Group> = Vec::new();
     for (i, r) in input.runs.iter().enumerate() {
+        let label = if crate::data::diverged(r.file("train.arrow")?)? {
+            format!("{} (diverged)", r.label)
+        } else {
+            r.label.clone()
+        };
         match gs
             .iter_mut()
-            .find(|g| g.optimizer == r.optimizer && g.label == r.label)
+            .find(|g| g.optimizer == r.optimizer && g.label == label)
         {
             Some(g) => g.runs.push(i),
             None => gs.push(Group {
                 optimizer: r.optimizer.clone(),
-                label: r.label.clone(),
+                label,
                 color: optimizer_color(&r.optimizer),
                 runs: vec![i],
             }),
         }
     }
-    let mut order: Vec<usize> = (0..gs.len()).collect();
-    order.sort_by_key(|&i| (optimizer_rank(&gs[i].optimizer), i));
-    let mut gs: Vec<Option<Group>> = gs.into_iter().map(Some).collect();
-    let mut sorted: Vec<Group> = order.iter().filter_map(|&i| gs[i].take()).collect();
-    let shades = shade_indices(sorted.iter().map(|g| g.optimizer.as_str()));
-    for (g, n) in sorted.iter_mut().zip(shades) {
-        g.color = shade(g.color, n);
+    let keys: Vec<(&str, Option<f64>)> = gs
+        .iter()
+        .map(|g| {
+            (
+                g.optimizer.as_str(),
+                input.runs[g.runs[0]].params["lr"].as_f64(),
+            )
+        })
+        .collect();
+    let (order, colors) = sweep_order(&keys);
+    for (g, c) in gs.iter_mut().zip(colors) {
+        g.color = c;
     }
-    sorted
+    let mut gs: Vec<Option<Group>> = gs.into_iter().map(Some).collect();
+    Ok(order.iter().filter_map(|&i| gs[i].take()).collect())
 }
 
 /// A figure drawn identically on the bitmap and the SVG backend.
@@ -368,13 +379,25 @@ enum Sample {
     Hollow,
 }
 
-/// The legend entry on hollow markers, when `any` point is untrusted.
-fn untrusted_entry(any: bool) -> Option<Entry> {
-    any.then(|| Entry {
+/// The legend entry on hollow markers, when `any` point is untrusted; its
+/// words say so when `all` are.
+fn untrusted_entry((any, all): (bool, bool)) -> Option<Entry> {
+    let text = untrusted_text(any, all)?;
+    Some(Entry {
         color: INK,
         sample: Sample::Hollow,
-        text: UNTRUSTED_NOTE.to_string(),
+        text: text.to_string(),
     })
+}
+
+/// (any, all) untrusted over per-point trust flags.
+fn trust_flags<'a>(flags: impl IntoIterator<Item = &'a bool>) -> (bool, bool) {
+    let (mut n, mut bad) = (0usize, 0usize);
+    for t in flags {
+        n += 1;
+        bad += usize::from(!*t);
+    }
+    (bad > 0, n > 0 && bad == n)
 }
 
 #[derive(Clone)]
@@ -486,15 +509,17 @@ fn legend_rows(entries: &[Entry], px: f64) -> usize {
     rows
 }
 
+/// The note in an empty panel, centred: "no data" or why it is empty.
 fn no_data<DB: DrawingBackend>(
     chart: &mut ChartContext<'_, DB, Cartesian2d<Axis, Axis>>,
     x: &Axis,
     y: &Axis,
+    note: &str,
 ) -> Result<(), String> {
     let mid = ((x.lo + x.hi) / 2.0, (y.lo + y.hi) / 2.0);
     let style = text_style(AXIS_DESC_PX, REF_GREY).pos(Pos::new(HPos::Center, VPos::Center));
     chart
-        .draw_series(std::iter::once(Text::new("no data", mid, style)))
+        .draw_series(std::iter::once(Text::new(note.to_string(), mid, style)))
         .map_err(pe)?;
     Ok(())
 }
@@ -565,6 +590,8 @@ struct AgingPanel {
     title: String,
     color: RGBColor,
     seeds: usize,
+    /// The most checkpoints a seed has: a waiting time needs 3 later ones.
+    checkpoints: usize,
     curves: Vec<AgingCurve>,
 }
 
@@ -574,8 +601,8 @@ struct Aging {
     panels: Vec<AgingPanel>,
     /// The waiting times drawn (the same in every panel that has them).
     t_ws: Vec<i64>,
-    /// Some point drawn is untrusted: the legend carries the note.
-    untrusted: bool,
+    /// Some point drawn is untrusted, and every one is: the legend's note.
+    untrusted: (bool, bool),
 }
 
 /// Panels in a grid of at most 4 columns: (rows, columns).
@@ -610,7 +637,8 @@ impl Aging {
     fn load(input: &ReportInput, groups: &[Group]) -> Result<Aging, ReportError> {
         // Per group: (t_w, t) → every seed's q, whether all are trusted,
         // and every seed's ln(train loss) at t.
-        type Cells = BTreeMap<(i64, i64), (Vec<f64>, bool, Vec<f64>)>;
+        type Cell = (Vec<f64>, bool, Vec<f64>);
+        type Cells = BTreeMap<(i64, i64), Cell>;
         let mut per_group: Vec<Cells> = Vec::new();
         for g in groups {
             let mut cells = Cells::new();
@@ -661,7 +689,7 @@ impl Aging {
                 let curves = t_ws
                     .iter()
                     .filter_map(|&w| {
-                        let pts: Vec<(i64, &(Vec<f64>, bool, Vec<f64>))> = cells
+                        let pts: Vec<(i64, &Cell)> = cells
                             .range((w, i64::MIN)..=(w, i64::MAX))
                             .filter(|(_, v)| !v.0.is_empty())
                             .map(|((_, t), v)| (*t, v))
@@ -684,18 +712,24 @@ impl Aging {
                         })
                     })
                     .collect();
+                let mut steps: Vec<i64> = cells.keys().flat_map(|&(w, t)| [w, t]).collect();
+                steps.sort_unstable();
+                steps.dedup();
                 AgingPanel {
                     title: g.label.clone(),
                     color: g.color,
                     seeds: g.runs.len(),
+                    checkpoints: steps.len(),
                     curves,
                 }
             })
             .collect();
-        let untrusted = panels
-            .iter()
-            .flat_map(|p: &AgingPanel| &p.curves)
-            .any(|c| c.trusted.iter().any(|t| !t));
+        let untrusted = trust_flags(
+            panels
+                .iter()
+                .flat_map(|p: &AgingPanel| &p.curves)
+                .flat_map(|c| &c.trusted),
+        );
         Ok(Aging {
             along: XAxis::Step,
             panels,
@@ -715,6 +749,7 @@ impl Aging {
                     title: p.title.clone(),
                     color: p.color,
                     seeds: p.seeds,
+                    checkpoints: p.checkpoints,
                     curves: p.curves.iter().map(AgingCurve::against_loss).collect(),
                 })
                 .collect(),
@@ -909,7 +944,16 @@ impl Figure for Aging {
                     .map_err(pe)?;
             }
             if p.curves.is_empty() {
-                no_data(&mut chart, &x, &y)?;
+                no_data(
+                    &mut chart,
+                    &x,
+                    &y,
+                    if p.checkpoints < 4 {
+                        "too few checkpoints"
+                    } else {
+                        "no data"
+                    },
+                )?;
             }
         }
         Ok(())
@@ -1142,7 +1186,7 @@ fn draw_heatmap<DB: DrawingBackend>(
     .map_err(pe)?;
     if n == 0 {
         area.draw(&Text::new(
-            "no data",
+            "no pair of checkpoints",
             (x0 + side / 2, y0 + side / 2),
             text_style(AXIS_DESC_PX, REF_GREY).pos(Pos::new(HPos::Center, VPos::Center)),
         ))
@@ -1545,12 +1589,12 @@ impl Ipr {
                 text: "line: mean over seeds · band: min–max".into(),
             });
         }
-        legend.extend(untrusted_entry(
+        legend.extend(untrusted_entry(trust_flags(
             panels
                 .iter()
                 .flat_map(|p| &p.curves)
-                .any(|c| c.trusted.iter().any(|t| !t)),
-        ));
+                .flat_map(|c| &c.trusted),
+        )));
         Ok(Ipr {
             panels,
             legend,
@@ -1705,7 +1749,7 @@ impl Figure for Ipr {
                     .map_err(pe)?;
             }
             if p.curves.iter().all(|c| c.step.is_empty()) {
-                no_data(&mut chart, &x, &y)?;
+                no_data(&mut chart, &x, &y, "no data")?;
             }
         }
         Ok(())
@@ -1832,9 +1876,9 @@ impl LayerMass {
                 text: format!("shares: mean over {n} seeds"),
             });
         }
-        legend.extend(untrusted_entry(
-            panels.iter().any(|p| p.trusted.iter().any(|t| !t)),
-        ));
+        legend.extend(untrusted_entry(trust_flags(
+            panels.iter().flat_map(|p| &p.trusted),
+        )));
         Ok(LayerMass { panels, legend })
     }
 }
@@ -1877,7 +1921,7 @@ impl Figure for LayerMass {
             };
             let mut chart = line_chart(cell, &p.title, &x, &y, "step + 1", y_desc)?;
             if p.steps.is_empty() {
-                no_data(&mut chart, &x, &y)?;
+                no_data(&mut chart, &x, &y, "no data")?;
                 continue;
             }
             let xs: Vec<f64> = p.steps.iter().filter_map(|&s| x.t(s)).collect();

@@ -7,14 +7,13 @@ use plotters::prelude::*;
 
 use crate::axis::Scale;
 use crate::chart::{
-    auto_scale, curve_values, loss_axis, loss_note, step_axis, unit_axis, write_figure, y_axis,
-    Entry, Line, Look, Panel, RefLine, INK, LINE_W, REF_GREY, REF_W,
+    auto_scale, curve_values, distinct_steps, loss_axis, loss_note, pairs_note, step_axis,
+    unit_axis, write_figure, y_axis, Entry, Line, Look, Panel, RefLine, INK, LINE_W, REF_GREY,
+    REF_W,
 };
 use crate::data::{aggregate, load_run, Curve, RunFrames, Tagged};
 use crate::error::ReportError;
-use crate::palette::{
-    darker, is_sgd_family, optimizer_color, optimizer_rank, shade, shade_indices,
-};
+use crate::palette::{darker, is_sgd_family, optimizer_color, sweep_order};
 use crate::threshold::{Mark, Threshold};
 use crate::ReportInput;
 
@@ -68,6 +67,8 @@ struct Group {
 /// Everything the figure draws, aggregated.
 pub(crate) struct FigureData {
     groups: Vec<Group>,
+    /// The most checkpoints any run has (its eigenvalues' steps).
+    checkpoints: usize,
     train_loss: Vec<Curve>,
     test_loss: Vec<Curve>,
     sharpness: Vec<Curve>,
@@ -105,6 +106,8 @@ impl FigureData {
             .collect();
         let mut groups: Vec<Group> = Vec::new();
         let mut group_of = Vec::with_capacity(input.runs.len());
+        // Per group: the configured learning rate, which orders a sweep.
+        let mut sweep_lr: Vec<Option<f64>> = Vec::new();
         for ((run, f), label) in input.runs.iter().zip(&frames).zip(&labels) {
             let i = match groups
                 .iter()
@@ -117,6 +120,7 @@ impl FigureData {
                         None => None,
                     };
                     let minibatch = run.params.get("batch_size").is_some_and(|b| !b.is_null());
+                    sweep_lr.push(run.params["lr"].as_f64());
                     groups.push(Group {
                         optimizer: run.optimizer.clone(),
                         label: label.clone(),
@@ -132,9 +136,17 @@ impl FigureData {
             groups[i].runs += 1;
             group_of.push(i);
         }
-        // Legend order: palette order of the optimizer, then first appearance.
-        let mut order: Vec<usize> = (0..groups.len()).collect();
-        order.sort_by_key(|&i| (optimizer_rank(&groups[i].optimizer), i));
+        // Legend order and colours: palette order of the optimizer; a sweep
+        // by learning rate, on a light-to-dark ramp of the optimizer's colour.
+        let keys: Vec<(&str, Option<f64>)> = groups
+            .iter()
+            .zip(&sweep_lr)
+            .map(|(g, lr)| (g.optimizer.as_str(), *lr))
+            .collect();
+        let (order, colors) = sweep_order(&keys);
+        for (g, c) in groups.iter_mut().zip(colors) {
+            g.color = c;
+        }
         let mut sorted: Vec<Group> = Vec::with_capacity(groups.len());
         for &i in &order {
             let g = &groups[i];
@@ -147,12 +159,6 @@ impl FigureData {
                 threshold: g.threshold.clone(),
                 minibatch: g.minibatch,
             });
-        }
-        // Several groups of one optimizer (learning rates, diverged seeds):
-        // shades of its colour.
-        let shades = shade_indices(sorted.iter().map(|g| g.optimizer.as_str()));
-        for (g, n) in sorted.iter_mut().zip(shades) {
-            g.color = shade(g.color, n);
         }
 
         let tag = |pick: fn(&RunFrames) -> &polars::prelude::DataFrame| -> Vec<Tagged<'_>> {
@@ -184,8 +190,14 @@ impl FigureData {
         let sharpness = in_order(aggregate(&tag(|f| &f.sharpness), "value", false)?);
         let localization = in_order(aggregate(&tag(|f| &f.localization), "value", true)?);
         let overlap = in_order(aggregate(&tag(|f| &f.overlap), "value", false)?);
+        let checkpoints = frames
+            .iter()
+            .map(|f| distinct_steps(&f.sharpness))
+            .max()
+            .unwrap_or(0);
         Ok(FigureData {
             groups: sorted,
+            checkpoints,
             train_loss,
             test_loss,
             sharpness,
@@ -312,7 +324,7 @@ impl FigureData {
             y: unit_axis(),
             lines: lines(&self.overlap),
             refs: vec![],
-            empty_note: "no data",
+            empty_note: pairs_note(self.checkpoints),
         };
         vec![a, b, c, d]
     }
@@ -384,7 +396,7 @@ pub(crate) fn optimizer_comparison_loss(
         y: unit_axis(),
         lines: lines(ovl),
         refs: vec![],
-        empty_note: "no data",
+        empty_note: pairs_note(fig.checkpoints),
     };
     let mut entries: Vec<Entry> = fig
         .groups

@@ -58,8 +58,53 @@ pub(crate) fn is_sgd_family(name: &str) -> bool {
     ) || key.starts_with("sgd")
 }
 
-/// The `i`-th shade of a colour, for several groups (learning rates) of one
-/// optimizer: the colour itself, then alternately darker and lighter.
+/// Legend order and colours of the groups of a figure, each given as its
+/// optimizer and its learning rate: the optimizers in palette order; within
+/// one optimizer (a sweep), ascending learning rate, then first appearance.
+/// A sweep stays in its optimizer's hue, on a lightness ramp from light
+/// (smallest η) to dark (largest), so that the colour still names the
+/// optimizer and the lightness orders the sweep.
+/// Returns the group indices in order, and each group's colour (by index).
+pub(crate) fn sweep_order(groups: &[(&str, Option<f64>)]) -> (Vec<usize>, Vec<RGBColor>) {
+    let mut order: Vec<usize> = (0..groups.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (oa, la) = groups[a];
+        let (ob, lb) = groups[b];
+        let lr = |l: Option<f64>| l.filter(|v| v.is_finite()).unwrap_or(f64::INFINITY);
+        (optimizer_rank(oa), oa.trim().to_ascii_lowercase())
+            .cmp(&(optimizer_rank(ob), ob.trim().to_ascii_lowercase()))
+            .then(lr(la).total_cmp(&lr(lb)))
+            .then(a.cmp(&b))
+    });
+    let key = |i: usize| groups[i].0.trim().to_ascii_lowercase();
+    let mut colors = vec![RGBColor(0, 0, 0); groups.len()];
+    for &i in &order {
+        let same: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&j| key(j) == key(i))
+            .collect();
+        let pos = same.iter().position(|&j| j == i).unwrap_or(0);
+        colors[i] = ramp(optimizer_color(groups[i].0), pos, same.len());
+    }
+    (order, colors)
+}
+
+/// Position `i` of `n` on a light-to-dark ramp of colour `c` (the colour
+/// itself when alone, and in the middle of an odd ramp).
+pub(crate) fn ramp(c: RGBColor, i: usize, n: usize) -> RGBColor {
+    if n <= 1 {
+        return c;
+    }
+    let t = i as f64 / (n - 1) as f64;
+    let f = 0.9 * t - 0.45;
+    let (target, amount) = if f < 0.0 { (255.0, -f) } else { (0.0, f) };
+    let mix = |v: u8| (f64::from(v) * (1.0 - amount) + target * amount).round() as u8;
+    RGBColor(mix(c.0), mix(c.1), mix(c.2))
+}
+
+/// The `i`-th shade of a colour: the colour itself, then alternately
+/// darker and lighter.
 pub(crate) fn shade(c: RGBColor, i: usize) -> RGBColor {
     if i == 0 {
         return c;
@@ -85,25 +130,6 @@ pub(crate) fn band_outline(
     (upper.len() >= 3).then_some(upper)
 }
 
-/// For groups in drawing order, each group's shade index: 0 for the first
-/// group of an optimizer, 1 for its second, … (see [`shade`]).
-pub(crate) fn shade_indices<'a>(optimizers: impl IntoIterator<Item = &'a str>) -> Vec<usize> {
-    let mut seen: Vec<(&str, usize)> = Vec::new();
-    optimizers
-        .into_iter()
-        .map(|o| match seen.iter_mut().find(|(s, _)| *s == o) {
-            Some((_, n)) => {
-                *n += 1;
-                *n
-            }
-            None => {
-                seen.push((o, 0));
-                0
-            }
-        })
-        .collect()
-}
-
 /// A darker version of a colour, for text drawn in it.
 pub(crate) fn darker(c: RGBColor) -> RGBColor {
     shade(c, 1)
@@ -124,5 +150,31 @@ mod tests {
             }
         }
         assert!(is_sgd_family("sgd") && is_sgd_family("momentum") && !is_sgd_family("adam"));
+    }
+
+    /// An lr sweep sorts by η within its optimizer and gets lighter-to-darker
+    /// shades of the optimizer's colour (one hue); other optimizers keep
+    /// their own colour and palette order.
+    #[test]
+    fn a_sweep_is_ordered_by_lr_on_one_hue() {
+        let groups = [
+            ("adam", Some(1e-3)),
+            ("sgd", Some(0.1)),
+            ("sgd", Some(0.01)),
+            ("sgd", Some(0.03)),
+        ];
+        let (order, colors) = sweep_order(&groups);
+        assert_eq!(order, [2, 3, 1, 0]);
+        assert_eq!(colors[0], optimizer_color("adam"));
+        assert_eq!(colors[3], optimizer_color("sgd"), "the middle of three");
+        let luma =
+            |c: RGBColor| 0.299 * f64::from(c.0) + 0.587 * f64::from(c.1) + 0.114 * f64::from(c.2);
+        assert!(luma(colors[2]) > luma(colors[3]) && luma(colors[3]) > luma(colors[1]));
+        // One hue: the shades are mixes of the colour with white or black,
+        // so the blue channel stays the largest.
+        for i in [1, 2, 3] {
+            let c = colors[i];
+            assert!(c.2 >= c.0 && c.2 >= c.1, "{c:?}");
+        }
     }
 }
