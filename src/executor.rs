@@ -224,6 +224,7 @@ pub fn declared_outputs(inst: &StageInstance) -> Vec<String> {
             "metrics/spectrum.arrow",
             "metrics/alignment.arrow",
         ],
+        "findings" => &["findings.arrow", "findings_tests.arrow", "findings.md"],
         "report" => &[
             "index.html",
             "provenance.json",
@@ -254,6 +255,56 @@ pub fn declared_outputs(inst: &StageInstance) -> Vec<String> {
     out
 }
 
+/// The runs of a report or findings stage, from its params and inputs.
+fn report_input(
+    inst: &StageInstance,
+    inputs: &StageInputs,
+) -> Result<reports::ReportInput, String> {
+    let runs = inst.params["runs"].as_array().cloned().unwrap_or_default();
+    let mut rin = Vec::new();
+    for r in runs {
+        let id = r["id"].as_str().unwrap_or_default().to_string();
+        let mut files = std::collections::BTreeMap::new();
+        for role in ["train", "hessian", "metrics"] {
+            if let Ok(i) = inputs.role(&format!("{role}:{id}")) {
+                files.extend(i.files.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        rin.push(reports::RunInput {
+            run_id: id.clone(),
+            optimizer: r["label"].as_str().unwrap_or_default().to_string(),
+            label: format!(
+                "{} (η={})",
+                r["label"].as_str().unwrap_or_default(),
+                crate::experiment::compact_number(r["lr"].as_f64().unwrap_or(f64::NAN))
+            ),
+            train: inputs
+                .file(&format!("train:{id}"), "train.arrow")?
+                .to_path_buf(),
+            // The findings stage reads no eigenvalues (no hessian input).
+            values: inputs
+                .file(&format!("hessian:{id}"), "eigen/values.arrow")
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            localization: inputs
+                .file(&format!("metrics:{id}"), "metrics/localization.arrow")?
+                .to_path_buf(),
+            overlap: inputs
+                .file(&format!("metrics:{id}"), "metrics/overlap.arrow")?
+                .to_path_buf(),
+            params: with_batch_size(r.clone(), &files),
+            files,
+        });
+    }
+    Ok(reports::ReportInput {
+        experiment: inst.params["experiment"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        runs: rin,
+    })
+}
+
 impl Executor for StageRunner {
     fn declared_outputs(&self, inst: &StageInstance) -> Vec<String> {
         declared_outputs(inst)
@@ -280,48 +331,23 @@ impl Executor for StageRunner {
             "train" | "hessian" | "null" | "metrics" => {
                 self.in_worker(inst, inputs, workdir, progress)
             }
+            "findings" => {
+                let input = report_input(inst, inputs)?;
+                let files = reports::findings::run(&input, workdir).map_err(|e| e.to_string())?;
+                Ok(json!({ "files": files }))
+            }
             "report" => {
-                let runs = inst.params["runs"].as_array().cloned().unwrap_or_default();
-                let mut rin = Vec::new();
-                for r in runs {
-                    let id = r["id"].as_str().unwrap_or_default().to_string();
-                    let mut files = std::collections::BTreeMap::new();
-                    for role in ["train", "hessian", "metrics"] {
-                        if let Ok(i) = inputs.role(&format!("{role}:{id}")) {
-                            files.extend(i.files.iter().map(|(k, v)| (k.clone(), v.clone())));
-                        }
+                let input = report_input(inst, inputs)?;
+                // The findings stage's tables go into report/ too, and
+                // index.html shows findings.md.
+                let mut copied = Vec::new();
+                if let Ok(f) = inputs.role("findings") {
+                    for (name, path) in &f.files {
+                        std::fs::copy(path, workdir.join(name))
+                            .map_err(|e| format!("copying {}: {e}", path.display()))?;
+                        copied.push(name.clone());
                     }
-                    rin.push(reports::RunInput {
-                        run_id: id.clone(),
-                        optimizer: r["label"].as_str().unwrap_or_default().to_string(),
-                        label: format!(
-                            "{} (η={})",
-                            r["label"].as_str().unwrap_or_default(),
-                            crate::experiment::compact_number(r["lr"].as_f64().unwrap_or(f64::NAN))
-                        ),
-                        train: inputs
-                            .file(&format!("train:{id}"), "train.arrow")?
-                            .to_path_buf(),
-                        values: inputs
-                            .file(&format!("hessian:{id}"), "eigen/values.arrow")?
-                            .to_path_buf(),
-                        localization: inputs
-                            .file(&format!("metrics:{id}"), "metrics/localization.arrow")?
-                            .to_path_buf(),
-                        overlap: inputs
-                            .file(&format!("metrics:{id}"), "metrics/overlap.arrow")?
-                            .to_path_buf(),
-                        params: with_batch_size(r.clone(), &files),
-                        files,
-                    });
                 }
-                let input = reports::ReportInput {
-                    experiment: inst.params["experiment"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                    runs: rin,
-                };
                 let provenance: Vec<reports::Provenance> = inputs
                     .by_role
                     .iter()
@@ -335,7 +361,7 @@ impl Executor for StageRunner {
                     .collect();
                 let files =
                     reports::render_all(&input, &provenance, workdir).map_err(|e| e.to_string())?;
-                Ok(json!({ "figures": files }))
+                Ok(json!({ "figures": files, "findings": copied }))
             }
             other => Err(format!("unknown stage kind {other}")),
         }

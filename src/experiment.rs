@@ -223,7 +223,9 @@ pub struct RunSpec {
 }
 
 /// The stage kinds, as `[slurm.<kind>]` names them.
-pub const STAGE_KINDS: &[&str] = &["dataset", "null", "train", "hessian", "metrics", "report"];
+pub const STAGE_KINDS: &[&str] = &[
+    "dataset", "null", "train", "hessian", "metrics", "findings", "report",
+];
 
 /// The resources of one kind's Slurm jobs (`[slurm]` and `[slurm.<kind>]`);
 /// None leaves Slurm's (or the partition's) default.
@@ -1580,6 +1582,23 @@ impl Experiment {
                 "seed": r.train.seed,
             }));
         }
+        // The findings: the claims tested on every run's metrics (no
+        // figure code in its key, so a figure change does not redo them).
+        let findings_inputs: Vec<(String, String)> = report_inputs
+            .iter()
+            .filter(|(role, _)| !role.starts_with("hessian:"))
+            .cloned()
+            .collect();
+        inst.push(StageInstance {
+            id: "findings".into(),
+            kind: "findings".into(),
+            code_version: reports::findings::FINDINGS_VERSION,
+            params: json!({ "experiment": self.name, "runs": report_runs }),
+            env: json!({}),
+            inputs: findings_inputs,
+            view: "findings".into(),
+        });
+        report_inputs.push(("findings".into(), "findings".into()));
         inst.push(StageInstance {
             id: "report".into(),
             kind: "report".into(),

@@ -449,6 +449,11 @@ impl LossClock {
         Ok(LossClock::new(&steps, &loss))
     }
 
+    /// The logged points: steps (ascending) and ln L.
+    pub(crate) fn points(&self) -> (&[f64], &[f64]) {
+        (&self.step, &self.ln_loss)
+    }
+
     /// ln L at `step`, NaN outside the logged range.
     pub(crate) fn ln_at(&self, step: f64) -> f64 {
         let (s, l) = (&self.step, &self.ln_loss);

@@ -180,6 +180,12 @@ pub fn write_index(
         ));
     }
     html.push_str("</table>\n");
+    // The findings stage's verdicts, when the report was given them.
+    if let Ok(md) = std::fs::read_to_string(out_dir.join("findings.md")) {
+        html.push_str("<h2 id=\"findings\">Findings</h2>\n<p><a href=\"findings.md\">findings.md</a> · <a href=\"findings.arrow\">findings.arrow</a> (per setting, measure and window: per-seed values, n, mean, sd, 95% CI) · <a href=\"findings_tests.arrow\">findings_tests.arrow</a> (every test behind a verdict)</p>\n<div class=\"findings\">\n");
+        html.push_str(&crate::findings::markdown_to_html(&md));
+        html.push_str("</div>\n");
+    }
     // Figures, with their provenance.
     html.push_str("<h2>Figures</h2>\n");
     for stem in &shown {

@@ -14,6 +14,7 @@ mod error;
 mod fig_dynamics;
 mod fig_structure;
 mod figures;
+pub mod findings;
 mod font;
 mod index;
 mod palette;

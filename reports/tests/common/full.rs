@@ -157,10 +157,27 @@ pub fn full_run(
         }
     }
     let m = st.len();
+    let frac50: Vec<f64> = pipr.iter().map(|p| 0.5 / p).collect();
     put(
         "metrics/localization.arrow",
         df!("step" => &st, "operator" => &op, "rank" => &rk, "p_ipr" => &pipr,
-            "trusted" => vec![true; m])
+            "frac50" => &frac50, "trusted" => vec![true; m])
+        .unwrap(),
+    );
+    // The architecture null: 20 replicas' P·IPR per rank, around 3.5.
+    let (mut rep, mut rrk, mut rp) = (vec![], vec![], vec![]);
+    for replica in 0..20i64 {
+        for r in 0..K {
+            rep.push(replica);
+            rrk.push(r);
+            rp.push(3.5 + 1.5 * wiggle(99 + r as u64, replica as usize));
+        }
+    }
+    let m = rep.len();
+    put(
+        "metrics/null_localization.arrow",
+        df!("replica" => &rep, "operator" => vec!["hessian"; m], "rank" => &rrk,
+            "p_ipr" => &rp, "trusted" => vec![true; m])
         .unwrap(),
     );
     put(

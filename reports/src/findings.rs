@@ -1,0 +1,1297 @@
+//! The findings stage: the study's three claims tested on the runs' own
+//! metrics, at matched steps and at matched train loss, with per-seed
+//! values, sample statistics and the decision rule beside every verdict.
+//!
+//! Outputs (see docs/science.md, "Findings"):
+//! - `findings.arrow`: one row per setting × measure × window (a step window,
+//!   a loss level, or a phase statistic): the per-seed values, n, mean, sd
+//!   (ddof = 1), the 95% t interval, and the null's quantiles where the
+//!   measure has a null;
+//! - `findings_tests.arrow`: one row per test behind a verdict: the claim,
+//!   the setting and its reference, the statistic, Welch's t, its degrees of
+//!   freedom and two-sided p, the decision rule and the verdict;
+//! - `findings.md`: the claims, each test and its verdict, and the tables.
+//!
+//! Only trusted pairs enter (a row the metrics flag untrusted is left out).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use polars::prelude::*;
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+use crate::data::{Kind, LossClock, Table};
+use crate::{ReportError, ReportInput, RunInput};
+
+/// Bump whenever the findings can change: it is part of the stage's key.
+pub const FINDINGS_VERSION: u32 = 1;
+
+/// Matched progress: the train loss as a fraction of its value at step 0.
+pub const LOSS_LEVELS: [f64; 4] = [0.5, 0.1, 1e-2, 1e-3];
+/// The "falling" phase ends where the loss first reaches this fraction of
+/// its initial value (two decades down).
+pub const FALLING_UNTIL: f64 = 1e-2;
+/// Step windows, as fractions of the run's last step.
+pub const EARLY_BEFORE: f64 = 0.2;
+pub const LATE_FROM: f64 = 0.6;
+/// The significance level of every test, two-sided.
+pub const ALPHA: f64 = 0.05;
+
+fn data_err(file: &Path, e: impl std::fmt::Display) -> ReportError {
+    ReportError::Data {
+        file: file.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+// ------------------------------------------------------------ statistics
+
+/// Sample statistics of a set of per-seed values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub n: usize,
+    pub mean: f64,
+    /// Sample standard deviation (ddof = 1); NaN for n < 2.
+    pub sd: f64,
+    /// The 95% t interval mean ± t₀.₉₇₅,ₙ₋₁ · sd/√n; NaN for n < 2.
+    pub ci: (f64, f64),
+}
+
+/// The two-sided quantile t₁₋α/₂ of Student's t with `df` degrees of freedom.
+pub fn t_quantile(df: f64, alpha: f64) -> f64 {
+    match StudentsT::new(0.0, 1.0, df) {
+        Ok(t) => t.inverse_cdf(1.0 - alpha / 2.0),
+        Err(_) => f64::NAN,
+    }
+}
+
+pub fn summarize(values: &[f64]) -> Summary {
+    let n = values.len();
+    let mean = if n == 0 {
+        f64::NAN
+    } else {
+        values.iter().sum::<f64>() / n as f64
+    };
+    if n < 2 {
+        return Summary {
+            n,
+            mean,
+            sd: f64::NAN,
+            ci: (f64::NAN, f64::NAN),
+        };
+    }
+    let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
+    let half = t_quantile((n - 1) as f64, ALPHA) * sd / (n as f64).sqrt();
+    Summary {
+        n,
+        mean,
+        sd,
+        ci: (mean - half, mean + half),
+    }
+}
+
+/// Welch's unequal-variance t test of mean(a) − mean(b): (t, df, two-sided p).
+/// NaN when either side has fewer than two values or both have no spread.
+pub fn welch(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
+    let (sa, sb) = (summarize(a), summarize(b));
+    if sa.n < 2 || sb.n < 2 {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let (va, vb) = (sa.sd.powi(2) / sa.n as f64, sb.sd.powi(2) / sb.n as f64);
+    let se2 = va + vb;
+    if se2 <= 0.0 {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let t = (sa.mean - sb.mean) / se2.sqrt();
+    let df = se2.powi(2) / (va.powi(2) / (sa.n - 1) as f64 + vb.powi(2) / (sb.n - 1) as f64);
+    let p = match StudentsT::new(0.0, 1.0, df) {
+        Ok(d) => 2.0 * (1.0 - d.cdf(t.abs())),
+        Err(_) => f64::NAN,
+    };
+    (t, df, p)
+}
+
+/// The q-quantile of `values` with linear interpolation between order
+/// statistics (NumPy's default, "type 7").
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let h = (v.len() - 1) as f64 * q;
+    let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+    v[lo] + (h - lo as f64) * (v[hi] - v[lo])
+}
+
+/// E[P·IPR] of the layer-mass-matched null: a random direction with mass
+/// m_l on block l of n_l parameters, spread uniformly on that block's
+/// sphere. With E[Σᵢ uᵢ⁴] = 3/(n + 2) for u uniform on S^{n−1},
+/// E[P·IPR] = 3P Σ_l m_l² / (n_l + 2).
+pub fn layer_matched_p_ipr(blocks: &[(f64, f64)]) -> f64 {
+    let p: f64 = blocks.iter().map(|b| b.1).sum();
+    let m: f64 = blocks.iter().map(|b| b.0).sum();
+    if m <= 0.0 || p <= 0.0 {
+        return f64::NAN;
+    }
+    3.0 * p
+        * blocks
+            .iter()
+            .map(|&(mass, n)| (mass / m).powi(2) / (n + 2.0))
+            .sum::<f64>()
+}
+
+// ------------------------------------------------------------ per run
+
+/// A quantity at checkpoints: (step, value), trusted rows only, by step.
+type Points = Vec<(f64, f64)>;
+
+/// What the findings read from one run.
+struct RunSeries {
+    run_id: String,
+    clock: LossClock,
+    /// Train loss at step 0 (the first logged row).
+    l0: f64,
+    last_step: f64,
+    /// Per consecutive pair (t_w, t): the per-step displacement, mean over
+    /// the isolated ranks, at t_w (trusted pairs only).
+    disp: Vec<(f64, f64, f64)>,
+    /// P·IPR per rank (0 = v₁).
+    p_ipr: BTreeMap<i64, Points>,
+    /// frac50 of v₁.
+    frac50: Points,
+    /// E[P·IPR] of the layer-mass-matched null for v₁, per step.
+    layer_null: Points,
+    /// The architecture null's P·IPR per rank over its replicas.
+    null_p_ipr: BTreeMap<i64, Vec<f64>>,
+    /// Classes C (the output layer's width): v₁ … v_{C−1} are the outliers.
+    classes: usize,
+}
+
+fn f64s(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<f64>, ReportError> {
+    let c = df
+        .column(name)
+        .and_then(|c| c.cast(&DataType::Float64))
+        .map_err(|e| data_err(file, e))?;
+    Ok(c.f64()
+        .map_err(|e| data_err(file, e))?
+        .iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect())
+}
+
+fn i64s(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<i64>, ReportError> {
+    let c = df
+        .column(name)
+        .and_then(|c| c.cast(&DataType::Int64))
+        .map_err(|e| data_err(file, e))?;
+    Ok(c.i64()
+        .map_err(|e| data_err(file, e))?
+        .iter()
+        .map(|v| v.unwrap_or(i64::MIN))
+        .collect())
+}
+
+fn strs(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<String>, ReportError> {
+    let c = df
+        .column(name)
+        .and_then(|c| c.cast(&DataType::String))
+        .map_err(|e| data_err(file, e))?;
+    Ok(c.str()
+        .map_err(|e| data_err(file, e))?
+        .iter()
+        .map(|v| v.unwrap_or_default().to_string())
+        .collect())
+}
+
+/// The Hessian's trusted rows of a metrics file, with `cols`.
+fn hessian_trusted(path: &Path, cols: &[(&str, Kind)]) -> Result<DataFrame, ReportError> {
+    let t = Table::open(path)?;
+    let mut sel = Vec::new();
+    for (c, k) in cols {
+        sel.push(t.col(c, *k)?.alias(*c));
+    }
+    let mut keep = t.trusted()?;
+    if t.has("operator") {
+        keep = keep.and(t.col("operator", Kind::Str)?.eq(lit("hessian")));
+    }
+    t.query(|lf| lf.filter(keep).select(sel))
+}
+
+fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
+    // train.arrow: the loss clock.
+    let path = run.file("train.arrow")?;
+    let t = Table::open(path)?;
+    let cols = [
+        t.col("step", Kind::Int)?.alias("step"),
+        t.col("train_loss", Kind::Float)?.alias("train_loss"),
+    ];
+    let df = t.query(|lf| {
+        lf.select(cols)
+            .sort(["step"], SortMultipleOptions::default())
+    })?;
+    let clock = LossClock::from_frame(&df, path)?;
+    let steps = f64s(&df, "step", path)?;
+    let losses = f64s(&df, "train_loss", path)?;
+    let l0 = losses.first().copied().unwrap_or(f64::NAN);
+    let last_step = steps.last().copied().unwrap_or(0.0);
+
+    // Displacement: consecutive pairs, mean over isolated ranks per t_w.
+    let path = run.file("metrics/displacement.arrow")?;
+    let t = Table::open(path)?;
+    let mut keep = t
+        .trusted()?
+        .and(t.col("consecutive", Kind::Bool)?)
+        .and(t.col("per_step", Kind::Float)?.is_not_null());
+    if t.has("operator") {
+        keep = keep.and(t.col("operator", Kind::Str)?.eq(lit("hessian")));
+    }
+    let sel = [
+        t.col("t_w", Kind::Int)?.alias("t_w"),
+        t.col("t", Kind::Int)?.alias("t"),
+        t.col("per_step", Kind::Float)?.alias("per_step"),
+    ];
+    let df = t.query(|lf| {
+        lf.filter(keep)
+            .select(sel)
+            .group_by([col("t_w"), col("t")])
+            .agg([col("per_step").mean()])
+            .sort(["t_w"], SortMultipleOptions::default())
+    })?;
+    let (tw, tt, ps) = (
+        f64s(&df, "t_w", path)?,
+        f64s(&df, "t", path)?,
+        f64s(&df, "per_step", path)?,
+    );
+    let disp = (0..tw.len())
+        .filter(|&i| ps[i].is_finite())
+        .map(|i| (tw[i], tt[i], ps[i]))
+        .collect();
+
+    // Localization.
+    let path = run.file("metrics/localization.arrow")?;
+    let df = hessian_trusted(
+        path,
+        &[
+            ("step", Kind::Int),
+            ("rank", Kind::Int),
+            ("p_ipr", Kind::Float),
+            ("frac50", Kind::Float),
+        ],
+    )?;
+    let (st, rk, pi, f5) = (
+        f64s(&df, "step", path)?,
+        i64s(&df, "rank", path)?,
+        f64s(&df, "p_ipr", path)?,
+        f64s(&df, "frac50", path)?,
+    );
+    let mut p_ipr: BTreeMap<i64, Points> = BTreeMap::new();
+    let mut frac50 = Points::new();
+    for i in 0..st.len() {
+        if rk[i] >= 0 && pi[i].is_finite() {
+            p_ipr.entry(rk[i]).or_default().push((st[i], pi[i]));
+        }
+        if rk[i] == 0 && f5[i].is_finite() {
+            frac50.push((st[i], f5[i]));
+        }
+    }
+    for s in p_ipr.values_mut() {
+        s.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    frac50.sort_by(|a, b| a.0.total_cmp(&b.0));
+
+    // Layer mass of v₁ per weight/bias block, and the blocks' sizes.
+    let pm_path = run.file("param_map.arrow")?;
+    let pm = Table::open(pm_path)?;
+    let sel = [
+        pm.col("layer", Kind::Int)?.alias("layer"),
+        pm.col("kind", Kind::Str)?.alias("kind"),
+        pm.col("numel", Kind::Int)?.alias("numel"),
+    ];
+    let pmd = pm.query(|lf| lf.select(sel))?;
+    let (pl, pk, pn) = (
+        i64s(&pmd, "layer", pm_path)?,
+        strs(&pmd, "kind", pm_path)?,
+        f64s(&pmd, "numel", pm_path)?,
+    );
+    let numel: BTreeMap<(i64, String), f64> = (0..pl.len())
+        .map(|i| ((pl[i], pk[i].clone()), pn[i]))
+        .collect();
+    // The output layer's width: the first dimension of the last weight block.
+    let classes = {
+        let t = Table::open(pm_path)?;
+        let sel = [
+            t.col("kind", Kind::Str)?.alias("kind"),
+            col("shape")
+                .list()
+                .first()
+                .cast(DataType::Int64)
+                .alias("rows"),
+        ];
+        let df = t.query(|lf| lf.select(sel).filter(col("kind").eq(lit("weight"))))?;
+        i64s(&df, "rows", pm_path)?
+            .last()
+            .map_or(0, |r| (*r).max(0) as usize)
+    };
+    let path = run.file("metrics/layer_mass.arrow")?;
+    let t = Table::open(path)?;
+    let mut keep = t
+        .trusted()?
+        .and(t.col("rank", Kind::Int)?.eq(lit(0i64)))
+        .and(t.col("block", Kind::Str)?.neq(lit("all")));
+    if t.has("operator") {
+        keep = keep.and(t.col("operator", Kind::Str)?.eq(lit("hessian")));
+    }
+    let sel = [
+        t.col("step", Kind::Int)?.alias("step"),
+        t.col("layer", Kind::Int)?.alias("layer"),
+        t.col("block", Kind::Str)?.alias("block"),
+        t.col("mass", Kind::Float)?.alias("mass"),
+    ];
+    let df = t.query(|lf| lf.filter(keep).select(sel))?;
+    let (ls, ll, lb, lm) = (
+        f64s(&df, "step", path)?,
+        i64s(&df, "layer", path)?,
+        strs(&df, "block", path)?,
+        f64s(&df, "mass", path)?,
+    );
+    let mut blocks: BTreeMap<i64, Vec<(f64, f64)>> = BTreeMap::new();
+    for i in 0..ls.len() {
+        if let Some(&n) = numel.get(&(ll[i], lb[i].clone())) {
+            blocks.entry(ls[i] as i64).or_default().push((lm[i], n));
+        }
+    }
+    let layer_null: Points = blocks
+        .iter()
+        .map(|(s, b)| (*s as f64, layer_matched_p_ipr(b)))
+        .filter(|(_, v)| v.is_finite())
+        .collect();
+
+    // The architecture null, per replica.
+    let mut null_p_ipr: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    if let Some(path) = run.files.get("metrics/null_localization.arrow") {
+        let df = hessian_trusted(path, &[("rank", Kind::Int), ("p_ipr", Kind::Float)])?;
+        let (rk, pi) = (i64s(&df, "rank", path)?, f64s(&df, "p_ipr", path)?);
+        for i in 0..rk.len() {
+            if pi[i].is_finite() {
+                null_p_ipr.entry(rk[i]).or_default().push(pi[i]);
+            }
+        }
+    }
+
+    Ok(RunSeries {
+        run_id: run.run_id.clone(),
+        clock,
+        l0,
+        last_step,
+        disp,
+        p_ipr,
+        frac50,
+        layer_null,
+        null_p_ipr,
+        classes,
+    })
+}
+
+impl RunSeries {
+    /// The first step where the train loss reaches `level`·L₀ (ln L
+    /// interpolated linearly in step between logged rows); None if never.
+    fn step_at_level(&self, level: f64) -> Option<f64> {
+        let target = (level * self.l0).ln();
+        if !target.is_finite() {
+            return None;
+        }
+        let (s, l) = self.clock.points();
+        if s.is_empty() {
+            return None;
+        }
+        if l[0] <= target {
+            return Some(s[0]);
+        }
+        for i in 1..s.len() {
+            if l[i] <= target {
+                let f = (l[i - 1] - target) / (l[i - 1] - l[i]);
+                return Some(s[i - 1] + f * (s[i] - s[i - 1]));
+            }
+        }
+        None
+    }
+
+    /// The per-step displacement of the consecutive pair whose interval
+    /// [t_w, t) holds `step`.
+    fn disp_at(&self, step: f64) -> Option<f64> {
+        self.disp
+            .iter()
+            .find(|(a, b, _)| *a <= step && step < *b)
+            .map(|d| d.2)
+    }
+
+    /// The mean per-step displacement over pairs whose t_w is in [lo, hi).
+    fn disp_window(&self, lo: f64, hi: f64) -> Option<f64> {
+        let v: Vec<f64> = self
+            .disp
+            .iter()
+            .filter(|(a, _, _)| *a >= lo && *a < hi)
+            .map(|d| d.2)
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    }
+}
+
+/// The value of a checkpoint series at `step`, linearly interpolated
+/// between the trusted checkpoints around it.
+fn series_at(s: &Points, step: f64) -> Option<f64> {
+    let j = s.iter().position(|p| p.0 >= step)?;
+    if s[j].0 == step || j == 0 {
+        return (s[j].0 == step).then_some(s[j].1);
+    }
+    let (a, b) = (s[j - 1], s[j]);
+    Some(a.1 + (step - a.0) / (b.0 - a.0) * (b.1 - a.1))
+}
+
+/// The mean of a series over checkpoints in [lo, hi).
+fn series_window(s: &Points, lo: f64, hi: f64) -> Option<f64> {
+    let v: Vec<f64> = s
+        .iter()
+        .filter(|p| p.0 >= lo && p.0 < hi)
+        .map(|p| p.1)
+        .collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+// ------------------------------------------------------------ the table
+
+/// One row of findings.arrow.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub setting: String,
+    pub optimizer: String,
+    pub measure: String,
+    pub window: String,
+    pub seeds: Vec<String>,
+    pub values: Vec<f64>,
+    pub summary: Summary,
+    /// For peaks: the mean step and the geometric-mean loss where they are.
+    pub at_step: f64,
+    pub at_loss: f64,
+    /// The architecture null's 5/50/95% quantiles of the same measure.
+    pub null_q: (f64, f64, f64),
+}
+
+/// One row of findings_tests.arrow: a test behind a verdict.
+#[derive(Clone, Debug)]
+pub struct Test {
+    pub claim: String,
+    pub setting: String,
+    pub reference: String,
+    pub measure: String,
+    pub window: String,
+    pub statistic: String,
+    pub t: f64,
+    pub df: f64,
+    pub p: f64,
+    pub rule: String,
+    pub verdict: Verdict,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Holds,
+    DoesNotHold,
+    Inconclusive,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Holds => "holds",
+            Verdict::DoesNotHold => "does not hold",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// A setting (label) and its runs.
+struct Setting {
+    label: String,
+    optimizer: String,
+    runs: Vec<RunSeries>,
+}
+
+/// Welch's rule for "a is above b": holds when mean(a) > mean(b) at
+/// p < α, does not hold when mean(a) < mean(b) at p < α, else inconclusive.
+fn above(a: &[f64], b: &[f64]) -> (f64, f64, f64, Verdict) {
+    let (t, df, p) = welch(a, b);
+    let v = if !p.is_finite() {
+        Verdict::Inconclusive
+    } else if p < ALPHA && t > 0.0 {
+        Verdict::Holds
+    } else if p < ALPHA && t < 0.0 {
+        Verdict::DoesNotHold
+    } else {
+        Verdict::Inconclusive
+    };
+    (t, df, p, v)
+}
+
+fn level_name(level: f64) -> String {
+    format!("L/L0={}", crate::axis::fmt_plain(level))
+}
+
+/// Everything the stage computes.
+pub struct Findings {
+    pub rows: Vec<Row>,
+    pub tests: Vec<Test>,
+}
+
+impl Findings {
+    /// Reads every run and computes the table and the tests.
+    pub fn compute(input: &ReportInput) -> Result<Findings, ReportError> {
+        let mut settings: Vec<Setting> = Vec::new();
+        for run in &input.runs {
+            let s = load_run(run)?;
+            match settings.iter_mut().find(|g| g.label == run.label) {
+                Some(g) => g.runs.push(s),
+                None => settings.push(Setting {
+                    label: run.label.clone(),
+                    // The optimizer's name (the label may be anything).
+                    optimizer: run.params["optimizer"]
+                        .as_str()
+                        .unwrap_or(&run.optimizer)
+                        .to_string(),
+                    runs: vec![s],
+                }),
+            }
+        }
+        let mut rows = Vec::new();
+        for g in &settings {
+            rows.extend(setting_rows(g));
+        }
+        let tests = claims(&settings, &rows);
+        Ok(Findings { rows, tests })
+    }
+
+    fn row(&self, setting: &str, measure: &str, window: &str) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| r.setting == setting && r.measure == measure && r.window == window)
+    }
+}
+
+/// One row from per-seed values (None: the seed has no value there).
+fn row(g: &Setting, measure: &str, window: &str, per_seed: Vec<Option<f64>>) -> Row {
+    let mut seeds = Vec::new();
+    let mut values = Vec::new();
+    for (r, v) in g.runs.iter().zip(per_seed) {
+        if let Some(v) = v.filter(|v| v.is_finite()) {
+            seeds.push(r.run_id.clone());
+            values.push(v);
+        }
+    }
+    let summary = summarize(&values);
+    Row {
+        setting: g.label.clone(),
+        optimizer: g.optimizer.clone(),
+        measure: measure.to_string(),
+        window: window.to_string(),
+        seeds,
+        values,
+        summary,
+        at_step: f64::NAN,
+        at_loss: f64::NAN,
+        null_q: (f64::NAN, f64::NAN, f64::NAN),
+    }
+}
+
+/// The architecture null's quantiles of P·IPR at `rank`, pooled over the
+/// setting's runs' null files (one null per architecture: the same file).
+fn null_quantiles(g: &Setting, rank: i64) -> (f64, f64, f64) {
+    let v: Vec<f64> = g
+        .runs
+        .first()
+        .and_then(|r| r.null_p_ipr.get(&rank).cloned())
+        .unwrap_or_default();
+    (quantile(&v, 0.05), quantile(&v, 0.5), quantile(&v, 0.95))
+}
+
+/// A step window: its name and its [lo, hi) bounds in a run.
+type Window = (&'static str, fn(&RunSeries) -> (f64, f64));
+
+fn setting_rows(g: &Setting) -> Vec<Row> {
+    let mut out = Vec::new();
+    let windows: [Window; 3] = [
+        ("early", |r| (0.0, EARLY_BEFORE * r.last_step)),
+        ("late", |r| (LATE_FROM * r.last_step, f64::INFINITY)),
+        ("falling", |r| {
+            (0.0, r.step_at_level(FALLING_UNTIL).unwrap_or(f64::INFINITY))
+        }),
+    ];
+    let null_v1 = null_quantiles(g, 0);
+    // Matched steps (windows) and the falling phase.
+    for (name, bounds) in windows {
+        out.push(row(
+            g,
+            "displacement_rate",
+            name,
+            g.runs
+                .iter()
+                .map(|r| {
+                    let (lo, hi) = bounds(r);
+                    r.disp_window(lo, hi)
+                })
+                .collect(),
+        ));
+        let mut p = row(
+            g,
+            "p_ipr_v1",
+            name,
+            g.runs
+                .iter()
+                .map(|r| {
+                    let (lo, hi) = bounds(r);
+                    series_window(r.p_ipr.get(&0)?, lo, hi)
+                })
+                .collect(),
+        );
+        p.null_q = null_v1;
+        out.push(p);
+        out.push(row(
+            g,
+            "frac50_v1",
+            name,
+            g.runs
+                .iter()
+                .map(|r| {
+                    let (lo, hi) = bounds(r);
+                    series_window(&r.frac50, lo, hi)
+                })
+                .collect(),
+        ));
+        out.push(row(
+            g,
+            "p_ipr_v1_over_layer_null",
+            name,
+            g.runs
+                .iter()
+                .map(|r| {
+                    let (lo, hi) = bounds(r);
+                    let ratio: Points = r
+                        .p_ipr
+                        .get(&0)?
+                        .iter()
+                        .filter_map(|&(s, v)| Some((s, v / series_at(&r.layer_null, s)?)))
+                        .collect();
+                    series_window(&ratio, lo, hi)
+                })
+                .collect(),
+        ));
+    }
+    // Matched progress: at each loss level.
+    for level in LOSS_LEVELS {
+        let name = level_name(level);
+        let at: Vec<Option<f64>> = g.runs.iter().map(|r| r.step_at_level(level)).collect();
+        let mut r = row(g, "step", &name, at.clone());
+        r.at_step = r.summary.mean;
+        out.push(r);
+        out.push(row(
+            g,
+            "displacement_rate",
+            &name,
+            g.runs
+                .iter()
+                .zip(&at)
+                .map(|(r, s)| r.disp_at((*s)?))
+                .collect(),
+        ));
+        let mut p = row(
+            g,
+            "p_ipr_v1",
+            &name,
+            g.runs
+                .iter()
+                .zip(&at)
+                .map(|(r, s)| series_at(r.p_ipr.get(&0)?, (*s)?))
+                .collect(),
+        );
+        p.null_q = null_v1;
+        out.push(p);
+        out.push(row(
+            g,
+            "frac50_v1",
+            &name,
+            g.runs
+                .iter()
+                .zip(&at)
+                .map(|(r, s)| series_at(&r.frac50, (*s)?))
+                .collect(),
+        ));
+    }
+    // Phase statistics: the peak P·IPR of v₁ … v_{C−1}, where it is, and the
+    // time above the null's 95th percentile.
+    let classes = g.runs.iter().map(|r| r.classes).max().unwrap_or(2);
+    for rank in 0..(classes.max(2) - 1) as i64 {
+        let peaks: Vec<Option<(f64, f64)>> = g
+            .runs
+            .iter()
+            .map(|r| {
+                r.p_ipr
+                    .get(&rank)?
+                    .iter()
+                    .copied()
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+            })
+            .collect();
+        if peaks.iter().all(Option::is_none) {
+            continue;
+        }
+        let v = format!("v{}", rank + 1);
+        let mut p = row(
+            g,
+            &format!("peak_p_ipr_{v}"),
+            "peak",
+            peaks.iter().map(|p| p.map(|p| p.1)).collect(),
+        );
+        let at: Vec<(f64, f64)> = g
+            .runs
+            .iter()
+            .zip(&peaks)
+            .filter_map(|(r, p)| {
+                let p = (*p)?;
+                Some((p.0, r.clock.ln_at(p.0)))
+            })
+            .collect();
+        if !at.is_empty() {
+            p.at_step = at.iter().map(|a| a.0).sum::<f64>() / at.len() as f64;
+            p.at_loss = (at.iter().map(|a| a.1).sum::<f64>() / at.len() as f64).exp();
+        }
+        let nq = null_quantiles(g, rank);
+        p.null_q = nq;
+        out.push(p);
+        // Steps above the null's 95th percentile: the intervals between
+        // consecutive trusted checkpoints that start above it.
+        if nq.2.is_finite() {
+            out.push(row(
+                g,
+                &format!("steps_above_null95_{v}"),
+                "all",
+                g.runs
+                    .iter()
+                    .map(|r| {
+                        let s = r.p_ipr.get(&rank)?;
+                        Some(
+                            s.windows(2)
+                                .filter(|w| w[0].1 > nq.2)
+                                .map(|w| w[1].0 - w[0].0)
+                                .sum(),
+                        )
+                    })
+                    .collect(),
+            ));
+        }
+    }
+    out
+}
+
+fn claims(settings: &[Setting], rows: &[Row]) -> Vec<Test> {
+    let find = |s: &str, m: &str, w: &str| {
+        rows.iter()
+            .find(|r| r.setting == s && r.measure == m && r.window == w)
+    };
+    let mut tests = Vec::new();
+    let sgd = settings
+        .iter()
+        .find(|g| g.optimizer.eq_ignore_ascii_case("sgd"));
+    let windows: Vec<String> = ["falling".to_string()]
+        .into_iter()
+        .chain(LOSS_LEVELS.iter().map(|l| level_name(*l)))
+        .collect();
+    // (a) SGD-family: the displacement rate falls along training.
+    for g in settings.iter().filter(|g| {
+        let o = g.optimizer.to_ascii_lowercase();
+        o == "sgd" || o == "momentum"
+    }) {
+        for (early, late) in [
+            ("early".to_string(), "late".to_string()),
+            (level_name(0.5), level_name(1e-2)),
+        ] {
+            let (Some(a), Some(b)) = (
+                find(&g.label, "displacement_rate", &early),
+                find(&g.label, "displacement_rate", &late),
+            ) else {
+                continue;
+            };
+            let (t, df, p, v) = above(&a.values, &b.values);
+            tests.push(Test {
+                claim: "a".into(),
+                setting: g.label.clone(),
+                reference: g.label.clone(),
+                measure: "displacement_rate".into(),
+                window: format!("{early} vs {late}"),
+                statistic: "Welch's t, earlier minus later".into(),
+                t,
+                df,
+                p,
+                rule: format!(
+                    "holds if the earlier rate is above the later at p < {ALPHA}; does not hold if below at p < {ALPHA}; else inconclusive"
+                ),
+                verdict: v,
+            });
+        }
+    }
+    // (b) and (c): every other setting against SGD, and (c) against the null.
+    if let Some(sgd) = sgd {
+        for g in settings.iter().filter(|g| g.label != sgd.label) {
+            for w in &windows {
+                let (Some(a), Some(b)) = (
+                    find(&g.label, "displacement_rate", w),
+                    find(&sgd.label, "displacement_rate", w),
+                ) else {
+                    continue;
+                };
+                let (t, df, p, v) = above(&a.values, &b.values);
+                tests.push(Test {
+                    claim: "b".into(),
+                    setting: g.label.clone(),
+                    reference: sgd.label.clone(),
+                    measure: "displacement_rate".into(),
+                    window: w.clone(),
+                    statistic: "Welch's t, setting minus SGD".into(),
+                    t,
+                    df,
+                    p,
+                    rule: format!(
+                        "holds if above SGD at p < {ALPHA}; does not hold if below at p < {ALPHA}; else inconclusive"
+                    ),
+                    verdict: v,
+                });
+            }
+            if let (Some(a), Some(b)) = (
+                find(&g.label, "peak_p_ipr_v1", "peak"),
+                find(&sgd.label, "peak_p_ipr_v1", "peak"),
+            ) {
+                let (t, df, p, v) = above(&a.values, &b.values);
+                tests.push(Test {
+                    claim: "c".into(),
+                    setting: g.label.clone(),
+                    reference: sgd.label.clone(),
+                    measure: "peak_p_ipr_v1".into(),
+                    window: "peak".into(),
+                    statistic: "Welch's t, setting minus SGD".into(),
+                    t,
+                    df,
+                    p,
+                    rule: format!(
+                        "holds if above SGD at p < {ALPHA}; does not hold if below at p < {ALPHA}; else inconclusive"
+                    ),
+                    verdict: v,
+                });
+            }
+        }
+    }
+    // (c) against the architecture null: the peak's 95% CI against the
+    // null's 95th percentile.
+    for g in settings {
+        let Some(r) = find(&g.label, "peak_p_ipr_v1", "peak") else {
+            continue;
+        };
+        let q95 = r.null_q.2;
+        let (lo, hi) = r.summary.ci;
+        let verdict = if !(q95.is_finite() && lo.is_finite()) {
+            Verdict::Inconclusive
+        } else if lo > q95 {
+            Verdict::Holds
+        } else if hi < q95 {
+            Verdict::DoesNotHold
+        } else {
+            Verdict::Inconclusive
+        };
+        tests.push(Test {
+            claim: "c".into(),
+            setting: g.label.clone(),
+            reference: "architecture null".into(),
+            measure: "peak_p_ipr_v1".into(),
+            window: "peak".into(),
+            statistic: "95% t interval of the peak against the null's 95th percentile".into(),
+            t: f64::NAN,
+            df: (r.summary.n.max(1) - 1) as f64,
+            p: f64::NAN,
+            rule: "holds if the interval lies above the null's 95th percentile; does not hold if below it; else inconclusive".into(),
+            verdict,
+        });
+    }
+    tests
+}
+
+// ------------------------------------------------------------ outputs
+
+fn str_col(name: &str, v: Vec<String>) -> Column {
+    Column::new(name.into(), v)
+}
+
+fn f64_col(name: &str, v: Vec<f64>) -> Column {
+    Column::new(name.into(), v)
+}
+
+fn write_ipc(path: &Path, mut df: DataFrame) -> Result<(), ReportError> {
+    let mut f = std::fs::File::create(path).map_err(|e| data_err(path, e))?;
+    IpcWriter::new(&mut f)
+        .finish(&mut df)
+        .map_err(|e| data_err(path, e))
+}
+
+fn list_col<T: Clone>(
+    name: &str,
+    rows: &[Row],
+    pick: impl Fn(&Row) -> Vec<T>,
+    to_series: impl Fn(Vec<T>) -> Series,
+) -> Result<Column, PolarsError> {
+    let series: Vec<Series> = rows.iter().map(|r| to_series(pick(r))).collect();
+    let mut list = ListChunked::from_iter(series.into_iter().map(Some));
+    list.rename(name.into());
+    Ok(list.into_series().into())
+}
+
+impl Findings {
+    fn table(&self) -> Result<DataFrame, PolarsError> {
+        let r = &self.rows;
+        let s = |f: fn(&Row) -> String| r.iter().map(f).collect::<Vec<String>>();
+        let x = |f: fn(&Row) -> f64| r.iter().map(f).collect::<Vec<f64>>();
+        DataFrame::new_infer_height(vec![
+            str_col("setting", s(|r| r.setting.clone())),
+            str_col("optimizer", s(|r| r.optimizer.clone())),
+            str_col("measure", s(|r| r.measure.clone())),
+            str_col("window", s(|r| r.window.clone())),
+            list_col(
+                "seeds",
+                r,
+                |r| r.seeds.clone(),
+                |v| Series::new("".into(), v),
+            )?,
+            list_col(
+                "values",
+                r,
+                |r| r.values.clone(),
+                |v| Series::new("".into(), v),
+            )?,
+            Column::new(
+                "n".into(),
+                r.iter().map(|r| r.summary.n as u32).collect::<Vec<u32>>(),
+            ),
+            f64_col("mean", x(|r| r.summary.mean)),
+            f64_col("sd", x(|r| r.summary.sd)),
+            f64_col("ci_lo", x(|r| r.summary.ci.0)),
+            f64_col("ci_hi", x(|r| r.summary.ci.1)),
+            f64_col("at_step", x(|r| r.at_step)),
+            f64_col("at_loss", x(|r| r.at_loss)),
+            f64_col("null_q05", x(|r| r.null_q.0)),
+            f64_col("null_q50", x(|r| r.null_q.1)),
+            f64_col("null_q95", x(|r| r.null_q.2)),
+        ])
+    }
+
+    fn tests_table(&self) -> Result<DataFrame, PolarsError> {
+        let t = &self.tests;
+        let s = |f: fn(&Test) -> String| t.iter().map(f).collect::<Vec<String>>();
+        let x = |f: fn(&Test) -> f64| t.iter().map(f).collect::<Vec<f64>>();
+        DataFrame::new_infer_height(vec![
+            str_col("claim", s(|t| t.claim.clone())),
+            str_col("setting", s(|t| t.setting.clone())),
+            str_col("reference", s(|t| t.reference.clone())),
+            str_col("measure", s(|t| t.measure.clone())),
+            str_col("window", s(|t| t.window.clone())),
+            str_col("statistic", s(|t| t.statistic.clone())),
+            f64_col("t", x(|t| t.t)),
+            f64_col("df", x(|t| t.df)),
+            f64_col("p", x(|t| t.p)),
+            str_col("rule", s(|t| t.rule.clone())),
+            str_col("verdict", s(|t| t.verdict.as_str().to_string())),
+        ])
+    }
+
+    /// Writes findings.arrow, findings_tests.arrow and findings.md into
+    /// `out_dir`; returns their names.
+    pub fn write(&self, experiment: &str, out_dir: &Path) -> Result<Vec<String>, ReportError> {
+        let arrow = out_dir.join("findings.arrow");
+        let df = self.table().map_err(|e| data_err(&arrow, e))?;
+        write_ipc(&arrow, df)?;
+        let tests = out_dir.join("findings_tests.arrow");
+        let df = self.tests_table().map_err(|e| data_err(&tests, e))?;
+        write_ipc(&tests, df)?;
+        let md = out_dir.join("findings.md");
+        std::fs::write(&md, self.markdown(experiment)).map_err(|e| data_err(&md, e))?;
+        Ok(vec![
+            "findings.arrow".into(),
+            "findings_tests.arrow".into(),
+            "findings.md".into(),
+        ])
+    }
+}
+
+// ------------------------------------------------------------ findings.md
+
+fn g3(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    let a = v.abs();
+    if a != 0.0 && !(1e-3..1e5).contains(&a) {
+        format!("{v:.2e}")
+    } else {
+        crate::axis::fmt_plain(v)
+    }
+}
+
+fn mean_ci(r: &Row) -> String {
+    let s = &r.summary;
+    if s.n == 0 {
+        return "–".into();
+    }
+    if s.n < 2 {
+        return format!("{} (n = 1)", g3(s.mean));
+    }
+    format!("{} [{}, {}]", g3(s.mean), g3(s.ci.0), g3(s.ci.1))
+}
+
+impl Findings {
+    fn verdict_of(&self, claim: &str, setting: &str) -> Option<Verdict> {
+        let vs: Vec<Verdict> = self
+            .tests
+            .iter()
+            .filter(|t| t.claim == claim && t.setting == setting)
+            .map(|t| t.verdict)
+            .collect();
+        if vs.is_empty() {
+            return None;
+        }
+        // The primary test decides: the first one listed for the claim.
+        Some(vs[0])
+    }
+
+    pub fn markdown(&self, experiment: &str) -> String {
+        let mut settings: Vec<&str> = Vec::new();
+        for r in &self.rows {
+            if !settings.contains(&r.setting.as_str()) {
+                settings.push(&r.setting);
+            }
+        }
+        let mut md = String::new();
+        md.push_str(&format!(
+            "# Findings: {experiment}\n\n\
+             Computed by eigentrace's `findings` stage from the runs' trusted pairs only. \
+             Every number is a mean over seeds with its 95% t interval [lo, hi] (sd with ddof = 1); \
+             n is the number of seeds with a value. Windows: *early* t < {}·T, *late* t ≥ {}·T \
+             (T the last step), *falling* the steps before the train loss first reaches \
+             {}·L₀; *L/L0 = x* the first step where the train loss reaches x·L₀ \
+             (ln L interpolated in step between logged rows). The displacement rate is the \
+             consecutive pair's D(tₙ, tₙ₊₁)/(tₙ₊₁ − tₙ), averaged over the isolated ranks. \
+             Tests are two-sided at α = {ALPHA}. Definitions: docs/science.md.\n\n",
+            EARLY_BEFORE,
+            LATE_FROM,
+            FALLING_UNTIL
+        ));
+        // The claims.
+        let claims = [
+            (
+                "a",
+                "(a) SGD's leading Hessian directions stabilize: the displacement rate falls along training.",
+            ),
+            (
+                "b",
+                "(b) Adam keeps reorganizing: its displacement rate stays above SGD's while the loss falls.",
+            ),
+            (
+                "c",
+                "(c) Adam's leading eigenvectors localize beyond the null model: v₁'s peak P·IPR lies above the architecture null's 95th percentile (and above SGD's).",
+            ),
+        ];
+        for (c, text) in claims {
+            md.push_str(&format!("## {text}\n\n"));
+            let tests: Vec<&Test> = self.tests.iter().filter(|t| t.claim == c).collect();
+            if tests.is_empty() {
+                md.push_str("No test: the runs lack the settings this claim compares.\n\n");
+                continue;
+            }
+            if let Some(rule) = tests.first().map(|t| t.rule.clone()) {
+                md.push_str(&format!(
+                    "Statistic: {}. Decision rule: {rule}.\n\n",
+                    tests[0].statistic
+                ));
+            }
+            // The paper's claim is about Adam (SGD for (a)): its verdict first.
+            let subject = if c == "a" { "sgd" } else { "adam" };
+            let main: Vec<&&Test> = tests
+                .iter()
+                .filter(|t| {
+                    self.rows.iter().any(|r| {
+                        r.setting == t.setting && r.optimizer.eq_ignore_ascii_case(subject)
+                    })
+                })
+                .collect();
+            if let Some(t) = main.first() {
+                let v = self
+                    .verdict_of(c, &t.setting)
+                    .unwrap_or(Verdict::Inconclusive);
+                md.push_str(&format!(
+                    "**Verdict for {}: {}** (primary test: {} {}).\n\n",
+                    t.setting,
+                    v.as_str(),
+                    t.measure,
+                    t.window
+                ));
+            }
+            md.push_str("| setting | against | measure | window | setting's value | reference's value | t | df | p | verdict |\n");
+            md.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+            for t in tests {
+                let (w_a, w_b) = match t.window.split_once(" vs ") {
+                    Some((a, b)) => (a.to_string(), b.to_string()),
+                    None => (t.window.clone(), t.window.clone()),
+                };
+                let a = self.row(&t.setting, &t.measure, &w_a).map(mean_ci);
+                let b = if t.reference == "architecture null" {
+                    self.row(&t.setting, &t.measure, &w_a)
+                        .map(|r| format!("q95 = {}", g3(r.null_q.2)))
+                } else {
+                    self.row(&t.reference, &t.measure, &w_b).map(mean_ci)
+                };
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    t.setting,
+                    t.reference,
+                    t.measure,
+                    t.window,
+                    a.unwrap_or_else(|| "–".into()),
+                    b.unwrap_or_else(|| "–".into()),
+                    g3(t.t),
+                    g3(t.df),
+                    g3(t.p),
+                    t.verdict.as_str()
+                ));
+            }
+            md.push('\n');
+        }
+        // The measures.
+        md.push_str("## Measures\n\nPer setting: mean [95% CI] (n).\n\n");
+        let mut measures: Vec<(&str, &str)> = Vec::new();
+        for r in &self.rows {
+            if !measures.contains(&(r.measure.as_str(), r.window.as_str())) {
+                measures.push((&r.measure, &r.window));
+            }
+        }
+        md.push_str("| measure | window |");
+        for s in &settings {
+            md.push_str(&format!(" {s} |"));
+        }
+        md.push_str("\n| --- | --- |");
+        for _ in &settings {
+            md.push_str(" --- |");
+        }
+        md.push('\n');
+        for (m, w) in &measures {
+            md.push_str(&format!("| {m} | {w} |"));
+            for s in &settings {
+                let cell = self
+                    .row(s, m, w)
+                    .map(|r| {
+                        let mut c = mean_ci(r);
+                        if r.summary.n > 0 {
+                            c.push_str(&format!(" ({})", r.summary.n));
+                        }
+                        if r.at_loss.is_finite() {
+                            c.push_str(&format!(
+                                " at t ≈ {}, L ≈ {}",
+                                g3(r.at_step),
+                                g3(r.at_loss)
+                            ));
+                        }
+                        c
+                    })
+                    .unwrap_or_else(|| "–".into());
+                md.push_str(&format!(" {cell} |"));
+            }
+            md.push('\n');
+        }
+        // The null.
+        md.push_str("\n## The architecture null\n\nP·IPR of the null model's vectors (fresh initializations), per rank: 5%, 50% and 95% quantiles over replicas, and the layer-mass-matched null (a random direction with v₁'s mass per parameter block, uniform within each block: E[P·IPR] = 3P Σ_l m_l²/(n_l + 2)), reported as the ratio P·IPR(v₁)/E[P·IPR] (`p_ipr_v1_over_layer_null`: above 1, v₁ is localized within its blocks beyond what its split across blocks explains).\n\n");
+        md.push_str("| setting | null P·IPR(v₁) q05 / q50 / q95 |\n| --- | --- |\n");
+        for s in &settings {
+            if let Some(r) = self.row(s, "peak_p_ipr_v1", "peak") {
+                md.push_str(&format!(
+                    "| {s} | {} / {} / {} |\n",
+                    g3(r.null_q.0),
+                    g3(r.null_q.1),
+                    g3(r.null_q.2)
+                ));
+            }
+        }
+        md
+    }
+}
+
+/// Renders findings.md's Markdown (headings, paragraphs, tables, bold) as
+/// HTML for index.html.
+pub fn markdown_to_html(md: &str) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let inline = |s: &str| {
+        let mut out = String::new();
+        for (i, part) in esc(s).split("**").enumerate() {
+            if i % 2 == 1 {
+                out.push_str(&format!("<b>{part}</b>"));
+            } else {
+                out.push_str(part);
+            }
+        }
+        out
+    };
+    let mut html = String::new();
+    let mut in_table = false;
+    for line in md.lines() {
+        let l = line.trim();
+        if l.starts_with('|') {
+            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            if cells.iter().all(|c| c.chars().all(|ch| ch == '-')) {
+                continue;
+            }
+            let tag = if in_table { "td" } else { "th" };
+            if !in_table {
+                html.push_str("<table>\n");
+                in_table = true;
+            }
+            html.push_str("<tr>");
+            for c in cells {
+                html.push_str(&format!("<{tag} class=\"l\">{}</{tag}>", inline(c)));
+            }
+            html.push_str("</tr>\n");
+            continue;
+        }
+        if in_table {
+            html.push_str("</table>\n");
+            in_table = false;
+        }
+        if let Some(h) = l.strip_prefix("## ") {
+            html.push_str(&format!("<h3>{}</h3>\n", inline(h)));
+        } else if let Some(h) = l.strip_prefix("# ") {
+            html.push_str(&format!("<h2>{}</h2>\n", inline(h)));
+        } else if !l.is_empty() {
+            html.push_str(&format!("<p>{}</p>\n", inline(l)));
+        }
+    }
+    if in_table {
+        html.push_str("</table>\n");
+    }
+    html
+}
+
+/// The stage: computes and writes the findings of `input` into `out_dir`.
+pub fn run(input: &ReportInput, out_dir: &Path) -> Result<Vec<String>, ReportError> {
+    if input.runs.is_empty() {
+        return Err(ReportError::NoRuns {
+            experiment: input.experiment.clone(),
+        });
+    }
+    let f = Findings::compute(input)?;
+    f.write(&input.experiment, out_dir)
+}
