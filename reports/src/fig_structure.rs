@@ -1498,9 +1498,41 @@ impl Ipr {
                     .map_err(|e| data_err(&agg_file, e))?,
             )
         };
-        // The null band: the first run that has it.
+        // The architecture null, from the first run that has it: the 5–95%
+        // quantiles of its replicas' P·IPR (null_localization.arrow), or,
+        // for a store without that file, null_band.arrow's min–max.
         let mut null: Vec<(i64, f64, f64, f64)> = Vec::new();
+        let mut null_label = "null model (min–max)".to_string();
         if let Some(run) = input
+            .runs
+            .iter()
+            .find(|r| r.files.contains_key("metrics/null_localization.arrow"))
+        {
+            let path = run.file("metrics/null_localization.arrow")?.to_path_buf();
+            let t = Table::open(&path)?;
+            let sel = vec![
+                t.col("rank", Kind::Int)?.alias("rank"),
+                t.col("p_ipr", Kind::Float)?.alias("p_ipr"),
+            ];
+            let keep = is_hessian(&t)?;
+            let df = t.query(|lf| lf.filter(keep).select(sel))?;
+            let (r, v) = (i64s(&df, "rank", &path)?, f64s(&df, "p_ipr", &path)?);
+            let mut by_rank: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+            for i in 0..r.len() {
+                by_rank.entry(r[i]).or_default().push(v[i]);
+            }
+            let replicas = by_rank.values().map(Vec::len).max().unwrap_or(0);
+            for (rank, vals) in by_rank {
+                use crate::findings::quantile;
+                null.push((
+                    rank,
+                    quantile(&vals, 0.05),
+                    quantile(&vals, 0.5),
+                    quantile(&vals, 0.95),
+                ));
+            }
+            null_label = format!("architecture null (5–95%, {replicas} replicas)");
+        } else if let Some(run) = input
             .runs
             .iter()
             .find(|r| r.files.contains_key("metrics/null_band.arrow"))
@@ -1574,7 +1606,7 @@ impl Ipr {
             legend.push(Entry {
                 color: mix(NULL_GREY, 255.0, 0.65),
                 sample: Sample::Swatch,
-                text: "null model (min–max)".into(),
+                text: null_label,
             });
         }
         legend.push(Entry {

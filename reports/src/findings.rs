@@ -24,7 +24,7 @@ use crate::data::{Kind, LossClock, Table};
 use crate::{ReportError, ReportInput, RunInput};
 
 /// Bump whenever the findings can change: it is part of the stage's key.
-pub const FINDINGS_VERSION: u32 = 1;
+pub const FINDINGS_VERSION: u32 = 2;
 
 /// Matched progress: the train loss as a fraction of its value at step 0.
 pub const LOSS_LEVELS: [f64; 4] = [0.5, 0.1, 1e-2, 1e-3];
@@ -156,6 +156,10 @@ struct RunSeries {
     /// Per consecutive pair (t_w, t): the per-step displacement, mean over
     /// the isolated ranks, at t_w (trusted pairs only).
     disp: Vec<(f64, f64, f64)>,
+    /// Every trusted pair (t_w, t): D, mean over the isolated ranks.
+    pairs: BTreeMap<(i64, i64), f64>,
+    /// The fixed lag of `displacement_lag` (the linear grid's step).
+    lag: i64,
     /// P·IPR per rank (0 = v₁).
     p_ipr: BTreeMap<i64, Points>,
     /// frac50 of v₁.
@@ -263,10 +267,47 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
         f64s(&df, "t", path)?,
         f64s(&df, "per_step", path)?,
     );
-    let disp = (0..tw.len())
+    let disp: Vec<(f64, f64, f64)> = (0..tw.len())
         .filter(|&i| ps[i].is_finite())
         .map(|i| (tw[i], tt[i], ps[i]))
         .collect();
+    // Every trusted pair's matched displacement, mean over isolated ranks.
+    let mut keep = t
+        .trusted()?
+        .and(t.col("matched_displacement", Kind::Float)?.is_not_null());
+    if t.has("operator") {
+        keep = keep.and(t.col("operator", Kind::Str)?.eq(lit("hessian")));
+    }
+    let sel = [
+        t.col("t_w", Kind::Int)?.alias("t_w"),
+        t.col("t", Kind::Int)?.alias("t"),
+        t.col("matched_displacement", Kind::Float)?.alias("d"),
+    ];
+    let df = t.query(|lf| {
+        lf.filter(keep)
+            .select(sel)
+            .group_by([col("t_w"), col("t")])
+            .agg([col("d").mean()])
+    })?;
+    let (tw, tt, dd) = (
+        i64s(&df, "t_w", path)?,
+        i64s(&df, "t", path)?,
+        f64s(&df, "d", path)?,
+    );
+    let pairs: BTreeMap<(i64, i64), f64> = (0..tw.len())
+        .filter(|&i| dd[i].is_finite())
+        .map(|i| ((tw[i], tt[i]), dd[i]))
+        .collect();
+    // The lag: the most common gap between consecutive checkpoints (the
+    // linear grid's step), the smaller on a tie.
+    let mut gaps: BTreeMap<i64, usize> = BTreeMap::new();
+    for d in &disp {
+        *gaps.entry((d.1 - d.0) as i64).or_default() += 1;
+    }
+    let lag = gaps
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        .map_or(0, |g| *g.0);
 
     // Localization.
     let path = run.file("metrics/localization.arrow")?;
@@ -385,6 +426,8 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
         l0,
         last_step,
         disp,
+        pairs,
+        lag,
         p_ipr,
         frac50,
         layer_null,
@@ -424,6 +467,40 @@ impl RunSeries {
             .iter()
             .find(|(a, b, _)| *a <= step && step < *b)
             .map(|d| d.2)
+    }
+
+    /// D(t_w, t) at about the fixed lag from the last checkpoint t_w ≤
+    /// `step`: the pair whose t is nearest t_w + lag, within half a lag.
+    /// Unlike the per-step rate, it compares like with like where the
+    /// checkpoint spacing differs (log-spaced early, linear late).
+    fn lag_at(&self, step: f64) -> Option<f64> {
+        if self.lag <= 0 {
+            return None;
+        }
+        let t_w = self
+            .pairs
+            .keys()
+            .map(|k| k.0)
+            .filter(|&w| w as f64 <= step)
+            .max()?;
+        self.pairs
+            .range((t_w, i64::MIN)..=(t_w, i64::MAX))
+            .map(|((_, t), d)| ((t - t_w - self.lag).abs(), *d))
+            .filter(|(off, _)| 2 * off <= self.lag)
+            .min_by_key(|(off, _)| *off)
+            .map(|(_, d)| d)
+    }
+
+    /// The mean fixed-lag D over checkpoints t_w in [lo, hi).
+    fn lag_window(&self, lo: f64, hi: f64) -> Option<f64> {
+        let mut w: Vec<i64> = self.pairs.keys().map(|k| k.0).collect();
+        w.dedup();
+        let v: Vec<f64> = w
+            .into_iter()
+            .filter(|&t| t as f64 >= lo && (t as f64) < hi)
+            .filter_map(|t| self.lag_at(t as f64))
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
     }
 
     /// The mean per-step displacement over pairs whose t_w is in [lo, hi).
@@ -603,13 +680,14 @@ fn row(g: &Setting, measure: &str, window: &str, per_seed: Vec<Option<f64>>) -> 
     }
 }
 
-/// The architecture null's quantiles of P·IPR at `rank`, pooled over the
-/// setting's runs' null files (one null per architecture: the same file).
+/// The architecture null's quantiles of P·IPR at `rank`, from the first of
+/// the setting's runs that has the null (one null per architecture: every
+/// run of a setting reads the same file).
 fn null_quantiles(g: &Setting, rank: i64) -> (f64, f64, f64) {
     let v: Vec<f64> = g
         .runs
-        .first()
-        .and_then(|r| r.null_p_ipr.get(&rank).cloned())
+        .iter()
+        .find_map(|r| r.null_p_ipr.get(&rank).cloned())
         .unwrap_or_default();
     (quantile(&v, 0.05), quantile(&v, 0.5), quantile(&v, 0.95))
 }
@@ -622,13 +700,30 @@ fn setting_rows(g: &Setting) -> Vec<Row> {
     let windows: [Window; 3] = [
         ("early", |r| (0.0, EARLY_BEFORE * r.last_step)),
         ("late", |r| (LATE_FROM * r.last_step, f64::INFINITY)),
+        // A run whose loss never falls two decades has no falling window
+        // (an empty one): it is left out, not given its whole run.
         ("falling", |r| {
-            (0.0, r.step_at_level(FALLING_UNTIL).unwrap_or(f64::INFINITY))
+            (
+                0.0,
+                r.step_at_level(FALLING_UNTIL).unwrap_or(f64::NEG_INFINITY),
+            )
         }),
     ];
     let null_v1 = null_quantiles(g, 0);
     // Matched steps (windows) and the falling phase.
     for (name, bounds) in windows {
+        out.push(row(
+            g,
+            "displacement_lag",
+            name,
+            g.runs
+                .iter()
+                .map(|r| {
+                    let (lo, hi) = bounds(r);
+                    r.lag_window(lo, hi)
+                })
+                .collect(),
+        ));
         out.push(row(
             g,
             "displacement_rate",
@@ -693,6 +788,16 @@ fn setting_rows(g: &Setting) -> Vec<Row> {
         let mut r = row(g, "step", &name, at.clone());
         r.at_step = r.summary.mean;
         out.push(r);
+        out.push(row(
+            g,
+            "displacement_lag",
+            &name,
+            g.runs
+                .iter()
+                .zip(&at)
+                .map(|(r, s)| r.lag_at((*s)?))
+                .collect(),
+        ));
         out.push(row(
             g,
             "displacement_rate",
@@ -798,25 +903,31 @@ fn claims(settings: &[Setting], rows: &[Row]) -> Vec<Test> {
             .find(|r| r.setting == s && r.measure == m && r.window == w)
     };
     let mut tests = Vec::new();
+    // The reference: plain SGD. Settings of optimizer `sgd` include its
+    // momentum variants, so the one labelled "sgd" is preferred.
+    let is_sgd = |g: &&Setting| g.optimizer.eq_ignore_ascii_case("sgd");
     let sgd = settings
         .iter()
-        .find(|g| g.optimizer.eq_ignore_ascii_case("sgd"));
+        .filter(is_sgd)
+        .find(|g| g.label.to_ascii_lowercase().starts_with("sgd"))
+        .or_else(|| settings.iter().find(is_sgd));
     let windows: Vec<String> = ["falling".to_string()]
         .into_iter()
         .chain(LOSS_LEVELS.iter().map(|l| level_name(*l)))
         .collect();
-    // (a) SGD-family: the displacement rate falls along training.
-    for g in settings.iter().filter(|g| {
-        let o = g.optimizer.to_ascii_lowercase();
-        o == "sgd" || o == "momentum"
-    }) {
-        for (early, late) in [
-            ("early".to_string(), "late".to_string()),
-            (level_name(0.5), level_name(1e-2)),
+    // (a) SGD-family: the displacement falls along training. Primary: D
+    // at the fixed lag (like with like); then the per-step rate, whose
+    // intervals differ between early (log-spaced) and late checkpoints.
+    for g in settings.iter().filter(is_sgd) {
+        for (measure, early, late) in [
+            ("displacement_lag", "early".to_string(), "late".to_string()),
+            ("displacement_lag", level_name(0.5), level_name(1e-2)),
+            ("displacement_rate", "early".to_string(), "late".to_string()),
+            ("displacement_rate", level_name(0.5), level_name(1e-2)),
         ] {
             let (Some(a), Some(b)) = (
-                find(&g.label, "displacement_rate", &early),
-                find(&g.label, "displacement_rate", &late),
+                find(&g.label, measure, &early),
+                find(&g.label, measure, &late),
             ) else {
                 continue;
             };
@@ -825,27 +936,60 @@ fn claims(settings: &[Setting], rows: &[Row]) -> Vec<Test> {
                 claim: "a".into(),
                 setting: g.label.clone(),
                 reference: g.label.clone(),
-                measure: "displacement_rate".into(),
+                measure: measure.into(),
                 window: format!("{early} vs {late}"),
                 statistic: "Welch's t, earlier minus later".into(),
                 t,
                 df,
                 p,
                 rule: format!(
-                    "holds if the earlier rate is above the later at p < {ALPHA}; does not hold if below at p < {ALPHA}; else inconclusive"
+                    "holds if the earlier value is above the later at p < {ALPHA}; does not hold if below at p < {ALPHA}; else inconclusive"
                 ),
                 verdict: v,
             });
         }
     }
-    // (b) and (c): every other setting against SGD, and (c) against the null.
+    // (c) against the architecture null, the claim's primary test: the
+    // peak's 95% CI against the null's 95th percentile.
+    for g in settings {
+        let Some(r) = find(&g.label, "peak_p_ipr_v1", "peak") else {
+            continue;
+        };
+        let q95 = r.null_q.2;
+        let (lo, hi) = r.summary.ci;
+        let verdict = if !(q95.is_finite() && lo.is_finite()) {
+            Verdict::Inconclusive
+        } else if lo > q95 {
+            Verdict::Holds
+        } else if hi < q95 {
+            Verdict::DoesNotHold
+        } else {
+            Verdict::Inconclusive
+        };
+        tests.push(Test {
+            claim: "c".into(),
+            setting: g.label.clone(),
+            reference: "architecture null".into(),
+            measure: "peak_p_ipr_v1".into(),
+            window: "peak".into(),
+            statistic: "95% t interval of the peak against the null's 95th percentile".into(),
+            t: f64::NAN,
+            df: (r.summary.n.max(1) - 1) as f64,
+            p: f64::NAN,
+            rule: "holds if the interval lies above the null's 95th percentile; does not hold if below it; else inconclusive".into(),
+            verdict,
+        });
+    }
+    // (b), and (c) against SGD: every other setting against SGD.
     if let Some(sgd) = sgd {
         for g in settings.iter().filter(|g| g.label != sgd.label) {
-            for w in &windows {
-                let (Some(a), Some(b)) = (
-                    find(&g.label, "displacement_rate", w),
-                    find(&sgd.label, "displacement_rate", w),
-                ) else {
+            // Primary: the fixed-lag D in the falling phase.
+            let cases = ["displacement_lag", "displacement_rate"]
+                .into_iter()
+                .flat_map(|m| windows.iter().map(move |w| (m, w)));
+            for (measure, w) in cases {
+                let (Some(a), Some(b)) = (find(&g.label, measure, w), find(&sgd.label, measure, w))
+                else {
                     continue;
                 };
                 let (t, df, p, v) = above(&a.values, &b.values);
@@ -853,7 +997,7 @@ fn claims(settings: &[Setting], rows: &[Row]) -> Vec<Test> {
                     claim: "b".into(),
                     setting: g.label.clone(),
                     reference: sgd.label.clone(),
-                    measure: "displacement_rate".into(),
+                    measure: measure.into(),
                     window: w.clone(),
                     statistic: "Welch's t, setting minus SGD".into(),
                     t,
@@ -887,37 +1031,6 @@ fn claims(settings: &[Setting], rows: &[Row]) -> Vec<Test> {
                 });
             }
         }
-    }
-    // (c) against the architecture null: the peak's 95% CI against the
-    // null's 95th percentile.
-    for g in settings {
-        let Some(r) = find(&g.label, "peak_p_ipr_v1", "peak") else {
-            continue;
-        };
-        let q95 = r.null_q.2;
-        let (lo, hi) = r.summary.ci;
-        let verdict = if !(q95.is_finite() && lo.is_finite()) {
-            Verdict::Inconclusive
-        } else if lo > q95 {
-            Verdict::Holds
-        } else if hi < q95 {
-            Verdict::DoesNotHold
-        } else {
-            Verdict::Inconclusive
-        };
-        tests.push(Test {
-            claim: "c".into(),
-            setting: g.label.clone(),
-            reference: "architecture null".into(),
-            measure: "peak_p_ipr_v1".into(),
-            window: "peak".into(),
-            statistic: "95% t interval of the peak against the null's 95th percentile".into(),
-            t: f64::NAN,
-            df: (r.summary.n.max(1) - 1) as f64,
-            p: f64::NAN,
-            rule: "holds if the interval lies above the null's 95th percentile; does not hold if below it; else inconclusive".into(),
-            verdict,
-        });
     }
     tests
 }
@@ -1035,7 +1148,8 @@ fn g3(v: f64) -> String {
     }
     let a = v.abs();
     if a != 0.0 && !(1e-3..1e5).contains(&a) {
-        format!("{v:.2e}")
+        // A typeset minus, as fmt_plain writes it.
+        format!("{v:.2e}").replacen('-', "\u{2212}", usize::from(v < 0.0))
     } else {
         crate::axis::fmt_plain(v)
     }
@@ -1082,8 +1196,14 @@ impl Findings {
              n is the number of seeds with a value. Windows: *early* t < {}·T, *late* t ≥ {}·T \
              (T the last step), *falling* the steps before the train loss first reaches \
              {}·L₀; *L/L0 = x* the first step where the train loss reaches x·L₀ \
-             (ln L interpolated in step between logged rows). The displacement rate is the \
-             consecutive pair's D(tₙ, tₙ₊₁)/(tₙ₊₁ − tₙ), averaged over the isolated ranks. \
+             (ln L interpolated in step between logged rows). `displacement_lag` is D(t_w, t) \
+             at a fixed lag (the linear checkpoint grid's step: t the checkpoint nearest \
+             t_w + lag, within half a lag), averaged over the isolated ranks: the primary \
+             measure of (a) and (b). `displacement_rate`, the consecutive pair's \
+             D(tₙ, tₙ₊₁)/(tₙ₊₁ − tₙ), is shown too, but its intervals are short where \
+             checkpoints are log-spaced (early) and long on the linear grid (late), and D ≤ 1 \
+             does not grow linearly with the interval: comparing rates across spacings favours \
+             the run with the shorter intervals. \
              Tests are two-sided at α = {ALPHA}. Definitions: docs/science.md.\n\n",
             EARLY_BEFORE,
             LATE_FROM,
@@ -1093,11 +1213,11 @@ impl Findings {
         let claims = [
             (
                 "a",
-                "(a) SGD's leading Hessian directions stabilize: the displacement rate falls along training.",
+                "(a) SGD's leading Hessian directions stabilize: their displacement falls along training.",
             ),
             (
                 "b",
-                "(b) Adam keeps reorganizing: its displacement rate stays above SGD's while the loss falls.",
+                "(b) Adam keeps reorganizing: its displacement stays above SGD's while the loss falls.",
             ),
             (
                 "c",

@@ -87,9 +87,11 @@ fn findings_of_a_tiny_sweep_match_scipy_and_the_raw_files() {
     );
 
     // The verdicts follow the rules on data built to decide them: Adam's
-    // displacement is above SGD's while the loss falls (claim b holds for
-    // Adam), SGD's falls from early to late (claim a holds), and every
-    // setting's v₁ peaks far above this null's 95th percentile (about 5).
+    // displacement is above SGD's at matched loss (claim b holds for Adam),
+    // SGD's falls from early to late (claim a holds), and every setting's
+    // v₁ peaks far above this null's 95th percentile (about 5). SGD's loss
+    // never falls two decades here, so it has no falling window, and the
+    // falling-phase contrast cannot decide.
     let tests = IpcReader::new(File::open(out.join("findings_tests.arrow")).unwrap())
         .finish()
         .unwrap();
@@ -117,8 +119,12 @@ fn findings_of_a_tiny_sweep_match_scipy_and_the_raw_files() {
             .unwrap_or_else(|| panic!("no test {c} {s} {r} {w}"))
     };
     assert_eq!(
-        find("b", "adam (η=1e-3)", "sgd (η=0.05)", "falling"),
+        find("b", "adam (η=1e-3)", "sgd (η=0.05)", "L/L0=0.1"),
         "holds"
+    );
+    assert_eq!(
+        find("b", "adam (η=1e-3)", "sgd (η=0.05)", "falling"),
+        "inconclusive"
     );
     assert_eq!(
         find("a", "sgd (η=0.05)", "sgd (η=0.05)", "early vs late"),
@@ -131,7 +137,7 @@ fn findings_of_a_tiny_sweep_match_scipy_and_the_raw_files() {
     let md = std::fs::read_to_string(out.join("findings.md")).unwrap();
     for needle in [
         "## (a) SGD's leading Hessian directions stabilize",
-        "**Verdict for adam (η=1e-3): holds**",
+        "**Verdict for adam (η=1e-3): holds** (primary test: peak_p_ipr_v1 peak",
         "Decision rule:",
         "| displacement_rate | L/L0=0.1 |",
     ] {
