@@ -340,6 +340,15 @@ fn superscript(n: i32) -> String {
     s
 }
 
+/// 0.05 or 2×10⁻⁷: plain between 10⁻³ and 10⁴, else scientific.
+pub(crate) fn fmt_plain_or_sci(v: f64) -> String {
+    if v != 0.0 && !(1e-3..1e4).contains(&v.abs()) {
+        fmt_sci(v)
+    } else {
+        fmt_plain(v)
+    }
+}
+
 /// 10⁻³, 2×10⁴.
 fn fmt_sci(v: f64) -> String {
     if v == 0.0 {

@@ -200,6 +200,26 @@ pub(crate) fn loss_axis<'a>(curves: impl IntoIterator<Item = &'a Curve>) -> (Axi
     )
 }
 
+/// The widest span of a loss axis: runs whose loss falls to 1e-20 would
+/// otherwise squeeze the falling phase, the part of training the variant
+/// is for, into a sliver.
+pub(crate) const LOSS_SPAN: f64 = 1e6;
+
+/// Where a loss axis over these x values is cut: the largest loss / 10⁶,
+/// when they span more than that (None: everything is shown).
+pub(crate) fn loss_floor(xs: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let (lo, hi) = finite_range(xs, true)?;
+    (hi / lo > LOSS_SPAN).then_some(hi / LOSS_SPAN)
+}
+
+/// The legend note on a cut loss axis.
+pub(crate) fn loss_cut_note(floor: f64) -> String {
+    format!(
+        "losses below {} (10⁻⁶ of the largest) are not shown here: see the step figure",
+        crate::axis::fmt_plain_or_sci(floor)
+    )
+}
+
 /// The x-axis title of every loss-axis variant.
 pub(crate) const LOSS_X_DESC: &str = "train loss (decreasing →)";
 

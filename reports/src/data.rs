@@ -383,6 +383,31 @@ pub(crate) fn diverged(train: &Path) -> Result<bool, ReportError> {
         .unwrap_or(false))
 }
 
+impl Curve {
+    /// The points whose x (a loss) is at least `floor`.
+    pub(crate) fn at_least(&self, floor: Option<f64>) -> Curve {
+        let Some(f) = floor else {
+            return self.clone();
+        };
+        let mut c = Curve::default();
+        for i in 0..self.step.len() {
+            if self.step[i] >= f {
+                c.step.push(self.step[i]);
+                c.mean.push(self.mean[i]);
+                c.lo.push(self.lo[i]);
+                c.hi.push(self.hi[i]);
+                if let Some(&t) = self.trusted.get(i) {
+                    c.trusted.push(t);
+                }
+                if let Some(&l) = self.ln_loss.get(i) {
+                    c.ln_loss.push(l);
+                }
+            }
+        }
+        c
+    }
+}
+
 /// A run's train loss as a function of step, for figures whose x axis is
 /// the loss: ln L interpolated linearly in the step between the logged
 /// points of `train.arrow` (exact at logged steps; exponential decay between
@@ -649,6 +674,29 @@ mod tests {
         // geometric interpolation, √(L₀ L₁) at the midpoint.
         let clock = LossClock::new(&[0.0, 10.0], &[1.0, 0.01]);
         assert!((clock.ln_at(5.0).exp() - 0.1).abs() < 1e-12);
+    }
+
+    /// A loss axis spans at most six decades below the largest loss: a run
+    /// falling to 1e-20 does not squeeze the others into a sliver.
+    #[test]
+    fn a_loss_axis_is_cut_six_decades_down() {
+        use crate::chart::loss_floor;
+        assert_eq!(loss_floor([2.0, 0.1, 1e-3]), None);
+        let f = loss_floor([2.0, 1e-4, 1e-20]).unwrap();
+        assert!((f - 2e-6).abs() < 1e-18);
+        let c = Curve {
+            step: vec![2.0, 1e-3, 1e-9],
+            mean: vec![1.0, 2.0, 3.0],
+            lo: vec![1.0, 2.0, 3.0],
+            hi: vec![1.0, 2.0, 3.0],
+            trusted: vec![true, false, true],
+            ln_loss: vec![],
+        };
+        let cut = c.at_least(Some(f));
+        assert_eq!(
+            (cut.step, cut.mean, cut.trusted),
+            (vec![2.0, 1e-3], vec![1.0, 2.0], vec![true, false])
+        );
     }
 
     /// Two seeds at one step with losses 0.5 and 0.02: the loss-axis point

@@ -17,9 +17,9 @@ use polars::prelude::*;
 
 use crate::axis::{Axis, Scale};
 use crate::chart::{
-    auto_scale, curve_values, distinct_steps, finite_range, loss_axis, loss_note, pairs_note,
-    step_axis, unit_axis, write_figure, y_axis, Entry, Line, Look, Panel, XAxis, INK, LINE_W,
-    REF_GREY, REF_W,
+    auto_scale, curve_values, distinct_steps, finite_range, loss_axis, loss_cut_note, loss_floor,
+    loss_note, pairs_note, step_axis, unit_axis, write_figure, y_axis, Entry, Line, Look, Panel,
+    XAxis, INK, LINE_W, REF_GREY, REF_W,
 };
 use crate::data::{aggregate, Curve, Kind, LossClock, Table, Tagged};
 use crate::palette::{darker, is_sgd_family, optimizer_color, sweep_order};
@@ -598,6 +598,7 @@ fn fig3(d: &Loaded, out_dir: &Path, along: XAxis) -> Result<Vec<String>, ReportE
     let mut disp = d.curves(|f| &f.displacement, "displacement", true, all)?;
     let mut rate = d.curves(|f| &f.displacement, "per_step", true, all)?;
     // The titles are the same: the x axis's title says which variant it is.
+    let mut floor = None;
     let ((x, x_desc), name) = match along {
         XAxis::Step => (
             step_axis(disp.iter().chain(&rate), true),
@@ -606,6 +607,13 @@ fn fig3(d: &Loaded, out_dir: &Path, along: XAxis) -> Result<Vec<String>, ReportE
         XAxis::Loss => {
             disp = disp.iter().map(Curve::against_loss).collect();
             rate = rate.iter().map(Curve::against_loss).collect();
+            floor = loss_floor(
+                disp.iter()
+                    .chain(&rate)
+                    .flat_map(|c| c.step.iter().copied()),
+            );
+            disp = disp.iter().map(|c| c.at_least(floor)).collect();
+            rate = rate.iter().map(|c| c.at_least(floor)).collect();
             (
                 loss_axis(disp.iter().chain(&rate)),
                 "fig3_displacement_loss",
@@ -641,6 +649,7 @@ fn fig3(d: &Loaded, out_dir: &Path, along: XAxis) -> Result<Vec<String>, ReportE
     entries.extend(Entry::seeds_note(several));
     if along == XAxis::Loss {
         entries.push(Entry::note(loss_note(several)));
+        entries.extend(floor.map(|f| Entry::note(loss_cut_note(f))));
     }
     write_figure(out_dir, name, LOOK, &entries, &panels, 2)
 }

@@ -14,8 +14,8 @@ use polars::prelude::*;
 
 use crate::axis::{Axis, Scale};
 use crate::chart::{
-    finite_range, hollow_marker, loss_note, pe, text_style, unit_axis, untrusted_text, XAxis,
-    GRID_MAJOR, GRID_MINOR, INK, LOSS_X_DESC, MARKER_R, REF_GREY, WIDTH,
+    finite_range, hollow_marker, loss_cut_note, loss_floor, loss_note, pe, text_style, unit_axis,
+    untrusted_text, XAxis, GRID_MAJOR, GRID_MINOR, INK, LOSS_X_DESC, MARKER_R, REF_GREY, WIDTH,
 };
 use crate::data::{Kind, LossClock, Table};
 use crate::error::ReportError;
@@ -569,9 +569,13 @@ struct AgingCurve {
 impl AgingCurve {
     /// The points at the seeds' geometric-mean train loss at t instead of
     /// at τ (points without a loss dropped).
-    fn against_loss(&self) -> AgingCurve {
+    fn against_loss(&self, floor: Option<f64>) -> AgingCurve {
         let keep: Vec<usize> = (0..self.tau.len())
-            .filter(|&i| self.ln_loss.get(i).is_some_and(|l| l.is_finite()))
+            .filter(|&i| {
+                self.ln_loss
+                    .get(i)
+                    .is_some_and(|l| l.is_finite() && floor.is_none_or(|f| l.exp() >= f))
+            })
             .collect();
         let pick = |v: &[f64]| keep.iter().map(|&i| v[i]).collect::<Vec<f64>>();
         AgingCurve {
@@ -598,6 +602,8 @@ struct AgingPanel {
 struct Aging {
     /// Against the lag τ, or against the train loss at t.
     along: XAxis,
+    /// Where a loss axis is cut (see `chart::loss_floor`).
+    loss_floor: Option<f64>,
     panels: Vec<AgingPanel>,
     /// The waiting times drawn (the same in every panel that has them).
     t_ws: Vec<i64>,
@@ -732,6 +738,7 @@ impl Aging {
         );
         Ok(Aging {
             along: XAxis::Step,
+            loss_floor: None,
             panels,
             t_ws,
             untrusted,
@@ -740,8 +747,15 @@ impl Aging {
 
     /// The loss-axis variant: each curve at the train loss at t.
     fn against_loss(&self) -> Aging {
+        let floor = loss_floor(
+            self.panels
+                .iter()
+                .flat_map(|p| &p.curves)
+                .flat_map(|c| c.ln_loss.iter().map(|l| l.exp())),
+        );
         Aging {
             along: XAxis::Loss,
+            loss_floor: floor,
             panels: self
                 .panels
                 .iter()
@@ -750,7 +764,7 @@ impl Aging {
                     color: p.color,
                     seeds: p.seeds,
                     checkpoints: p.checkpoints,
-                    curves: p.curves.iter().map(AgingCurve::against_loss).collect(),
+                    curves: p.curves.iter().map(|c| c.against_loss(floor)).collect(),
                 })
                 .collect(),
             t_ws: self.t_ws.clone(),
@@ -788,6 +802,11 @@ impl Aging {
                     .replace("at the checkpoint", "at t, decreasing to the right"),
             });
         }
+        e.extend(self.loss_floor.map(|f| Entry {
+            color: REF_GREY,
+            sample: Sample::Note,
+            text: loss_cut_note(f),
+        }));
         e.extend(untrusted_entry(self.untrusted));
         e
     }
@@ -1415,9 +1434,13 @@ struct IprCurve {
 impl IprCurve {
     /// The points at the seeds' geometric-mean train loss instead of the
     /// step (points without a loss dropped).
-    fn against_loss(&self) -> IprCurve {
+    fn against_loss(&self, floor: Option<f64>) -> IprCurve {
         let keep: Vec<usize> = (0..self.step.len())
-            .filter(|&i| self.ln_loss.get(i).is_some_and(|l| l.is_finite()))
+            .filter(|&i| {
+                self.ln_loss
+                    .get(i)
+                    .is_some_and(|l| l.is_finite() && floor.is_none_or(|f| l.exp() >= f))
+            })
             .collect();
         let pick = |v: &[f64]| keep.iter().map(|&i| v[i]).collect::<Vec<f64>>();
         IprCurve {
@@ -1636,19 +1659,30 @@ impl Ipr {
 
     /// The loss-axis variant: every curve at the train loss of its steps.
     fn against_loss(&self, several_seeds: bool) -> Ipr {
+        let floor = loss_floor(
+            self.panels
+                .iter()
+                .flat_map(|p| &p.curves)
+                .flat_map(|c| c.ln_loss.iter().map(|l| l.exp())),
+        );
         let mut legend = self.legend.clone();
         legend.push(Entry {
             color: REF_GREY,
             sample: Sample::Note,
             text: loss_note(several_seeds),
         });
+        legend.extend(floor.map(|f| Entry {
+            color: REF_GREY,
+            sample: Sample::Note,
+            text: loss_cut_note(f),
+        }));
         Ipr {
             panels: self
                 .panels
                 .iter()
                 .map(|p| IprPanel {
                     rank: p.rank,
-                    curves: p.curves.iter().map(IprCurve::against_loss).collect(),
+                    curves: p.curves.iter().map(|c| c.against_loss(floor)).collect(),
                     null: p.null,
                 })
                 .collect(),

@@ -7,9 +7,9 @@ use plotters::prelude::*;
 
 use crate::axis::Scale;
 use crate::chart::{
-    auto_scale, curve_values, distinct_steps, loss_axis, loss_note, pairs_note, step_axis,
-    unit_axis, write_figure, y_axis, Entry, Line, Look, Panel, RefLine, INK, LINE_W, REF_GREY,
-    REF_W,
+    auto_scale, curve_values, distinct_steps, loss_axis, loss_cut_note, loss_floor, loss_note,
+    pairs_note, step_axis, unit_axis, write_figure, y_axis, Entry, Line, Look, Panel, RefLine, INK,
+    LINE_W, REF_GREY, REF_W,
 };
 use crate::data::{aggregate, load_run, Curve, RunFrames, Tagged};
 use crate::error::ReportError;
@@ -362,6 +362,9 @@ pub(crate) fn optimizer_comparison_loss(
     let on_loss =
         |curves: &[Curve]| -> Vec<Curve> { curves.iter().map(Curve::against_loss).collect() };
     let (loc, ovl) = (on_loss(&fig.localization), on_loss(&fig.overlap));
+    let floor = loss_floor(loc.iter().chain(&ovl).flat_map(|c| c.step.iter().copied()));
+    let cut = |cs: Vec<Curve>| -> Vec<Curve> { cs.iter().map(|c| c.at_least(floor)).collect() };
+    let (loc, ovl) = (cut(loc), cut(ovl));
     let (x, x_desc) = loss_axis(loc.iter().chain(&ovl));
     let several = |i: usize| fig.groups[i].runs > 1;
     let lines = |curves: Vec<Curve>| -> Vec<Line> {
@@ -406,6 +409,7 @@ pub(crate) fn optimizer_comparison_loss(
     let any_several = fig.groups.iter().any(|g| g.runs > 1);
     entries.extend(Entry::seeds_note(any_several));
     entries.push(Entry::note(loss_note(any_several)));
+    entries.extend(floor.map(|f| Entry::note(loss_cut_note(f))));
     write_figure(
         out_dir,
         "optimizer_comparison_loss",
