@@ -3495,11 +3495,13 @@ k = 3
     /// Muon run on purpose (torch.optim.Muon's weight decay 0.1, `matrices`).
     /// Issue 16 changed all of them on purpose: every graph gains the
     /// findings stage (an input of the report), the null's default replicas
-    /// went from 5 to 20, and paper.toml runs 5 seeds with 20 replicas.
+    /// went from 5 to 20, and paper.toml runs 5 seeds with 20 replicas;
+    /// paper-teacher.toml too; paper-lr.toml is new.
     #[test]
     fn valid_configs_resolve_exactly_as_before() {
         let golden: &[(&str, &str)] = &[
-            ("paper-teacher.toml", "b5b19a0ab6512395"),
+            ("paper-lr.toml", "6d9d7378f2745cfc"),
+            ("paper-teacher.toml", "c175db6a98e28b1d"),
             ("paper.toml", "2c1fb87f002ab155"),
             ("quick.toml", "29556bdf6beac59d"),
             ("base", "978edf73f467895b"),

@@ -255,7 +255,12 @@ fn valid_configs_still_pass_through_the_cli() {
     // configs/*.toml parse and fit this machine: status reads them, writes nothing.
     let env = Env::new();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
-    for name in ["quick.toml", "paper.toml", "paper-teacher.toml"] {
+    for name in [
+        "quick.toml",
+        "paper.toml",
+        "paper-teacher.toml",
+        "paper-lr.toml",
+    ] {
         let cfg = dir.join(name);
         let out = env.eigentrace(&["status", "--device", "cpu", cfg.to_str().unwrap()]);
         assert!(

@@ -45,6 +45,25 @@ impl Axis {
         u.is_finite().then_some(u)
     }
 
+    /// At most `n` labelled ticks: every k-th of them kept (k the smallest
+    /// that fits), the others become unlabelled grid lines. For narrow
+    /// panels, where a label per decade runs the labels together.
+    pub(crate) fn at_most(mut self, n: usize) -> Axis {
+        let n = n.max(2);
+        if self.major.len() > n {
+            let k = self.major.len().div_ceil(n);
+            let all = std::mem::take(&mut self.major);
+            for (i, u) in all.into_iter().enumerate() {
+                if i % k == 0 {
+                    self.major.push(u);
+                } else {
+                    self.minor.push(u);
+                }
+            }
+        }
+        self
+    }
+
     /// The same axis drawn right to left.
     pub(crate) fn reversed(self) -> Axis {
         Axis {
@@ -413,6 +432,16 @@ mod tests {
         assert_eq!(a.at_frac(1.0), a.hi);
         // Ticks and labels do not depend on the direction.
         assert_eq!(r.major, a.major);
+    }
+
+    #[test]
+    fn at_most_n_labels() {
+        let a = Axis::fit(Scale::Log, 1e-6, 1.0, 0.0);
+        assert_eq!(a.major.len(), 7);
+        let b = a.clone().at_most(4);
+        let labels: Vec<String> = b.major.iter().map(|&u| b.label(u)).collect();
+        assert_eq!(labels, ["10⁻⁶", "10⁻⁴", "10⁻²", "10⁰"]);
+        assert_eq!(b.minor.len(), a.minor.len() + 3);
     }
 
     #[test]

@@ -901,15 +901,17 @@ impl Figure for Aging {
                 Axis::fit(Scale::Log, lo, hi, 0.03).reversed()
             }
         };
-        let y = unit_axis();
+        // Narrow panels (3 or 4 columns): at most 4 labelled decades.
         let (rows, cols) = grid(self.panels.len());
+        let x = if cols >= 3 { x.at_most(4) } else { x };
+        let y = unit_axis();
         let cells = body.split_evenly((rows, cols));
         for (i, (cell, p)) in cells.iter().zip(&self.panels).enumerate() {
             // The y axis is shared along a row: its title in the first column.
-            let y_desc = if i % cols == 0 {
-                "q(t_w, t_w + τ)"
-            } else {
-                ""
+            let y_desc = match (i % cols == 0, self.along) {
+                (false, _) => "",
+                (true, XAxis::Step) => "q(t_w, t_w + τ)",
+                (true, XAxis::Loss) => "q(t_w, t)",
             };
             let mut chart = line_chart(cell, &p.title, &x, &y, x_desc, y_desc)?;
             let n = self.t_ws.len();

@@ -24,7 +24,7 @@ use crate::data::{Kind, LossClock, Table};
 use crate::{ReportError, ReportInput, RunInput};
 
 /// Bump whenever the findings can change: it is part of the stage's key.
-pub const FINDINGS_VERSION: u32 = 2;
+pub const FINDINGS_VERSION: u32 = 3;
 
 /// Matched progress: the train loss as a fraction of its value at step 0.
 pub const LOSS_LEVELS: [f64; 4] = [0.5, 0.1, 1e-2, 1e-3];
@@ -124,6 +124,19 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
     v[lo] + (h - lo as f64) * (v[hi] - v[lo])
 }
 
+/// D of two independent uniformly random unit vectors in P dimensions:
+/// 1 − E|⟨u, v⟩| with E|⟨u, v⟩| = Γ(P/2) / (√π Γ((P+1)/2)) (the first
+/// coordinate of a uniform point on S^{P−1} has density ∝ (1 − x²)^{(P−3)/2};
+/// ≈ √(2/(πP)) for large P). The displacement a vector has when its new
+/// direction is unrelated to its old one.
+pub fn random_displacement(p: f64) -> f64 {
+    use statrs::function::gamma::ln_gamma;
+    if p < 1.0 {
+        return f64::NAN;
+    }
+    1.0 - (ln_gamma(p / 2.0) - ln_gamma((p + 1.0) / 2.0)).exp() / std::f64::consts::PI.sqrt()
+}
+
 /// E[P·IPR] of the layer-mass-matched null: a random direction with mass
 /// m_l on block l of n_l parameters, spread uniformly on that block's
 /// sphere. With E[Σᵢ uᵢ⁴] = 3/(n + 2) for u uniform on S^{n−1},
@@ -170,6 +183,8 @@ struct RunSeries {
     null_p_ipr: BTreeMap<i64, Vec<f64>>,
     /// Classes C (the output layer's width): v₁ … v_{C−1} are the outliers.
     classes: usize,
+    /// Parameters P.
+    params: f64,
 }
 
 fn f64s(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<f64>, ReportError> {
@@ -358,6 +373,7 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
     let numel: BTreeMap<(i64, String), f64> = (0..pl.len())
         .map(|i| ((pl[i], pk[i].clone()), pn[i]))
         .collect();
+    let params = pn.iter().sum::<f64>();
     // The output layer's width: the first dimension of the last weight block.
     let classes = {
         let t = Table::open(pm_path)?;
@@ -433,6 +449,7 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
         layer_null,
         null_p_ipr,
         classes,
+        params,
     })
 }
 
@@ -781,6 +798,16 @@ fn setting_rows(g: &Setting) -> Vec<Row> {
                 .collect(),
         ));
     }
+    // The random baseline of D: unrelated directions (one value per run).
+    out.push(row(
+        g,
+        "displacement_random",
+        "baseline",
+        g.runs
+            .iter()
+            .map(|r| Some(random_displacement(r.params)))
+            .collect(),
+    ));
     // Matched progress: at each loss level.
     for level in LOSS_LEVELS {
         let name = level_name(level);
@@ -1203,7 +1230,9 @@ impl Findings {
              D(tₙ, tₙ₊₁)/(tₙ₊₁ − tₙ), is shown too, but its intervals are short where \
              checkpoints are log-spaced (early) and long on the linear grid (late), and D ≤ 1 \
              does not grow linearly with the interval: comparing rates across spacings favours \
-             the run with the shorter intervals. \
+             the run with the shorter intervals. `displacement_random` is D of two independent \
+             random directions in P dimensions, 1 − E|⟨u, v⟩| (the value of a vector that \
+             forgot its past). \
              Tests are two-sided at α = {ALPHA}. Definitions: docs/science.md.\n\n",
             EARLY_BEFORE,
             LATE_FROM,

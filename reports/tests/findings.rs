@@ -204,3 +204,41 @@ fn the_layer_matched_null_matches_monte_carlo() {
     let iso = layer_matched_p_ipr(&[(1.0, p as f64)]);
     assert!((iso - 3.0 * p as f64 / (p as f64 + 2.0)).abs() < 1e-12);
 }
+
+/// D of two random unit vectors: 1 − E|⟨u, v⟩|, against closed forms at
+/// small P (P = 2: 1 − 2/π; P = 3: 1/2) and Monte Carlo at P = 50.
+#[test]
+fn the_random_displacement_baseline() {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+    use reports::findings::random_displacement;
+    assert!((random_displacement(2.0) - (1.0 - 2.0 / std::f64::consts::PI)).abs() < 1e-12);
+    assert!((random_displacement(3.0) - 0.5).abs() < 1e-12);
+    let p = 50usize;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let mut unit = || {
+        let g: Vec<f64> = (0..p).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let n = g.iter().map(|x| x * x).sum::<f64>().sqrt();
+        g.into_iter().map(|x| x / n).collect::<Vec<f64>>()
+    };
+    let draws: Vec<f64> = (0..20_000)
+        .map(|_| {
+            let (u, v) = (unit(), unit());
+            1.0 - u.iter().zip(&v).map(|(a, b)| a * b).sum::<f64>().abs()
+        })
+        .collect();
+    let s = summarize(&draws);
+    let se = s.sd / (draws.len() as f64).sqrt();
+    let want = random_displacement(p as f64);
+    assert!(
+        (s.mean - want).abs() < 4.0 * se,
+        "{} ± {se} against {want}",
+        s.mean
+    );
+    // Large P: 1 − √(2/(πP)) to leading order.
+    let big = 26_122.0f64;
+    assert!(
+        (random_displacement(big) - (1.0 - (2.0 / (std::f64::consts::PI * big)).sqrt())).abs()
+            < 1e-7
+    );
+}
