@@ -15,7 +15,7 @@ fn first_run_computes_everything_second_run_nothing() {
     let cfg = env.write_config(&tiny("tiny", 0.1));
     let first = env.run_json(&cfg);
     let st = statuses(&first);
-    assert_eq!(st.len(), 1 + 3 * 2 + 1 + 1, "{st:?}"); // dataset, 2 runs × 3, null, report
+    assert_eq!(st.len(), 1 + 3 * 2 + 1 + 1 + 1, "{st:?}"); // dataset, 2 runs × 3, null, findings, report
     assert!(st.iter().all(|(_, s)| s == "ran"), "{st:?}");
     for s in first["stages"].as_array().unwrap() {
         assert_eq!(s["key"].as_str().unwrap().len(), 64);
@@ -38,6 +38,10 @@ fn first_run_computes_everything_second_run_nothing() {
         "runs/adam-lr1e-2-s0/metrics/overlap.arrow",
         "report/optimizer_comparison.png",
         "report/optimizer_comparison.svg",
+        "report/findings.md",
+        "report/findings.arrow",
+        "findings/findings.arrow",
+        "findings/findings_tests.arrow",
         "null/values.arrow",
         "null/vectors.arrow",
     ] {
@@ -90,6 +94,7 @@ fn changing_one_learning_rate_reruns_exactly_its_branch() {
     assert_eq!(
         ran(&after),
         vec![
+            "findings",
             "hessian[sgd-lr2e-1-s0]",
             "metrics[sgd-lr2e-1-s0]",
             "report",

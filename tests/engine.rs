@@ -22,13 +22,14 @@ fn editing_one_lr_in_a_sweep_reruns_exactly_the_affected_branches() {
     let env = Env::new();
     let cfg = env.write_config(&sweep("sweep", 0.01));
     let first = env.run_json(&cfg);
-    assert_eq!(statuses(&first).len(), 1 + 3 * 4 + 1 + 1);
+    assert_eq!(statuses(&first).len(), 1 + 3 * 4 + 1 + 1 + 1); // + null, findings, report
     let cfg = env.write_config(&sweep("sweep", 0.02));
     let second = env.run_json(&cfg);
     let mut expect: Vec<String> = ["train", "hessian", "metrics"]
         .iter()
         .flat_map(|k| ["s0", "s1"].map(|s| format!("{k}[adam-lr2e-2-{s}]")))
         .collect();
+    expect.push("findings".into());
     expect.push("report".into());
     expect.sort();
     assert_eq!(ran(&second), expect);
@@ -382,8 +383,9 @@ fn gc_keeps_what_the_current_config_uses() {
     env.run_json(&cfg);
     let dry = env.eigentrace(&["gc", "--dry-run", "--json"]);
     let dj: Value = serde_json::from_slice(&dry.stdout).unwrap();
-    // The sgd lr 0.1 branch (train, hessian, metrics) and the old report are unreachable.
-    assert_eq!(dj["removed_records"].as_array().unwrap().len(), 4, "{dj}");
+    // The sgd lr 0.1 branch (train, hessian, metrics) and the old findings
+    // and report are unreachable.
+    assert_eq!(dj["removed_records"].as_array().unwrap().len(), 5, "{dj}");
     let gc = env.eigentrace(&["gc"]);
     assert!(gc.status.success());
     assert!(env.eigentrace(&["verify"]).status.success());

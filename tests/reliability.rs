@@ -185,7 +185,7 @@ fn read_only_commands_create_nothing() {
         cfg.to_str().unwrap(),
     ]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("0 of 9 stages fresh"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 of 10 stages fresh"));
     // A folder of someone's that is not a store is neither read as one nor
     // turned into one.
     std::fs::create_dir_all(env.path().join("docs")).unwrap();

@@ -222,7 +222,8 @@ fn slurm_objects_equal_the_local_executors_byte_for_byte() {
     );
     eprintln!("slurm run: {:.1}s", t.elapsed().as_secs_f64());
     let st = statuses(&v);
-    assert_eq!(st.len(), 9, "{st:?}");
+    // dataset, null, 2 × (train, hessian, metrics), findings, report
+    assert_eq!(st.len(), 10, "{st:?}");
     assert!(st.iter().all(|(_, s)| s == "ran"), "{st:?}");
     let led = ledger(&shared, &name);
     for s in v["stages"].as_array().unwrap() {
@@ -248,7 +249,7 @@ fn slurm_objects_equal_the_local_executors_byte_for_byte() {
     );
     // Every job ran under its own name, and each instance had exactly one.
     let jobs = jobs_named(&format!("et-{name}-"));
-    assert_eq!(jobs.len(), 9, "{jobs:?}");
+    assert_eq!(jobs.len(), 10, "{jobs:?}");
 
     let local = env.path().join("local-store");
     let l = ok_json(
@@ -301,7 +302,7 @@ fn slurm_objects_equal_the_local_executors_byte_for_byte() {
     assert!(statuses(&again).iter().all(|(_, s)| s == "cached"));
     assert_eq!(
         jobs_named(&format!("et-{name}-")).len(),
-        9,
+        10,
         "a job was submitted again"
     );
     assert_eq!(ledger(&shared, &name), led);
@@ -397,7 +398,7 @@ fn a_job_cancelled_mid_run_is_reported_and_the_next_run_recovers() {
         "cpu",
     ]);
     let text = String::from_utf8_lossy(&status.stdout);
-    assert!(text.contains("9 of 9 stages fresh"), "{text}");
+    assert!(text.contains("10 of 10 stages fresh"), "{text}");
 }
 
 #[test]
@@ -418,7 +419,7 @@ fn resubmitting_while_jobs_are_queued_submits_nothing_twice() {
     let st = statuses(&first);
     assert!(st.iter().all(|(_, s)| s == "submitted"), "{st:?}");
     let led = ledger(&store, &name);
-    assert_eq!(led.len(), 9);
+    assert_eq!(led.len(), 10);
     // At once again, twice, while the jobs are pending or running.
     for _ in 0..2 {
         let again = detach();
@@ -447,7 +448,7 @@ fn resubmitting_while_jobs_are_queued_submits_nothing_twice() {
     );
     assert_eq!(ledger(&store, &name), led);
     let jobs = jobs_named(&format!("et-{name}-"));
-    assert_eq!(jobs.len(), 9, "one job per instance: {jobs:?}");
+    assert_eq!(jobs.len(), 10, "one job per instance: {jobs:?}");
     assert!(jobs.values().all(|(s, _)| s == "COMPLETED"), "{jobs:?}");
     verify_clean(&env, &store);
 }
