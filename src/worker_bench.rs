@@ -143,6 +143,8 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
         separation: 3.0,
         test_fraction: 0.2,
         seed: 0,
+        scale: Default::default(),
+        std_floor: 0.0,
     };
     let ds = stages::dataset::generate(&dp);
     let data = dir.path().join("data.arrow");

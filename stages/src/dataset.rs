@@ -9,10 +9,13 @@
 //!
 //! Every kind takes `test_fraction` (default 0.2) and `seed` (default 0). The
 //! last `round(n · test_fraction)` rows (n = rows after any subset) are the
-//! test split. Every feature is standardized with the mean and (population)
-//! variance of the train split; a feature constant on the train split keeps
-//! the scale 1 (it is only centred). A field that does not apply to the kind
-//! is an error naming it.
+//! test split. Features are scaled with train-split statistics (`scale`):
+//! `standardize` (the default) divides each centred feature by its
+//! (population) sd, floored at `std_floor` (default 0: a feature constant on
+//! the train split keeps the scale 1; it is only centred); `unit` divides
+//! every feature by the train split's largest |x|; `minmax` maps each
+//! feature to [0, 1]. A field that does not apply to the kind is an error
+//! naming it.
 //!
 //! - `gaussian_mixture`: `classes` (4), `dim` (8), `samples` (1000),
 //!   `separation` (3.0). C isotropic unit-variance Gaussians in D dims whose
@@ -113,6 +116,31 @@ impl DatasetKind {
     }
 }
 
+/// How features are scaled, with statistics of the train split only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureScale {
+    /// Per feature (x − mean)/sd, sd floored at `std_floor` (a constant
+    /// feature keeps the scale 1 when the floor is 0). The default.
+    #[default]
+    Standardize,
+    /// One global scale: x / max |x| over the train split and every feature
+    /// (no centring; the digits' counts 0…16 become 0…1).
+    Unit,
+    /// Per feature (x − min)/(max − min) to [0, 1] (a constant feature → 0).
+    Minmax,
+}
+
+impl FeatureScale {
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureScale::Standardize => "standardize",
+            FeatureScale::Unit => "unit",
+            FeatureScale::Minmax => "minmax",
+        }
+    }
+}
+
 /// The `[dataset]` parameters. Serialized flat (`kind = "spirals"`,
 /// `noise = 0.05`, …) through a wire form that denies unknown fields and
 /// omits what does not apply to the kind, so a `gaussian_mixture` serializes
@@ -133,6 +161,11 @@ pub struct DatasetParams {
     pub separation: f64,
     pub test_fraction: f64,
     pub seed: u64,
+    /// Feature scaling (`scale`; default `standardize`).
+    pub scale: FeatureScale,
+    /// With `standardize`: the smallest sd a feature is divided by (0: a
+    /// constant feature keeps the scale 1, as before this field existed).
+    pub std_floor: f64,
 }
 
 const D_CLASSES: usize = 4;
@@ -209,6 +242,11 @@ struct RawParams {
     test_fraction: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     seed: Option<u64>,
+    /// Omitted when `standardize`, so that existing configs keep their keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scale: Option<FeatureScale>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    std_floor: Option<f64>,
 }
 
 /// `teacher_widths`: a list of widths, or one integer for one hidden layer.
@@ -315,6 +353,8 @@ impl TryFrom<RawParams> for DatasetParams {
             separation: r.separation.unwrap_or(D_SEPARATION),
             test_fraction: r.test_fraction.unwrap_or(D_TEST_FRACTION),
             seed: r.seed.unwrap_or(0),
+            scale: r.scale.unwrap_or_default(),
+            std_floor: r.std_floor.unwrap_or(0.0),
         })
     }
 }
@@ -346,6 +386,8 @@ impl From<DatasetParams> for RawParams {
             subset,
             test_fraction: Some(p.test_fraction),
             seed: Some(p.seed),
+            scale: (p.scale != FeatureScale::Standardize).then_some(p.scale),
+            std_floor: (p.std_floor != 0.0).then_some(p.std_floor),
         }
     }
 }
@@ -476,6 +518,18 @@ impl DatasetParams {
         if !(self.test_fraction >= 0.0 && self.test_fraction < 1.0) {
             return bad("test_fraction", "must be in [0, 1)".into());
         }
+        if !(self.std_floor.is_finite() && self.std_floor >= 0.0) {
+            return bad("std_floor", "must be a finite number ≥ 0".into());
+        }
+        if self.std_floor != 0.0 && self.scale != FeatureScale::Standardize {
+            return bad(
+                "std_floor",
+                format!(
+                    "applies to scale = \"standardize\" only, not \"{}\"; remove it",
+                    self.scale.name()
+                ),
+            );
+        }
         let train = n_train(samples, self.test_fraction);
         if train == 0 {
             return bad(
@@ -568,7 +622,7 @@ struct Rows {
 /// to the current directory, and it panics on an error; prefer [`load`].
 pub fn generate(p: &DatasetParams) -> Dataset {
     match build(p, Path::new(".")) {
-        Ok(r) => finish(r.x, r.labels, r.dim, r.classes, r.n_train),
+        Ok(r) => finish(r, p.scale, p.std_floor),
         Err(e) => panic!("dataset: {e}"),
     }
 }
@@ -580,7 +634,7 @@ pub fn load(p: &DatasetParams, base_dir: &Path) -> StageResult<Dataset> {
     p.shape(base_dir)
         .map_err(|(field, msg)| StageError::Param { field, msg })?;
     let r = build(p, base_dir)?;
-    Ok(finish(r.x, r.labels, r.dim, r.classes, r.n_train))
+    Ok(finish(r, p.scale, p.std_floor))
 }
 
 /// As [`load`], but without standardization: the rows as generated or read
@@ -1068,17 +1122,58 @@ fn idx(p: &DatasetParams, base_dir: &Path, path: &str, subset: Option<usize>) ->
 
 /// Standardize with the statistics of the first `n_train` rows (the train
 /// split), and lay out train rows first.
-fn finish(mut x: Vec<f64>, labels: Vec<i64>, d: usize, c: usize, n_train: usize) -> Dataset {
+/// Scale the features with train-split statistics (see [`FeatureScale`]).
+fn finish(r: Rows, scale: FeatureScale, std_floor: f64) -> Dataset {
+    let Rows {
+        mut x,
+        labels,
+        dim: d,
+        classes: c,
+        n_train,
+    } = r;
     let n = labels.len();
-    for j in 0..d {
-        let mean = (0..n_train).map(|i| x[i * d + j]).sum::<f64>() / n_train as f64;
-        let var = (0..n_train)
-            .map(|i| (x[i * d + j] - mean).powi(2))
-            .sum::<f64>()
-            / n_train as f64;
-        let sd = if var > 1e-24 { var.sqrt() } else { 1.0 };
-        for i in 0..n {
-            x[i * d + j] = (x[i * d + j] - mean) / sd;
+    match scale {
+        FeatureScale::Standardize => {
+            for j in 0..d {
+                let mean = (0..n_train).map(|i| x[i * d + j]).sum::<f64>() / n_train as f64;
+                let var = (0..n_train)
+                    .map(|i| (x[i * d + j] - mean).powi(2))
+                    .sum::<f64>()
+                    / n_train as f64;
+                let sd = if var > 1e-24 { var.sqrt() } else { 1.0 };
+                let sd = if std_floor > 0.0 {
+                    var.sqrt().max(std_floor)
+                } else {
+                    sd
+                };
+                for i in 0..n {
+                    x[i * d + j] = (x[i * d + j] - mean) / sd;
+                }
+            }
+        }
+        FeatureScale::Unit => {
+            let m = x[..n_train * d].iter().fold(0f64, |m, v| m.max(v.abs()));
+            let m = if m > 0.0 { m } else { 1.0 };
+            for v in &mut x {
+                *v /= m;
+            }
+        }
+        FeatureScale::Minmax => {
+            for j in 0..d {
+                let (lo, hi) = (0..n_train)
+                    .map(|i| x[i * d + j])
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                        (a.min(v), b.max(v))
+                    });
+                let span = hi - lo;
+                for i in 0..n {
+                    x[i * d + j] = if span > 0.0 {
+                        (x[i * d + j] - lo) / span
+                    } else {
+                        0.0
+                    };
+                }
+            }
         }
     }
     Dataset {
@@ -1174,6 +1269,8 @@ mod tests {
             separation: 2.0,
             test_fraction: 0.2,
             seed: 7,
+            scale: Default::default(),
+            std_floor: 0.0,
         }
     }
 

@@ -247,6 +247,8 @@ fn gaussian_mixture_unchanged() {
             separation: sep,
             test_fraction: tf,
             seed,
+            scale: Default::default(),
+            std_floor: 0.0,
         };
         let ds = generate(&p);
         let (x, y) = gaussian_mixture_v1(c, d, n, sep, tf, seed);
@@ -644,4 +646,89 @@ fn teacher_labels_are_the_teachers_argmax() {
         .shape(here())
         .unwrap_err();
     assert_eq!(e.0, "dataset.teacher_widths");
+}
+
+/// `scale`: each option against its definition, recomputed from the raw
+/// digits (`load_raw`) on the train split; `std_floor` bounds |z|; a default
+/// config serializes exactly as before the option existed (its key is
+/// unchanged); and misuse names the field and the fix.
+#[test]
+fn feature_scales_follow_their_definitions() {
+    let raw = load_raw(&parse("kind = \"digits\""), here()).unwrap();
+    let (d, n_train) = (raw.dim, raw.is_train.iter().filter(|&&t| t).count());
+    let rawv = |i: usize, j: usize| f64::from(raw.features[i * d + j]);
+    let col = |j: usize| (0..n_train).map(move |i| rawv(i, j));
+
+    // unit: one global scale, the train split's largest |x| (16 for digits).
+    let unit = load(&parse("kind = \"digits\"\nscale = \"unit\""), here()).unwrap();
+    let m = (0..d).flat_map(col).fold(0f64, |a, v| a.max(v.abs()));
+    assert_eq!(m, 16.0);
+    for (i, v) in unit.features.iter().enumerate() {
+        assert!((f64::from(*v) - f64::from(raw.features[i]) / m).abs() < 1e-6);
+    }
+
+    // minmax: per feature to [0, 1] on the train split; constant → 0.
+    let mm = load(&parse("kind = \"digits\"\nscale = \"minmax\""), here()).unwrap();
+    for j in 0..d {
+        let (lo, hi) = col(j).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+        for i in 0..raw.labels.len() {
+            let want = if hi > lo {
+                (rawv(i, j) - lo) / (hi - lo)
+            } else {
+                0.0
+            };
+            assert!(
+                (f64::from(mm.features[i * d + j]) - want).abs() < 1e-6,
+                "({i}, {j})"
+            );
+        }
+    }
+
+    // standardize: the near-constant pixels give z up to ~42; a floor of 1
+    // (count units) bounds |z| by (16 − 0)/1.
+    let z_max = |ds: &Dataset| ds.features.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let plain = load(&parse("kind = \"digits\""), here()).unwrap();
+    assert!(z_max(&plain) > 30.0, "max |z| {}", z_max(&plain));
+    let floored = load(&parse("kind = \"digits\"\nstd_floor = 1.0"), here()).unwrap();
+    assert!(
+        z_max(&floored) <= 16.0 + 1e-4,
+        "max |z| {}",
+        z_max(&floored)
+    );
+    // The floor only touches features whose sd is below it.
+    for j in 0..d {
+        let (mean, var) = train_stats(&raw, j);
+        let sd_f = var.sqrt().max(1.0);
+        for i in 0..n_train {
+            let want = (rawv(i, j) - mean) / sd_f;
+            assert!((f64::from(floored.features[i * d + j]) - want).abs() < 1e-4);
+        }
+    }
+
+    // The default serializes without the new fields: existing keys stand.
+    let json = serde_json::to_string(&parse("kind = \"digits\"")).unwrap();
+    assert!(
+        !json.contains("scale") && !json.contains("std_floor"),
+        "{json}"
+    );
+    let json = serde_json::to_string(&parse("kind = \"digits\"\nscale = \"unit\"")).unwrap();
+    assert!(json.contains("\"scale\":\"unit\""), "{json}");
+
+    // Misuse.
+    let err = parse("kind = \"digits\"\nscale = \"unit\"\nstd_floor = 1.0")
+        .shape(here())
+        .unwrap_err();
+    assert_eq!(err.0, "dataset.std_floor");
+    assert!(
+        err.1.contains("standardize") && err.1.contains("remove it"),
+        "{}",
+        err.1
+    );
+    let err = parse("kind = \"digits\"\nstd_floor = -1.0")
+        .shape(here())
+        .unwrap_err();
+    assert_eq!(err.0, "dataset.std_floor");
+    assert!(toml::from_str::<DatasetParams>("kind = \"digits\"\nscale = \"zscore\"").is_err());
 }

@@ -21,6 +21,8 @@ fn data(dim: usize, classes: usize, samples: usize) -> DatasetParams {
         separation: 2.0,
         test_fraction: 0.25,
         seed: 9,
+        scale: Default::default(),
+        std_floor: 0.0,
     }
 }
 

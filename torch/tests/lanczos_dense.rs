@@ -38,6 +38,8 @@ fn check(case: &Case) {
         separation: 2.0,
         test_fraction: 0.25,
         seed: 3,
+        scale: Default::default(),
+        std_floor: 0.0,
     };
     let ds = generate(&data);
     let arch = Arch {

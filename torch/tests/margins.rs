@@ -18,6 +18,8 @@ fn margins_match_log_probability_ratios() {
         separation: 3.0,
         test_fraction: 0.2,
         seed: 4,
+        scale: Default::default(),
+        std_floor: 0.0,
     });
     let (x, y) = ds.split(true);
     let n = y.len();

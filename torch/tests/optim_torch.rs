@@ -103,6 +103,8 @@ fn every_optimizer_matches_pytorch_for_20_steps_in_f64() {
         separation: 2.0,
         test_fraction: 0.25,
         seed: 2,
+        scale: Default::default(),
+        std_floor: 0.0,
     };
     let ds = generate(&data);
     let (x, y) = ds.split(true);

@@ -18,6 +18,8 @@ fn setup() -> (Arch, Vec<f64>, stages::dataset::Dataset) {
         separation: 3.0,
         test_fraction: 0.25,
         seed: 5,
+        scale: Default::default(),
+        std_floor: 0.0,
     });
     let arch = Arch {
         widths: vec![4, 12, 3],
