@@ -219,6 +219,7 @@ pub fn declared_outputs(inst: &StageInstance) -> Vec<String> {
             "metrics/localization.arrow",
             "metrics/layer_mass.arrow",
             "metrics/neuron_mass.arrow",
+            "metrics/input_mass.arrow",
             "metrics/overlap.arrow",
             "metrics/displacement.arrow",
             "metrics/spectrum.arrow",
@@ -265,7 +266,7 @@ fn report_input(
     for r in runs {
         let id = r["id"].as_str().unwrap_or_default().to_string();
         let mut files = std::collections::BTreeMap::new();
-        for role in ["train", "hessian", "metrics"] {
+        for role in ["train", "hessian", "metrics", "dataset"] {
             if let Ok(i) = inputs.role(&format!("{role}:{id}")) {
                 files.extend(i.files.iter().map(|(k, v)| (k.clone(), v.clone())));
             }

@@ -1585,11 +1585,17 @@ impl Experiment {
         }
         // The findings: the claims tested on every run's metrics (no
         // figure code in its key, so a figure change does not redo them).
-        let findings_inputs: Vec<(String, String)> = report_inputs
+        let mut findings_inputs: Vec<(String, String)> = report_inputs
             .iter()
             .filter(|(role, _)| !role.starts_with("hessian:"))
             .cloned()
             .collect();
+        // Each run's dataset: the input columns' largest |z| (item 5).
+        findings_inputs.extend(
+            self.runs
+                .iter()
+                .map(|r| (format!("dataset:{}", r.id), r.dataset.clone())),
+        );
         inst.push(StageInstance {
             id: "findings".into(),
             kind: "findings".into(),
@@ -3496,18 +3502,19 @@ k = 3
     /// Issue 16 changed all of them on purpose: every graph gains the
     /// findings stage (an input of the report), the null's default replicas
     /// went from 5 to 20, and paper.toml runs 5 seeds with 20 replicas;
-    /// paper-teacher.toml too; paper-lr.toml is new.
+    /// paper-teacher.toml too; paper-lr.toml is new; the findings stage
+    /// then gained each run's dataset as an input (the columns' max |z|).
     #[test]
     fn valid_configs_resolve_exactly_as_before() {
         let golden: &[(&str, &str)] = &[
-            ("paper-lr.toml", "6d9d7378f2745cfc"),
-            ("paper-teacher.toml", "c175db6a98e28b1d"),
-            ("paper.toml", "2c1fb87f002ab155"),
-            ("quick.toml", "29556bdf6beac59d"),
-            ("base", "978edf73f467895b"),
-            ("spirals-epochs-muon", "d6ee3f0d28928baf"),
-            ("teacher-f32-hessian", "4752448c1c0a1832"),
-            ("digits-sweeps", "4a2fdb21f04c4a97"),
+            ("paper-lr.toml", "a1e7c8822b1dc3be"),
+            ("paper-teacher.toml", "1b8042a4ed3a13db"),
+            ("paper.toml", "67fb5036d590df5c"),
+            ("quick.toml", "ad9b1efaaba42bf5"),
+            ("base", "c3c7ca030a3b9bbe"),
+            ("spirals-epochs-muon", "3de930ee26bac188"),
+            ("teacher-f32-hessian", "943e96a8b90dba35"),
+            ("digits-sweeps", "f1a18a79b36586ca"),
         ];
         let mut got = Vec::new();
         for (name, text) in valid_configs() {

@@ -24,7 +24,7 @@ use crate::data::{Kind, LossClock, Table};
 use crate::{ReportError, ReportInput, RunInput};
 
 /// Bump whenever the findings can change: it is part of the stage's key.
-pub const FINDINGS_VERSION: u32 = 3;
+pub const FINDINGS_VERSION: u32 = 4;
 
 /// Matched progress: the train loss as a fraction of its value at step 0.
 pub const LOSS_LEVELS: [f64; 4] = [0.5, 0.1, 1e-2, 1e-3];
@@ -137,6 +137,49 @@ pub fn random_displacement(p: f64) -> f64 {
     1.0 - (ln_gamma(p / 2.0) - ln_gamma((p + 1.0) / 2.0)).exp() / std::f64::consts::PI.sqrt()
 }
 
+/// Spearman's rank correlation (ties get their average rank; Pearson's r
+/// of the ranks). NaN with fewer than two values or no spread.
+pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    fn ranks(v: &[f64]) -> Vec<f64> {
+        let mut idx: Vec<usize> = (0..v.len()).collect();
+        idx.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+        let mut r = vec![0.0; v.len()];
+        let mut i = 0;
+        while i < idx.len() {
+            let mut j = i;
+            while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+                j += 1;
+            }
+            let avg = (i + j) as f64 / 2.0 + 1.0;
+            for &k in &idx[i..=j] {
+                r[k] = avg;
+            }
+            i = j + 1;
+        }
+        r
+    }
+    let n = a.len().min(b.len());
+    if n < 2 {
+        return f64::NAN;
+    }
+    let (ra, rb) = (ranks(&a[..n]), ranks(&b[..n]));
+    let (ma, mb) = (
+        ra.iter().sum::<f64>() / n as f64,
+        rb.iter().sum::<f64>() / n as f64,
+    );
+    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = ra.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = rb.iter().map(|y| (y - mb).powi(2)).sum();
+    if va <= 0.0 || vb <= 0.0 {
+        return f64::NAN;
+    }
+    cov / (va * vb).sqrt()
+}
+
+/// How many of the columns with the largest max |z| the input-mass share
+/// is taken over.
+pub const TOP_Z_COLUMNS: usize = 8;
+
 /// E[P·IPR] of the layer-mass-matched null: a random direction with mass
 /// m_l on block l of n_l parameters, spread uniformly on that block's
 /// sphere. With E[Σᵢ uᵢ⁴] = 3/(n + 2) for u uniform on S^{n−1},
@@ -185,6 +228,11 @@ struct RunSeries {
     classes: usize,
     /// Parameters P.
     params: f64,
+    /// v₁'s mass per input column (first-layer weights from it), per step;
+    /// empty for a store without metrics/input_mass.arrow.
+    input_mass: BTreeMap<i64, Vec<f64>>,
+    /// Per input column: the largest |z| over the train rows (data.arrow).
+    max_z: Vec<f64>,
 }
 
 fn f64s(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<f64>, ReportError> {
@@ -436,6 +484,51 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
         }
     }
 
+    // v₁'s mass per input column, and the columns' largest |z|.
+    let mut input_mass: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    if let Some(path) = run.files.get("metrics/input_mass.arrow") {
+        let t = Table::open(path)?;
+        let mut keep = t.trusted()?.and(t.col("rank", Kind::Int)?.eq(lit(0i64)));
+        if t.has("operator") {
+            keep = keep.and(t.col("operator", Kind::Str)?.eq(lit("hessian")));
+        }
+        let sel = [
+            t.col("step", Kind::Int)?.alias("step"),
+            t.col("column", Kind::Int)?.alias("column"),
+            t.col("mass", Kind::Float)?.alias("mass"),
+        ];
+        let df = t.query(|lf| {
+            lf.filter(keep)
+                .select(sel)
+                .sort(["step", "column"], SortMultipleOptions::default())
+        })?;
+        let (s, c, m) = (
+            i64s(&df, "step", path)?,
+            i64s(&df, "column", path)?,
+            f64s(&df, "mass", path)?,
+        );
+        for i in 0..s.len() {
+            let e = input_mass.entry(s[i]).or_default();
+            let j = c[i].max(0) as usize;
+            if e.len() <= j {
+                e.resize(j + 1, 0.0);
+            }
+            e[j] = m[i];
+        }
+    }
+    let mut max_z = Vec::new();
+    if let Some(path) = run.files.get("data.arrow") {
+        let ds = stages::dataset::read(path).map_err(|e| data_err(path, e))?;
+        max_z = vec![0f64; ds.dim];
+        for (i, &train) in ds.is_train.iter().enumerate() {
+            if train {
+                for (j, z) in max_z.iter_mut().enumerate() {
+                    *z = (*z).max(f64::from(ds.features[i * ds.dim + j]).abs());
+                }
+            }
+        }
+    }
+
     Ok(RunSeries {
         run_id: run.run_id.clone(),
         clock,
@@ -450,6 +543,8 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
         null_p_ipr,
         classes,
         params,
+        input_mass,
+        max_z,
     })
 }
 
@@ -797,6 +892,50 @@ fn setting_rows(g: &Setting) -> Vec<Row> {
                 })
                 .collect(),
         ));
+    }
+    // v₁'s mass on the input layer, and how it sits against the columns'
+    // largest |z| (item 5 of issue 16: standardized near-constant pixels).
+    if g.runs
+        .iter()
+        .any(|r| !r.input_mass.is_empty() && !r.max_z.is_empty())
+    {
+        type InputStat = fn(&[f64], &[f64]) -> Option<f64>;
+        let stats: [(&str, InputStat); 3] = [
+            ("input_mass_v1", |m, _| Some(m.iter().sum())),
+            ("input_share_top_z_v1", |m, z| {
+                let total: f64 = m.iter().sum();
+                let mut idx: Vec<usize> = (0..z.len().min(m.len())).collect();
+                idx.sort_by(|&a, &b| z[b].total_cmp(&z[a]));
+                let top: f64 = idx.iter().take(TOP_Z_COLUMNS).map(|&j| m[j]).sum();
+                (total > 0.0).then(|| top / total)
+            }),
+            ("input_spearman_z_v1", |m, z| {
+                let r = spearman(m, z);
+                r.is_finite().then_some(r)
+            }),
+        ];
+        for (wname, bounds) in windows {
+            for (measure, stat) in stats {
+                out.push(row(
+                    g,
+                    measure,
+                    wname,
+                    g.runs
+                        .iter()
+                        .map(|r| {
+                            let (lo, hi) = bounds(r);
+                            let vals: Vec<f64> = r
+                                .input_mass
+                                .iter()
+                                .filter(|(s, _)| (**s as f64) >= lo && (**s as f64) < hi)
+                                .filter_map(|(_, m)| stat(m, &r.max_z))
+                                .collect();
+                            (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64)
+                        })
+                        .collect(),
+                ));
+            }
+        }
     }
     // The random baseline of D: unrelated directions (one value per run).
     out.push(row(
@@ -1232,7 +1371,11 @@ impl Findings {
              does not grow linearly with the interval: comparing rates across spacings favours \
              the run with the shorter intervals. `displacement_random` is D of two independent \
              random directions in P dimensions, 1 − E|⟨u, v⟩| (the value of a vector that \
-             forgot its past). \
+             forgot its past). `input_mass_v1` is v₁'s mass on the first layer's weights; \
+             `input_share_top_z_v1` the share of that mass on the 8 input columns with the \
+             largest max |z| over the train rows (standardized near-constant pixels reach \
+             z ≈ 42 on the digits); `input_spearman_z_v1` the rank correlation between a \
+             column's mass and its max |z|. \
              Tests are two-sided at α = {ALPHA}. Definitions: docs/science.md.\n\n",
             EARLY_BEFORE,
             LATE_FROM,

@@ -242,3 +242,20 @@ fn the_random_displacement_baseline() {
             < 1e-7
     );
 }
+
+/// Spearman's ρ on hand-checkable data: monotone ±1, ties averaged (the
+/// closed form 1 − 6Σd²/(n(n²−1)) without ties, Pearson on mid-ranks with).
+#[test]
+fn spearman_rank_correlation() {
+    use reports::findings::spearman;
+    let a = [1.0, 2.0, 3.0, 4.0, 5.0];
+    assert!((spearman(&a, &[2.0, 4.0, 8.0, 16.0, 100.0]) - 1.0).abs() < 1e-15);
+    assert!((spearman(&a, &[5.0, 4.0, 3.0, 2.0, 1.0]) + 1.0).abs() < 1e-15);
+    // d = (0, 0, 1, −1, 0): ρ = 1 − 6·2/(5·24) = 0.9.
+    assert!((spearman(&a, &[1.0, 2.0, 4.0, 3.0, 5.0]) - 0.9).abs() < 1e-15);
+    // Ties: ranks of (1, 2, 2, 3) are (1, 2.5, 2.5, 4); against (1, 2, 3, 4)
+    // Pearson gives 0.9486832980505138 (scipy.stats.spearmanr agrees).
+    let r = spearman(&[1.0, 2.0, 2.0, 3.0], &[1.0, 2.0, 3.0, 4.0]);
+    assert!((r - 0.9486832980505138).abs() < 1e-12, "{r}");
+    assert!(spearman(&[1.0, 1.0], &[1.0, 2.0]).is_nan());
+}

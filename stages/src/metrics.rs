@@ -7,6 +7,8 @@
 //!   trusted;
 //! - `layer_mass.arrow`: step, operator, rank, layer, block (`weight`,
 //!   `bias` or `all`), mass, trusted;
+//! - `input_mass.arrow`: step, operator, rank, column, mass (the first
+//!   layer's weights from input feature `column`: Σ_o W₀[o, column]²), trusted;
 //! - `neuron_mass.arrow`: step, operator, rank, layer, neuron, mass (a hidden
 //!   neuron's incoming weights, its bias and its outgoing weights), trusted;
 //! - `overlap.arrow`: operator, t_w, t, subspace_overlap, grassmann,
@@ -427,6 +429,17 @@ impl Layout {
             })
             .collect()
     }
+    /// Mass per input column: the first layer's weights from input feature j,
+    /// Σ_o W₀[o, j]².
+    fn input_mass(&self, v: &[f64]) -> Vec<f64> {
+        let Some(&(_, true, off, rows, cols)) = self.blocks.first() else {
+            return Vec::new();
+        };
+        (0..cols)
+            .map(|j| (0..rows).map(|o| v[off + o * cols + j].powi(2)).sum())
+            .collect()
+    }
+
     /// Mass per hidden neuron: its incoming weights and bias (layer l) and its
     /// outgoing weights (layer l+1). Returns (layer, neuron, mass).
     fn neuron_mass(&self, v: &[f64]) -> Vec<(usize, usize, f64)> {
@@ -562,6 +575,8 @@ struct VectorStats {
     f90: f64,
     blocks: Vec<(usize, &'static str, f64)>,
     neurons: Vec<(usize, usize, f64)>,
+    /// Per input column: the first layer's weight mass from it.
+    inputs: Vec<f64>,
     layers: usize,
 }
 
@@ -574,6 +589,7 @@ impl VectorStats {
             f90: mass_fraction(v, 0.9),
             blocks: layout.block_mass(v),
             neurons: layout.neuron_mass(v),
+            inputs: layout.input_mass(v),
             layers: layout.layers,
         }
     }
@@ -721,12 +737,22 @@ pub fn run_with(
         .map(|(_, _, _, v)| VectorStats::of(v, &layout))
         .collect();
     let (mut n_pairs, mut n_trusted_pairs) = (0u64, 0u64);
+    let (mut i_step, mut i_op, mut i_rank, mut i_col, mut i_mass, mut i_trusted) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     for ((op, step, rank, _), st) in items.iter().zip(stats) {
         let (op, step, rank) = (*op, *step, *rank);
         let trusted = pairs.trusted(op, step, rank);
         n_pairs += 1;
         n_trusted_pairs += trusted as u64;
         loc.push_stats(step, op, rank, &st, trusted);
+        for (j, &m) in st.inputs.iter().enumerate() {
+            i_step.push(step);
+            i_op.push(op.clone());
+            i_rank.push(rank);
+            i_col.push(j as i64);
+            i_mass.push(m);
+            i_trusted.push(trusted);
+        }
         for &(l, j, m) in &st.neurons {
             n_step.push(step);
             n_op.push(op.clone());
@@ -738,6 +764,18 @@ pub fn run_with(
         }
     }
     loc.write(out, "", "step")?;
+    write_batch(
+        &out.join("metrics/input_mass.arrow"),
+        vec![
+            ("step", col_i64(i_step)),
+            ("operator", col_str(&i_op)),
+            ("rank", col_i32(i_rank)),
+            ("column", col_i64(i_col)),
+            ("mass", col_f64(i_mass)),
+            ("trusted", col_bool(i_trusted)),
+        ],
+        false,
+    )?;
     write_batch(
         &out.join("metrics/neuron_mass.arrow"),
         vec![
@@ -1385,6 +1423,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Input-column mass: column j of the first weight matrix, against a
+    /// direct sum over its flat indices, and the columns add up to the
+    /// block's mass.
+    #[test]
+    fn input_mass_sums_first_layer_columns() {
+        let arch = Arch {
+            widths: vec![3, 4, 2],
+            activation: crate::mlp::Activation::Tanh,
+        };
+        let layout = Layout::of(&arch);
+        let p = arch.num_params();
+        let v: Vec<f64> = (0..p).map(|i| ((i * 7 % 11) as f64 - 5.0) / 10.0).collect();
+        let m = layout.input_mass(&v);
+        assert_eq!(m.len(), 3);
+        // W₀ is [4, 3] row-major at offset 0: column j is v[o·3 + j].
+        for (j, mj) in m.iter().enumerate() {
+            let want: f64 = (0..4).map(|o| v[o * 3 + j].powi(2)).sum();
+            assert!((mj - want).abs() < 1e-15);
+        }
+        let block: f64 = v[..12].iter().map(|x| x * x).sum();
+        assert!((m.iter().sum::<f64>() - block).abs() < 1e-14);
     }
 
     #[test]
