@@ -150,6 +150,75 @@ impl Table {
     }
 }
 
+/// A data error naming the file.
+pub(crate) fn data_err(file: &Path, e: impl std::fmt::Display) -> ReportError {
+    ReportError::Data {
+        file: file.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// A column cast to f64; a null entry is NaN.
+pub(crate) fn f64s(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<f64>, ReportError> {
+    let c = df
+        .column(name)
+        .and_then(|c| c.cast(&DataType::Float64))
+        .map_err(|e| data_err(file, e))?;
+    Ok(c.f64()
+        .map_err(|e| data_err(file, e))?
+        .iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect())
+}
+
+/// A column cast to i64; a null entry is i64::MIN.
+pub(crate) fn i64s(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<i64>, ReportError> {
+    let c = df
+        .column(name)
+        .and_then(|c| c.cast(&DataType::Int64))
+        .map_err(|e| data_err(file, e))?;
+    Ok(c.i64()
+        .map_err(|e| data_err(file, e))?
+        .iter()
+        .map(|v| v.unwrap_or(i64::MIN))
+        .collect())
+}
+
+/// A column cast to strings; a null entry is "".
+pub(crate) fn strs(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<String>, ReportError> {
+    let c = df
+        .column(name)
+        .and_then(|c| c.cast(&DataType::String))
+        .map_err(|e| data_err(file, e))?;
+    Ok(c.str()
+        .map_err(|e| data_err(file, e))?
+        .iter()
+        .map(|v| v.unwrap_or_default().to_string())
+        .collect())
+}
+
+/// A bool column; a null entry is false.
+pub(crate) fn bools(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<bool>, ReportError> {
+    let c = df.column(name).map_err(|e| data_err(file, e))?;
+    Ok(c.bool()
+        .map_err(|e| data_err(file, e))?
+        .iter()
+        .map(|v| v.unwrap_or(false))
+        .collect())
+}
+
+/// Indices of the points of a loss-axis variant: those with a finite
+/// ln(train loss) whose loss is at least `floor` (when given).
+pub(crate) fn kept_at_loss(ln_loss: &[f64], len: usize, floor: Option<f64>) -> Vec<usize> {
+    (0..len)
+        .filter(|&i| {
+            ln_loss
+                .get(i)
+                .is_some_and(|l| l.is_finite() && floor.is_none_or(|f| l.exp() >= f))
+        })
+        .collect()
+}
+
 /// What one run contributes to the figure, each frame already reduced to the
 /// rows and columns a panel plots: `step` (i64) and one or two f64 columns.
 pub(crate) struct RunFrames {
@@ -450,27 +519,8 @@ impl LossClock {
 
     /// From a frame with `step` (i64) and `train_loss` (f64).
     pub(crate) fn from_frame(df: &DataFrame, file: &Path) -> Result<LossClock, ReportError> {
-        let err = |e: PolarsError| ReportError::Data {
-            file: file.to_path_buf(),
-            message: e.to_string(),
-        };
-        let steps: Vec<f64> = df
-            .column("step")
-            .and_then(|c| c.cast(&DataType::Float64))
-            .map_err(err)?
-            .f64()
-            .map_err(err)?
-            .iter()
-            .map(|v| v.unwrap_or(f64::NAN))
-            .collect();
-        let loss: Vec<f64> = df
-            .column("train_loss")
-            .map_err(err)?
-            .f64()
-            .map_err(err)?
-            .iter()
-            .map(|v| v.unwrap_or(f64::NAN))
-            .collect();
+        let steps = f64s(df, "step", file)?;
+        let loss = f64s(df, "train_loss", file)?;
         Ok(LossClock::new(&steps, &loss))
     }
 

@@ -17,7 +17,7 @@ use crate::chart::{
     finite_range, hollow_marker, loss_cut_note, loss_floor, loss_note, pe, text_style, unit_axis,
     untrusted_text, XAxis, GRID_MAJOR, GRID_MINOR, INK, LOSS_X_DESC, MARKER_R, REF_GREY, WIDTH,
 };
-use crate::data::{Kind, LossClock, Table};
+use crate::data::{bools, data_err, f64s, i64s, kept_at_loss, Kind, LossClock, Table};
 use crate::error::ReportError;
 use crate::font::FAMILY;
 use crate::palette::{band_outline, optimizer_color, sweep_order, BAND_ALPHA};
@@ -205,43 +205,6 @@ fn save<F: Figure>(
     names.push(svg);
     names.push(crate::pdf::from_svg(out_dir, name)?);
     Ok(())
-}
-
-fn data_err(file: &Path, e: impl std::fmt::Display) -> ReportError {
-    ReportError::Data {
-        file: file.to_path_buf(),
-        message: e.to_string(),
-    }
-}
-
-fn f64s(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<f64>, ReportError> {
-    let c = df.column(name).map_err(|e| data_err(file, e))?;
-    let c = c.cast(&DataType::Float64).map_err(|e| data_err(file, e))?;
-    Ok(c.f64()
-        .map_err(|e| data_err(file, e))?
-        .iter()
-        .map(|v| v.unwrap_or(f64::NAN))
-        .collect())
-}
-
-/// A bool column; a null entry is false.
-fn bools(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<bool>, ReportError> {
-    let c = df.column(name).map_err(|e| data_err(file, e))?;
-    Ok(c.bool()
-        .map_err(|e| data_err(file, e))?
-        .iter()
-        .map(|v| v.unwrap_or(false))
-        .collect())
-}
-
-fn i64s(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<i64>, ReportError> {
-    let c = df.column(name).map_err(|e| data_err(file, e))?;
-    let c = c.cast(&DataType::Int64).map_err(|e| data_err(file, e))?;
-    Ok(c.i64()
-        .map_err(|e| data_err(file, e))?
-        .iter()
-        .map(|v| v.unwrap_or(i64::MIN))
-        .collect())
 }
 
 /// `operator == "hessian"` (every row when the file has no operator column).
@@ -570,13 +533,7 @@ impl AgingCurve {
     /// The points at the seeds' geometric-mean train loss at t instead of
     /// at τ (points without a loss dropped).
     fn against_loss(&self, floor: Option<f64>) -> AgingCurve {
-        let keep: Vec<usize> = (0..self.tau.len())
-            .filter(|&i| {
-                self.ln_loss
-                    .get(i)
-                    .is_some_and(|l| l.is_finite() && floor.is_none_or(|f| l.exp() >= f))
-            })
-            .collect();
+        let keep = kept_at_loss(&self.ln_loss, self.tau.len(), floor);
         let pick = |v: &[f64]| keep.iter().map(|&i| v[i]).collect::<Vec<f64>>();
         AgingCurve {
             t_w: self.t_w,
@@ -1437,13 +1394,7 @@ impl IprCurve {
     /// The points at the seeds' geometric-mean train loss instead of the
     /// step (points without a loss dropped).
     fn against_loss(&self, floor: Option<f64>) -> IprCurve {
-        let keep: Vec<usize> = (0..self.step.len())
-            .filter(|&i| {
-                self.ln_loss
-                    .get(i)
-                    .is_some_and(|l| l.is_finite() && floor.is_none_or(|f| l.exp() >= f))
-            })
-            .collect();
+        let keep = kept_at_loss(&self.ln_loss, self.step.len(), floor);
         let pick = |v: &[f64]| keep.iter().map(|&i| v[i]).collect::<Vec<f64>>();
         IprCurve {
             color: self.color,

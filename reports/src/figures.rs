@@ -5,7 +5,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::axis::Scale;
+use crate::axis::{Axis, Scale};
 use crate::chart::{
     auto_scale, curve_values, distinct_steps, loss_axis, loss_cut_note, loss_floor, loss_note,
     pairs_note, step_axis, unit_axis, write_figure, y_axis, Entry, Line, Look, Panel, RefLine, INK,
@@ -296,37 +296,51 @@ impl FigureData {
             empty_note: "no data",
         };
 
-        // (c) localization, against a random vector's P·IPR = 3
-        let mut values = curve_values(&self.localization);
-        values.push(3.0);
-        let c = Panel {
-            title: "(c) Localization of the top eigenvector v₁".into(),
-            x_desc: x_step,
-            y_desc: "P·IPR(v₁)".into(),
-            x: x.clone(),
-            y: y_axis(Scale::Log, values, (1.0, 10.0)),
-            lines: lines(&self.localization),
-            refs: vec![RefLine {
-                value: 3.0,
-                color: REF_GREY,
-                dashed: false,
-                label: "random vector (3)".to_string(),
-            }],
-            empty_note: "no data",
-        };
-
-        // (d) consecutive subspace overlap, in [0, 1]
-        let d = Panel {
-            title: "(d) Consecutive subspace overlap".into(),
-            x_desc: x_tn,
-            y_desc: "q(tₙ, tₙ₊₁)".into(),
-            x,
-            y: unit_axis(),
-            lines: lines(&self.overlap),
-            refs: vec![],
-            empty_note: pairs_note(self.checkpoints),
-        };
+        let c = localization_panel("(c)", x.clone(), x_step, lines(&self.localization));
+        let d = overlap_panel("(d)", x, x_tn, lines(&self.overlap), self.checkpoints);
         vec![a, b, c, d]
+    }
+}
+
+/// v₁'s P·IPR against a random vector's 3 (the overview and its loss-axis
+/// variant), on the x axis given.
+fn localization_panel(letter: &str, x: Axis, x_desc: String, lines: Vec<Line>) -> Panel {
+    let mut values = curve_values(lines.iter().map(|l| &l.curve));
+    values.push(3.0);
+    Panel {
+        title: format!("{letter} Localization of the top eigenvector v₁"),
+        x_desc,
+        y_desc: "P·IPR(v₁)".into(),
+        x,
+        y: y_axis(Scale::Log, values, (1.0, 10.0)),
+        lines,
+        refs: vec![RefLine {
+            value: 3.0,
+            color: REF_GREY,
+            dashed: false,
+            label: "random vector (3)".to_string(),
+        }],
+        empty_note: "no data",
+    }
+}
+
+/// The consecutive subspace overlap, in [0, 1], on the x axis given.
+fn overlap_panel(
+    letter: &str,
+    x: Axis,
+    x_desc: String,
+    lines: Vec<Line>,
+    checkpoints: usize,
+) -> Panel {
+    Panel {
+        title: format!("{letter} Consecutive subspace overlap"),
+        x_desc,
+        y_desc: "q(tₙ, tₙ₊₁)".into(),
+        x,
+        y: unit_axis(),
+        lines,
+        refs: vec![],
+        empty_note: pairs_note(checkpoints),
     }
 }
 
@@ -374,33 +388,8 @@ pub(crate) fn optimizer_comparison_loss(
             .map(|(i, c)| Line::new(c, fig.groups[i].color, several(i)))
             .collect()
     };
-    let mut values = curve_values(&loc);
-    values.push(3.0);
-    let c = Panel {
-        title: "(a) Localization of the top eigenvector v₁".into(),
-        x_desc: x_desc.clone(),
-        y_desc: "P·IPR(v₁)".into(),
-        x: x.clone(),
-        y: y_axis(Scale::Log, values, (1.0, 10.0)),
-        lines: lines(loc),
-        refs: vec![RefLine {
-            value: 3.0,
-            color: REF_GREY,
-            dashed: false,
-            label: "random vector (3)".to_string(),
-        }],
-        empty_note: "no data",
-    };
-    let d = Panel {
-        title: "(b) Consecutive subspace overlap".into(),
-        x_desc,
-        y_desc: "q(tₙ, tₙ₊₁)".into(),
-        x,
-        y: unit_axis(),
-        lines: lines(ovl),
-        refs: vec![],
-        empty_note: pairs_note(fig.checkpoints),
-    };
+    let c = localization_panel("(a)", x.clone(), x_desc.clone(), lines(loc));
+    let d = overlap_panel("(b)", x, x_desc, lines(ovl), fig.checkpoints);
     let mut entries: Vec<Entry> = fig
         .groups
         .iter()

@@ -20,7 +20,7 @@ use std::path::Path;
 use polars::prelude::*;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use crate::data::{Kind, LossClock, Table};
+use crate::data::{data_err, f64s, i64s, strs, Kind, LossClock, Table};
 use crate::{ReportError, ReportInput, RunInput};
 
 /// Bump whenever the findings can change: it is part of the stage's key.
@@ -36,13 +36,6 @@ pub const EARLY_BEFORE: f64 = 0.2;
 pub const LATE_FROM: f64 = 0.6;
 /// The significance level of every test, two-sided.
 pub const ALPHA: f64 = 0.05;
-
-fn data_err(file: &Path, e: impl std::fmt::Display) -> ReportError {
-    ReportError::Data {
-        file: file.to_path_buf(),
-        message: e.to_string(),
-    }
-}
 
 // ------------------------------------------------------------ statistics
 
@@ -235,42 +228,6 @@ struct RunSeries {
     max_z: Vec<f64>,
 }
 
-fn f64s(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<f64>, ReportError> {
-    let c = df
-        .column(name)
-        .and_then(|c| c.cast(&DataType::Float64))
-        .map_err(|e| data_err(file, e))?;
-    Ok(c.f64()
-        .map_err(|e| data_err(file, e))?
-        .iter()
-        .map(|v| v.unwrap_or(f64::NAN))
-        .collect())
-}
-
-fn i64s(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<i64>, ReportError> {
-    let c = df
-        .column(name)
-        .and_then(|c| c.cast(&DataType::Int64))
-        .map_err(|e| data_err(file, e))?;
-    Ok(c.i64()
-        .map_err(|e| data_err(file, e))?
-        .iter()
-        .map(|v| v.unwrap_or(i64::MIN))
-        .collect())
-}
-
-fn strs(df: &DataFrame, name: &str, file: &Path) -> Result<Vec<String>, ReportError> {
-    let c = df
-        .column(name)
-        .and_then(|c| c.cast(&DataType::String))
-        .map_err(|e| data_err(file, e))?;
-    Ok(c.str()
-        .map_err(|e| data_err(file, e))?
-        .iter()
-        .map(|v| v.unwrap_or_default().to_string())
-        .collect())
-}
-
 /// The Hessian's trusted rows of a metrics file, with `cols`.
 fn hessian_trusted(path: &Path, cols: &[(&str, Kind)]) -> Result<DataFrame, ReportError> {
     let t = Table::open(path)?;
@@ -407,37 +364,33 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
     // Layer mass of v₁ per weight/bias block, and the blocks' sizes.
     let pm_path = run.file("param_map.arrow")?;
     let pm = Table::open(pm_path)?;
+    // One read: each block's layer, kind, size and first dimension.
     let sel = [
         pm.col("layer", Kind::Int)?.alias("layer"),
         pm.col("kind", Kind::Str)?.alias("kind"),
         pm.col("numel", Kind::Int)?.alias("numel"),
+        col("shape")
+            .list()
+            .first()
+            .cast(DataType::Int64)
+            .alias("rows"),
     ];
     let pmd = pm.query(|lf| lf.select(sel))?;
-    let (pl, pk, pn) = (
+    let (pl, pk, pn, rows) = (
         i64s(&pmd, "layer", pm_path)?,
         strs(&pmd, "kind", pm_path)?,
         f64s(&pmd, "numel", pm_path)?,
+        i64s(&pmd, "rows", pm_path)?,
     );
     let numel: BTreeMap<(i64, String), f64> = (0..pl.len())
         .map(|i| ((pl[i], pk[i].clone()), pn[i]))
         .collect();
     let params = pn.iter().sum::<f64>();
     // The output layer's width: the first dimension of the last weight block.
-    let classes = {
-        let t = Table::open(pm_path)?;
-        let sel = [
-            t.col("kind", Kind::Str)?.alias("kind"),
-            col("shape")
-                .list()
-                .first()
-                .cast(DataType::Int64)
-                .alias("rows"),
-        ];
-        let df = t.query(|lf| lf.select(sel).filter(col("kind").eq(lit("weight"))))?;
-        i64s(&df, "rows", pm_path)?
-            .last()
-            .map_or(0, |r| (*r).max(0) as usize)
-    };
+    let classes = (0..pk.len())
+        .rev()
+        .find(|&i| pk[i] == "weight")
+        .map_or(0, |i| rows[i].max(0) as usize);
     let path = run.file("metrics/layer_mass.arrow")?;
     let t = Table::open(path)?;
     let mut keep = t
