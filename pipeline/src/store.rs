@@ -63,7 +63,10 @@ impl Store {
                 )));
             }
         }
-        for sub in ["objects", "records", "refs", "tmp"] {
+        // records/ first: it is what marks a store, so a second process
+        // opening the folder while this one creates it never sees a
+        // non-empty folder without records/ (and refuses it as foreign).
+        for sub in ["records", "objects", "refs", "tmp"] {
             let d = root.join(sub);
             fs::create_dir_all(&d).at(&d)?;
         }
