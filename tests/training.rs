@@ -181,5 +181,8 @@ fn numpy_recomputes_our_metrics_from_our_vectors() {
             "{run}: {report}{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The null model (20 replicas by default) was checked too.
+        let j: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
+        assert_eq!(j["null_pairs"], 20 * 19 / 2, "{report}");
     }
 }

@@ -32,7 +32,7 @@ pub mod code_version {
     pub const DATASET: u32 = 1;
     pub const TRAIN: u32 = 5;
     pub const HESSIAN: u32 = 9;
-    pub const METRICS: u32 = 7;
+    pub const METRICS: u32 = 8;
     pub const NULL: u32 = 6;
 }
 

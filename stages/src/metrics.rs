@@ -30,7 +30,9 @@
 //!   holds), update_alignment (the realized update), trusted;
 //! - with a null model: `null_localization.arrow` (replica, rank, ipr,
 //!   p_ipr, pr, frac50, frac90), `null_layer_mass.arrow` and
-//!   `null_overlap.arrow` (replica_a, replica_b, subspace_overlap), and
+//!   `null_overlap.arrow` (replica_a, replica_b, subspace_overlap,
+//!   matched_displacement: the mean over ranks of D after Hungarian
+//!   matching between the two replicas' top-k), and
 //!   `null_band.arrow` (rank, p_ipr_min, p_ipr_mean, p_ipr_max, frac50_…).
 //!   These carry no `trusted` column: the stage does not read the null
 //!   model's values.
@@ -325,6 +327,34 @@ pub fn overlap_from_gram(m: &DMatrix<f64>) -> (f64, f64, Vec<f64>) {
 
 /// The assignment π maximizing Σ_i w[i][π(i)] (a square matrix), by the
 /// Hungarian algorithm (Kuhn–Munkres, O(k³), the shortest-augmenting-path form).
+/// The mean over ranks of D_i = 1 − |⟨a_i, b_π(i)⟩| after Hungarian
+/// matching on |M| (M = AᵀB, k = min of its sides): the matched
+/// displacement between two unrelated top-k sets, the null's baseline for
+/// `matched_displacement`.
+pub fn mean_matched_displacement(m: &DMatrix<f64>) -> f64 {
+    let (r, c) = (m.nrows(), m.ncols());
+    let k = r.min(c);
+    if k == 0 {
+        return f64::NAN;
+    }
+    // Square by zero padding: a padded row or column matches at weight 0,
+    // and only real pairs enter the mean.
+    let n = r.max(c);
+    let w: Vec<Vec<f64>> = (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| if i < r && j < c { m[(i, j)].abs() } else { 0.0 })
+                .collect()
+        })
+        .collect();
+    let pi = hungarian_max(&w);
+    (0..n)
+        .filter(|&i| i < r && pi[i] < c)
+        .map(|i| 1.0 - w[i][pi[i]])
+        .sum::<f64>()
+        / k as f64
+}
+
 pub fn hungarian_max(w: &[Vec<f64>]) -> Vec<usize> {
     let n = w.len();
     if n == 0 {
@@ -1134,7 +1164,7 @@ fn null_metrics(null: &Bases, layout: &Layout, out: &Path, gram_fn: GramFn<'_>) 
     write_batch(&out.join("metrics/null_band.arrow"), columns, false)?;
     // Overlaps between replicas' top-k subspaces.
     let tops = tops(reps);
-    let (mut ra, mut rb, mut rq) = (vec![], vec![], vec![]);
+    let (mut ra, mut rb, mut rq, mut rd) = (vec![], vec![], vec![], vec![]);
     if !tops.is_empty() {
         let (g, offs) = gram(&tops, gram_fn);
         for a in 0..tops.len() {
@@ -1145,6 +1175,7 @@ fn null_metrics(null: &Bases, layout: &Layout, out: &Path, gram_fn: GramFn<'_>) 
                 ra.push(tops[a].0);
                 rb.push(tops[b].0);
                 rq.push(overlap_from_gram(&m).0);
+                rd.push(mean_matched_displacement(&m));
             }
         }
     }
@@ -1154,6 +1185,7 @@ fn null_metrics(null: &Bases, layout: &Layout, out: &Path, gram_fn: GramFn<'_>) 
             ("replica_a", col_i64(ra)),
             ("replica_b", col_i64(rb)),
             ("subspace_overlap", col_f64(rq)),
+            ("matched_displacement", col_f64(rd)),
         ],
         false,
     )
@@ -1382,6 +1414,25 @@ mod tests {
             "mean {mean} vs k/P {}",
             k as f64 / p as f64
         );
+    }
+
+    /// The null's D baseline: a permuted, sign-flipped copy of a basis has
+    /// D = 0; a rotation by θ in a plane has D = 1 − max(|cos θ|, |sin θ|).
+    #[test]
+    fn mean_matched_displacement_closed_forms() {
+        let m = DMatrix::from_row_slice(3, 3, &[0., -1., 0., 0., 0., 1., 1., 0., 0.]);
+        assert!(mean_matched_displacement(&m).abs() < 1e-15);
+        for theta in [0.1f64, 0.5, 1.0, 1.4] {
+            let (c, s) = (theta.cos(), theta.sin());
+            let m = DMatrix::from_row_slice(2, 2, &[c, -s, s, c]);
+            let want = 1.0 - c.abs().max(s.abs());
+            let got = mean_matched_displacement(&m);
+            assert!((got - want).abs() < 1e-15, "θ = {theta}: {got} vs {want}");
+        }
+        // Rectangular: k = min of the sides, the best column or row.
+        let m = DMatrix::from_row_slice(1, 2, &[0.3, -0.9]);
+        assert!((mean_matched_displacement(&m) - 0.1).abs() < 1e-15);
+        assert!((mean_matched_displacement(&m.transpose()) - 0.1).abs() < 1e-15);
     }
 
     #[test]

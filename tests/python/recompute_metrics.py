@@ -4,8 +4,11 @@ the matching: scipy's linear_sum_assignment), and compare with its metric
 files, and each localization row's `trusted` against values.arrow's converged and
 resolvable. argv: run_dir. Prints the largest differences as JSON; exits 1
 above 1e-6 or on a wrong trust flag. Null displacements (vectors that are
-not isolated) are skipped.
+not isolated) are skipped. With a null model, null_overlap.arrow's q and
+Hungarian-matched displacement between replicas are recomputed from the
+experiment's null/vectors.arrow.
 """
+import os
 import json
 import sys
 
@@ -70,5 +73,26 @@ for r in read("metrics/displacement.arrow"):
     if r["same_rank_displacement"] is not None:
         worst["same_rank"] = max(worst["same_rank"], abs((1 - w[i, i]) - r["same_rank_displacement"]))
 
-print(json.dumps({**worst, "wrong_trust": wrong_trust}))
+# The null: q and the mean matched D between every pair of replicas.
+null_pairs = 0
+if os.path.exists(f"{run}/metrics/null_overlap.arrow"):
+    worst["null_overlap"] = worst["null_matched"] = 0.0
+    nv = {}
+    for r in ipc.open_file(f"{run}/../../null/vectors.arrow").read_all().to_pylist():
+        if r["operator"] == "hessian" and r["rank"] >= 0:
+            v = np.asarray(r["vector"], dtype=np.float64)
+            nv.setdefault(r["replica"], {})[r["rank"]] = v / np.linalg.norm(v)
+    nb = {rep: np.stack([vs[k] for k in sorted(vs)], axis=1) for rep, vs in nv.items()}
+    for r in read("metrics/null_overlap.arrow"):
+        a, b = nb[r["replica_a"]], nb[r["replica_b"]]
+        m = a.T @ b
+        k = min(a.shape[1], b.shape[1])
+        w = np.abs(m[:k, :k])
+        rows, cols = linear_sum_assignment(-w)
+        d = float(np.mean(1 - w[rows, cols]))
+        worst["null_overlap"] = max(worst["null_overlap"], abs(float(np.sum(m**2) / k) - r["subspace_overlap"]))
+        worst["null_matched"] = max(worst["null_matched"], abs(d - r["matched_displacement"]))
+        null_pairs += 1
+
+print(json.dumps({**worst, "wrong_trust": wrong_trust, "null_pairs": null_pairs}))
 sys.exit(0 if max(worst.values()) <= 1e-6 and wrong_trust == 0 else 1)
