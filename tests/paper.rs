@@ -44,6 +44,7 @@ fn scaled_down_paper_study_completes_with_every_figure() {
         "fig3_displacement_loss",
         "fig4_aging",
         "fig4_aging_loss",
+        "fig4_aging_collapse",
         "fig5_overlap_heatmaps",
         "fig6_ipr",
         "fig6_ipr_loss",

@@ -12,6 +12,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use polars::prelude::*;
 
+use crate::aging;
 use crate::axis::{Axis, Scale};
 use crate::chart::{
     finite_range, hollow_marker, loss_cut_note, loss_floor, loss_note, pe, text_style, unit_axis,
@@ -47,6 +48,12 @@ pub fn render(input: &ReportInput, out_dir: &Path) -> Result<Vec<String>, Report
     save(
         &aging.against_loss(),
         "fig4_aging_loss",
+        out_dir,
+        &mut names,
+    )?;
+    save(
+        &aging.collapsed(),
+        "fig4_aging_collapse",
         out_dir,
         &mut names,
     )?;
@@ -335,6 +342,8 @@ fn line_chart<'a, DB: DrawingBackend>(
 enum Sample {
     Line,
     Dashed,
+    /// Short dashes: the layer-mass-matched null.
+    Dotted,
     Swatch,
     /// Text only, in grey.
     Note,
@@ -428,6 +437,14 @@ fn draw_legend<DB: DrawingBackend>(
                         18,
                         10,
                         e.color.stroke_width(LINE_W),
+                    ))
+                    .map_err(pe)?,
+                Sample::Dotted => area
+                    .draw(&plotters::element::DashedPathElement::new(
+                        vec![(left, y), (left + SAMPLE_W, y)],
+                        6,
+                        10,
+                        e.color.stroke_width(4),
                     ))
                     .map_err(pe)?,
                 Sample::Swatch => area
@@ -554,6 +571,11 @@ struct AgingPanel {
     /// The most checkpoints a seed has: a waiting time needs 3 later ones.
     checkpoints: usize,
     curves: Vec<AgingCurve>,
+    /// The collapse fit over every waiting time t_w > 0 (aging.rs): μ over
+    /// the seeds and the regime; None without a fit.
+    fit: Option<(crate::findings::Summary, aging::Regime)>,
+    /// Lines written under the panel, joined by " · " (the collapse fit).
+    note: Vec<String>,
 }
 
 struct Aging {
@@ -562,6 +584,8 @@ struct Aging {
     /// Where a loss axis is cut (see `chart::loss_floor`).
     loss_floor: Option<f64>,
     panels: Vec<AgingPanel>,
+    /// x is the scaled lag τ/t_w^μ, μ each panel's fitted exponent.
+    scaled: bool,
     /// The waiting times drawn (the same in every panel that has them).
     t_ws: Vec<i64>,
     /// Some point drawn is untrusted, and every one is: the legend's note.
@@ -595,6 +619,8 @@ fn seed_count(counts: impl Iterator<Item = usize>) -> Option<String> {
 
 /// Height of one row of grid panels.
 const GRID_ROW_H: u32 = 820;
+/// Height of the note line under a panel (the collapse fit).
+const NOTE_H: i32 = 56;
 
 impl Aging {
     fn load(input: &ReportInput, groups: &[Group]) -> Result<Aging, ReportError> {
@@ -603,8 +629,10 @@ impl Aging {
         type Cell = (Vec<f64>, bool, Vec<f64>);
         type Cells = BTreeMap<(i64, i64), Cell>;
         let mut per_group: Vec<Cells> = Vec::new();
+        let mut fits = Vec::new();
         for g in groups {
             let mut cells = Cells::new();
+            let mut per_seed = Vec::new();
             for &run in &g.runs {
                 let cols = [
                     ("t_w", Kind::Int),
@@ -629,8 +657,16 @@ impl Aging {
                     }
                     e.1 &= ok[i];
                 }
+                // This seed's trusted pairs, for the collapse fit.
+                let pairs: BTreeMap<(i64, i64), f64> = (0..tw.len())
+                    .filter(|&i| ok[i])
+                    .map(|i| ((tw[i], t[i]), q[i]))
+                    .collect();
+                per_seed.push(aging::curves_of(&pairs, 0.0, f64::INFINITY));
             }
             per_group.push(cells);
+            let fit = aging::fit_setting(&per_seed);
+            fits.push(fit.fits.iter().any(Option::is_some).then(|| fit.verdict()));
         }
         // Waiting times with at least three later checkpoints in some group,
         // six of them spread in log(t_w + 1): the same ones in every panel.
@@ -648,7 +684,8 @@ impl Aging {
         let panels: Vec<AgingPanel> = groups
             .iter()
             .zip(&per_group)
-            .map(|(g, cells)| {
+            .zip(fits)
+            .map(|((g, cells), fit)| {
                 let curves = t_ws
                     .iter()
                     .filter_map(|&w| {
@@ -684,6 +721,8 @@ impl Aging {
                     seeds: g.runs.len(),
                     checkpoints: steps.len(),
                     curves,
+                    fit,
+                    note: Vec::new(),
                 }
             })
             .collect();
@@ -696,6 +735,7 @@ impl Aging {
         Ok(Aging {
             along: XAxis::Step,
             loss_floor: None,
+            scaled: false,
             panels,
             t_ws,
             untrusted,
@@ -713,6 +753,7 @@ impl Aging {
         Aging {
             along: XAxis::Loss,
             loss_floor: floor,
+            scaled: false,
             panels: self
                 .panels
                 .iter()
@@ -722,9 +763,70 @@ impl Aging {
                     seeds: p.seeds,
                     checkpoints: p.checkpoints,
                     curves: p.curves.iter().map(|c| c.against_loss(floor)).collect(),
+                    fit: p.fit.clone(),
+                    note: p.note.clone(),
                 })
                 .collect(),
             t_ws: self.t_ws.clone(),
+            untrusted: self.untrusted,
+        }
+    }
+
+    /// The collapse variant: each panel's curves against τ/t_w^μ, μ the
+    /// mean of its seeds' fitted exponents, the fit and its regime in the
+    /// panel's title. Waiting time 0 has no scaled lag and is left out; a
+    /// panel without a fit keeps no curve.
+    fn collapsed(&self) -> Aging {
+        let panels = self
+            .panels
+            .iter()
+            .map(|p| {
+                let (note, curves) = match &p.fit {
+                    Some((mu, regime)) if mu.mean.is_finite() => {
+                        let m = mu.mean;
+                        let ci = if mu.n >= 2 {
+                            format!(" [{}, {}]", fmt2(mu.ci.0), fmt2(mu.ci.1))
+                        } else {
+                            String::new()
+                        };
+                        let curves = p
+                            .curves
+                            .iter()
+                            .filter(|c| c.t_w > 0)
+                            .map(|c| AgingCurve {
+                                t_w: c.t_w,
+                                tau: c.tau.iter().map(|t| t / (c.t_w as f64).powf(m)).collect(),
+                                q: c.q.clone(),
+                                lo: c.lo.clone(),
+                                hi: c.hi.clone(),
+                                trusted: c.trusted.clone(),
+                                ln_loss: c.ln_loss.clone(),
+                            })
+                            .collect();
+                        (
+                            vec![format!("μ = {}{ci}", fmt2(m)), regime.as_str().to_string()],
+                            curves,
+                        )
+                    }
+                    _ => (vec!["no fit".to_string()], Vec::new()),
+                };
+                AgingPanel {
+                    title: p.title.clone(),
+                    color: p.color,
+                    seeds: p.seeds,
+                    checkpoints: p.checkpoints,
+                    curves,
+                    fit: p.fit.clone(),
+                    note,
+                }
+            })
+            .collect();
+        Aging {
+            along: XAxis::Step,
+            loss_floor: None,
+            scaled: true,
+            panels,
+            t_ws: self.t_ws.iter().copied().filter(|w| *w > 0).collect(),
             untrusted: self.untrusted,
         }
     }
@@ -780,6 +882,11 @@ impl Aging {
     }
 }
 
+/// An exponent with two decimals.
+fn fmt2(v: f64) -> String {
+    format!("{v:.2}")
+}
+
 /// A neutral grey whose lightness ramp stands for the waiting times in the
 /// legend.
 const INK_GREY: RGBColor = RGBColor(0x60, 0x60, 0x60);
@@ -827,11 +934,16 @@ fn fitted_title<DB: DrawingBackend>(
 impl Figure for Aging {
     fn height(&self) -> u32 {
         let (rows, _) = grid(self.panels.len());
-        90 + self.legend_h() + rows as u32 * GRID_ROW_H
+        let note = if self.scaled { NOTE_H as u32 } else { 0 };
+        90 + self.legend_h() + rows as u32 * (GRID_ROW_H + note)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
         let (title, x_desc) = match self.along {
+            XAxis::Step if self.scaled => (
+                "Aging collapse: q(t_w, t_w + τ) against τ / t_w^μ",
+                "scaled lag τ / t_w^μ",
+            ),
             XAxis::Step => (
                 "Aging of the top-k Hessian subspace: q(t_w, t_w + τ)",
                 "lag τ (steps)",
@@ -864,12 +976,46 @@ impl Figure for Aging {
         let y = unit_axis();
         let cells = body.split_evenly((rows, cols));
         for (i, (cell, p)) in cells.iter().zip(&self.panels).enumerate() {
+            // Scaled lags differ by orders of magnitude between panels:
+            // each gets its own x range.
+            let x = if self.scaled {
+                let taus = p.curves.iter().flat_map(|c| c.tau.iter().copied());
+                let (lo, hi) = finite_range(taus, true).unwrap_or((1e-3, 1.0));
+                let a = Axis::fit(Scale::Log, lo, hi, 0.03);
+                if cols >= 3 {
+                    a.at_most(4)
+                } else {
+                    a
+                }
+            } else {
+                x.clone()
+            };
             // The y axis is shared along a row: its title in the first column.
             let y_desc = match (i % cols == 0, self.along) {
                 (false, _) => "",
                 (true, XAxis::Step) => "q(t_w, t_w + τ)",
                 (true, XAxis::Loss) => "q(t_w, t)",
             };
+            // The collapse fit, in one line under the panel.
+            let (plot, foot) = if p.note.is_empty() {
+                (cell.clone(), None)
+            } else {
+                let (_, h) = cell.dim_in_pixel();
+                let (a, b) = cell.split_vertically(h as i32 - NOTE_H);
+                (a, Some(b))
+            };
+            if let Some(foot) = &foot {
+                let (w, _) = foot.dim_in_pixel();
+                let (text, px) =
+                    fitted_title(foot, &p.note.join(" · "), AXIS_DESC_PX, w as i32 - 60)?;
+                foot.draw(&Text::new(
+                    text,
+                    (w as i32 / 2, 4),
+                    text_style(px, INK).pos(Pos::new(HPos::Center, VPos::Top)),
+                ))
+                .map_err(pe)?;
+            }
+            let cell = &plot;
             let mut chart = line_chart(cell, &p.title, &x, &y, x_desc, y_desc)?;
             let n = self.t_ws.len();
             let pts = |xs: &[f64], ys: &[f64]| -> Vec<(f64, f64)> {
@@ -928,6 +1074,8 @@ impl Figure for Aging {
                     &y,
                     if p.checkpoints < 4 {
                         "too few checkpoints"
+                    } else if self.scaled {
+                        "too few waiting times to fit μ"
                     } else {
                         "no data"
                     },
@@ -1388,6 +1536,9 @@ struct IprCurve {
     trusted: Vec<bool>,
     /// Per point: the mean over seeds of ln(train loss) at the step.
     ln_loss: Vec<f64>,
+    /// Per point: the layer-mass-matched null E[P·IPR] of the same vector
+    /// (docs/science.md §8), mean over seeds; NaN where a seed lacks it.
+    layer_null: Vec<f64>,
 }
 
 impl IprCurve {
@@ -1405,8 +1556,75 @@ impl IprCurve {
             hi: pick(&self.hi),
             trusted: keep.iter().map(|&i| self.trusted[i]).collect(),
             ln_loss: pick(&self.ln_loss),
+            layer_null: pick(&self.layer_null),
         }
     }
+}
+
+/// E[P·IPR] of the layer-mass-matched null per (rank, step) of one run:
+/// a random direction with the vector's mass per parameter block, spread
+/// uniformly within each (`findings::layer_matched_p_ipr`).
+fn layer_null_of(
+    input: &ReportInput,
+    run: usize,
+    n_ranks: i64,
+) -> Result<BTreeMap<(i64, i64), f64>, ReportError> {
+    let mut out = BTreeMap::new();
+    let r = &input.runs[run];
+    if !(r.files.contains_key("metrics/layer_mass.arrow")
+        && r.files.contains_key("param_map.arrow"))
+    {
+        return Ok(out);
+    }
+    let pm_path = r.file("param_map.arrow")?.to_path_buf();
+    let pm = Table::open(&pm_path)?;
+    let sel = [
+        pm.col("layer", Kind::Int)?.alias("layer"),
+        pm.col("kind", Kind::Str)?.alias("kind"),
+        pm.col("numel", Kind::Int)?.alias("numel"),
+    ];
+    let pmd = pm.query(|lf| lf.select(sel))?;
+    let (pl, pk, pn) = (
+        i64s(&pmd, "layer", &pm_path)?,
+        crate::data::strs(&pmd, "kind", &pm_path)?,
+        f64s(&pmd, "numel", &pm_path)?,
+    );
+    let numel: BTreeMap<(i64, String), f64> = (0..pl.len())
+        .map(|i| ((pl[i], pk[i].clone()), pn[i]))
+        .collect();
+    let cols = [
+        ("step", Kind::Int),
+        ("rank", Kind::Int),
+        ("layer", Kind::Int),
+        ("block", Kind::Str),
+        ("mass", Kind::Float),
+    ];
+    let (df, path) = hessian_rows(input, run, "metrics/layer_mass.arrow", &cols, |t| {
+        Ok(t.col("block", Kind::Str)?
+            .neq(lit("all"))
+            .and(t.col("rank", Kind::Int)?.lt(lit(n_ranks)))
+            .and(t.col("rank", Kind::Int)?.gt_eq(lit(0i64))))
+    })?;
+    let (st, rk, la, bl, ma) = (
+        i64s(&df, "step", &path)?,
+        i64s(&df, "rank", &path)?,
+        i64s(&df, "layer", &path)?,
+        crate::data::strs(&df, "block", &path)?,
+        f64s(&df, "mass", &path)?,
+    );
+    let mut blocks: BTreeMap<(i64, i64), Vec<(f64, f64)>> = BTreeMap::new();
+    for i in 0..st.len() {
+        if let Some(&n) = numel.get(&(la[i], bl[i].clone())) {
+            blocks.entry((rk[i], st[i])).or_default().push((ma[i], n));
+        }
+    }
+    for (k, b) in blocks {
+        let v = crate::findings::layer_matched_p_ipr(&b);
+        if v.is_finite() {
+            out.insert(k, v);
+        }
+    }
+    Ok(out)
 }
 
 struct IprPanel {
@@ -1428,6 +1646,8 @@ impl Ipr {
         // group_by over (group, rank, step).
         let mut frames: Vec<LazyFrame> = Vec::new();
         let mut max_rank = -1i64;
+        // Per group: (rank, step) → every seed's layer-matched null.
+        let mut layer_nulls: Vec<BTreeMap<(i64, i64), Vec<f64>>> = Vec::new();
         for (gi, g) in groups.iter().enumerate() {
             for &run in &g.runs {
                 let cols = [
@@ -1447,6 +1667,18 @@ impl Ipr {
             }
         }
         let n_ranks = (max_rank + 1).clamp(0, 4);
+        for g in groups {
+            let mut m: BTreeMap<(i64, i64), Vec<f64>> = BTreeMap::new();
+            for &run in &g.runs {
+                for (k, v) in layer_null_of(input, run, n_ranks)? {
+                    m.entry(k).or_default().push(v);
+                }
+            }
+            // A cell is drawn only where every seed has it.
+            let seeds = g.runs.len();
+            m.retain(|_, v| v.len() == seeds);
+            layer_nulls.push(m);
+        }
         let agg_file = PathBuf::from("<metrics/localization.arrow of all runs>");
         let agg = if frames.is_empty() {
             None
@@ -1566,6 +1798,14 @@ impl Ipr {
                         hi: idx.iter().map(|&i| hi[i]).collect(),
                         trusted: idx.iter().map(|&i| ok[i]).collect(),
                         ln_loss: idx.iter().map(|&i| ln_loss[i]).collect(),
+                        layer_null: idx
+                            .iter()
+                            .map(|&i| {
+                                layer_nulls[gi]
+                                    .get(&(p.rank, scol[i] as i64))
+                                    .map_or(f64::NAN, |v| v.iter().sum::<f64>() / v.len() as f64)
+                            })
+                            .collect(),
                     });
                 }
             }
@@ -1583,6 +1823,17 @@ impl Ipr {
                 color: mix(NULL_GREY, 255.0, 0.65),
                 sample: Sample::Swatch,
                 text: null_label,
+            });
+        }
+        if panels
+            .iter()
+            .flat_map(|p| &p.curves)
+            .any(|c| c.layer_null.iter().any(|v| v.is_finite()))
+        {
+            legend.push(Entry {
+                color: REF_GREY,
+                sample: Sample::Dotted,
+                text: "layer-mass-matched null (dotted, each setting's colour)".into(),
             });
         }
         legend.push(Entry {
@@ -1681,7 +1932,7 @@ impl Figure for Ipr {
         let mut yv: Vec<f64> = vec![3.0];
         for p in &self.panels {
             for c in &p.curves {
-                yv.extend(c.lo.iter().chain(&c.hi).chain(&c.mean));
+                yv.extend(c.lo.iter().chain(&c.hi).chain(&c.mean).chain(&c.layer_null));
             }
             if let Some((a, _, b)) = p.null {
                 yv.extend([a, b]);
@@ -1733,6 +1984,15 @@ impl Figure for Ipr {
                             poly,
                             c.color.mix(BAND_ALPHA).filled(),
                         )))
+                        .map_err(pe)?;
+                }
+            }
+            // The layer-mass-matched nulls, dotted, under the curves.
+            for c in &p.curves {
+                let line: Vec<(f64, f64)> = pts(&c.step, &c.layer_null);
+                if line.len() >= 2 {
+                    chart
+                        .draw_series(DashedLineSeries::new(line, 6, 10, c.color.stroke_width(4)))
                         .map_err(pe)?;
                 }
             }

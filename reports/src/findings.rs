@@ -20,11 +20,12 @@ use std::path::Path;
 use polars::prelude::*;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
+use crate::aging;
 use crate::data::{data_err, f64s, i64s, strs, Kind, LossClock, Table};
 use crate::{ReportError, ReportInput, RunInput};
 
 /// Bump whenever the findings can change: it is part of the stage's key.
-pub const FINDINGS_VERSION: u32 = 4;
+pub const FINDINGS_VERSION: u32 = 5;
 
 /// Matched progress: the train loss as a fraction of its value at step 0.
 pub const LOSS_LEVELS: [f64; 4] = [0.5, 0.1, 1e-2, 1e-3];
@@ -211,12 +212,22 @@ struct RunSeries {
     lag: i64,
     /// P·IPR per rank (0 = v₁).
     p_ipr: BTreeMap<i64, Points>,
-    /// frac50 of v₁.
+    /// frac50 and frac90 of v₁.
     frac50: Points,
+    frac90: Points,
+    /// Every trusted pair (t_w, t > t_w): the top-k subspace overlap q.
+    overlap: BTreeMap<(i64, i64), f64>,
     /// E[P·IPR] of the layer-mass-matched null for v₁, per step.
     layer_null: Points,
     /// The architecture null's P·IPR per rank over its replicas.
     null_p_ipr: BTreeMap<i64, Vec<f64>>,
+    /// The null's v₁ per replica: frac50, frac90 and the mass on the first
+    /// layer's weights.
+    null_frac50: Vec<f64>,
+    null_frac90: Vec<f64>,
+    null_input_mass: Vec<f64>,
+    /// Between every pair of null replicas (a, b): the mean matched D.
+    null_pairs: Vec<((i64, i64), f64)>,
     /// Classes C (the output layer's width): v₁ … v_{C−1} are the outliers.
     classes: usize,
     /// Parameters P.
@@ -338,16 +349,18 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
             ("rank", Kind::Int),
             ("p_ipr", Kind::Float),
             ("frac50", Kind::Float),
+            ("frac90", Kind::Float),
         ],
     )?;
-    let (st, rk, pi, f5) = (
+    let (st, rk, pi, f5, f9) = (
         f64s(&df, "step", path)?,
         i64s(&df, "rank", path)?,
         f64s(&df, "p_ipr", path)?,
         f64s(&df, "frac50", path)?,
+        f64s(&df, "frac90", path)?,
     );
     let mut p_ipr: BTreeMap<i64, Points> = BTreeMap::new();
-    let mut frac50 = Points::new();
+    let (mut frac50, mut frac90) = (Points::new(), Points::new());
     for i in 0..st.len() {
         if rk[i] >= 0 && pi[i].is_finite() {
             p_ipr.entry(rk[i]).or_default().push((st[i], pi[i]));
@@ -355,11 +368,35 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
         if rk[i] == 0 && f5[i].is_finite() {
             frac50.push((st[i], f5[i]));
         }
+        if rk[i] == 0 && f9[i].is_finite() {
+            frac90.push((st[i], f9[i]));
+        }
     }
     for s in p_ipr.values_mut() {
         s.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     frac50.sort_by(|a, b| a.0.total_cmp(&b.0));
+    frac90.sort_by(|a, b| a.0.total_cmp(&b.0));
+
+    // The two-time overlap q of every trusted pair.
+    let path = run.file("metrics/overlap.arrow")?;
+    let df = hessian_trusted(
+        path,
+        &[
+            ("t_w", Kind::Int),
+            ("t", Kind::Int),
+            ("subspace_overlap", Kind::Float),
+        ],
+    )?;
+    let (tw, tt, q) = (
+        i64s(&df, "t_w", path)?,
+        i64s(&df, "t", path)?,
+        f64s(&df, "subspace_overlap", path)?,
+    );
+    let overlap: BTreeMap<(i64, i64), f64> = (0..tw.len())
+        .filter(|&i| tt[i] > tw[i] && q[i].is_finite())
+        .map(|i| ((tw[i], tt[i]), q[i]))
+        .collect();
 
     // Layer mass of v₁ per weight/bias block, and the blocks' sizes.
     let pm_path = run.file("param_map.arrow")?;
@@ -427,13 +464,67 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
 
     // The architecture null, per replica.
     let mut null_p_ipr: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    let (mut null_frac50, mut null_frac90) = (Vec::new(), Vec::new());
     if let Some(path) = run.files.get("metrics/null_localization.arrow") {
-        let df = hessian_trusted(path, &[("rank", Kind::Int), ("p_ipr", Kind::Float)])?;
+        let df = hessian_trusted(
+            path,
+            &[
+                ("rank", Kind::Int),
+                ("p_ipr", Kind::Float),
+                ("frac50", Kind::Float),
+                ("frac90", Kind::Float),
+            ],
+        )?;
         let (rk, pi) = (i64s(&df, "rank", path)?, f64s(&df, "p_ipr", path)?);
+        let (f5, f9) = (f64s(&df, "frac50", path)?, f64s(&df, "frac90", path)?);
         for i in 0..rk.len() {
             if pi[i].is_finite() {
                 null_p_ipr.entry(rk[i]).or_default().push(pi[i]);
             }
+            if rk[i] == 0 {
+                null_frac50.extend(Some(f5[i]).filter(|v| v.is_finite()));
+                null_frac90.extend(Some(f9[i]).filter(|v| v.is_finite()));
+            }
+        }
+    }
+    let mut null_input_mass = Vec::new();
+    if let Some(path) = run.files.get("metrics/null_layer_mass.arrow") {
+        let t = Table::open(path)?;
+        let mut keep = t
+            .col("rank", Kind::Int)?
+            .eq(lit(0i64))
+            .and(t.col("layer", Kind::Int)?.eq(lit(0i64)))
+            .and(t.col("block", Kind::Str)?.eq(lit("weight")));
+        if t.has("operator") {
+            keep = keep.and(t.col("operator", Kind::Str)?.eq(lit("hessian")));
+        }
+        let sel = [t.col("mass", Kind::Float)?.alias("mass")];
+        let df = t.query(|lf| lf.filter(keep).select(sel))?;
+        null_input_mass = f64s(&df, "mass", path)?
+            .into_iter()
+            .filter(|v| v.is_finite())
+            .collect();
+    }
+    let mut null_pairs = Vec::new();
+    if let Some(path) = run.files.get("metrics/null_overlap.arrow") {
+        let t = Table::open(path)?;
+        // Stores from before METRICS 8 have no matched displacement.
+        if t.has("matched_displacement") {
+            let sel = [
+                t.col("replica_a", Kind::Int)?.alias("a"),
+                t.col("replica_b", Kind::Int)?.alias("b"),
+                t.col("matched_displacement", Kind::Float)?.alias("d"),
+            ];
+            let df = t.query(|lf| lf.select(sel))?;
+            let (a, b, d) = (
+                i64s(&df, "a", path)?,
+                i64s(&df, "b", path)?,
+                f64s(&df, "d", path)?,
+            );
+            null_pairs = (0..a.len())
+                .filter(|&i| d[i].is_finite())
+                .map(|i| ((a[i], b[i]), d[i]))
+                .collect();
         }
     }
 
@@ -492,8 +583,14 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
         lag,
         p_ipr,
         frac50,
+        frac90,
+        overlap,
         layer_null,
         null_p_ipr,
+        null_frac50,
+        null_frac90,
+        null_input_mass,
+        null_pairs,
         classes,
         params,
         input_mass,
@@ -634,6 +731,8 @@ pub struct Test {
     pub p: f64,
     pub rule: String,
     pub verdict: Verdict,
+    /// What the verdict rests on, in words (the aging regime); may be empty.
+    pub detail: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -757,6 +856,18 @@ fn null_quantiles(g: &Setting, rank: i64) -> (f64, f64, f64) {
     (quantile(&v, 0.05), quantile(&v, 0.5), quantile(&v, 0.95))
 }
 
+/// The 5/50/95% quantiles of the architecture null's values `pick`, from
+/// the first of the setting's runs that has them.
+fn null_q_of(g: &Setting, pick: fn(&RunSeries) -> &Vec<f64>) -> (f64, f64, f64) {
+    let v: &[f64] = g
+        .runs
+        .iter()
+        .map(pick)
+        .find(|v| !v.is_empty())
+        .map_or(&[], |v| v);
+    (quantile(v, 0.05), quantile(v, 0.5), quantile(v, 0.95))
+}
+
 /// A step window: its name and its [lo, hi) bounds in a run.
 type Window = (&'static str, fn(&RunSeries) -> (f64, f64));
 
@@ -775,6 +886,9 @@ fn setting_rows(g: &Setting) -> Vec<Row> {
         }),
     ];
     let null_v1 = null_quantiles(g, 0);
+    let null_f50 = null_q_of(g, |r| &r.null_frac50);
+    let null_f90 = null_q_of(g, |r| &r.null_frac90);
+    let null_input = null_q_of(g, |r| &r.null_input_mass);
     // Matched steps (windows) and the falling phase.
     for (name, bounds) in windows {
         out.push(row(
@@ -815,18 +929,29 @@ fn setting_rows(g: &Setting) -> Vec<Row> {
         );
         p.null_q = null_v1;
         out.push(p);
-        out.push(row(
-            g,
-            "frac50_v1",
-            name,
-            g.runs
-                .iter()
-                .map(|r| {
-                    let (lo, hi) = bounds(r);
-                    series_window(&r.frac50, lo, hi)
-                })
-                .collect(),
-        ));
+        for (measure, pick, null) in [
+            (
+                "frac50_v1",
+                (|r| &r.frac50) as fn(&RunSeries) -> &Points,
+                null_f50,
+            ),
+            ("frac90_v1", |r| &r.frac90, null_f90),
+        ] {
+            let mut f = row(
+                g,
+                measure,
+                name,
+                g.runs
+                    .iter()
+                    .map(|r| {
+                        let (lo, hi) = bounds(r);
+                        series_window(pick(r), lo, hi)
+                    })
+                    .collect(),
+            );
+            f.null_q = null;
+            out.push(f);
+        }
         out.push(row(
             g,
             "p_ipr_v1_over_layer_null",
@@ -869,7 +994,7 @@ fn setting_rows(g: &Setting) -> Vec<Row> {
         ];
         for (wname, bounds) in windows {
             for (measure, stat) in stats {
-                out.push(row(
+                let mut r = row(
                     g,
                     measure,
                     wname,
@@ -886,7 +1011,11 @@ fn setting_rows(g: &Setting) -> Vec<Row> {
                             (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64)
                         })
                         .collect(),
-                ));
+                );
+                if measure == "input_mass_v1" {
+                    r.null_q = null_input;
+                }
+                out.push(r);
             }
         }
     }
@@ -900,6 +1029,34 @@ fn setting_rows(g: &Setting) -> Vec<Row> {
             .map(|r| Some(random_displacement(r.params)))
             .collect(),
     ));
+    // The empirical baseline of D: the mean matched D between every pair
+    // of the architecture null's replicas (unrelated Hessians of the same
+    // architecture), one value per pair.
+    if let Some(r) = g.runs.iter().find(|r| !r.null_pairs.is_empty()) {
+        let values: Vec<f64> = r.null_pairs.iter().map(|p| p.1).collect();
+        let summary = summarize(&values);
+        out.push(Row {
+            setting: g.label.clone(),
+            optimizer: g.optimizer.clone(),
+            measure: "displacement_null_pairs".into(),
+            window: "baseline".into(),
+            seeds: r
+                .null_pairs
+                .iter()
+                .map(|((a, b), _)| format!("replicas {a}×{b}"))
+                .collect(),
+            null_q: (
+                quantile(&values, 0.05),
+                quantile(&values, 0.5),
+                quantile(&values, 0.95),
+            ),
+            values,
+            summary,
+            at_step: f64::NAN,
+            at_loss: f64::NAN,
+        });
+    }
+    out.extend(aging_rows(g));
     // Matched progress: at each loss level.
     for level in LOSS_LEVELS {
         let name = level_name(level);
@@ -939,16 +1096,27 @@ fn setting_rows(g: &Setting) -> Vec<Row> {
         );
         p.null_q = null_v1;
         out.push(p);
-        out.push(row(
-            g,
-            "frac50_v1",
-            &name,
-            g.runs
-                .iter()
-                .zip(&at)
-                .map(|(r, s)| series_at(&r.frac50, (*s)?))
-                .collect(),
-        ));
+        for (measure, pick, null) in [
+            (
+                "frac50_v1",
+                (|r| &r.frac50) as fn(&RunSeries) -> &Points,
+                null_f50,
+            ),
+            ("frac90_v1", |r| &r.frac90, null_f90),
+        ] {
+            let mut f = row(
+                g,
+                measure,
+                &name,
+                g.runs
+                    .iter()
+                    .zip(&at)
+                    .map(|(r, s)| series_at(pick(r), (*s)?))
+                    .collect(),
+            );
+            f.null_q = null;
+            out.push(f);
+        }
     }
     // Phase statistics: the peak P·IPR of v₁ … v_{C−1}, where it is, and the
     // time above the null's 95th percentile.
@@ -1016,6 +1184,69 @@ fn setting_rows(g: &Setting) -> Vec<Row> {
     out
 }
 
+/// The aging windows: by waiting time t_w, the whole run, the falling
+/// phase, and after it.
+const AGING_WINDOWS: [Window; 3] = [
+    ("all", |_| (0.0, f64::INFINITY)),
+    ("falling", |r| {
+        (
+            0.0,
+            r.step_at_level(FALLING_UNTIL).unwrap_or(f64::NEG_INFINITY),
+        )
+    }),
+    ("after_falling", |r| {
+        (
+            r.step_at_level(FALLING_UNTIL).unwrap_or(f64::INFINITY),
+            f64::INFINITY,
+        )
+    }),
+];
+
+/// Per aging window: every seed's collapse exponent μ, its residual there
+/// and at μ = 0, and the seeds' scatter of q (one pooled value).
+fn aging_rows(g: &Setting) -> Vec<Row> {
+    let mut out = Vec::new();
+    for (name, bounds) in AGING_WINDOWS {
+        let fit = aging::fit_setting(
+            &g.runs
+                .iter()
+                .map(|r| {
+                    let (lo, hi) = bounds(r);
+                    aging::curves_of(&r.overlap, lo, hi)
+                })
+                .collect::<Vec<_>>(),
+        );
+        let fits = &fit.fits;
+        if fits.iter().all(Option::is_none) {
+            continue;
+        }
+        for (measure, pick) in [
+            (
+                "aging_mu",
+                (|f: &aging::Fit| f.mu) as fn(&aging::Fit) -> f64,
+            ),
+            ("aging_residual", |f| f.residual),
+            ("aging_unscaled_residual", |f| f.unscaled),
+        ] {
+            out.push(row(
+                g,
+                measure,
+                name,
+                fits.iter().map(|f| f.as_ref().map(pick)).collect(),
+            ));
+        }
+        let scatter = fit.scatter;
+        let mut r = row(g, "aging_seed_scatter", name, vec![]);
+        if scatter.is_finite() {
+            r.seeds = vec!["seeds pooled".into()];
+            r.values = vec![scatter];
+            r.summary = summarize(&r.values);
+        }
+        out.push(r);
+    }
+    out
+}
+
 fn claims(settings: &[Setting], rows: &[Row]) -> Vec<Test> {
     let find = |s: &str, m: &str, w: &str| {
         rows.iter()
@@ -1065,6 +1296,7 @@ fn claims(settings: &[Setting], rows: &[Row]) -> Vec<Test> {
                     "holds if the earlier value is above the later at p < {ALPHA}; does not hold if below at p < {ALPHA}; else inconclusive"
                 ),
                 verdict: v,
+                detail: String::new(),
             });
         }
     }
@@ -1097,6 +1329,7 @@ fn claims(settings: &[Setting], rows: &[Row]) -> Vec<Test> {
             p: f64::NAN,
             rule: "holds if the interval lies above the null's 95th percentile; does not hold if below it; else inconclusive".into(),
             verdict,
+            detail: String::new(),
         });
     }
     // (b), and (c) against SGD: every other setting against SGD.
@@ -1126,6 +1359,7 @@ fn claims(settings: &[Setting], rows: &[Row]) -> Vec<Test> {
                         "holds if above SGD at p < {ALPHA}; does not hold if below at p < {ALPHA}; else inconclusive"
                     ),
                     verdict: v,
+                    detail: String::new(),
                 });
             }
             if let (Some(a), Some(b)) = (
@@ -1147,8 +1381,61 @@ fn claims(settings: &[Setting], rows: &[Row]) -> Vec<Test> {
                         "holds if above SGD at p < {ALPHA}; does not hold if below at p < {ALPHA}; else inconclusive"
                     ),
                     verdict: v,
+                    detail: String::new(),
                 });
             }
+        }
+    }
+    // Aging: does q(t_w, t_w + τ) collapse against τ/t_w^μ, and with which
+    // μ? One test per setting and window.
+    for g in settings {
+        for (w, _) in AGING_WINDOWS {
+            let (Some(mu), Some(res), Some(uns)) = (
+                find(&g.label, "aging_mu", w),
+                find(&g.label, "aging_residual", w),
+                find(&g.label, "aging_unscaled_residual", w),
+            ) else {
+                continue;
+            };
+            let scatter =
+                find(&g.label, "aging_seed_scatter", w).map_or(f64::NAN, |r| r.summary.mean);
+            let regime = aging::regime(&res.values, &uns.values, mu.summary.ci, scatter);
+            let verdict = match regime {
+                aging::Regime::Simple | aging::Regime::Sub | aging::Regime::Super => Verdict::Holds,
+                aging::Regime::NoAging => Verdict::DoesNotHold,
+                aging::Regime::NoCollapse | aging::Regime::Inconclusive => Verdict::Inconclusive,
+            };
+            let mut detail = regime.as_str().to_string();
+            if mu
+                .values
+                .iter()
+                .any(|m| *m >= aging::MU_MAX - aging::MU_STEP)
+            {
+                detail.push_str(&format!(
+                    " (some seed's μ at the search bound {})",
+                    aging::MU_MAX
+                ));
+            }
+            tests.push(Test {
+                claim: "aging".into(),
+                setting: g.label.clone(),
+                reference: "collapse".into(),
+                measure: "aging_mu".into(),
+                window: w.into(),
+                statistic: format!(
+                    "μ minimizing the mean |Δq| between curves against τ/t_w^μ (Bhattacharjee–Seno), per seed; its 95% t interval; the residuals against {}× the seeds' scatter of q",
+                    aging::COLLAPSE_FACTOR
+                ),
+                t: f64::NAN,
+                df: (mu.summary.n.max(1) - 1) as f64,
+                p: f64::NAN,
+                rule: format!(
+                    "no aging (does not hold) if the unscaled curves already agree within {f}× the scatter; no collapse (inconclusive) if the best μ leaves them further apart; else simple aging if μ's interval contains 1, subaging if it lies in (0, 1), superaging if above 1 (each: holds); inconclusive if it reaches 0",
+                    f = aging::COLLAPSE_FACTOR
+                ),
+                verdict,
+                detail,
+            });
         }
     }
     tests
@@ -1237,6 +1524,7 @@ impl Findings {
             f64_col("p", x(|t| t.p)),
             str_col("rule", s(|t| t.rule.clone())),
             str_col("verdict", s(|t| t.verdict.as_str().to_string())),
+            str_col("detail", s(|t| t.detail.clone())),
         ])
     }
 
@@ -1324,7 +1612,8 @@ impl Findings {
              does not grow linearly with the interval: comparing rates across spacings favours \
              the run with the shorter intervals. `displacement_random` is D of two independent \
              random directions in P dimensions, 1 − E|⟨u, v⟩| (the value of a vector that \
-             forgot its past). `input_mass_v1` is v₁'s mass on the first layer's weights; \
+             forgot its past); `displacement_null_pairs` the empirical baseline, the matched D \
+             between the top-k of two of the architecture null's replicas. `input_mass_v1` is v₁'s mass on the first layer's weights; \
              `input_share_top_z_v1` the share of that mass on the 8 input columns with the \
              largest max |z| over the train rows (standardized near-constant pixels reach \
              z ≈ 42 on the digits); `input_spearman_z_v1` the rank correlation between a \
@@ -1414,6 +1703,49 @@ impl Findings {
             }
             md.push('\n');
         }
+        // Aging.
+        let aging: Vec<&Test> = self.tests.iter().filter(|t| t.claim == "aging").collect();
+        if !aging.is_empty() {
+            md.push_str(&format!(
+                "## Aging: do the curves q(t_w, t_w + τ) collapse against τ/t_w^μ?\n\n\
+                 μ = 1 is simple aging (the relaxation time grows like the age t_w), 0 < μ < 1 \
+                 subaging, μ > 1 superaging, μ = 0 no aging (q depends on τ alone). Per seed, \
+                 μ minimizes the collapse residual, the mean |Δq| between every curve's points and \
+                 every other curve (interpolated linearly in ln x) inside its range, \
+                 x = τ/t_w^μ (Bhattacharjee and Seno 2001), over μ ∈ [0, {}]; the waiting times \
+                 t_w > 0 whose curves have at least {} trusted lags enter, grouped by t_w: *all*, \
+                 *falling* (t_w before L/L₀ = {}) and *after_falling*. The tolerance is {}× the \
+                 seeds' scatter of q (the mean sample sd of q over the seeds at each (t_w, t)). \
+                 Decision rule: {}.\n\n",
+                aging::MU_MAX,
+                aging::MIN_POINTS,
+                FALLING_UNTIL,
+                aging::COLLAPSE_FACTOR,
+                aging[0].rule
+            ));
+            md.push_str("| setting | window | μ [95% CI] (n) | residual at μ (median) | residual at μ = 0 (median) | tolerance | regime | verdict |\n");
+            md.push_str("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+            for t in aging {
+                let get = |m: &str| self.row(&t.setting, m, &t.window);
+                let med = |m: &str| get(m).map_or(f64::NAN, |r| quantile(&r.values, 0.5));
+                let tol = get("aging_seed_scatter")
+                    .map_or(f64::NAN, |r| aging::COLLAPSE_FACTOR * r.summary.mean);
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    t.setting,
+                    t.window,
+                    get("aging_mu")
+                        .map(|r| format!("{} ({})", mean_ci(r), r.summary.n))
+                        .unwrap_or_else(|| "–".into()),
+                    g3(med("aging_residual")),
+                    g3(med("aging_unscaled_residual")),
+                    g3(tol),
+                    t.detail,
+                    t.verdict.as_str()
+                ));
+            }
+            md.push('\n');
+        }
         // The measures.
         md.push_str("## Measures\n\nPer setting: mean [95% CI] (n).\n\n");
         let mut measures: Vec<(&str, &str)> = Vec::new();
@@ -1457,16 +1789,33 @@ impl Findings {
         }
         // The null.
         md.push_str("\n## The architecture null\n\nP·IPR of the null model's vectors (fresh initializations), per rank: 5%, 50% and 95% quantiles over replicas, and the layer-mass-matched null (a random direction with v₁'s mass per parameter block, uniform within each block: E[P·IPR] = 3P Σ_l m_l²/(n_l + 2)), reported as the ratio P·IPR(v₁)/E[P·IPR] (`p_ipr_v1_over_layer_null`: above 1, v₁ is localized within its blocks beyond what its split across blocks explains).\n\n");
-        md.push_str("| setting | null P·IPR(v₁) q05 / q50 / q95 |\n| --- | --- |\n");
+        md.push_str("Every null column is the 5% / 50% / 95% quantiles over the replicas (pairs of replicas for D). `displacement_null_pairs` is the matched D between two replicas' top-k after Hungarian matching, mean over ranks: the D of a Hessian's top-k against an unrelated Hessian's of the same architecture (its interval in the measures table treats the pairs as independent, which they are not: each replica is in R − 1 pairs; the quantiles are the baseline).\n\n");
+        md.push_str("| settings | P·IPR(v₁) | frac50(v₁) | frac90(v₁) | first-layer weight mass of v₁ | matched D between replicas |\n| --- | --- | --- | --- | --- | --- |\n");
+        let q3 = |q: (f64, f64, f64)| format!("{} / {} / {}", g3(q.0), g3(q.1), g3(q.2));
+        // One null per architecture: settings with the same null share a row.
+        let mut lines: Vec<(Vec<&str>, String)> = Vec::new();
         for s in &settings {
-            if let Some(r) = self.row(s, "peak_p_ipr_v1", "peak") {
-                md.push_str(&format!(
-                    "| {s} | {} / {} / {} |\n",
-                    g3(r.null_q.0),
-                    g3(r.null_q.1),
-                    g3(r.null_q.2)
-                ));
+            let nq = |m: &str, w: &str| {
+                self.row(s, m, w)
+                    .map_or_else(|| "–".to_string(), |r| q3(r.null_q))
+            };
+            if self.row(s, "peak_p_ipr_v1", "peak").is_some() {
+                let cells = format!(
+                    "{} | {} | {} | {} | {}",
+                    nq("peak_p_ipr_v1", "peak"),
+                    nq("frac50_v1", "late"),
+                    nq("frac90_v1", "late"),
+                    nq("input_mass_v1", "late"),
+                    nq("displacement_null_pairs", "baseline"),
+                );
+                match lines.iter_mut().find(|l| l.1 == cells) {
+                    Some(l) => l.0.push(s),
+                    None => lines.push((vec![s], cells)),
+                }
             }
+        }
+        for (names, cells) in lines {
+            md.push_str(&format!("| {} | {cells} |\n", names.join(", ")));
         }
         md
     }

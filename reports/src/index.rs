@@ -48,6 +48,17 @@ fn loss_caption(stem: &str) -> &'static str {
     }
 }
 
+/// The caption of a collapse variant (`<stem>_collapse`).
+fn collapse_caption(_stem: &str) -> &'static str {
+    "Collapse: the same curves against the scaled lag τ/t_w^μ, μ the setting's fitted exponent (mean over seeds, with its 95% t interval), and the regime by the findings' rule: simple aging (μ = 1), subaging, superaging, no aging, or no collapse within twice the seeds' scatter of q. Waiting time 0 has no scaled lag."
+}
+
+/// A variant's caption, from its figure's stem.
+type Caption = fn(&str) -> &'static str;
+
+/// The variants shown under their figure: suffix and caption.
+const VARIANTS: [(&str, Caption); 2] = [("_loss", loss_caption), ("_collapse", collapse_caption)];
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -148,12 +159,13 @@ pub fn write_index(
             s.to_string(),
         )
     });
-    // A loss-axis variant is shown with its figure, under it.
-    let has_loss_variant = |s: &str| stems.contains(&format!("{s}_loss").as_str());
+    // A variant (loss axis, collapse) is shown with its figure, under it.
     let variant_of = |s: &str| {
-        s.strip_suffix("_loss")
-            .filter(|base| stems.contains(base))
-            .is_some()
+        VARIANTS.iter().any(|(suffix, _)| {
+            s.strip_suffix(suffix)
+                .filter(|base| stems.contains(base))
+                .is_some()
+        })
     };
     let shown: Vec<&str> = stems.iter().copied().filter(|s| !variant_of(s)).collect();
     let mut html = String::new();
@@ -198,13 +210,16 @@ pub fn write_index(
             c = esc(caption(stem)),
             h = hashes.get(&png).map(String::as_str).unwrap_or("?"),
         ));
-        if has_loss_variant(stem) {
-            let v = format!("{stem}_loss");
+        for (suffix, caption_of) in VARIANTS {
+            let v = format!("{stem}{suffix}");
+            if !stems.contains(&v.as_str()) {
+                continue;
+            }
             let (png, svg, pdf) = (format!("{v}.png"), format!("{v}.svg"), format!("{v}.pdf"));
             html.push_str(&format!(
                 "<a id=\"{s}\" href=\"{png}\"><img src=\"{png}\" alt=\"{s}\"></a>\n<figcaption><b>{s}</b>: {c} <a href=\"{svg}\">SVG</a> · <a href=\"{pdf}\">PDF</a> · <a href=\"{png}\">PNG</a><br><code>blake3 {h}</code></figcaption>\n",
                 s = esc(&v),
-                c = esc(loss_caption(stem)),
+                c = esc(caption_of(stem)),
                 h = hashes.get(&png).map(String::as_str).unwrap_or("?"),
             ));
         }

@@ -7,6 +7,7 @@
 //! no system fonts. Every problem with the inputs is a [`ReportError`] that
 //! names the file; nothing here panics on bad input.
 
+pub mod aging;
 mod axis;
 mod chart;
 mod data;
@@ -24,7 +25,7 @@ mod threshold;
 use std::path::{Path, PathBuf};
 
 /// Bump whenever the figures' bytes can change: it is part of the report stage's key.
-pub const CODE_VERSION: u32 = 13;
+pub const CODE_VERSION: u32 = 14;
 
 pub use error::ReportError;
 pub use index::Provenance;

@@ -26,9 +26,10 @@ const BLOCKS: [Block; 4] = [
 ];
 const P: usize = 51;
 
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 8] = [
     "fig4_aging",
     "fig4_aging_loss",
+    "fig4_aging_collapse",
     "fig5_overlap_heatmaps",
     "fig6_ipr",
     "fig6_ipr_loss",
@@ -265,6 +266,27 @@ fn renders_structure_figures() {
     assert!(aging.contains("t_w = 0") && aging.contains("\nSGD (lr=0.1)\n"));
     assert!(aging.contains("line: mean over 2 seeds · band: min–max"));
     assert!(!aging.contains("(run "));
+    // The collapse variant: x is the scaled lag, each panel says its μ and
+    // regime, and waiting time 0 (no scaled lag) is gone.
+    let collapse = svg("fig4_aging_collapse");
+    assert!(collapse.contains("scaled lag τ / t_w^μ"));
+    assert!(collapse.contains("μ = ") && !collapse.contains("\nt_w = 0\n"));
+    assert!(
+        [
+            "simple aging",
+            "subaging",
+            "superaging",
+            "no aging",
+            "no collapse",
+            "inconclusive",
+            "no fit"
+        ]
+        .iter()
+        .any(|r| collapse.contains(r)),
+        "no regime in fig4_aging_collapse"
+    );
+    // fig 6: the layer-mass-matched null is named.
+    assert!(svg("fig6_ipr").contains("layer-mass-matched null"));
     // fig 5: the seeds' mean maps, said so; no single run named.
     let heat = svg("fig5_overlap_heatmaps");
     assert!(heat.contains("each map the mean over 2 seeds") && !heat.contains("(run "));

@@ -134,12 +134,37 @@ fn findings_of_a_tiny_sweep_match_scipy_and_the_raw_files() {
         find("c", "adam (η=1e-3)", "architecture null", "peak"),
         "holds"
     );
+    // Every setting has an aging test per window with a fit, its regime in
+    // words.
+    let detail = col("detail");
+    for s in ["sgd (η=0.05)", "adam (η=1e-3)"] {
+        let i = (0..claim.len())
+            .find(|&i| claim[i] == "aging" && setting[i] == s && window[i] == "all")
+            .unwrap_or_else(|| panic!("no aging test for {s}"));
+        assert!(
+            [
+                "simple aging",
+                "subaging",
+                "superaging",
+                "no aging",
+                "no collapse",
+                "inconclusive"
+            ]
+            .iter()
+            .any(|r| detail[i].starts_with(r)),
+            "{}",
+            detail[i]
+        );
+    }
     let md = std::fs::read_to_string(out.join("findings.md")).unwrap();
     for needle in [
         "## (a) SGD's leading Hessian directions stabilize",
         "**Verdict for adam (η=1e-3): holds** (primary test: peak_p_ipr_v1 peak",
         "Decision rule:",
         "| displacement_rate | L/L0=0.1 |",
+        "## Aging: do the curves q(t_w, t_w + τ) collapse against τ/t_w^μ?",
+        "| frac90_v1 | late |",
+        "| displacement_null_pairs | baseline |",
     ] {
         assert!(md.contains(needle), "findings.md lacks {needle:?}\n{md}");
     }

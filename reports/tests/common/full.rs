@@ -161,7 +161,9 @@ pub fn full_run(
     put(
         "metrics/localization.arrow",
         df!("step" => &st, "operator" => &op, "rank" => &rk, "p_ipr" => &pipr,
-            "frac50" => &frac50, "trusted" => vec![true; m])
+            "frac50" => &frac50,
+            "frac90" => frac50.iter().map(|f| (2.0 * f).min(1.0)).collect::<Vec<f64>>(),
+            "trusted" => vec![true; m])
         .unwrap(),
     );
     // The architecture null: 20 replicas' P·IPR per rank, around 3.5.
@@ -177,7 +179,34 @@ pub fn full_run(
     put(
         "metrics/null_localization.arrow",
         df!("replica" => &rep, "operator" => vec!["hessian"; m], "rank" => &rrk,
-            "p_ipr" => &rp, "trusted" => vec![true; m])
+            "p_ipr" => &rp,
+            "frac50" => rp.iter().map(|p| 0.5 / p).collect::<Vec<f64>>(),
+            "frac90" => rp.iter().map(|p| 0.9 / p).collect::<Vec<f64>>())
+        .unwrap(),
+    );
+    // Its v₁'s first-layer weight mass per replica, and the matched D
+    // between every pair of replicas.
+    let reps: Vec<i64> = (0..20).collect();
+    put(
+        "metrics/null_layer_mass.arrow",
+        df!("replica" => &reps, "operator" => vec!["hessian"; 20], "rank" => vec![0i32; 20],
+            "layer" => vec![0i64; 20], "block" => vec!["weight"; 20],
+            "mass" => reps.iter().map(|r| 0.4 + 0.1 * wiggle(7, *r as usize)).collect::<Vec<f64>>())
+        .unwrap(),
+    );
+    let (mut ra, mut rb, mut rd) = (vec![], vec![], vec![]);
+    for a in 0..20i64 {
+        for b in a + 1..20 {
+            ra.push(a);
+            rb.push(b);
+            rd.push(0.9 + 0.05 * wiggle(11, (20 * a + b) as usize));
+        }
+    }
+    let m = ra.len();
+    put(
+        "metrics/null_overlap.arrow",
+        df!("replica_a" => &ra, "replica_b" => &rb, "subspace_overlap" => vec![0.01; m],
+            "matched_displacement" => &rd)
         .unwrap(),
     );
     put(

@@ -13,7 +13,10 @@ Checks, and prints the largest differences as JSON; exits 1 on any above
 - the null's 5/50/95% quantiles (numpy's default, linear) from the run's
   null_localization.arrow;
 - two measures recomputed from the raw metric files: the early-window
-  displacement rate and the step where the loss first reaches L/L0 = 0.1.
+  displacement rate and the step where the loss first reaches L/L0 = 0.1;
+- the aging collapse (window "all"), per seed from overlap.arrow: the
+  residual at the reported μ and at μ = 0 recomputed with numpy, and no μ on
+  a 0.01 grid over [0, 4] collapsing the curves better than the reported one.
 """
 import json
 import sys
@@ -26,7 +29,7 @@ req = json.load(open(sys.argv[1]))
 read = lambda p: ipc.open_file(p).read_all().to_pylist()
 rows = read(f"{req['out']}/findings.arrow")
 tests = read(f"{req['out']}/findings_tests.arrow")
-worst = {"summary": 0.0, "welch": 0.0, "quantile": 0.0, "recomputed": 0.0}
+worst = {"summary": 0.0, "welch": 0.0, "quantile": 0.0, "recomputed": 0.0, "aging": 0.0}
 fail = []
 
 
@@ -112,5 +115,54 @@ for setting, run_ids in req["settings"].items():
     r = by_key[(setting, "step", "L/L0=0.1")]
     note("recomputed", rel(r["mean"], float(np.mean(at_level))), f"{setting} step at L/L0 = 0.1")
 
-print(json.dumps({"worst": worst, "welch_tests": n_welch, "failures": fail[:20]}))
+
+
+def aging_curves(d):
+    """q(t_w, t_w + tau) per t_w > 0 with >= 3 trusted lags (Hessian)."""
+    by = {}
+    for x in read(f"{d}/metrics/overlap.arrow"):
+        if x["operator"] == "hessian" and x.get("trusted", True) and x["t"] > x["t_w"] > 0:
+            by.setdefault(x["t_w"], []).append((x["t"] - x["t_w"], x["subspace_overlap"]))
+    return [(tw, np.log([a for a, _ in sorted(v)]), np.array([b for _, b in sorted(v)]))
+            for tw, v in sorted(by.items()) if len(v) >= 3]
+
+
+def collapse(curves, mu):
+    """Bhattacharjee-Seno: mean |dq| of every curve's points inside every
+    other curve's ln-x range; and the fraction of possible pairs."""
+    xs = [(lt - mu * np.log(tw), q) for tw, lt, q in curves]
+    tot, n, possible = 0.0, 0, 0
+    for p, (xp, qp) in enumerate(xs):
+        for j, (xj, qj) in enumerate(xs):
+            if j == p:
+                continue
+            possible += len(xj)
+            m = (xj >= xp[0]) & (xj <= xp[-1])
+            tot += np.abs(qj[m] - np.interp(xj[m], xp, qp)).sum()
+            n += int(m.sum())
+    return (tot / n, n / possible) if n else (np.nan, 0.0)
+
+
+n_aging = 0
+for setting, run_ids in req["settings"].items():
+    mu_row = by_key.get((setting, "aging_mu", "all"))
+    res_row = by_key.get((setting, "aging_residual", "all"))
+    uns_row = by_key.get((setting, "aging_unscaled_residual", "all"))
+    if mu_row is None:
+        fail.append(f"{setting}: no aging_mu row")
+        continue
+    for rid, mu, res, uns in zip(mu_row["seeds"], mu_row["values"], res_row["values"], uns_row["values"]):
+        curves = aging_curves(req["runs"][rid])
+        r_at, _ = collapse(curves, mu)
+        note("aging", rel(res, r_at), f"{rid} aging residual at mu = {mu}")
+        note("aging", rel(uns, collapse(curves, 0.0)[0]), f"{rid} aging residual at mu = 0")
+        grid = [collapse(curves, m) for m in np.arange(0, 401) * 0.01]
+        best = min(r for r, o in grid if o >= 0.1)
+        if best < res - 1e-12:
+            fail.append(f"{rid}: a grid mu collapses better ({best}) than the reported mu = {mu} ({res})")
+        n_aging += 1
+if n_aging == 0:
+    fail.append("no aging fit to check")
+
+print(json.dumps({"worst": worst, "welch_tests": n_welch, "aging_fits": n_aging, "failures": fail[:20]}))
 sys.exit(1 if fail else 0)
