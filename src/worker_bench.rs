@@ -145,6 +145,7 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
         seed: 0,
         scale: Default::default(),
         std_floor: 0.0,
+        shuffle_labels: false,
     };
     let ds = stages::dataset::generate(&dp);
     let data = dir.path().join("data.arrow");

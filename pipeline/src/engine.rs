@@ -270,6 +270,9 @@ fn input_records(
     Some(out)
 }
 
+/// How many changed inputs a stale reason names before it counts the rest.
+const SHOWN_INPUTS: usize = 3;
+
 /// Why the current instance differs from the last record of the same logical
 /// instance (params old → new, inputs, code, environment).
 pub fn explain_change(
@@ -286,12 +289,25 @@ pub fn explain_change(
     }
     diff_values("param ", "", &old.params, &inst.params, &mut reasons);
     diff_values("env ", "", &old.env, &inst.env, &mut reasons);
+    let mut changed = Vec::new();
     for (role, rec) in inputs {
         match old.inputs.get(role) {
             Some(prev) if prev.content == rec.content => {}
-            Some(_) => reasons.push(format!("input {role} ({}) changed", rec.id)),
+            Some(_) => changed.push(format!("{role} ({})", rec.id)),
             None => reasons.push(format!("new input {role} ({})", rec.id)),
         }
+    }
+    // A report over 35 runs names its first changed inputs and counts the
+    // rest, so that one reason stays one line.
+    match changed.len() {
+        0 => {}
+        1 => reasons.push(format!("input {} changed", changed[0])),
+        n if n <= SHOWN_INPUTS => reasons.push(format!("inputs {} changed", changed.join(", "))),
+        n => reasons.push(format!(
+            "{n} inputs changed: {} and {} more",
+            changed[..SHOWN_INPUTS].join(", "),
+            n - SHOWN_INPUTS
+        )),
     }
     for role in old.inputs.keys() {
         if !inputs.contains_key(role) {
@@ -934,6 +950,56 @@ mod tests {
     struct Quiet;
     impl EventSink for Quiet {
         fn event(&self, _: Event<'_>) {}
+    }
+
+    /// A stale reason names up to 3 changed inputs and counts the rest.
+    #[test]
+    fn many_changed_inputs_make_one_short_reason() {
+        let record = |content: &str| Record {
+            format: 1,
+            key: String::new(),
+            id: "m".into(),
+            experiment: "e".into(),
+            kind: "metrics".into(),
+            code_version: 1,
+            params: Value::Null,
+            env: Value::Null,
+            inputs: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            content: content.into(),
+            view: String::new(),
+            meta: Value::Null,
+            seconds: 0.0,
+            finished_unix: 0,
+            eigentrace_version: String::new(),
+        };
+        let reasons = |n: usize| {
+            let roles: Vec<String> = (0..n).map(|i| format!("r{i}")).collect();
+            let mut old = record("x");
+            let mut now = BTreeMap::new();
+            for r in &roles {
+                old.inputs.insert(
+                    r.clone(),
+                    InputRef {
+                        id: r.clone(),
+                        key: String::new(),
+                        content: "old".into(),
+                    },
+                );
+                now.insert(r.clone(), record("new"));
+            }
+            let mut i = inst("report", &[]);
+            i.code_version = 1;
+            i.params = Value::Null;
+            i.env = Value::Null;
+            explain_change(&i, &now, &old)
+        };
+        assert_eq!(reasons(1), ["input r0 (m) changed"]);
+        assert_eq!(reasons(3), ["inputs r0 (m), r1 (m), r2 (m) changed"]);
+        assert_eq!(
+            reasons(30),
+            ["30 inputs changed: r0 (m), r1 (m), r10 (m) and 27 more"]
+        );
     }
 
     fn inst(id: &str, inputs: &[&str]) -> StageInstance {

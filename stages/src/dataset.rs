@@ -15,7 +15,10 @@
 //! the train split keeps the scale 1; it is only centred); `unit` divides
 //! every feature by the train split's largest |x|; `minmax` maps each
 //! feature to [0, 1]. A field that does not apply to the kind is an error
-//! naming it.
+//! naming it. `shuffle_labels = true` (default false) permutes the train
+//! split's labels with ChaCha8(seed) stream 7 after the rows are built: the
+//! trained null (a network fitting labels unrelated to its inputs); the
+//! features, the split and the test labels are unchanged.
 //!
 //! - `gaussian_mixture`: `classes` (4), `dim` (8), `samples` (1000),
 //!   `separation` (3.0). C isotropic unit-variance Gaussians in D dims whose
@@ -166,6 +169,9 @@ pub struct DatasetParams {
     /// With `standardize`: the smallest sd a feature is divided by (0: a
     /// constant feature keeps the scale 1, as before this field existed).
     pub std_floor: f64,
+    /// Permute the train split's labels (`shuffle_labels`; default false):
+    /// the trained null, a network fitting labels unrelated to its inputs.
+    pub shuffle_labels: bool,
 }
 
 const D_CLASSES: usize = 4;
@@ -247,6 +253,9 @@ struct RawParams {
     scale: Option<FeatureScale>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     std_floor: Option<f64>,
+    /// Omitted when false, so that existing configs keep their keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shuffle_labels: Option<bool>,
 }
 
 /// `teacher_widths`: a list of widths, or one integer for one hidden layer.
@@ -355,6 +364,7 @@ impl TryFrom<RawParams> for DatasetParams {
             seed: r.seed.unwrap_or(0),
             scale: r.scale.unwrap_or_default(),
             std_floor: r.std_floor.unwrap_or(0.0),
+            shuffle_labels: r.shuffle_labels.unwrap_or(false),
         })
     }
 }
@@ -388,6 +398,7 @@ impl From<DatasetParams> for RawParams {
             seed: Some(p.seed),
             scale: (p.scale != FeatureScale::Standardize).then_some(p.scale),
             std_floor: (p.std_floor != 0.0).then_some(p.std_floor),
+            shuffle_labels: p.shuffle_labels.then_some(true),
         }
     }
 }
@@ -654,7 +665,23 @@ pub fn load_raw(p: &DatasetParams, base_dir: &Path) -> StageResult<Dataset> {
     })
 }
 
+/// The rows of `p`, with the train split's labels permuted when
+/// `shuffle_labels` is set: a seeded shuffle, ChaCha8(seed) stream 7 (no
+/// kind draws from it), so features, split and test labels are unchanged.
 fn build(p: &DatasetParams, base_dir: &Path) -> StageResult<Rows> {
+    let mut r = build_rows(p, base_dir)?;
+    if p.shuffle_labels {
+        let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+        rng.set_stream(SHUFFLE_LABELS_STREAM);
+        r.labels[..r.n_train].shuffle(&mut rng);
+    }
+    Ok(r)
+}
+
+/// The random stream of the label shuffle (`shuffle_labels`).
+const SHUFFLE_LABELS_STREAM: u64 = 7;
+
+fn build_rows(p: &DatasetParams, base_dir: &Path) -> StageResult<Rows> {
     match &p.kind {
         DatasetKind::GaussianMixture => Ok(gaussian_mixture(p)),
         DatasetKind::Spirals { noise } => Ok(spirals(p, *noise)),
@@ -1271,6 +1298,7 @@ mod tests {
             seed: 7,
             scale: Default::default(),
             std_floor: 0.0,
+            shuffle_labels: false,
         }
     }
 

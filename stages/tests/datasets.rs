@@ -249,6 +249,7 @@ fn gaussian_mixture_unchanged() {
             seed,
             scale: Default::default(),
             std_floor: 0.0,
+            shuffle_labels: false,
         };
         let ds = generate(&p);
         let (x, y) = gaussian_mixture_v1(c, d, n, sep, tf, seed);
@@ -731,4 +732,47 @@ fn feature_scales_follow_their_definitions() {
         .unwrap_err();
     assert_eq!(err.0, "dataset.std_floor");
     assert!(toml::from_str::<DatasetParams>("kind = \"digits\"\nscale = \"zscore\"").is_err());
+}
+
+/// `shuffle_labels`: the train split's labels are a seeded permutation of
+/// the originals (the same class counts, most rows changed), while the
+/// features, the split and the test labels stay; the default keeps the
+/// config's keys.
+#[test]
+fn shuffle_labels_permutes_the_train_labels_only() {
+    let base = "kind = \"gaussian_mixture\"\nclasses = 4\nsamples = 400\nseed = 3";
+    let a = load(&parse(base), here()).unwrap();
+    let b = load(&parse(&format!("{base}\nshuffle_labels = true")), here()).unwrap();
+    let again = load(&parse(&format!("{base}\nshuffle_labels = true")), here()).unwrap();
+    assert_eq!(a.features, b.features);
+    assert_eq!(a.is_train, b.is_train);
+    assert_eq!(b.labels, again.labels, "deterministic in the seed");
+    let n_train = a.is_train.iter().filter(|t| **t).count();
+    assert_eq!(a.labels[n_train..], b.labels[n_train..], "test labels kept");
+    let count = |l: &[i64]| {
+        let mut c = [0usize; 4];
+        for &y in l {
+            c[y as usize] += 1;
+        }
+        c
+    };
+    assert_eq!(count(&a.labels[..n_train]), count(&b.labels[..n_train]));
+    let changed = (0..n_train).filter(|&i| a.labels[i] != b.labels[i]).count();
+    // A random permutation of 4 balanced classes changes about 3/4 of them.
+    assert!(
+        changed as f64 > 0.6 * n_train as f64,
+        "{changed} of {n_train} changed"
+    );
+    // Another seed, another permutation.
+    let c = load(
+        &parse("kind = \"gaussian_mixture\"\nclasses = 4\nsamples = 400\nseed = 4\nshuffle_labels = true"),
+        here(),
+    )
+    .unwrap();
+    assert_ne!(b.labels, c.labels);
+    // The default serializes without the key.
+    let json = serde_json::to_string(&parse(base)).unwrap();
+    assert!(!json.contains("shuffle_labels"), "{json}");
+    let json = serde_json::to_string(&parse(&format!("{base}\nshuffle_labels = true"))).unwrap();
+    assert!(json.contains("\"shuffle_labels\":true"), "{json}");
 }

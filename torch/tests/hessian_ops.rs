@@ -23,6 +23,7 @@ fn data(dim: usize, classes: usize, samples: usize) -> DatasetParams {
         seed: 9,
         scale: Default::default(),
         std_floor: 0.0,
+        shuffle_labels: false,
     }
 }
 

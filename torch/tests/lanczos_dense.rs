@@ -40,6 +40,7 @@ fn check(case: &Case) {
         seed: 3,
         scale: Default::default(),
         std_floor: 0.0,
+        shuffle_labels: false,
     };
     let ds = generate(&data);
     let arch = Arch {

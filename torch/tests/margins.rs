@@ -20,6 +20,7 @@ fn margins_match_log_probability_ratios() {
         seed: 4,
         scale: Default::default(),
         std_floor: 0.0,
+        shuffle_labels: false,
     });
     let (x, y) = ds.split(true);
     let n = y.len();

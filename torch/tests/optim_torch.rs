@@ -105,6 +105,7 @@ fn every_optimizer_matches_pytorch_for_20_steps_in_f64() {
         seed: 2,
         scale: Default::default(),
         std_floor: 0.0,
+        shuffle_labels: false,
     };
     let ds = generate(&data);
     let (x, y) = ds.split(true);

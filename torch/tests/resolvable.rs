@@ -20,6 +20,7 @@ fn setup() -> (Arch, Vec<f64>, stages::dataset::Dataset) {
         seed: 5,
         scale: Default::default(),
         std_floor: 0.0,
+        shuffle_labels: false,
     });
     let arch = Arch {
         widths: vec![4, 12, 3],
