@@ -1606,6 +1606,12 @@ impl Experiment {
             view: "findings".into(),
         });
         report_inputs.push(("findings".into(), "findings".into()));
+        // Each run's dataset: fig10_input_mass's columns' largest |z|.
+        report_inputs.extend(
+            self.runs
+                .iter()
+                .map(|r| (format!("dataset:{}", r.id), r.dataset.clone())),
+        );
         inst.push(StageInstance {
             id: "report".into(),
             kind: "report".into(),

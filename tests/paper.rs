@@ -51,6 +51,7 @@ fn scaled_down_paper_study_completes_with_every_figure() {
         "fig7_layer_mass",
         "fig8_localization_map",
         "fig9_alignment",
+        "fig10_input_mass",
     ] {
         for ext in ["png", "svg", "pdf"] {
             let f = report.join(format!("{stem}.{ext}"));

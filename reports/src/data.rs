@@ -696,6 +696,20 @@ pub(crate) fn aggregate(
     Ok(out)
 }
 
+/// Per input column, the largest |z| over the train rows of `data.arrow`.
+pub(crate) fn max_abs_z(path: &Path) -> Result<Vec<f64>, ReportError> {
+    let ds = stages::dataset::read(path).map_err(|e| data_err(path, e))?;
+    let mut m = vec![0f64; ds.dim];
+    for (i, &train) in ds.is_train.iter().enumerate() {
+        if train {
+            for (j, v) in m.iter_mut().enumerate() {
+                *v = v.max(f64::from(ds.features[i * ds.dim + j]).abs());
+            }
+        }
+    }
+    Ok(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

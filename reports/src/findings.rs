@@ -560,18 +560,10 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
             e[j] = m[i];
         }
     }
-    let mut max_z = Vec::new();
-    if let Some(path) = run.files.get("data.arrow") {
-        let ds = stages::dataset::read(path).map_err(|e| data_err(path, e))?;
-        max_z = vec![0f64; ds.dim];
-        for (i, &train) in ds.is_train.iter().enumerate() {
-            if train {
-                for (j, z) in max_z.iter_mut().enumerate() {
-                    *z = (*z).max(f64::from(ds.features[i * ds.dim + j]).abs());
-                }
-            }
-        }
-    }
+    let max_z = match run.files.get("data.arrow") {
+        Some(path) => crate::data::max_abs_z(path)?,
+        None => Vec::new(),
+    };
 
     Ok(RunSeries {
         run_id: run.run_id.clone(),

@@ -32,6 +32,7 @@ fn caption(stem: &str) -> &'static str {
         "fig6_ipr" => "P·IPR against step per rank, with the architecture's null-model band and the random-vector line at 3.",
         "fig7_layer_mass" => "The mass of v₁ per layer against step.",
         "fig8_localization_map" => "The mass of v₁ over the first-layer weight matrix at the end of training.",
+        "fig10_input_mass" => "The mass of v₁ on each input column (its first-layer weights) against the column's largest |z| over the train rows, at the last checkpoint, with the input layer's mass spread evenly (dashed): does v₁ sit on the near-constant pixels that standardizing blows up?",
         "fig9_alignment" => "Alignment of the gradient and of the realized update with the top-k Hessian subspace.",
         _ => "",
     }
@@ -153,9 +154,24 @@ pub fn write_index(
         .iter()
         .filter_map(|f| f.strip_suffix(".png"))
         .collect();
+    // The overview first, then by figure number (fig10 after fig9).
     stems.sort_by_key(|s| {
+        let number: u32 = s
+            .strip_prefix("fig")
+            .map(|r| {
+                r.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
         (
-            if *s == "optimizer_comparison" { 0 } else { 1 },
+            if s.starts_with("optimizer_comparison") {
+                0
+            } else {
+                1
+            },
+            number,
             s.to_string(),
         )
     });

@@ -18,6 +18,10 @@ use std::fs::File;
 /// false, and train.arrow's last row is the diverged one.
 fn break_run(run: &reports::RunInput) {
     for (name, path) in &run.files {
+        // The dataset is not a run's result: it stays as the stage wrote it.
+        if name == "data.arrow" {
+            continue;
+        }
         let mut df = IpcReader::new(File::open(path).unwrap()).finish().unwrap();
         let schema = df.schema().clone();
         if name == "train.arrow" {
@@ -119,4 +123,55 @@ fn broken_runs_are_described_in_words() {
         let p = problems(&std::fs::read_to_string(out.join(f)).unwrap());
         assert!(p.is_empty(), "{f}: {p:#?}");
     }
+}
+
+/// fig10_input_mass: drawn when the runs have input_mass.arrow and
+/// data.arrow, one panel per setting at the last checkpoint every seed has,
+/// its Spearman ρ and top-|z| share under it, equal to what the findings
+/// compute from the same files.
+#[test]
+fn the_input_mass_figure_states_its_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("runs");
+    let runs: Vec<_> = (0..2)
+        .map(|seed| {
+            full_run(
+                &dir,
+                &format!("sgd-s{seed}"),
+                "sgd",
+                "SGD (η=0.05)",
+                0.05,
+                seed,
+                1.0,
+                false,
+            )
+        })
+        .collect();
+    let input = ReportInput {
+        experiment: "input".into(),
+        runs,
+    };
+    let out = tmp.path().join("report");
+    std::fs::create_dir_all(&out).unwrap();
+    let files = reports::figure_groups::structure(&input, &out).expect("render");
+    assert!(files.iter().any(|f| f == "fig10_input_mass.svg"));
+    let svg = std::fs::read_to_string(out.join("fig10_input_mass.svg")).unwrap();
+    assert!(svg.contains("step 1000 · ρ = "), "the note under the panel");
+    assert!(svg.contains("largest |z| of the column"));
+    // Both seeds put 0.4, 0.3, 0.2, 0.1 of the input layer's mass on the
+    // columns; the panel ranks them against the first seed's max |z|.
+    let ds = stages::dataset::read(input.runs[0].file("data.arrow").unwrap()).unwrap();
+    let mut z = vec![0f64; ds.dim];
+    for (i, &train) in ds.is_train.iter().enumerate() {
+        if train {
+            for (j, v) in z.iter_mut().enumerate() {
+                *v = v.max(f64::from(ds.features[i * ds.dim + j]).abs());
+            }
+        }
+    }
+    let rho = reports::findings::spearman(&[0.4, 0.3, 0.2, 0.1], &z);
+    assert!(
+        svg.contains(&format!("ρ = {rho:.2} ").replace('-', "\u{2212}")),
+        "ρ = {rho:.2} not in the figure"
+    );
 }

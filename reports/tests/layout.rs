@@ -195,8 +195,8 @@ fn pdfs_are_byte_identical_from_run_to_run() {
             .filter(|f| f.ends_with(".pdf"))
             .map(|f| (f.clone(), std::fs::read(out.join(f)).unwrap()))
             .collect();
-        // 10 figures, 4 loss-axis variants and the aging collapse.
-        assert_eq!(pdfs.len(), 15);
+        // 11 figures, 4 loss-axis variants and the aging collapse.
+        assert_eq!(pdfs.len(), 16);
         match &first {
             None => first = Some(pdfs),
             Some(a) => {

@@ -237,6 +237,52 @@ pub fn full_run(
         .unwrap(),
     );
 
+    // v₁'s mass per input column (4 inputs: the first weight block is
+    // 6×4), and data.arrow, whose column 3 is near-constant with one large
+    // standardized value.
+    let (mut st, mut op, mut rk, mut cl, mut ma, mut tr) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for &t in &CHECKPOINTS {
+        let first = 0.2 + 0.6 * (t as f64 / 1000.0) * (shape / 2.0);
+        for c in 0..4i64 {
+            st.push(t);
+            op.push("hessian");
+            rk.push(0i32);
+            cl.push(c);
+            ma.push(first * 0.8 * [0.4, 0.3, 0.2, 0.1][c as usize]);
+            tr.push(true);
+        }
+    }
+    put(
+        "metrics/input_mass.arrow",
+        df!("step" => &st, "operator" => &op, "rank" => &rk, "column" => &cl,
+            "mass" => &ma, "trusted" => &tr)
+        .unwrap(),
+    );
+    let rows = 20usize;
+    let ds = stages::dataset::Dataset {
+        dim: 4,
+        classes: 3,
+        features: (0..rows * 4)
+            .map(|i| {
+                let (r, c) = (i / 4, i % 4);
+                if c == 3 {
+                    if r == 0 {
+                        4.2
+                    } else {
+                        -0.2
+                    }
+                } else {
+                    wiggle(seed + c as u64, r) as f32 as f64
+                }
+            } as f32)
+            .collect(),
+        labels: (0..rows as i64).map(|i| i % 3).collect(),
+        is_train: (0..rows).map(|i| i < 16).collect(),
+    };
+    let data = root.join("data.arrow");
+    stages::dataset::write(&ds, &data).unwrap();
+
     // alignment
     let grad: Vec<f64> = CHECKPOINTS
         .iter()
@@ -302,6 +348,7 @@ pub fn full_run(
         df!("step" => &st, "operator" => &op, "rank" => &rk, "vector" => vs).unwrap(),
     );
 
+    files.insert("data.arrow".to_string(), data);
     let mut r = run_input(run_id, optimizer, label, &root, files);
     r.params = serde_json::json!({ "optimizer": optimizer, "lr": lr, "seed": seed });
     r
