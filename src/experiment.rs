@@ -3509,18 +3509,20 @@ k = 3
     /// findings stage (an input of the report), the null's default replicas
     /// went from 5 to 20, and paper.toml runs 5 seeds with 20 replicas;
     /// paper-teacher.toml too; paper-lr.toml is new; the findings stage
-    /// then gained each run's dataset as an input (the columns' max |z|).
+    /// then gained each run's dataset as an input (the columns' max |z|),
+    /// and so did the report (fig10_input_mass); paper-shuffled.toml is new.
     #[test]
     fn valid_configs_resolve_exactly_as_before() {
         let golden: &[(&str, &str)] = &[
-            ("paper-lr.toml", "a1e7c8822b1dc3be"),
-            ("paper-teacher.toml", "1b8042a4ed3a13db"),
-            ("paper.toml", "67fb5036d590df5c"),
-            ("quick.toml", "ad9b1efaaba42bf5"),
-            ("base", "c3c7ca030a3b9bbe"),
-            ("spirals-epochs-muon", "3de930ee26bac188"),
-            ("teacher-f32-hessian", "943e96a8b90dba35"),
-            ("digits-sweeps", "f1a18a79b36586ca"),
+            ("paper-lr.toml", "0441ecab9b2076dd"),
+            ("paper-shuffled.toml", "7cacb14ca8c7679e"),
+            ("paper-teacher.toml", "d74d9427f8882aff"),
+            ("paper.toml", "f634de91827ced01"),
+            ("quick.toml", "1d714c53fa5a87c1"),
+            ("base", "730ca38c74a8f21f"),
+            ("spirals-epochs-muon", "7633a0f2f05b4c02"),
+            ("teacher-f32-hessian", "445219dd93429653"),
+            ("digits-sweeps", "413eedbc2dc81d90"),
         ];
         let mut got = Vec::new();
         for (name, text) in valid_configs() {
