@@ -2685,7 +2685,12 @@ impl InputMass {
         }
         let constant = panels
             .iter()
-            .map(|p| p.points.iter().filter(|q| !(q.0 > 0.0)).count())
+            .map(|p| {
+                p.points
+                    .iter()
+                    .filter(|q| q.0.is_nan() || q.0 <= 0.0)
+                    .count()
+            })
             .max()
             .unwrap_or(0);
         let mut legend = vec![
