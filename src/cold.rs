@@ -5,6 +5,7 @@
 //! top-k bases). A warm start that hid a direction rising into the top-k
 //! would show here as a subspace difference.
 
+use experiment::StageKind;
 use pipeline::engine::{InputFiles, StageInputs};
 use pipeline::{Executor, Record, StageInstance, Store};
 use serde::Serialize;
@@ -78,7 +79,7 @@ pub fn audit(
     exec: &dyn Executor,
     samples: usize,
 ) -> Result<Vec<ColdRow>, String> {
-    if rec.kind != "hessian" {
+    if rec.kind != StageKind::Hessian.name() {
         return Err(format!(
             "{} is a {} stage: --cold recomputes a hessian stage; give one of its outputs, \
              e.g. out/<experiment>/runs/<run>/eigen/values.arrow",

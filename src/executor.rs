@@ -1,6 +1,7 @@
 //! The table from stage kinds to stage functions: the one place that knows
 //! both the engine's instances and the science's parameter types.
 
+use experiment::StageKind;
 use pipeline::{engine::ProgressFn, Executor, StageInputs, StageInstance};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -197,63 +198,15 @@ fn with_batch_size(
     params
 }
 
-/// The outputs each stage kind must leave (globs, `*` within a folder):
-/// the engine fails a stage that reports success without them.
+/// The outputs each stage kind must leave (the stage table's list).
 pub fn declared_outputs(inst: &StageInstance) -> Vec<String> {
-    let v: &[&str] = match inst.kind.as_str() {
-        "dataset" => &["data.arrow"],
-        "train" => &[
-            "train.arrow",
-            "param_map.arrow",
-            "train_config.toml",
-            "checkpoints/step_*.safetensors",
-        ],
-        "hessian" => &[
-            "config.toml",
-            "eigen/values.arrow",
-            "eigen/vectors.arrow",
-            "eigen/gradient.arrow",
-        ],
-        "null" => &["null/values.arrow", "null/vectors.arrow"],
-        "metrics" => &[
-            "metrics/localization.arrow",
-            "metrics/layer_mass.arrow",
-            "metrics/neuron_mass.arrow",
-            "metrics/input_mass.arrow",
-            "metrics/overlap.arrow",
-            "metrics/displacement.arrow",
-            "metrics/spectrum.arrow",
-            "metrics/alignment.arrow",
-        ],
-        "findings" => &["findings.arrow", "findings_tests.arrow", "findings.md"],
-        "report" => &[
-            "index.html",
-            "provenance.json",
-            "optimizer_comparison.png",
-            "optimizer_comparison.svg",
-            "optimizer_comparison.pdf",
-            "optimizer_comparison_loss.png",
-            "optimizer_comparison_loss.svg",
-            "optimizer_comparison_loss.pdf",
-            "fig*.png",
-            "fig*.svg",
-            "fig*.pdf",
-        ],
-        _ => &[],
-    };
-    let mut out: Vec<String> = v.iter().map(|s| s.to_string()).collect();
-    if inst.kind == "metrics" && inst.inputs.iter().any(|(role, _)| role == "null") {
-        out.extend(
-            [
-                "metrics/null_localization.arrow",
-                "metrics/null_layer_mass.arrow",
-                "metrics/null_band.arrow",
-                "metrics/null_overlap.arrow",
-            ]
-            .map(String::from),
-        );
-    }
-    out
+    let with_null = inst.inputs.iter().any(|(role, _)| role == "null");
+    StageKind::from_name(&inst.kind)
+        .map(|k| k.declared_outputs(with_null))
+        .unwrap_or_default()
+        .into_iter()
+        .map(String::from)
+        .collect()
 }
 
 /// The runs of a report or findings stage, from its params and inputs.
@@ -277,7 +230,7 @@ fn report_input(
             label: format!(
                 "{} (η={})",
                 r["label"].as_str().unwrap_or_default(),
-                crate::experiment::compact_number(r["lr"].as_f64().unwrap_or(f64::NAN))
+                experiment::compact_number(r["lr"].as_f64().unwrap_or(f64::NAN))
             ),
             train: inputs
                 .file(&format!("train:{id}"), "train.arrow")?
@@ -319,8 +272,11 @@ impl Executor for StageRunner {
         progress: ProgressFn<'_>,
     ) -> Result<Value, String> {
         let s = |e: stages::StageError| e.to_string();
-        match inst.kind.as_str() {
-            "dataset" => {
+        let Some(kind) = StageKind::from_name(&inst.kind) else {
+            return Err(format!("unknown stage kind {}", inst.kind));
+        };
+        match kind {
+            StageKind::Dataset => {
                 let p: dataset::DatasetParams = params(inst, &inst.params)?;
                 let ds = dataset::load(&p, &self.base_dir).map_err(s)?;
                 dataset::write(&ds, &workdir.join("data.arrow")).map_err(s)?;
@@ -329,15 +285,13 @@ impl Executor for StageRunner {
                 )
             }
             // The libtorch stages, and metrics (its Gram matrix is a BLAS product).
-            "train" | "hessian" | "null" | "metrics" => {
-                self.in_worker(inst, inputs, workdir, progress)
-            }
-            "findings" => {
+            k if k.in_worker() => self.in_worker(inst, inputs, workdir, progress),
+            StageKind::Findings => {
                 let input = report_input(inst, inputs)?;
                 let files = reports::findings::run(&input, workdir).map_err(|e| e.to_string())?;
                 Ok(json!({ "files": files }))
             }
-            "report" => {
+            StageKind::Report => {
                 let input = report_input(inst, inputs)?;
                 // The findings stage's tables go into report/ too, and
                 // index.html shows findings.md.
@@ -364,7 +318,7 @@ impl Executor for StageRunner {
                     reports::render_all(&input, &provenance, workdir).map_err(|e| e.to_string())?;
                 Ok(json!({ "figures": files, "findings": copied }))
             }
-            other => Err(format!("unknown stage kind {other}")),
+            k => Err(format!("no runner for the {k} stage")),
         }
     }
 }

@@ -8,12 +8,11 @@
 mod cold;
 mod cpus;
 mod executor;
-mod experiment;
 mod slurm;
 mod ui;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use experiment::Experiment;
+use experiment::{Experiment, StageKind};
 use pipeline::{LockMode, Outcome, RunOptions, Store};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -394,7 +393,7 @@ pub(crate) fn figure_paths(
     records
         .iter()
         .flatten()
-        .filter(|r| r.kind == "report")
+        .filter(|r| r.kind == StageKind::Report.name())
         .flat_map(|r| {
             r.outputs
                 .keys()
@@ -545,7 +544,7 @@ fn cmd_report(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
     let stale: Vec<String> = states
         .iter()
         // The findings are recomputed with the report when they are stale.
-        .filter(|s| s.kind != "report" && s.kind != "findings" && s.state != "fresh")
+        .filter(|s| !is_summary(&s.kind) && s.state != "fresh")
         .map(|s| format!("{} ({})", s.id, s.state))
         .collect();
     if !stale.is_empty() {
@@ -578,7 +577,7 @@ fn cmd_report(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
     ui.finish();
     if reports
         .iter()
-        .any(|r| r.kind != "report" && r.kind != "findings" && r.status == Outcome::Ran)
+        .any(|r| !is_summary(&r.kind) && r.status == Outcome::Ran)
     {
         return Err(anyhow::anyhow!("internal error: the report computed a stage").into());
     }
@@ -586,7 +585,7 @@ fn cmd_report(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
     write_view(&store, &out_dir, &records)?;
     if let Some(rep) = reports
         .iter()
-        .find(|r| r.kind == "report" && r.status == Outcome::Failed)
+        .find(|r| r.kind == StageKind::Report.name() && r.status == Outcome::Failed)
     {
         return Err(
             anyhow::anyhow!("the report failed: {}", rep.error.as_deref().unwrap_or("?")).into(),
@@ -888,4 +887,9 @@ fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
+}
+
+/// A stage that reads every run (findings, report).
+fn is_summary(kind: &str) -> bool {
+    StageKind::from_name(kind).is_some_and(StageKind::over_all_runs)
 }

@@ -27,10 +27,10 @@
 //! an input that had to be submitted again: so a second invocation submits
 //! nothing while jobs are pending, and nothing when every stage is fresh.
 
-use crate::experiment::{Experiment, SlurmResources};
 use crate::{usage, Cli, DeviceArg, Failure, RunArgs};
 use anyhow::{anyhow, Context};
 use clap::{Args, ValueEnum};
+use experiment::{Experiment, SlurmResources};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pipeline::{
     engine::ProgressFn, Event, EventSink, Executor, Graph, Hash, LockMode, Outcome, RunOptions,

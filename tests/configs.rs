@@ -2,7 +2,7 @@
 //! field at its line and column, before anything is computed or written; a
 //! config too big for the machine is refused with its estimate, unless
 //! `--force-size`; runaway inputs (a huge file, /dev/zero) are refused without
-//! reading them whole. The bulk of the cases are `src/experiment.rs`'s unit
+//! reading them whole. The bulk of the cases are `experiment/src/tests.rs`'s unit
 //! tests; these check that the CLI keeps those promises.
 
 mod common;

@@ -273,6 +273,24 @@ fn input_records(
 /// How many changed inputs a stale reason names before it counts the rest.
 const SHOWN_INPUTS: usize = 3;
 
+/// "input a changed", "inputs a, b changed", "new input a", or "35 inputs
+/// changed: a, b, c and 32 more" (`what`: "changed" or "new").
+fn inputs_reason(list: &[String], what: &str) -> Option<String> {
+    let s = if list.len() == 1 { "" } else { "s" };
+    match list.len() {
+        0 => None,
+        n if n <= SHOWN_INPUTS && what == "new" => {
+            Some(format!("new input{s} {}", list.join(", ")))
+        }
+        n if n <= SHOWN_INPUTS => Some(format!("input{s} {} {what}", list.join(", "))),
+        n => Some(format!(
+            "{n} inputs {what}: {} and {} more",
+            list[..SHOWN_INPUTS].join(", "),
+            n - SHOWN_INPUTS
+        )),
+    }
+}
+
 /// Why the current instance differs from the last record of the same logical
 /// instance (params old → new, inputs, code, environment).
 pub fn explain_change(
@@ -289,26 +307,18 @@ pub fn explain_change(
     }
     diff_values("param ", "", &old.params, &inst.params, &mut reasons);
     diff_values("env ", "", &old.env, &inst.env, &mut reasons);
-    let mut changed = Vec::new();
+    let (mut changed, mut added) = (Vec::new(), Vec::new());
     for (role, rec) in inputs {
         match old.inputs.get(role) {
             Some(prev) if prev.content == rec.content => {}
             Some(_) => changed.push(format!("{role} ({})", rec.id)),
-            None => reasons.push(format!("new input {role} ({})", rec.id)),
+            None => added.push(format!("{role} ({})", rec.id)),
         }
     }
-    // A report over 35 runs names its first changed inputs and counts the
-    // rest, so that one reason stays one line.
-    match changed.len() {
-        0 => {}
-        1 => reasons.push(format!("input {} changed", changed[0])),
-        n if n <= SHOWN_INPUTS => reasons.push(format!("inputs {} changed", changed.join(", "))),
-        n => reasons.push(format!(
-            "{n} inputs changed: {} and {} more",
-            changed[..SHOWN_INPUTS].join(", "),
-            n - SHOWN_INPUTS
-        )),
-    }
+    // A report over 35 runs names its first changed (or new) inputs and
+    // counts the rest, so that one reason stays one line.
+    reasons.extend(inputs_reason(&changed, "changed"));
+    reasons.extend(inputs_reason(&added, "new"));
     for role in old.inputs.keys() {
         if !inputs.contains_key(role) {
             reasons.push(format!("input {role} was removed"));

@@ -26,15 +26,7 @@ pub use error::{StageError, StageResult};
 /// The libtorch version tch 0.26 is built against (torch-sys checks it at build time).
 pub const LIBTORCH_VERSION: &str = "2.13.0";
 
-/// Per-stage code versions: bump one whenever that stage's numbers can change.
-/// They are part of every stage key (see `pipeline::key`).
-pub mod code_version {
-    pub const DATASET: u32 = 1;
-    pub const TRAIN: u32 = 5;
-    pub const HESSIAN: u32 = 9;
-    pub const METRICS: u32 = 8;
-    pub const NULL: u32 = 6;
-}
+// The stages' code versions live in the stage table (experiment/src/stage.rs).
 
 /// Progress callback: (done, total, message).
 pub type Progress<'a> = &'a (dyn Fn(u64, u64, &str) + Sync);

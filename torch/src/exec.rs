@@ -4,6 +4,7 @@
 //! stale, then hands each train or hessian stage to a worker process.
 
 use crate::{hessian, train};
+use experiment::StageKind;
 use serde_json::{json, Value};
 use stages::error::StageError;
 use stages::train::{checkpoint_name, TrainParams};
@@ -44,8 +45,8 @@ pub fn execute(req: &Request, workdir: &Path, progress: Progress<'_>) -> Result<
     tch::set_num_threads(req.threads.max(1) as i32);
     let s = |e: StageError| e.to_string();
     let bad = |e: serde_json::Error| format!("bad parameters: {e}");
-    match req.kind.as_str() {
-        "train" => {
+    match StageKind::from_name(&req.kind) {
+        Some(StageKind::Train) => {
             let p: TrainParams = serde_json::from_value(req.params.clone()).map_err(bad)?;
             // train_config.toml: this run's resolved parameters, dataset included.
             let mut cfg = toml::Table::new();
@@ -82,7 +83,7 @@ pub fn execute(req: &Request, workdir: &Path, progress: Progress<'_>) -> Result<
             .map_err(s)?;
             Ok(serde_json::to_value(summary).unwrap())
         }
-        "hessian" => {
+        Some(StageKind::Hessian) => {
             let p: stages::hessian::HessianParams =
                 serde_json::from_value(req.params.clone()).map_err(bad)?;
             let tr = input(req, "train")?;
@@ -108,7 +109,7 @@ pub fn execute(req: &Request, workdir: &Path, progress: Progress<'_>) -> Result<
             )
             .map_err(s)
         }
-        "null" => {
+        Some(StageKind::Null) => {
             let p: stages::hessian::NullParams =
                 serde_json::from_value(req.params.clone()).map_err(bad)?;
             hessian::run_null(
@@ -120,7 +121,7 @@ pub fn execute(req: &Request, workdir: &Path, progress: Progress<'_>) -> Result<
             )
             .map_err(s)
         }
-        "metrics" => {
+        Some(StageKind::Metrics) => {
             let p: stages::metrics::MetricsParams =
                 serde_json::from_value(req.params.clone()).map_err(bad)?;
             let tr = input(req, "train")?;
@@ -151,6 +152,6 @@ pub fn execute(req: &Request, workdir: &Path, progress: Progress<'_>) -> Result<
             progress(1, 1, "done");
             Ok(meta)
         }
-        other => Err(format!("the worker does not run {other} stages")),
+        _ => Err(format!("the worker does not run {} stages", req.kind)),
     }
 }

@@ -1,0 +1,149 @@
+//! The config sections as written (`[model]`, `[train]`, `[hessian]`,
+//! `[null]`, point files), with their defaults.
+
+use crate::*;
+
+pub(crate) fn d_dtype() -> Dtype {
+    Dtype::F64
+}
+pub(crate) fn d_init() -> Init {
+    Init::TorchDefault
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ModelSection {
+    pub(crate) widths: Vec<usize>,
+    pub(crate) activation: Activation,
+    #[serde(default = "d_init", deserialize_with = "de_init")]
+    pub(crate) init: Init,
+}
+
+pub(crate) fn de_init<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Init, D::Error> {
+    use serde::de::Error;
+    const FIX: &str = "use \"torch_default\" or { kind = \"normal\", std = 0.05 }";
+    match toml::Value::deserialize(d)? {
+        toml::Value::String(s) if s == "torch_default" => Ok(Init::TorchDefault),
+        toml::Value::String(s) => Err(D::Error::custom(format!("unknown init `{s}`: {FIX}"))),
+        toml::Value::Table(t) => match t.get("kind").and_then(|k| k.as_str()) {
+            Some("torch_default") if t.len() == 1 => Ok(Init::TorchDefault),
+            Some("normal") => match (t.get("std"), t.len()) {
+                (Some(toml::Value::Float(std)), 2) => Ok(Init::Normal { std: *std }),
+                (Some(toml::Value::Integer(std)), 2) => Ok(Init::Normal { std: *std as f64 }),
+                _ => Err(D::Error::custom(format!(
+                    "kind = \"normal\" takes one number, `std` (> 0): {FIX}"
+                ))),
+            },
+            _ => Err(D::Error::custom(format!(
+                "`kind` must be \"normal\" or \"torch_default\": {FIX}"
+            ))),
+        },
+        _ => Err(D::Error::custom(format!(
+            "must be a string or a table: {FIX}"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TrainSection {
+    /// The budget: `steps`, or `epochs` (passes over the train split).
+    #[serde(default)]
+    pub(crate) steps: Option<u64>,
+    #[serde(default)]
+    pub(crate) epochs: Option<u64>,
+    #[serde(default)]
+    pub(crate) schedule: Schedule,
+    #[serde(default)]
+    pub(crate) batch_size: Option<usize>,
+    #[serde(default = "d_log_every")]
+    pub(crate) log_every: u64,
+    #[serde(default)]
+    pub(crate) checkpoints: CheckpointSpec,
+}
+
+pub(crate) fn d_log_every() -> u64 {
+    10
+}
+pub(crate) fn d_which() -> Which {
+    Which::Largest
+}
+pub(crate) fn d_max_iter() -> usize {
+    300
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HessianSection {
+    pub(crate) k: usize,
+    #[serde(default)]
+    pub(crate) analysis_size: Option<usize>,
+    #[serde(default = "d_which")]
+    pub(crate) which: Which,
+    #[serde(default)]
+    pub(crate) tol: Option<f64>,
+    #[serde(default = "d_max_iter")]
+    pub(crate) max_iter: usize,
+    #[serde(default)]
+    pub(crate) chunk_rows: Option<usize>,
+    #[serde(default = "d_true")]
+    pub(crate) warm_start: bool,
+    #[serde(default = "d_true")]
+    pub(crate) preconditioned: bool,
+    #[serde(default = "d_block")]
+    pub(crate) block: usize,
+}
+
+pub(crate) fn d_block() -> usize {
+    stages::hessian::DEFAULT_BLOCK
+}
+
+pub(crate) fn d_true() -> bool {
+    true
+}
+
+/// One point of the sweep: every field a single value.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PointFile {
+    pub(crate) name: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(crate) description: Option<String>,
+    pub(crate) seed: u64,
+    #[serde(default = "d_dtype")]
+    pub(crate) dtype: Dtype,
+    pub(crate) dataset: DatasetParams,
+    pub(crate) model: ModelSection,
+    pub(crate) train: TrainSection,
+    pub(crate) optimizer: OptimizerParams,
+    pub(crate) hessian: HessianSection,
+    #[serde(default)]
+    pub(crate) null: NullSection,
+    /// `[metrics]`: `include_untrusted`, `degeneracy_threshold` (both
+    /// optional; unknown fields refused by `MetricsParams` itself).
+    #[serde(default)]
+    pub(crate) metrics: MetricsParams,
+}
+
+/// Enough replicas for the null's 5% and 95% quantiles to mean something.
+pub(crate) fn d_replicas() -> usize {
+    20
+}
+
+/// `[null]`: the architecture-induced null model.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NullSection {
+    /// Fresh random initializations (0 turns the null model off).
+    #[serde(default = "d_replicas")]
+    pub(crate) replicas: usize,
+}
+
+impl Default for NullSection {
+    fn default() -> Self {
+        NullSection {
+            replicas: d_replicas(),
+        }
+    }
+}
