@@ -9,6 +9,7 @@ mod cold;
 mod cpus;
 mod executor;
 mod slurm;
+mod slurm_plan;
 mod ui;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};

@@ -27,6 +27,7 @@
 //! an input that had to be submitted again: so a second invocation submits
 //! nothing while jobs are pending, and nothing when every stage is fresh.
 
+use crate::slurm_plan::{self, LastJob, Part, PlanInput, QState};
 use crate::{usage, Cli, DeviceArg, Failure, RunArgs};
 use anyhow::{anyhow, Context};
 use clap::{Args, ValueEnum};
@@ -186,62 +187,17 @@ fn job_name(experiment: &str, what: &str) -> String {
     s.trim_end_matches('_').chars().take(100).collect()
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().expect("a file in a directory");
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
-}
-
 /// Write `bytes` to `dir/<their hash>.<ext>` (once) and return the path.
 fn put_by_content(dir: &Path, ext: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
     let p = dir.join(format!("{}.{ext}", &Hash::of(bytes).to_hex()[..32]));
     if std::fs::read(&p).ok().as_deref() != Some(bytes) {
-        write_atomic(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
+        pipeline::store::write_file_atomic(&p, bytes)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(p)
 }
 
 // ---------------------------------------------------------------- the queue
-
-/// A job's state in squeue (`%T`) and the reason (`%r`).
-#[derive(Clone, Debug)]
-struct QState {
-    state: String,
-    reason: String,
-}
-
-impl QState {
-    /// Still queued or running: it may yet commit its instance.
-    fn live(&self) -> bool {
-        !matches!(
-            self.state.as_str(),
-            "COMPLETED"
-                | "FAILED"
-                | "CANCELLED"
-                | "TIMEOUT"
-                | "NODE_FAIL"
-                | "PREEMPTED"
-                | "OUT_OF_MEMORY"
-                | "BOOT_FAIL"
-                | "DEADLINE"
-                | "REVOKED"
-        ) && !self.doomed()
-    }
-    /// Pending on a dependency that failed: it will never run.
-    fn doomed(&self) -> bool {
-        self.state == "PENDING" && self.reason.contains("DependencyNeverSatisfied")
-    }
-}
 
 /// "FAILED (NonZeroExitCode)", "CANCELLED", …
 fn describe(q: &QState) -> String {
@@ -384,7 +340,7 @@ impl Ledger {
     /// Record a submission; call with the store lock held.
     fn put(&self, e: &Entry) -> anyhow::Result<()> {
         let p = self.path(&e.id);
-        write_atomic(&p, &serde_json::to_vec_pretty(e)?)
+        pipeline::store::write_file_atomic(&p, &serde_json::to_vec_pretty(e)?)
             .with_context(|| format!("writing the ledger entry {}", p.display()))
     }
 }
@@ -706,60 +662,48 @@ pub fn run(cli: &Cli, a: &RunArgs, exp: Experiment) -> Result<(), Failure> {
         config: config.clone(),
     };
 
-    // Which instances need a job, and which already have a live one.
-    let mut plan: Vec<Plan> = vec![Plan::Fresh; n];
-    let mut to_submit = vec![false; n];
+    // The plan (pure: slurm_plan.rs), then the IO: cancel, submit.
     let is_forced: Vec<bool> = graph
         .instances
         .iter()
         .map(|inst| pipeline::engine::is_forced(force.as_ref(), &a.force, inst))
         .collect();
-    let mut superseded: Vec<String> = Vec::new();
-    for (p, e) in &orphans {
-        if queue.get(&e.job).is_some_and(|q| q.live() || q.doomed()) {
-            superseded.push(e.job.clone());
-        }
+    let decided = slurm_plan::plan(&PlanInput {
+        graph: &graph,
+        stale: states.iter().map(|s| s.state != "fresh").collect(),
+        forced: is_forced,
+        specs: &specs,
+        last: entries
+            .iter()
+            .map(|e| {
+                e.as_ref().map(|e| LastJob {
+                    job: e.job.clone(),
+                    spec: e.spec.clone(),
+                })
+            })
+            .collect(),
+        orphans: orphans.iter().map(|(_, e)| e.job.clone()).collect(),
+        queue: &queue,
+        arrays: exp.slurm.arrays,
+    });
+    for (p, _) in &orphans {
         let _ = std::fs::remove_file(p);
     }
-    for (i, inst) in graph.instances.iter().enumerate() {
-        let inputs: Vec<usize> = inst
-            .inputs
-            .iter()
-            .map(|(_, d)| graph.position(d).expect("validated graph"))
-            .collect();
-        let needs = states[i].state != "fresh"
-            || is_forced[i]
-            || inputs.iter().any(|&j| plan[j] != Plan::Fresh);
-        if !needs {
-            continue;
-        }
-        let reusable = entries[i].as_ref().filter(|e| {
-            e.spec == specs[i]
-                && queue.get(&e.job).is_some_and(QState::live)
-                && !inputs.iter().any(|&j| to_submit[j])
-        });
-        match (reusable, &entries[i]) {
-            (Some(e), _) => {
-                plan[i] = Plan::Queued(e.job.clone());
-            }
-            (_, Some(e)) => {
-                if queue.get(&e.job).is_some_and(|q| q.live() || q.doomed()) {
-                    superseded.push(e.job.clone());
-                }
-                to_submit[i] = true;
-                plan[i] = Plan::Submitted(String::new());
-            }
-            (_, None) => {
-                to_submit[i] = true;
-                plan[i] = Plan::Submitted(String::new());
-            }
-        }
-    }
+    let superseded = decided.superseded.clone();
     // Superseded jobs (a changed instance, or a dead input): they must not
     // commit a result that is no longer wanted.
     scancel(&superseded);
 
-    // Submit in topological order; a sweep level is one array.
+    // Submit in order; a submission whose input's submission failed waits.
+    let mut plan: Vec<Plan> = decided
+        .parts
+        .iter()
+        .map(|p| match p {
+            Part::Fresh => Plan::Fresh,
+            Part::Queued(job) => Plan::Queued(job.clone()),
+            Part::Submit(_) => Plan::Submitted(String::new()),
+        })
+        .collect();
     let job_of = |plan: &[Plan], j: usize| -> Option<String> {
         match &plan[j] {
             Plan::Queued(job) => Some(job.clone()),
@@ -767,45 +711,25 @@ pub fn run(cli: &Cli, a: &RunArgs, exp: Experiment) -> Result<(), Failure> {
             _ => None,
         }
     };
-    let deps_of = |plan: &[Plan], i: usize| -> Option<BTreeSet<String>> {
-        let mut deps = BTreeSet::new();
-        for (_, d) in &graph.instances[i].inputs {
-            let j = graph.position(d).expect("validated graph");
-            if plan[j] == Plan::Fresh {
-                continue;
-            }
-            deps.insert(job_of(plan, j)?);
-        }
-        Some(deps)
-    };
     let mut n_sbatch = 0usize;
     let mut n_arrays = 0usize;
     let mut submit_error = None;
-    for i in 0..n {
-        if !to_submit[i] || job_of(&plan, i).is_some() {
-            continue;
-        }
-        let Some(deps) = deps_of(&plan, i) else {
+    for s in &decided.submissions {
+        let Some(deps) = s
+            .deps
+            .iter()
+            .map(|&j| job_of(&plan, j))
+            .collect::<Option<BTreeSet<String>>>()
+        else {
             continue; // an input's submission failed
         };
-        let kind = &graph.instances[i].kind;
-        let mut members = vec![i];
-        if exp.slurm.arrays {
-            members.extend((i + 1..n).filter(|&k| {
-                to_submit[k]
-                    && job_of(&plan, k).is_none()
-                    && graph.instances[k].kind == *kind
-                    && is_forced[k] == is_forced[i]
-                    && deps_of(&plan, k).as_ref() == Some(&deps)
-            }));
-        }
-        match sub.submit(&members, &deps, is_forced[i]) {
+        match sub.submit(&s.members, &deps, s.forced) {
             Ok(jobs) => {
                 n_sbatch += 1;
-                if members.len() > 1 {
+                if s.members.len() > 1 {
                     n_arrays += 1;
                 }
-                for (&m, job) in members.iter().zip(jobs) {
+                for (&m, job) in s.members.iter().zip(jobs) {
                     plan[m] = Plan::Submitted(job);
                 }
             }

@@ -545,6 +545,29 @@ pub fn safe_name(s: &str) -> String {
         .collect()
 }
 
+/// Writes `bytes` to `path` atomically outside a store (the Slurm ledger,
+/// config snapshots): a temporary file in the same directory, synced, then
+/// renamed over `path`, and the directory synced, so that a crash leaves the
+/// old file or the new one, never a torn one.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}.{n}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    sync_dir(dir);
+    Ok(())
+}
+
 fn sync_dir(dir: &Path) {
     if let Ok(f) = File::open(dir) {
         let _ = f.sync_all();
@@ -590,6 +613,22 @@ pub(crate) fn make_writable_recursive(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file written outside a store: created with its directory,
+    /// replaced whole, and no temporary file left beside it.
+    #[test]
+    fn write_file_atomic_replaces_whole_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ledger/x.json");
+        write_file_atomic(&p, b"first").unwrap();
+        write_file_atomic(&p, b"second, longer").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"second, longer");
+        let names: Vec<_> = fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["x.json"]);
+    }
 
     #[test]
     fn put_is_idempotent_and_readonly() {
