@@ -989,52 +989,18 @@ pub fn run(cli: &Cli, a: &RunArgs, exp: Experiment) -> Result<(), Failure> {
         }
         stages.push(s);
     }
-    let figures = crate::figure_paths(&records, &out_dir);
-    if cli.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "experiment": exp.name,
-                "config": a.config,
-                "store": cli.store,
-                "out": out_dir,
-                "executor": "slurm",
-                "ok": failed + skipped == 0,
-                "seconds": t0.elapsed().as_secs_f64(),
-                "stages": stages,
-                "figures": figures,
-            }))
-            .unwrap()
-        );
+    crate::commands::RunSummary {
+        experiment: &exp.name,
+        config: &a.config,
+        store: &cli.store,
+        out: &out_dir,
+        slurm_logs: Some(dirs.logs()),
+        counts: [ran, cached, failed, skipped],
+        seconds: t0.elapsed().as_secs_f64(),
+        stages: Value::Array(stages),
+        figures: crate::figure_paths(&records, &out_dir),
     }
-    eprintln!(
-        "{}: {} stages, {} ran, {} cached, {} failed, {} skipped, in {:.1}s (slurm)",
-        exp.name,
-        n,
-        ran,
-        cached,
-        failed,
-        skipped,
-        t0.elapsed().as_secs_f64()
-    );
-    eprintln!("results: {}", out_dir.display());
-    for f in figures
-        .iter()
-        .filter(|f| f.ends_with(".png") || f.ends_with("index.html"))
-    {
-        eprintln!("report:  {f}");
-    }
-    if failed + skipped > 0 {
-        return Err(Failure {
-            code: 1,
-            err: anyhow!(
-                "{} stage(s) failed or were skipped; logs in {}",
-                failed + skipped,
-                dirs.logs().display()
-            ),
-        });
-    }
-    Ok(())
+    .finish(cli.json)
 }
 
 // --------------------------------------------------------------------- exec
