@@ -670,7 +670,10 @@ pub fn run(cli: &Cli, a: &RunArgs, exp: Experiment) -> Result<(), Failure> {
         .collect();
     let decided = slurm_plan::plan(&PlanInput {
         graph: &graph,
-        stale: states.iter().map(|s| s.state != "fresh").collect(),
+        stale: states
+            .iter()
+            .map(|s| s.state != pipeline::State::Fresh)
+            .collect(),
         forced: is_forced,
         specs: &specs,
         last: entries
@@ -1109,8 +1112,15 @@ pub fn exec(cli: &Cli, a: &ExecArgs) -> Result<(), Failure> {
     let states = pipeline::status(&store, &sub, false)?;
     let stale: Vec<String> = states
         .iter()
-        .filter(|s| s.id != id && s.state != "fresh")
-        .map(|s| format!("{} ({}: {})", s.id, s.state, s.reasons.join("; ")))
+        .filter(|s| s.id != id && s.state != pipeline::State::Fresh)
+        .map(|s| {
+            format!(
+                "{} ({}: {})",
+                s.id,
+                s.state,
+                pipeline::reason::join(&s.reasons)
+            )
+        })
         .collect();
     if !stale.is_empty() {
         return Err(anyhow!(

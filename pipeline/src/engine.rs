@@ -5,6 +5,7 @@ use crate::canon::Hash;
 use crate::error::{PipelineError, Result};
 use crate::graph::{Graph, StageInstance};
 use crate::key::{content_hash, stage_key};
+use crate::reason::{FieldChange, FieldOf, StaleReason, State};
 use crate::record::{InputRef, Record, RECORD_FORMAT};
 use crate::store::Store;
 use serde_json::Value;
@@ -232,9 +233,9 @@ pub struct InstanceState {
     pub kind: String,
     /// `fresh`, `stale` (an earlier result exists but no longer applies) or
     /// `missing` (never computed).
-    pub state: String,
+    pub state: State,
     pub key: Option<String>,
-    pub reasons: Vec<String>,
+    pub reasons: Vec<StaleReason>,
 }
 
 /// Compute the key of `inst` given the records of its inputs.
@@ -270,43 +271,23 @@ fn input_records(
     Some(out)
 }
 
-/// How many changed inputs a stale reason names before it counts the rest.
-const SHOWN_INPUTS: usize = 3;
-
-/// "input a changed", "inputs a, b changed", "new input a", or "35 inputs
-/// changed: a, b, c and 32 more" (`what`: "changed" or "new").
-fn inputs_reason(list: &[String], what: &str) -> Option<String> {
-    let s = if list.len() == 1 { "" } else { "s" };
-    match list.len() {
-        0 => None,
-        n if n <= SHOWN_INPUTS && what == "new" => {
-            Some(format!("new input{s} {}", list.join(", ")))
-        }
-        n if n <= SHOWN_INPUTS => Some(format!("input{s} {} {what}", list.join(", "))),
-        n => Some(format!(
-            "{n} inputs {what}: {} and {} more",
-            list[..SHOWN_INPUTS].join(", "),
-            n - SHOWN_INPUTS
-        )),
-    }
-}
-
 /// Why the current instance differs from the last record of the same logical
 /// instance (params old → new, inputs, code, environment).
 pub fn explain_change(
     inst: &StageInstance,
     inputs: &BTreeMap<String, Record>,
     old: &Record,
-) -> Vec<String> {
+) -> Vec<StaleReason> {
     let mut reasons = Vec::new();
     if old.code_version != inst.code_version {
-        reasons.push(format!(
-            "code changed: {} code version {} → {}",
-            inst.kind, old.code_version, inst.code_version
-        ));
+        reasons.push(StaleReason::CodeChanged {
+            kind: inst.kind.clone(),
+            old: old.code_version,
+            new: inst.code_version,
+        });
     }
-    diff_values("param ", "", &old.params, &inst.params, &mut reasons);
-    diff_values("env ", "", &old.env, &inst.env, &mut reasons);
+    diff_values(FieldOf::Param, "", &old.params, &inst.params, &mut reasons);
+    diff_values(FieldOf::Env, "", &old.env, &inst.env, &mut reasons);
     let (mut changed, mut added) = (Vec::new(), Vec::new());
     for (role, rec) in inputs {
         match old.inputs.get(role) {
@@ -317,11 +298,15 @@ pub fn explain_change(
     }
     // A report over 35 runs names its first changed (or new) inputs and
     // counts the rest, so that one reason stays one line.
-    reasons.extend(inputs_reason(&changed, "changed"));
-    reasons.extend(inputs_reason(&added, "new"));
+    if !changed.is_empty() {
+        reasons.push(StaleReason::InputsChanged(changed));
+    }
+    if !added.is_empty() {
+        reasons.push(StaleReason::InputsNew(added));
+    }
     for role in old.inputs.keys() {
         if !inputs.contains_key(role) {
-            reasons.push(format!("input {role} was removed"));
+            reasons.push(StaleReason::InputRemoved(role.clone()));
         }
     }
     reasons
@@ -334,7 +319,8 @@ fn show(v: &Value) -> String {
     }
 }
 
-fn diff_values(prefix: &str, path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
+fn diff_values(of: FieldOf, path: &str, old: &Value, new: &Value, out: &mut Vec<StaleReason>) {
+    let field = |path: String, change: FieldChange| StaleReason::Field { of, path, change };
     match (old, new) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, va) in a {
@@ -344,8 +330,8 @@ fn diff_values(prefix: &str, path: &str, old: &Value, new: &Value, out: &mut Vec
                     format!("{path}.{k}")
                 };
                 match b.get(k) {
-                    Some(vb) => diff_values(prefix, &p, va, vb, out),
-                    None => out.push(format!("{prefix}{p} removed (was {})", show(va))),
+                    Some(vb) => diff_values(of, &p, va, vb, out),
+                    None => out.push(field(p, FieldChange::Removed { was: show(va) })),
                 }
             }
             for (k, vb) in b {
@@ -355,7 +341,7 @@ fn diff_values(prefix: &str, path: &str, old: &Value, new: &Value, out: &mut Vec
                     } else {
                         format!("{path}.{k}")
                     };
-                    out.push(format!("{prefix}{p} added: {}", show(vb)));
+                    out.push(field(p, FieldChange::Added { now: show(vb) }));
                 }
             }
         }
@@ -365,7 +351,13 @@ fn diff_values(prefix: &str, path: &str, old: &Value, new: &Value, out: &mut Vec
                 _ => a == b,
             };
             if !same {
-                out.push(format!("{prefix}{path} {} → {}", show(a), show(b)));
+                out.push(field(
+                    path.to_string(),
+                    FieldChange::Changed {
+                        from: show(a),
+                        to: show(b),
+                    },
+                ));
             }
         }
     }
@@ -379,14 +371,14 @@ fn stale_reason(
     key: &str,
     inputs: &BTreeMap<String, Record>,
     verify: bool,
-) -> Result<(Option<Record>, Vec<String>)> {
+) -> Result<(Option<Record>, Vec<StaleReason>)> {
     match store.read_record(key) {
         Ok(Some(rec)) => match store
             .check_record(&rec, key)
             .or_else(|| store.check_objects(&rec, verify))
         {
             None => Ok((Some(rec), Vec::new())),
-            Some(why) => Ok((None, vec![why])),
+            Some(why) => Ok((None, vec![StaleReason::Damaged(why)])),
         },
         Ok(None) | Err(PipelineError::CorruptRecord { .. }) => {
             let old_key = store.read_ref(&graph.experiment, &inst.id)?;
@@ -395,11 +387,11 @@ fn stale_reason(
                 None => None,
             };
             let reasons = match old {
-                None => vec!["never computed".to_string()],
+                None => vec![StaleReason::NeverComputed],
                 Some(old) => {
                     let r = explain_change(inst, inputs, &old);
                     if r.is_empty() {
-                        vec!["its record is missing from the store".to_string()]
+                        vec![StaleReason::RecordMissing]
                     } else {
                         r
                     }
@@ -418,7 +410,7 @@ pub fn status(store: &Store, graph: &Graph, verify: bool) -> Result<Vec<Instance
     let mut out = Vec::with_capacity(n);
     for (i, inst) in graph.instances.iter().enumerate() {
         let Some(inputs) = input_records(graph, inst, &done) else {
-            let stale_inputs: Vec<&str> = inst
+            let stale_inputs: Vec<String> = inst
                 .inputs
                 .iter()
                 .filter(|(_, dep)| {
@@ -427,21 +419,14 @@ pub fn status(store: &Store, graph: &Graph, verify: bool) -> Result<Vec<Instance
                         .map(|j| done[j].is_none())
                         .unwrap_or(true)
                 })
-                .map(|(_, dep)| dep.as_str())
+                .map(|(_, dep)| dep.clone())
                 .collect();
-            let not_fresh = vec![match stale_inputs.len() {
-                1 => format!("input {} is not fresh", stale_inputs[0]),
-                n if n <= 3 => format!("inputs {} are not fresh", stale_inputs.join(", ")),
-                n => format!(
-                    "{n} inputs are not fresh ({}, …)",
-                    stale_inputs[..2].join(", ")
-                ),
-            }];
+            let not_fresh = vec![StaleReason::InputsNotFresh(stale_inputs)];
             let ever = store.read_ref(&graph.experiment, &inst.id)?.is_some();
             out.push(InstanceState {
                 id: inst.id.clone(),
                 kind: inst.kind.clone(),
-                state: if ever { "stale" } else { "missing" }.into(),
+                state: if ever { State::Stale } else { State::Missing },
                 key: None,
                 reasons: not_fresh,
             });
@@ -450,17 +435,17 @@ pub fn status(store: &Store, graph: &Graph, verify: bool) -> Result<Vec<Instance
         let key = key_of(inst, &inputs).to_hex();
         let (rec, reasons) = stale_reason(store, graph, inst, &key, &inputs, verify)?;
         let state = if rec.is_some() {
-            "fresh"
-        } else if reasons.first().map(String::as_str) == Some("never computed") {
-            "missing"
+            State::Fresh
+        } else if reasons.first() == Some(&StaleReason::NeverComputed) {
+            State::Missing
         } else {
-            "stale"
+            State::Stale
         };
         done[i] = rec;
         out.push(InstanceState {
             id: inst.id.clone(),
             kind: inst.kind.clone(),
-            state: state.into(),
+            state,
             key: Some(key),
             reasons,
         });
@@ -816,9 +801,9 @@ pub fn run(
                     }
                     _ => {
                         let reason = if reasons.is_empty() {
-                            "forced (--force)".to_string()
+                            StaleReason::Forced.to_string()
                         } else {
-                            reasons.join("; ")
+                            crate::reason::join(&reasons)
                         };
                         queued[i] = true;
                         pending.push_back((i, key, recs, reason));
@@ -1003,6 +988,9 @@ mod tests {
             i.params = Value::Null;
             i.env = Value::Null;
             explain_change(&i, &now, &old)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
         };
         assert_eq!(reasons(1), ["input r0 (m) changed"]);
         assert_eq!(reasons(3), ["inputs r0 (m), r1 (m), r2 (m) changed"]);

@@ -18,6 +18,7 @@ pub mod failpoint;
 pub mod graph;
 pub mod key;
 pub mod maintain;
+pub mod reason;
 pub mod record;
 pub mod store;
 pub mod view;
@@ -30,5 +31,6 @@ pub use engine::{
 pub use error::{PipelineError, Result};
 pub use graph::{Graph, StageInstance};
 pub use key::{content_hash, stage_key};
+pub use reason::{StaleReason, State};
 pub use record::{InputRef, ObjectRef, Record};
 pub use store::{LockMode, Store, StoreLock};

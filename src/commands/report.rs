@@ -13,7 +13,7 @@ pub(crate) fn cmd_report(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
     let stale: Vec<String> = states
         .iter()
         // The findings are recomputed with the report when they are stale.
-        .filter(|s| !is_summary(&s.kind) && s.state != "fresh")
+        .filter(|s| !is_summary(&s.kind) && s.state != pipeline::State::Fresh)
         .map(|s| format!("{} ({})", s.id, s.state))
         .collect();
     if !stale.is_empty() {

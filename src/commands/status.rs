@@ -11,7 +11,7 @@ pub(crate) fn cmd_status(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
     let store = Store::at(&cli.store).map_err(engine_err)?;
     let states = pipeline::status(&store, &graph, a.verify)?;
     // The view's own problems: results edited or replaced in out/.
-    let view = if states.iter().all(|s| s.state == "fresh") {
+    let view = if states.iter().all(|s| s.state == pipeline::State::Fresh) {
         let recs: Vec<pipeline::Record> = states
             .iter()
             .filter_map(|s| store.read_record(s.key.as_deref()?).ok().flatten())
@@ -37,14 +37,17 @@ pub(crate) fn cmd_status(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
             let why = if s.reasons.is_empty() {
                 String::new()
             } else {
-                format!(": {}", s.reasons.join("; "))
+                format!(": {}", pipeline::reason::join(&s.reasons))
             };
             println!("{:<8} {}{}", s.state, s.id, why);
         }
         for p in &view {
             println!("view     {}/{p}", cli.out.join(&exp.name).display());
         }
-        let fresh = states.iter().filter(|s| s.state == "fresh").count();
+        let fresh = states
+            .iter()
+            .filter(|s| s.state == pipeline::State::Fresh)
+            .count();
         println!("{} of {} stages fresh", fresh, states.len());
     }
     Ok(())
