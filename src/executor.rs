@@ -18,7 +18,7 @@ pub struct StageRunner {
     /// User data paths (e.g. IDX files) are relative to this: the config's directory.
     pub base_dir: PathBuf,
     /// Cores for the workers running side by side (see `cpus`).
-    pub cpus: crate::cpus::CpuSlots,
+    pub cpus: stages::cpus::CpuSlots,
 }
 
 fn params<T: DeserializeOwned>(inst: &StageInstance, v: &Value) -> Result<T, String> {
@@ -52,7 +52,7 @@ impl StageRunner {
             device,
             threads,
             base_dir,
-            cpus: crate::cpus::CpuSlots::new(threads),
+            cpus: stages::cpus::CpuSlots::new(threads),
         }
     }
 

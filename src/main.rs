@@ -7,7 +7,6 @@
 
 mod cold;
 mod commands;
-mod cpus;
 mod executor;
 mod slurm;
 mod slurm_plan;
@@ -18,6 +17,7 @@ use commands::*;
 use experiment::{Experiment, StageKind};
 use pipeline::{LockMode, Outcome, RunOptions, Store};
 use serde_json::json;
+use stages::cpus;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

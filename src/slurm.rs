@@ -1143,12 +1143,12 @@ pub fn exec(cli: &Cli, a: &ExecArgs) -> Result<(), Failure> {
         .threads
         .or_else(|| slurm_cpus("SLURM_CPUS_PER_TASK"))
         .or_else(|| slurm_cpus("SLURM_JOB_CPUS_PER_NODE"))
-        .unwrap_or_else(|| crate::cpus::allowed().len())
+        .unwrap_or_else(|| stages::cpus::allowed().len())
         .max(1);
     // A cluster without task/affinity leaves every job all the node's CPUs:
     // pinning each job's worker to the first `threads` of them would stack
     // the node's jobs on the same cores, so let the kernel place them.
-    if crate::cpus::allowed().len() > threads && std::env::var_os("OMP_PROC_BIND").is_none() {
+    if stages::cpus::allowed().len() > threads && std::env::var_os("OMP_PROC_BIND").is_none() {
         std::env::set_var("OMP_PROC_BIND", "false");
     }
     let device = inst

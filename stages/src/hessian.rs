@@ -51,7 +51,7 @@ pub struct HessianParams {
     pub analysis_size: Option<usize>,
     #[serde(default = "d_which")]
     pub which: Which,
-    /// Residual tolerance relative to |λ1|; None = 1e-6 in f64, 1e-4 in f32 (SCIENCE.md).
+    /// Residual tolerance relative to |λ1|; None = 1e-6 in f64, 1e-4 in f32 (docs/science.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tol: Option<f64>,
     #[serde(default = "d_max_iter")]

@@ -10,7 +10,7 @@
 //! direction with a zero coupling). The Ritz pairs come from the block
 //! tridiagonal T = [A_j on the diagonal, B_j below it].
 //!
-//! Stopping rule (SCIENCE.md): every wanted Ritz pair has residual
+//! Stopping rule (docs/science.md): every wanted Ritz pair has residual
 //! ‖Hy − θy‖ ≤ max(tol·|λ_1|, abs_tol), abs_tol the operator's rounding level
 //! (0 unless the caller knows it). While iterating it is known without products:
 //! H Q = Q T + Q_{m+1} B_m E_mᵀ, so ‖Hy_i − θ_i y_i‖ = ‖B_m s_i^{(last b)}‖

@@ -1,6 +1,6 @@
 //! The science of eigentrace that needs no libtorch: datasets, the MLP's
 //! parameter layout, every stage's parameters, Lanczos, and the displacement
-//! and localization metrics (definitions in SCIENCE.md). The tensor work
+//! and localization metrics (definitions in docs/science.md). The tensor work
 //! (training, Hessian-vector products) is in `stages-torch`.
 //!
 //! The CLI links this crate but not libtorch, whose static initialization
@@ -10,6 +10,7 @@
 //! files in a directory. Nothing here knows about caching or keys.
 
 pub mod arrow_io;
+pub mod cpus;
 pub mod dataset;
 pub mod error;
 pub mod hessian;

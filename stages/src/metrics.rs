@@ -1,5 +1,5 @@
 //! The metrics stage: how the leading Hessian eigenvectors move and where
-//! they live. Every definition is SCIENCE.md's; the files are DESIGN.md's.
+//! they live. Every definition is docs/science.md's; the files are docs/design.md's.
 //!
 //! Outputs, under `metrics/`:
 //! - `localization.arrow`: step, operator, rank, ipr, p_ipr, pr, frac50,
@@ -1393,7 +1393,7 @@ mod tests {
         assert!((g - 2.0 * std::f64::consts::FRAC_PI_2).abs() < 1e-12);
     }
 
-    /// Random k-subspaces of R^P overlap by k/P on average (SCIENCE.md's null).
+    /// Random k-subspaces of R^P overlap by k/P on average (docs/science.md's null).
     #[test]
     fn random_subspaces_overlap_by_k_over_p() {
         let mut rng = ChaCha8Rng::seed_from_u64(9);

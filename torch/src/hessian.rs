@@ -547,7 +547,7 @@ impl Rows {
 
 /// The null stage: the top-k eigenpairs of H at `replicas` fresh random
 /// initializations of the same architecture, on the same analysis set: the
-/// architecture-induced null model of SCIENCE.md. Outputs
+/// architecture-induced null model of docs/science.md. Outputs
 /// `null/values.arrow` and `null/vectors.arrow` (column `replica` instead of `step`).
 pub fn run_null(
     p: &NullParams,

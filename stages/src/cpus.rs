@@ -33,7 +33,6 @@ pub fn allowed() -> Vec<usize> {
 }
 
 /// Restrict the calling thread to `cpus` (best effort).
-#[allow(dead_code)] // eigentrace-worker's
 pub fn pin_current_thread(cpus: &[usize]) {
     #[cfg(target_os = "linux")]
     unsafe {
@@ -105,7 +104,6 @@ impl CpuSlots {
 }
 
 /// In a worker: spread rayon's pool over the slot's cores (see the module doc).
-#[allow(dead_code)] // eigentrace-worker's
 pub fn init_worker_pool() {
     let Ok(list) = std::env::var(CPUS_ENV) else {
         return;

@@ -9,11 +9,9 @@
 //! ```
 //! Errors go to stderr with exit code 1.
 
-#[path = "../worker_bench.rs"]
 mod bench;
-#[path = "../cpus.rs"]
-#[allow(dead_code)]
-mod cpus;
+
+use stages::cpus;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;

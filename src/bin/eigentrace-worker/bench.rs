@@ -18,13 +18,13 @@ fn python() -> anyhow::Result<String> {
 /// that single core.
 fn peer(py: &str) -> Command {
     let mut c = Command::new(py);
-    if let Ok(list) = std::env::var(crate::cpus::CPUS_ENV) {
+    if let Ok(list) = std::env::var(stages::cpus::CPUS_ENV) {
         let cpus: Vec<usize> = list.split(',').filter_map(|c| c.parse().ok()).collect();
         use std::os::unix::process::CommandExt;
         // SAFETY: sched_setaffinity is async-signal-safe.
         unsafe {
             c.pre_exec(move || {
-                crate::cpus::pin_current_thread(&cpus);
+                stages::cpus::pin_current_thread(&cpus);
                 Ok(())
             });
         }
