@@ -646,22 +646,7 @@ impl Experiment {
             seed: f.seed,
             dtype: f.dtype,
         };
-        let hessian = HessianParams {
-            k: f.hessian.k,
-            analysis_size: f.hessian.analysis_size,
-            which: f.hessian.which,
-            tol: Some(f.hessian.tol.unwrap_or(match f.dtype {
-                Dtype::F64 => 1e-6,
-                Dtype::F32 => 1e-4,
-            })),
-            max_iter: f.hessian.max_iter,
-            seed: 0,
-            dtype: f.dtype,
-            chunk_rows: f.hessian.chunk_rows,
-            warm_start: f.hessian.warm_start,
-            preconditioned: f.hessian.preconditioned,
-            block: f.hessian.block,
-        };
+        let hessian = f.hessian.resolve(f.dtype);
         Ok(Point {
             train,
             hessian,

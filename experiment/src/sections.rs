@@ -65,42 +65,6 @@ pub(crate) struct TrainSection {
 pub(crate) fn d_log_every() -> u64 {
     10
 }
-pub(crate) fn d_which() -> Which {
-    Which::Largest
-}
-pub(crate) fn d_max_iter() -> usize {
-    300
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct HessianSection {
-    pub(crate) k: usize,
-    #[serde(default)]
-    pub(crate) analysis_size: Option<usize>,
-    #[serde(default = "d_which")]
-    pub(crate) which: Which,
-    #[serde(default)]
-    pub(crate) tol: Option<f64>,
-    #[serde(default = "d_max_iter")]
-    pub(crate) max_iter: usize,
-    #[serde(default)]
-    pub(crate) chunk_rows: Option<usize>,
-    #[serde(default = "d_true")]
-    pub(crate) warm_start: bool,
-    #[serde(default = "d_true")]
-    pub(crate) preconditioned: bool,
-    #[serde(default = "d_block")]
-    pub(crate) block: usize,
-}
-
-pub(crate) fn d_block() -> usize {
-    stages::hessian::DEFAULT_BLOCK
-}
-
-pub(crate) fn d_true() -> bool {
-    true
-}
 
 /// One point of the sweep: every field a single value.
 #[derive(Deserialize)]
@@ -117,7 +81,7 @@ pub(crate) struct PointFile {
     pub(crate) model: ModelSection,
     pub(crate) train: TrainSection,
     pub(crate) optimizer: OptimizerParams,
-    pub(crate) hessian: HessianSection,
+    pub(crate) hessian: stages::hessian::HessianSettings,
     #[serde(default)]
     pub(crate) null: NullSection,
     /// `[metrics]`: `include_untrusted`, `degeneracy_threshold` (both

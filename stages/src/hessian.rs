@@ -42,6 +42,59 @@ fn d_block() -> usize {
     DEFAULT_BLOCK
 }
 
+/// The residual tolerance when the config gives none: relative to |λ₁|,
+/// 1e-6 in f64 and 1e-4 in f32 (docs/science.md §4).
+pub fn default_tol(dtype: Dtype) -> f64 {
+    match dtype {
+        Dtype::F64 => 1e-6,
+        Dtype::F32 => 1e-4,
+    }
+}
+
+/// The `[hessian]` section as written: every field with its default, defined
+/// here once. `resolve` makes the stage's parameters from it.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HessianSettings {
+    pub k: usize,
+    #[serde(default)]
+    pub analysis_size: Option<usize>,
+    #[serde(default = "d_which")]
+    pub which: Which,
+    #[serde(default)]
+    pub tol: Option<f64>,
+    #[serde(default = "d_max_iter")]
+    pub max_iter: usize,
+    #[serde(default)]
+    pub chunk_rows: Option<usize>,
+    #[serde(default = "d_true")]
+    pub warm_start: bool,
+    #[serde(default = "d_true")]
+    pub preconditioned: bool,
+    #[serde(default = "d_block")]
+    pub block: usize,
+}
+
+impl HessianSettings {
+    /// The hessian stage's parameters at `dtype`: the tolerance resolved
+    /// (so that the key holds the number used), the seed 0.
+    pub fn resolve(&self, dtype: Dtype) -> HessianParams {
+        HessianParams {
+            k: self.k,
+            analysis_size: self.analysis_size,
+            which: self.which,
+            tol: Some(self.tol.unwrap_or(default_tol(dtype))),
+            max_iter: self.max_iter,
+            seed: 0,
+            dtype,
+            chunk_rows: self.chunk_rows,
+            warm_start: self.warm_start,
+            preconditioned: self.preconditioned,
+            block: self.block,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HessianParams {
@@ -80,10 +133,7 @@ fn d_true() -> bool {
 
 impl HessianParams {
     pub fn tol(&self) -> f64 {
-        self.tol.unwrap_or(match self.dtype {
-            Dtype::F64 => 1e-6,
-            Dtype::F32 => 1e-4,
-        })
+        self.tol.unwrap_or(default_tol(self.dtype))
     }
 }
 
