@@ -214,24 +214,23 @@ fn report_input(
     inst: &StageInstance,
     inputs: &StageInputs,
 ) -> Result<reports::ReportInput, String> {
-    let runs = inst.params["runs"].as_array().cloned().unwrap_or_default();
+    let p: experiment::ReportParams = serde_json::from_value(inst.params.clone())
+        .map_err(|e| format!("bad {} parameters: {e}", inst.kind))?;
     let mut rin = Vec::new();
-    for r in runs {
-        let id = r["id"].as_str().unwrap_or_default().to_string();
+    for r in &p.runs {
+        let id = r.id.clone();
         let mut files = std::collections::BTreeMap::new();
         for role in ["train", "hessian", "metrics", "dataset"] {
             if let Ok(i) = inputs.role(&format!("{role}:{id}")) {
                 files.extend(i.files.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
         }
+        let params = serde_json::to_value(r).map_err(|e| e.to_string())?;
         rin.push(reports::RunInput {
             run_id: id.clone(),
-            optimizer: r["label"].as_str().unwrap_or_default().to_string(),
-            label: format!(
-                "{} (η={})",
-                r["label"].as_str().unwrap_or_default(),
-                experiment::compact_number(r["lr"].as_f64().unwrap_or(f64::NAN))
-            ),
+            // The setting's label is the colour key.
+            optimizer: r.label.clone(),
+            label: format!("{} (η={})", r.label, experiment::compact_number(r.lr)),
             train: inputs
                 .file(&format!("train:{id}"), "train.arrow")?
                 .to_path_buf(),
@@ -246,15 +245,12 @@ fn report_input(
             overlap: inputs
                 .file(&format!("metrics:{id}"), "metrics/overlap.arrow")?
                 .to_path_buf(),
-            params: with_batch_size(r.clone(), &files),
+            params: with_batch_size(params, &files),
             files,
         });
     }
     Ok(reports::ReportInput {
-        experiment: inst.params["experiment"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
+        experiment: p.experiment,
         runs: rin,
     })
 }

@@ -103,13 +103,13 @@ impl Experiment {
             report_inputs.push((format!("train:{}", r.id), train_id));
             report_inputs.push((format!("hessian:{}", r.id), hess_id));
             report_inputs.push((format!("metrics:{}", r.id), met_id));
-            report_runs.push(json!({
-                "id": r.id,
-                "label": r.label,
-                "optimizer": r.train.optimizer.name.as_str(),
-                "lr": r.train.optimizer.lr,
-                "seed": r.train.seed,
-            }));
+            report_runs.push(ReportRun {
+                id: r.id.clone(),
+                label: r.label.clone(),
+                optimizer: r.train.optimizer.name.as_str().to_string(),
+                lr: r.train.optimizer.lr,
+                seed: r.train.seed,
+            });
         }
         // The findings: the claims tested on every run's metrics (no
         // figure code in its key, so a figure change does not redo them).
@@ -128,7 +128,10 @@ impl Experiment {
             id: "findings".into(),
             kind: StageKind::Findings.name().into(),
             code_version: StageKind::Findings.code_version(),
-            params: json!({ "experiment": self.name, "runs": report_runs }),
+            params: to(&ReportParams {
+                experiment: self.name.clone(),
+                runs: report_runs.clone(),
+            }),
             env: StageKind::Findings.env(torch_env, &json!({})),
             inputs: findings_inputs,
             view: "findings".into(),
@@ -144,7 +147,10 @@ impl Experiment {
             id: "report".into(),
             kind: StageKind::Report.name().into(),
             code_version: StageKind::Report.code_version(),
-            params: json!({ "experiment": self.name, "runs": report_runs }),
+            params: to(&ReportParams {
+                experiment: self.name.clone(),
+                runs: report_runs.clone(),
+            }),
             env: StageKind::Report.env(torch_env, &json!({})),
             inputs: report_inputs,
             view: "report".into(),

@@ -80,7 +80,7 @@ pub(crate) use resources::*;
 pub(crate) use sections::*;
 pub(crate) use slurm_config::*;
 pub use slurm_config::{SlurmConfig, SlurmResources};
-pub use stage::{EnvKind, StageKind};
+pub use stage::{EnvKind, ReportParams, ReportRun, StageKind};
 pub use sweep::compact_number;
 pub(crate) use sweep::*;
 

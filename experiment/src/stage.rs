@@ -2,7 +2,32 @@
 //! what of the environment enters its key. The one place that knows what a
 //! stage kind is; the CLI, the worker and Slurm dispatch on [`StageKind`].
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+/// One run as the findings and report stages see it (their parameters).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportRun {
+    /// The run id, e.g. `adam-lr1e-3-s0`.
+    pub id: String,
+    /// The setting's label: the optimizer's name unless the config gives
+    /// one; the figures' colour key.
+    pub label: String,
+    /// The optimizer's name.
+    pub optimizer: String,
+    pub lr: f64,
+    pub seed: u64,
+}
+
+/// The parameters of the findings and report stages: the experiment and
+/// its runs, in config order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportParams {
+    pub experiment: String,
+    pub runs: Vec<ReportRun>,
+}
 
 /// A stage kind, in graph order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

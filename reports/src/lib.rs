@@ -36,7 +36,9 @@ pub use palette::optimizer_color;
 pub struct RunInput {
     /// e.g. "adam-lr1e-3-s0".
     pub run_id: String,
-    /// e.g. "adam": the colour key, one fixed colour per optimizer name.
+    /// The setting's label (the optimizer's name unless the config gives a
+    /// label, e.g. "momentum"): the colour key. The optimizer's own name is
+    /// `params["optimizer"]`.
     pub optimizer: String,
     /// Legend label, e.g. "Adam (lr=1e-3)". Runs with the same optimizer and
     /// label (the seeds) are averaged into one curve.
