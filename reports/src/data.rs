@@ -100,6 +100,16 @@ impl Table {
         })
     }
 
+    /// `operator == "hessian"`: the Hessian's own rows, not the
+    /// preconditioned operator's (every row for a file without the column).
+    pub(crate) fn hessian(&self) -> Result<Expr, ReportError> {
+        Ok(if self.has("operator") {
+            self.col("operator", Kind::Str)?.eq(lit("hessian"))
+        } else {
+            lit(true)
+        })
+    }
+
     /// The trust of a pair of `eigen/values.arrow`: `converged` and
     /// `resolvable`, an absent column counting as true and a null entry as
     /// false (the metrics stage's rule).
@@ -313,15 +323,7 @@ pub(crate) fn load_run(
         l.col("rank", Kind::Int)?,
         l.col("p_ipr", Kind::Float)?,
     );
-    // The Hessian's own eigenvectors (not the preconditioned operator's).
-    let is_hessian = |t: &Table| -> Result<Expr, ReportError> {
-        Ok(if t.has("operator") {
-            t.col("operator", Kind::Str)?.eq(lit("hessian"))
-        } else {
-            lit(true)
-        })
-    };
-    let l_hessian = is_hessian(&l)?;
+    let l_hessian = l.hessian()?;
     let l_trusted = l.trusted()?;
     let localization = l.query(|lf| {
         lf.filter(rank.eq(lit(0i64)).and(l_hessian))
@@ -355,7 +357,7 @@ pub(crate) fn load_run(
             })?;
         t.eq(next)
     };
-    let o_hessian = is_hessian(&o)?;
+    let o_hessian = o.hessian()?;
     let o_trusted = o.trusted()?;
     let overlap = o.query(|lf| {
         lf.filter(consecutive.and(o_hessian))

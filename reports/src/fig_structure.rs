@@ -232,15 +232,6 @@ fn save<F: Figure>(
     Ok(())
 }
 
-/// `operator == "hessian"` (every row when the file has no operator column).
-fn is_hessian(t: &Table) -> Result<Expr, ReportError> {
-    Ok(if t.has("operator") {
-        t.col("operator", Kind::Str)?.eq(lit("hessian"))
-    } else {
-        lit(true)
-    })
-}
-
 /// Reads the Hessian rows of `name` for run `run`, selecting `cols` cast to
 /// their kinds and `trusted` (true for a file without the column), with an
 /// extra filter.
@@ -258,7 +249,7 @@ fn hessian_rows(
         sel.push(t.col(c, *k)?.alias(*c));
     }
     sel.push(t.trusted()?.alias("trusted"));
-    let keep = is_hessian(&t)?.and(extra(&t)?);
+    let keep = t.hessian()?.and(extra(&t)?);
     let df = t.query(|lf| lf.filter(keep).select(sel))?;
     Ok((df, path))
 }

@@ -246,10 +246,7 @@ fn hessian_trusted(path: &Path, cols: &[(&str, Kind)]) -> Result<DataFrame, Repo
     for (c, k) in cols {
         sel.push(t.col(c, *k)?.alias(*c));
     }
-    let mut keep = t.trusted()?;
-    if t.has("operator") {
-        keep = keep.and(t.col("operator", Kind::Str)?.eq(lit("hessian")));
-    }
+    let keep = t.trusted()?.and(t.hessian()?);
     t.query(|lf| lf.filter(keep).select(sel))
 }
 
@@ -274,13 +271,11 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
     // Displacement: consecutive pairs, mean over isolated ranks per t_w.
     let path = run.file("metrics/displacement.arrow")?;
     let t = Table::open(path)?;
-    let mut keep = t
+    let keep = t
         .trusted()?
         .and(t.col("consecutive", Kind::Bool)?)
-        .and(t.col("per_step", Kind::Float)?.is_not_null());
-    if t.has("operator") {
-        keep = keep.and(t.col("operator", Kind::Str)?.eq(lit("hessian")));
-    }
+        .and(t.col("per_step", Kind::Float)?.is_not_null())
+        .and(t.hessian()?);
     let sel = [
         t.col("t_w", Kind::Int)?.alias("t_w"),
         t.col("t", Kind::Int)?.alias("t"),
@@ -303,12 +298,10 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
         .map(|i| (tw[i], tt[i], ps[i]))
         .collect();
     // Every trusted pair's matched displacement, mean over isolated ranks.
-    let mut keep = t
+    let keep = t
         .trusted()?
-        .and(t.col("matched_displacement", Kind::Float)?.is_not_null());
-    if t.has("operator") {
-        keep = keep.and(t.col("operator", Kind::Str)?.eq(lit("hessian")));
-    }
+        .and(t.col("matched_displacement", Kind::Float)?.is_not_null())
+        .and(t.hessian()?);
     let sel = [
         t.col("t_w", Kind::Int)?.alias("t_w"),
         t.col("t", Kind::Int)?.alias("t"),
@@ -430,13 +423,11 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
         .map_or(0, |i| rows[i].max(0) as usize);
     let path = run.file("metrics/layer_mass.arrow")?;
     let t = Table::open(path)?;
-    let mut keep = t
+    let keep = t
         .trusted()?
         .and(t.col("rank", Kind::Int)?.eq(lit(0i64)))
-        .and(t.col("block", Kind::Str)?.neq(lit("all")));
-    if t.has("operator") {
-        keep = keep.and(t.col("operator", Kind::Str)?.eq(lit("hessian")));
-    }
+        .and(t.col("block", Kind::Str)?.neq(lit("all")))
+        .and(t.hessian()?);
     let sel = [
         t.col("step", Kind::Int)?.alias("step"),
         t.col("layer", Kind::Int)?.alias("layer"),
@@ -490,14 +481,12 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
     let mut null_input_mass = Vec::new();
     if let Some(path) = run.files.get("metrics/null_layer_mass.arrow") {
         let t = Table::open(path)?;
-        let mut keep = t
+        let keep = t
             .col("rank", Kind::Int)?
             .eq(lit(0i64))
             .and(t.col("layer", Kind::Int)?.eq(lit(0i64)))
-            .and(t.col("block", Kind::Str)?.eq(lit("weight")));
-        if t.has("operator") {
-            keep = keep.and(t.col("operator", Kind::Str)?.eq(lit("hessian")));
-        }
+            .and(t.col("block", Kind::Str)?.eq(lit("weight")))
+            .and(t.hessian()?);
         let sel = [t.col("mass", Kind::Float)?.alias("mass")];
         let df = t.query(|lf| lf.filter(keep).select(sel))?;
         null_input_mass = f64s(&df, "mass", path)?
@@ -532,10 +521,10 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
     let mut input_mass: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
     if let Some(path) = run.files.get("metrics/input_mass.arrow") {
         let t = Table::open(path)?;
-        let mut keep = t.trusted()?.and(t.col("rank", Kind::Int)?.eq(lit(0i64)));
-        if t.has("operator") {
-            keep = keep.and(t.col("operator", Kind::Str)?.eq(lit("hessian")));
-        }
+        let keep = t
+            .trusted()?
+            .and(t.col("rank", Kind::Int)?.eq(lit(0i64)))
+            .and(t.hessian()?);
         let sel = [
             t.col("step", Kind::Int)?.alias("step"),
             t.col("column", Kind::Int)?.alias("column"),

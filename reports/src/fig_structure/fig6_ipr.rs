@@ -200,7 +200,7 @@ impl Ipr {
                 t.col("rank", Kind::Int)?.alias("rank"),
                 t.col("p_ipr", Kind::Float)?.alias("p_ipr"),
             ];
-            let keep = is_hessian(&t)?;
+            let keep = t.hessian()?;
             let df = t.query(|lf| lf.filter(keep).select(sel))?;
             let (r, v) = (i64s(&df, "rank", &path)?, f64s(&df, "p_ipr", &path)?);
             let mut by_rank: BTreeMap<i64, Vec<f64>> = BTreeMap::new();

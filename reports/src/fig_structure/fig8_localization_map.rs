@@ -79,7 +79,7 @@ impl LocMap {
             }
             let step = vt.col("step", Kind::Int)?;
             let rank = vt.col("rank", Kind::Int)?;
-            let keep = is_hessian(&vt)?.and(rank.eq(lit(0i64)));
+            let keep = vt.hessian()?.and(rank.eq(lit(0i64)));
             let df = vt.query(|lf| {
                 lf.filter(keep)
                     .with_column(step.alias("step"))
