@@ -232,6 +232,16 @@ fn save<F: Figure>(
     Ok(())
 }
 
+/// An x axis for grid panels: narrow ones (3 or 4 columns) label at most 4
+/// decades.
+fn for_columns(x: Axis, cols: usize) -> Axis {
+    if cols >= 3 {
+        x.at_most(4)
+    } else {
+        x
+    }
+}
+
 /// Reads the Hessian rows of `name` for run `run`, selecting `cols` cast to
 /// their kinds and `trusted` (true for a file without the column), with an
 /// extra filter.

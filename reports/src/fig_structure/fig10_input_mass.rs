@@ -215,7 +215,7 @@ impl Figure for InputMass {
         let (m0, m1) = finite_range(ms, true).unwrap_or((1e-6, 1.0));
         let y = Axis::fit(Scale::Log, m0, m1, 0.04);
         let (rows, cols) = grid(self.panels.len());
-        let x = if cols >= 3 { x.at_most(4) } else { x };
+        let x = for_columns(x, cols);
         let cells = body.split_evenly((rows, cols));
         for (i, (cell, p)) in cells.iter().zip(&self.panels).enumerate() {
             let note = match p.step {

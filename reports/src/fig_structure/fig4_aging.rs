@@ -442,7 +442,7 @@ impl Figure for Aging {
         };
         // Narrow panels (3 or 4 columns): at most 4 labelled decades.
         let (rows, cols) = grid(self.panels.len());
-        let x = if cols >= 3 { x.at_most(4) } else { x };
+        let x = for_columns(x, cols);
         let y = unit_axis();
         let cells = body.split_evenly((rows, cols));
         for (i, (cell, p)) in cells.iter().zip(&self.panels).enumerate() {
@@ -451,12 +451,7 @@ impl Figure for Aging {
             let x = if self.scaled {
                 let taus = p.curves.iter().flat_map(|c| c.tau.iter().copied());
                 let (lo, hi) = finite_range(taus, true).unwrap_or((1e-3, 1.0));
-                let a = Axis::fit(Scale::Log, lo, hi, 0.03);
-                if cols >= 3 {
-                    a.at_most(4)
-                } else {
-                    a
-                }
+                for_columns(Axis::fit(Scale::Log, lo, hi, 0.03), cols)
             } else {
                 x.clone()
             };
