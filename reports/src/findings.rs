@@ -250,7 +250,28 @@ fn hessian_trusted(path: &Path, cols: &[(&str, Kind)]) -> Result<DataFrame, Repo
     t.query(|lf| lf.filter(keep).select(sel))
 }
 
-fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
+/// The mean of `v` per pair (t_w, t), finite means only, summed in the
+/// file's row order: the same bits on every run (a parallel group-by sums
+/// in an order that varies, and findings.arrow with it).
+fn mean_per_pair(tw: &[i64], t: &[i64], v: &[f64]) -> BTreeMap<(i64, i64), f64> {
+    let mut acc: BTreeMap<(i64, i64), (f64, usize)> = BTreeMap::new();
+    for i in 0..v.len() {
+        let e = acc.entry((tw[i], t[i])).or_default();
+        e.0 += v[i];
+        e.1 += 1;
+    }
+    acc.into_iter()
+        .map(|(k, (sum, n))| (k, sum / n as f64))
+        .filter(|(_, m)| m.is_finite())
+        .collect()
+}
+
+/// Reads one run; `max_z` caches each dataset file's columns' largest |z|
+/// (every run of an experiment usually shares one).
+fn load_run(
+    run: &RunInput,
+    max_z: &mut BTreeMap<std::path::PathBuf, Vec<f64>>,
+) -> Result<RunSeries, ReportError> {
     // train.arrow: the loss clock.
     let path = run.file("train.arrow")?;
     let t = Table::open(path)?;
@@ -281,22 +302,15 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
         t.col("t", Kind::Int)?.alias("t"),
         t.col("per_step", Kind::Float)?.alias("per_step"),
     ];
-    let df = t.query(|lf| {
-        lf.filter(keep)
-            .select(sel)
-            .group_by([col("t_w"), col("t")])
-            .agg([col("per_step").mean()])
-            .sort(["t_w"], SortMultipleOptions::default())
-    })?;
-    let (tw, tt, ps) = (
-        f64s(&df, "t_w", path)?,
-        f64s(&df, "t", path)?,
-        f64s(&df, "per_step", path)?,
-    );
-    let disp: Vec<(f64, f64, f64)> = (0..tw.len())
-        .filter(|&i| ps[i].is_finite())
-        .map(|i| (tw[i], tt[i], ps[i]))
-        .collect();
+    let df = t.query(|lf| lf.filter(keep).select(sel))?;
+    let disp: Vec<(f64, f64, f64)> = mean_per_pair(
+        &i64s(&df, "t_w", path)?,
+        &i64s(&df, "t", path)?,
+        &f64s(&df, "per_step", path)?,
+    )
+    .into_iter()
+    .map(|((a, b), v)| (a as f64, b as f64, v))
+    .collect();
     // Every trusted pair's matched displacement, mean over isolated ranks.
     let keep = t
         .trusted()?
@@ -307,21 +321,12 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
         t.col("t", Kind::Int)?.alias("t"),
         t.col("matched_displacement", Kind::Float)?.alias("d"),
     ];
-    let df = t.query(|lf| {
-        lf.filter(keep)
-            .select(sel)
-            .group_by([col("t_w"), col("t")])
-            .agg([col("d").mean()])
-    })?;
-    let (tw, tt, dd) = (
-        i64s(&df, "t_w", path)?,
-        i64s(&df, "t", path)?,
-        f64s(&df, "d", path)?,
+    let df = t.query(|lf| lf.filter(keep).select(sel))?;
+    let pairs = mean_per_pair(
+        &i64s(&df, "t_w", path)?,
+        &i64s(&df, "t", path)?,
+        &f64s(&df, "d", path)?,
     );
-    let pairs: BTreeMap<(i64, i64), f64> = (0..tw.len())
-        .filter(|&i| dd[i].is_finite())
-        .map(|i| ((tw[i], tt[i]), dd[i]))
-        .collect();
     // The lag: the most common gap between consecutive checkpoints (the
     // linear grid's step), the smaller on a tie.
     let mut gaps: BTreeMap<i64, usize> = BTreeMap::new();
@@ -550,7 +555,14 @@ fn load_run(run: &RunInput) -> Result<RunSeries, ReportError> {
         }
     }
     let max_z = match run.files.get("data.arrow") {
-        Some(path) => crate::data::max_abs_z(path)?,
+        Some(path) => match max_z.get(path) {
+            Some(z) => z.clone(),
+            None => {
+                let z = crate::data::max_abs_z(path)?;
+                max_z.insert(path.clone(), z.clone());
+                z
+            }
+        },
         None => Vec::new(),
     };
 
@@ -770,8 +782,9 @@ impl Findings {
     /// Reads every run and computes the table and the tests.
     pub fn compute(input: &ReportInput) -> Result<Findings, ReportError> {
         let mut settings: Vec<Setting> = Vec::new();
+        let mut max_z = BTreeMap::new();
         for run in &input.runs {
-            let s = load_run(run)?;
+            let s = load_run(run, &mut max_z)?;
             match settings.iter_mut().find(|g| g.label == run.label) {
                 Some(g) => g.runs.push(s),
                 None => settings.push(Setting {

@@ -284,3 +284,25 @@ fn spearman_rank_correlation() {
     assert!((r - 0.9486832980505138).abs() < 1e-12, "{r}");
     assert!(spearman(&[1.0, 1.0], &[1.0, 2.0]).is_nan());
 }
+
+/// The findings are the same bits on every run (a stage's outputs must be
+/// reproducible for `audit --reproduce`): two runs write identical files.
+#[test]
+fn findings_are_byte_identical_from_run_to_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = sweep(&tmp.path().join("runs"));
+    let mut first: Option<Vec<Vec<u8>>> = None;
+    for k in 0..3 {
+        let out = tmp.path().join(format!("f{k}"));
+        std::fs::create_dir_all(&out).unwrap();
+        let files = reports::findings::run(&input, &out).expect("findings");
+        let bytes: Vec<Vec<u8>> = files
+            .iter()
+            .map(|f| std::fs::read(out.join(f)).unwrap())
+            .collect();
+        match &first {
+            None => first = Some(bytes),
+            Some(a) => assert!(a == &bytes, "run {k} differs from run 0"),
+        }
+    }
+}
