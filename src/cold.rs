@@ -142,7 +142,9 @@ pub fn audit(
         .fresh_tmp_dir("cold-audit")
         .map_err(|e| e.to_string())?;
     let none = |_: u64, _: u64, _: &str| {};
-    let result = exec.execute(&inst, &inputs, &dir, &none);
+    let result = exec
+        .execute(&inst, &inputs, &dir, &none)
+        .map_err(|e| e.to_string());
     let cold = result.and_then(|_| {
         read(
             &dir.join("eigen/values.arrow"),

@@ -21,8 +21,57 @@ pub struct StageRunner {
     pub cpus: stages::cpus::CpuSlots,
 }
 
-fn params<T: DeserializeOwned>(inst: &StageInstance, v: &Value) -> Result<T, String> {
-    serde_json::from_value(v.clone()).map_err(|e| format!("{}: bad parameters: {e}", inst.id))
+/// Why the CLI could not run a stage. Its `Display` is the message the user
+/// reads in the run summary.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A stage run in this process (dataset).
+    #[error(transparent)]
+    Stage(#[from] stages::StageError),
+    /// The findings or the report.
+    #[error(transparent)]
+    Report(#[from] reports::ReportError),
+    #[error(transparent)]
+    Input(#[from] pipeline::InputError),
+    #[error("{id}: bad parameters: {source}")]
+    Params {
+        id: String,
+        source: serde_json::Error,
+    },
+    #[error("bad {kind} parameters: {source}")]
+    ReportParams {
+        kind: String,
+        source: serde_json::Error,
+    },
+    #[error("cannot start {}: {source}", .path.display())]
+    WorkerStart {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("worker: {0}")]
+    WorkerIo(#[from] std::io::Error),
+    #[error("worker result: {0}")]
+    WorkerResult(serde_json::Error),
+    /// The worker's own message (its stderr, see [`worker_failure`]): text,
+    /// because it crossed a process boundary.
+    #[error("{0}")]
+    Worker(String),
+    #[error("copying {}: {source}", .path.display())]
+    Copy {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("unknown stage kind {0}")]
+    UnknownKind(String),
+    #[error("no runner for the {0} stage")]
+    NoRunner(StageKind),
+}
+
+fn params<T: DeserializeOwned>(inst: &StageInstance, v: &Value) -> Result<T, RunError> {
+    serde_json::from_value(v.clone()).map_err(|source| RunError::Params {
+        id: inst.id.clone(),
+        source,
+    })
 }
 
 /// The worker binary, installed next to this one.
@@ -63,7 +112,7 @@ impl StageRunner {
         inputs: &StageInputs,
         workdir: &Path,
         progress: ProgressFn<'_>,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, RunError> {
         let req = stages::worker::Request {
             kind: inst.kind.clone(),
             params: inst.params.clone(),
@@ -95,12 +144,13 @@ impl StageRunner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", worker_path().display()))?;
+            .map_err(|source| RunError::WorkerStart {
+                path: worker_path(),
+                source,
+            })?;
         {
             let mut stdin = child.stdin.take().expect("piped");
-            stdin
-                .write_all(serde_json::to_string(&req).unwrap().as_bytes())
-                .map_err(|e| format!("worker: {e}"))?;
+            stdin.write_all(serde_json::to_string(&req).unwrap().as_bytes())?;
         }
         let stderr = child.stderr.take().expect("piped");
         let err_reader = std::thread::spawn(move || {
@@ -110,21 +160,21 @@ impl StageRunner {
         });
         let mut meta = None;
         for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
-            let line = line.map_err(|e| format!("worker: {e}"))?;
+            let line = line?;
             if let Some(rest) = line.strip_prefix("progress ") {
                 let mut it = rest.splitn(3, ' ');
                 let done = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
                 let total = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
                 progress(done, total, it.next().unwrap_or(""));
             } else if let Some(rest) = line.strip_prefix("result ") {
-                meta = Some(serde_json::from_str(rest).map_err(|e| format!("worker result: {e}"))?);
+                meta = Some(serde_json::from_str(rest).map_err(RunError::WorkerResult)?);
             }
         }
-        let status = child.wait().map_err(|e| format!("worker: {e}"))?;
+        let status = child.wait()?;
         let err = err_reader.join().unwrap_or_default();
         match (status.success(), meta) {
             (true, Some(m)) => Ok(m),
-            _ => Err(worker_failure(&status, &err)),
+            _ => Err(RunError::Worker(worker_failure(&status, &err))),
         }
     }
 }
@@ -213,9 +263,12 @@ pub fn declared_outputs(inst: &StageInstance) -> Vec<String> {
 fn report_input(
     inst: &StageInstance,
     inputs: &StageInputs,
-) -> Result<reports::ReportInput, String> {
-    let p: experiment::ReportParams = serde_json::from_value(inst.params.clone())
-        .map_err(|e| format!("bad {} parameters: {e}", inst.kind))?;
+) -> Result<reports::ReportInput, RunError> {
+    let p: experiment::ReportParams =
+        serde_json::from_value(inst.params.clone()).map_err(|source| RunError::ReportParams {
+            kind: inst.kind.clone(),
+            source,
+        })?;
     let mut rin = Vec::new();
     for r in &p.runs {
         let id = r.id.clone();
@@ -225,7 +278,10 @@ fn report_input(
                 files.extend(i.files.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
         }
-        let params = serde_json::to_value(r).map_err(|e| e.to_string())?;
+        let params = serde_json::to_value(r).map_err(|source| RunError::ReportParams {
+            kind: inst.kind.clone(),
+            source,
+        })?;
         rin.push(reports::RunInput {
             run_id: id.clone(),
             // The setting's label is the colour key.
@@ -266,16 +322,29 @@ impl Executor for StageRunner {
         inputs: &StageInputs,
         workdir: &Path,
         progress: ProgressFn<'_>,
-    ) -> Result<Value, String> {
-        let s = |e: stages::StageError| e.to_string();
+    ) -> Result<Value, pipeline::ExecError> {
+        Ok(self.run_stage(inst, inputs, workdir, progress)?)
+    }
+}
+
+impl StageRunner {
+    /// Run one instance: dataset here, the libtorch stages and metrics in a
+    /// worker, findings and the report here.
+    fn run_stage(
+        &self,
+        inst: &StageInstance,
+        inputs: &StageInputs,
+        workdir: &Path,
+        progress: ProgressFn<'_>,
+    ) -> Result<Value, RunError> {
         let Some(kind) = StageKind::from_name(&inst.kind) else {
-            return Err(format!("unknown stage kind {}", inst.kind));
+            return Err(RunError::UnknownKind(inst.kind.clone()));
         };
         match kind {
             StageKind::Dataset => {
                 let p: dataset::DatasetParams = params(inst, &inst.params)?;
-                let ds = dataset::load(&p, &self.base_dir).map_err(s)?;
-                dataset::write(&ds, &workdir.join("data.arrow")).map_err(s)?;
+                let ds = dataset::load(&p, &self.base_dir)?;
+                dataset::write(&ds, &workdir.join("data.arrow"))?;
                 Ok(
                     json!({ "rows": ds.len(), "train_rows": ds.is_train.iter().filter(|&&t| t).count() }),
                 )
@@ -284,7 +353,7 @@ impl Executor for StageRunner {
             k if k.in_worker() => self.in_worker(inst, inputs, workdir, progress),
             StageKind::Findings => {
                 let input = report_input(inst, inputs)?;
-                let files = reports::findings::run(&input, workdir).map_err(|e| e.to_string())?;
+                let files = reports::findings::run(&input, workdir)?;
                 Ok(json!({ "files": files }))
             }
             StageKind::Report => {
@@ -294,8 +363,12 @@ impl Executor for StageRunner {
                 let mut copied = Vec::new();
                 if let Ok(f) = inputs.role("findings") {
                     for (name, path) in &f.files {
-                        std::fs::copy(path, workdir.join(name))
-                            .map_err(|e| format!("copying {}: {e}", path.display()))?;
+                        std::fs::copy(path, workdir.join(name)).map_err(|source| {
+                            RunError::Copy {
+                                path: path.clone(),
+                                source,
+                            }
+                        })?;
                         copied.push(name.clone());
                     }
                 }
@@ -310,11 +383,10 @@ impl Executor for StageRunner {
                         content: i.content.clone(),
                     })
                     .collect();
-                let files =
-                    reports::render_all(&input, &provenance, workdir).map_err(|e| e.to_string())?;
+                let files = reports::render_all(&input, &provenance, workdir)?;
                 Ok(json!({ "figures": files, "findings": copied }))
             }
-            k => Err(format!("no runner for the {k} stage")),
+            k => Err(RunError::NoRunner(k)),
         }
     }
 }

@@ -217,8 +217,8 @@ impl Executor for NoExec {
         _: &StageInputs,
         _: &Path,
         _: ProgressFn<'_>,
-    ) -> Result<Value, String> {
-        Err(format!("{}: not executed here", inst.id))
+    ) -> Result<Value, pipeline::ExecError> {
+        Err(format!("{}: not executed here", inst.id).into())
     }
 }
 

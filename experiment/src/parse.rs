@@ -457,7 +457,10 @@ impl Experiment {
                 &format!("must be in (0, 1) (a gap over |λ₁|; the default is 1e-3), got {thr}"),
             ));
         }
-        let shape = f.dataset.shape(base_dir).map_err(|(fl, m)| at(&fl, &m))?;
+        let shape = f
+            .dataset
+            .shape(base_dir)
+            .map_err(|e| at(&e.field, &e.msg))?;
         let widths = &f.model.widths;
         if widths.len() < 2
             || widths.len() > MAX_LAYERS + 1
@@ -562,13 +565,13 @@ impl Experiment {
                 "must be in [0, 1], and only with kind = \"cosine\"",
             ));
         }
-        let checkpoints = f.train.checkpoints.check(steps).map_err(|(fl, m)| {
-            let field = if fl.is_empty() {
+        let checkpoints = f.train.checkpoints.check(steps).map_err(|e| {
+            let field = if e.field.is_empty() {
                 "train.checkpoints".to_string()
             } else {
-                format!("train.checkpoints.{fl}")
+                format!("train.checkpoints.{}", e.field)
             };
-            at(&field, &m)
+            at(&field, &e.msg)
         })?;
         let p = arch.num_params();
         let k_max = (p - 1).min(MAX_K);
@@ -624,7 +627,7 @@ impl Experiment {
         }
         f.optimizer
             .validate()
-            .map_err(|(fl, m)| at(&format!("{opath}.{fl}"), &m))?;
+            .map_err(|e| at(&format!("{opath}.{}", e.field), &e.msg))?;
         let muon = f.optimizer.resolved();
         if muon.matrices == Some(stages::optim::MuonMatrices::Hidden) && widths.len() < 4 {
             return Err(at(

@@ -2,7 +2,7 @@
 //! stale (independent branches in parallel), commit each result, and say why.
 
 use crate::canon::Hash;
-use crate::error::{PipelineError, Result};
+use crate::error::{ExecError, InputError, IoContext, PipelineError, Result, StageFailure};
 use crate::graph::{Graph, StageInstance};
 use crate::key::{content_hash, stage_key};
 use crate::reason::{FieldChange, FieldOf, StaleReason, State};
@@ -54,19 +54,24 @@ pub struct StageInputs {
 }
 
 impl StageInputs {
-    pub fn role(&self, role: &str) -> std::result::Result<&InputFiles, String> {
+    pub fn role(&self, role: &str) -> std::result::Result<&InputFiles, InputError> {
         self.by_role
             .get(role)
-            .ok_or_else(|| format!("missing input role {role}"))
+            .ok_or_else(|| InputError::MissingRole {
+                role: role.to_string(),
+            })
     }
     /// The path of output `name` of the input in `role`.
-    pub fn file(&self, role: &str, name: &str) -> std::result::Result<&Path, String> {
+    pub fn file(&self, role: &str, name: &str) -> std::result::Result<&Path, InputError> {
         let input = self.role(role)?;
         input
             .files
             .get(name)
             .map(PathBuf::as_path)
-            .ok_or_else(|| format!("input {} has no output {name}", input.id))
+            .ok_or_else(|| InputError::MissingFile {
+                input: input.id.clone(),
+                name: name.to_string(),
+            })
     }
 }
 
@@ -77,14 +82,15 @@ pub type ProgressFn<'a> = &'a (dyn Fn(u64, u64, &str) + Sync);
 pub trait Executor: Sync {
     /// Execute `inst` into the empty directory `workdir` (every file left there
     /// becomes an output, named by its path relative to `workdir`). Returns
-    /// metadata for the record, or an error message.
+    /// metadata for the record, or the executor's error (whose `Display` is
+    /// what the user reads).
     fn execute(
         &self,
         inst: &StageInstance,
         inputs: &StageInputs,
         workdir: &Path,
         progress: ProgressFn<'_>,
-    ) -> std::result::Result<Value, String>;
+    ) -> std::result::Result<Value, ExecError>;
 
     /// The outputs a stage of this kind must leave, as globs over the
     /// relative paths in its work dir (`*` stays within one folder), e.g.
@@ -485,10 +491,10 @@ fn execute_and_commit(
     sink: &dyn EventSink,
     opts: &RunOptions,
     verified: &VerifiedObjects,
-) -> std::result::Result<Record, String> {
+) -> std::result::Result<Record, StageFailure> {
     let started = Instant::now();
     verify_inputs(store, recs, verified)?;
-    let work = work_dir(store, opts, &inst.kind).map_err(|e| e.to_string())?;
+    let work = work_dir(store, opts, &inst.kind)?;
     let inputs = resolve_inputs(store, graph, inst, recs);
     let progress = |done: u64, total: u64, msg: &str| {
         crate::failpoint::hit("stage-progress");
@@ -504,9 +510,9 @@ fn execute_and_commit(
     }));
     let meta = match result {
         Ok(Ok(meta)) => meta,
-        Ok(Err(msg)) => {
+        Ok(Err(err)) => {
             let _ = std::fs::remove_dir_all(&work);
-            return Err(msg);
+            return Err(StageFailure::Executor(err));
         }
         Err(panic) => {
             let _ = std::fs::remove_dir_all(&work);
@@ -515,13 +521,13 @@ fn execute_and_commit(
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "stage panicked".into());
-            return Err(format!("internal error: {msg}"));
+            return Err(StageFailure::Panicked(msg));
         }
     };
     crate::failpoint::hit("stage-before-commit");
-    let _guard = write_guard(store, opts).map_err(|e| e.to_string())?;
+    let _guard = write_guard(store, opts)?;
     let mut files = Vec::new();
-    collect_files(&work, &work, &mut files).map_err(|e| format!("{}: {e}", work.display()))?;
+    collect_files(&work, &work, &mut files).at(&work)?;
     files.sort();
     if let Err(e) = check_declared(&inst.kind, &exec.declared_outputs(inst), &files) {
         let _ = std::fs::remove_dir_all(&work);
@@ -530,7 +536,7 @@ fn execute_and_commit(
     let mut outputs = BTreeMap::new();
     let mut hashes = BTreeMap::new();
     for (name, path) in files {
-        let obj = store.put_file(&path).map_err(|e| e.to_string())?;
+        let obj = store.put_file(&path)?;
         hashes.insert(name.clone(), Hash::from_hex(&obj.hash).expect("hex"));
         outputs.insert(name, obj);
     }
@@ -575,11 +581,9 @@ fn execute_and_commit(
             .unwrap_or(0),
         eigentrace_version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    store.write_record(&record).map_err(|e| e.to_string())?;
+    store.write_record(&record)?;
     crate::failpoint::hit("after-record");
-    store
-        .write_ref(&graph.experiment, &inst.id, key)
-        .map_err(|e| e.to_string())?;
+    store.write_ref(&graph.experiment, &inst.id, key)?;
     Ok(record)
 }
 
@@ -597,7 +601,7 @@ pub fn verify_inputs(
     store: &Store,
     recs: &BTreeMap<String, Record>,
     verified: &VerifiedObjects,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), StageFailure> {
     for (role, r) in recs {
         for (name, obj) in &r.outputs {
             if verified.0.lock().unwrap().contains(&obj.hash) {
@@ -610,15 +614,21 @@ pub fn verify_inputs(
                 }
                 Ok(_) => {
                     crate::store::mark_suspect(&p);
-                    return Err(format!(
-                        "input {role} ({}): {name} is corrupt in the store (its bytes no longer hash \
-                         to {}); nothing was computed from it. Run again: the next `eigentrace run` \
-                         recomputes it",
-                        r.id,
-                        obj.hash.get(..16).unwrap_or(&obj.hash)
-                    ));
+                    return Err(StageFailure::CorruptInput {
+                        role: role.clone(),
+                        id: r.id.clone(),
+                        name: name.clone(),
+                        hash16: obj.hash.get(..16).unwrap_or(&obj.hash).to_string(),
+                    });
                 }
-                Err(e) => return Err(format!("input {role} ({}): cannot read {name}: {e}", r.id)),
+                Err(err) => {
+                    return Err(StageFailure::UnreadableInput {
+                        role: role.clone(),
+                        id: r.id.clone(),
+                        name: name.clone(),
+                        err,
+                    })
+                }
             }
         }
     }
@@ -631,30 +641,33 @@ fn check_declared(
     kind: &str,
     declared: &[String],
     files: &[(String, PathBuf)],
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), StageFailure> {
     if files.is_empty() {
-        return Err(format!(
-            "the {kind} stage reported success but wrote no output; nothing was committed"
-        ));
+        return Err(StageFailure::NoOutput {
+            kind: kind.to_string(),
+        });
     }
     let mut missing = Vec::new();
     for pat in declared {
         let glob = globset::GlobBuilder::new(pat)
             .literal_separator(true)
             .build()
-            .map_err(|e| format!("internal error: declared output {pat}: {e}"))?
+            .map_err(|e| StageFailure::BadPattern {
+                pattern: pat.clone(),
+                err: e.to_string(),
+            })?
             .compile_matcher();
         if !files.iter().any(|(rel, _)| glob.is_match(rel)) {
-            missing.push(pat.as_str());
+            missing.push(pat.clone());
         }
     }
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "the {kind} stage reported success but did not write {}; nothing was committed",
-            missing.join(", ")
-        ))
+        Err(StageFailure::MissingOutputs {
+            kind: kind.to_string(),
+            missing,
+        })
     }
 }
 
@@ -720,7 +733,7 @@ pub fn run(
             usize,
             String,
             String,
-            std::result::Result<Record, String>,
+            std::result::Result<Record, StageFailure>,
             f64,
         )>();
         let mut pending: VecDeque<(usize, String, BTreeMap<String, Record>, String)> =
@@ -895,14 +908,15 @@ pub fn run(
                     done[i] = Some(rec);
                     rep
                 }
-                Err(msg) => InstanceReport {
+                Err(failure) => InstanceReport {
                     id: inst.id.clone(),
                     kind: inst.kind.clone(),
                     key: None,
                     status: Outcome::Failed,
                     seconds: secs,
                     reason: Some(reason),
-                    error: Some(msg),
+                    // Rendered to text here, at the edge.
+                    error: Some(failure.to_string()),
                     meta: Value::Null,
                 },
             };
@@ -935,9 +949,9 @@ mod tests {
             _: &StageInputs,
             workdir: &Path,
             _: ProgressFn<'_>,
-        ) -> std::result::Result<Value, String> {
+        ) -> std::result::Result<Value, ExecError> {
             self.0.lock().unwrap().push(workdir.to_path_buf());
-            std::fs::write(workdir.join("out"), inst.id.as_bytes()).map_err(|e| e.to_string())?;
+            std::fs::write(workdir.join("out"), inst.id.as_bytes())?;
             Ok(Value::Null)
         }
     }
@@ -1016,7 +1030,7 @@ mod tests {
             inputs: &StageInputs,
             workdir: &Path,
             _: ProgressFn<'_>,
-        ) -> std::result::Result<Value, String> {
+        ) -> std::result::Result<Value, ExecError> {
             if inst.id == "empty" {
                 return Ok(Value::Null);
             }

@@ -28,7 +28,7 @@ pub use engine::{
     run, status, Event, EventSink, Executor, InstanceReport, InstanceState, Outcome, RunOptions,
     StageInputs,
 };
-pub use error::{PipelineError, Result};
+pub use error::{ExecError, InputError, PipelineError, Result, StageFailure};
 pub use graph::{Graph, StageInstance};
 pub use key::{content_hash, stage_key};
 pub use reason::{StaleReason, State};

@@ -32,14 +32,13 @@ impl Executor for Chain {
         inputs: &StageInputs,
         workdir: &Path,
         progress: ProgressFn<'_>,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, pipeline::ExecError> {
         if let Some(log) = &self.log {
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(log)
-                .map_err(|e| e.to_string())?;
-            writeln!(f, "{}", inst.id).map_err(|e| e.to_string())?;
+                .open(log)?;
+            writeln!(f, "{}", inst.id)?;
         }
         for k in 0..3 {
             progress(k, 3, "working");
@@ -47,15 +46,14 @@ impl Executor for Chain {
         std::thread::sleep(self.slow);
         let mut text = inst.id.clone();
         for i in inputs.by_role.values() {
-            let s = std::fs::read_to_string(&i.files["out"]).map_err(|e| e.to_string())?;
+            let s = std::fs::read_to_string(&i.files["out"])?;
             text.push_str(&s[..s.len().min(64)]);
         }
         let mut bytes = text.into_bytes();
         bytes.resize(64 << 10, b'.');
-        std::fs::write(workdir.join("out"), &bytes).map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(workdir.join("extra")).map_err(|e| e.to_string())?;
-        std::fs::write(workdir.join("extra/note.txt"), inst.id.as_bytes())
-            .map_err(|e| e.to_string())?;
+        std::fs::write(workdir.join("out"), &bytes)?;
+        std::fs::create_dir_all(workdir.join("extra"))?;
+        std::fs::write(workdir.join("extra/note.txt"), inst.id.as_bytes())?;
         Ok(json!({ "bytes": bytes.len() }))
     }
 

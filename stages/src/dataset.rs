@@ -66,7 +66,7 @@
 //!   files.
 
 use crate::arrow_io::{col_i64, col_str, write_batch, Table};
-use crate::error::{fmt_err, StageError, StageResult};
+use crate::error::{fmt_err, ParamError, StageError, StageResult};
 use arrow::array::{Array, FixedSizeListArray, Float32Array};
 use arrow::datatypes::{DataType, Field};
 use flate2::read::GzDecoder;
@@ -426,8 +426,8 @@ impl DatasetParams {
     /// the files' headers (and the labels) under `base_dir` (the directory
     /// `path` is relative to). Errors are (field, message with the fix), the
     /// field like `dataset.path`.
-    pub fn shape(&self, base_dir: &Path) -> Result<DatasetShape, (String, String)> {
-        let bad = |f: &str, m: String| Err((format!("dataset.{f}"), m));
+    pub fn shape(&self, base_dir: &Path) -> Result<DatasetShape, ParamError> {
+        let bad = |f: &str, m: String| Err(ParamError::new(format!("dataset.{f}"), m));
         let (dim, classes, samples) = match &self.kind {
             DatasetKind::GaussianMixture
             | DatasetKind::Spirals { .. }
@@ -558,7 +558,7 @@ impl DatasetParams {
 
     /// Range checks, with the field named (the checks of [`Self::shape`],
     /// with paths relative to the current directory).
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), ParamError> {
         self.shape(Path::new(".")).map(|_| ())
     }
 
@@ -566,7 +566,7 @@ impl DatasetParams {
     /// IDX images and labels for `idx`, nothing for the other kinds (the
     /// digits are part of the binary). A caller that caches by parameters
     /// should hash these too.
-    pub fn input_files(&self, base_dir: &Path) -> Result<Vec<PathBuf>, (String, String)> {
+    pub fn input_files(&self, base_dir: &Path) -> Result<Vec<PathBuf>, ParamError> {
         match &self.kind {
             DatasetKind::Idx { path, .. } => {
                 let pr = idx_probe(base_dir, path)?;
@@ -577,12 +577,12 @@ impl DatasetParams {
     }
 }
 
-fn check_subset(subset: Option<usize>, n: usize, what: &str) -> Result<usize, (String, String)> {
+fn check_subset(subset: Option<usize>, n: usize, what: &str) -> Result<usize, ParamError> {
     match subset {
         None => Ok(n),
         Some(m) if (2..=n).contains(&m) => Ok(m),
-        Some(m) => Err((
-            "dataset.subset".into(),
+        Some(m) => Err(ParamError::new(
+            "dataset.subset",
             format!("{m} is out of range: {what} {n} rows; give 2..={n}, or omit it for all"),
         )),
     }
@@ -642,8 +642,7 @@ pub fn generate(p: &DatasetParams) -> Dataset {
 /// standardized, train rows first. `base_dir` resolves `idx`'s `path`; the
 /// other kinds ignore it.
 pub fn load(p: &DatasetParams, base_dir: &Path) -> StageResult<Dataset> {
-    p.shape(base_dir)
-        .map_err(|(field, msg)| StageError::Param { field, msg })?;
+    p.shape(base_dir)?;
     let r = build(p, base_dir)?;
     Ok(finish(r, p.scale, p.std_floor))
 }
@@ -652,8 +651,7 @@ pub fn load(p: &DatasetParams, base_dir: &Path) -> StageResult<Dataset> {
 /// (pixels / 255 for `idx`, counts 0..16 for `digits`), in the same order and
 /// split. For inspection and tests; `data.arrow` holds [`load`]'s values.
 pub fn load_raw(p: &DatasetParams, base_dir: &Path) -> StageResult<Dataset> {
-    p.shape(base_dir)
-        .map_err(|(field, msg)| StageError::Param { field, msg })?;
+    p.shape(base_dir)?;
     let r = build(p, base_dir)?;
     let n = r.labels.len();
     Ok(Dataset {
@@ -936,7 +934,7 @@ struct IdxProbe {
 }
 
 /// The file for one of the two IDX names: plain or `.gz`, hyphen or dot spelling.
-fn idx_find(dir: &Path, names: [&str; 2]) -> Result<PathBuf, (String, String)> {
+fn idx_find(dir: &Path, names: [&str; 2]) -> Result<PathBuf, ParamError> {
     for name in names {
         for suffix in ["", ".gz"] {
             let p = dir.join(format!("{name}{suffix}"));
@@ -945,8 +943,8 @@ fn idx_find(dir: &Path, names: [&str; 2]) -> Result<PathBuf, (String, String)> {
             }
         }
     }
-    Err((
-        "dataset.path".into(),
+    Err(ParamError::new(
+        "dataset.path",
         format!(
             "{}: not found (nor {}.gz, nor {}[.gz]); {IDX_FIX}",
             dir.join(names[0]).display(),
@@ -1044,11 +1042,11 @@ fn idx_read(path: &Path, ndim: u8) -> Result<(Vec<usize>, Vec<u8>), (PathBuf, St
 
 /// Find and check the IDX pair under `base_dir/path`: the labels are read in
 /// full; of the images only the header (and, uncompressed, the file size).
-fn idx_probe(base_dir: &Path, path: &str) -> Result<IdxProbe, (String, String)> {
+fn idx_probe(base_dir: &Path, path: &str) -> Result<IdxProbe, ParamError> {
     let field = || "dataset.path".to_string();
     let dir = base_dir.join(path);
     if !dir.is_dir() {
-        return Err((
+        return Err(ParamError::new(
             field(),
             format!(
                 "{}: no such directory (dataset.path = {path:?}, relative to {}); {IDX_FIX}",
@@ -1059,7 +1057,7 @@ fn idx_probe(base_dir: &Path, path: &str) -> Result<IdxProbe, (String, String)> 
     }
     let images = idx_find(&dir, ["train-images-idx3-ubyte", "train-images.idx3-ubyte"])?;
     let labels = idx_find(&dir, ["train-labels-idx1-ubyte", "train-labels.idx1-ubyte"])?;
-    let at = |p: &Path, m: String| (field(), format!("{}: {m}", p.display()));
+    let at = |p: &Path, m: String| ParamError::new(field(), format!("{}: {m}", p.display()));
     let (ldims, lab) = idx_read(&labels, 1).map_err(|(p, m)| at(&p, m))?;
     // Images: the header only.
     let mut head = Vec::with_capacity(16);
@@ -1128,7 +1126,7 @@ fn idx_probe(base_dir: &Path, path: &str) -> Result<IdxProbe, (String, String)> 
 }
 
 fn idx(p: &DatasetParams, base_dir: &Path, path: &str, subset: Option<usize>) -> StageResult<Rows> {
-    let pr = idx_probe(base_dir, path).map_err(|(field, msg)| StageError::Param { field, msg })?;
+    let pr = idx_probe(base_dir, path)?;
     let (_, pixels) = idx_read(&pr.images, 3).map_err(|(p, m)| fmt_err(p, m))?;
     let (_, lab) = idx_read(&pr.labels, 1).map_err(|(p, m)| fmt_err(p, m))?;
     let d = pr.rows * pr.cols;

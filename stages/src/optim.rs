@@ -3,6 +3,7 @@
 //! in checkpoints and used by the analysis (e.g. Adam's `exp_avg_sq` for the
 //! preconditioned Hessian).
 
+use crate::error::ParamError;
 use serde::{Deserialize, Serialize};
 
 /// The most Newton–Schulz iterations Muon may take (5 is the default).
@@ -235,8 +236,8 @@ impl OptimizerParams {
     /// Range checks, naming the field: a hyperparameter this optimizer does
     /// not use is an error (it would change nothing, silently), and every
     /// number is checked against its range (the message gives the range).
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let bad = |f: &str, m: String| Err((f.to_string(), m));
+    pub fn validate(&self) -> Result<(), ParamError> {
+        let bad = |f: &str, m: String| Err(ParamError::new(f, m));
         let uses = self.name.fields();
         for (f, given) in self.given() {
             if given && !uses.contains(&f) {
@@ -341,7 +342,7 @@ mod tests {
     fn hyperparameters_that_do_not_apply_are_errors() {
         let mut p = OptimizerParams::new(OptName::Sgd, 0.1);
         p.beta1 = Some(0.9);
-        let (f, m) = p.validate().unwrap_err();
+        let crate::error::ParamError { field: f, msg: m } = p.validate().unwrap_err();
         assert_eq!(f, "beta1");
         assert!(
             m.contains(
@@ -351,13 +352,13 @@ mod tests {
         );
         let mut p = OptimizerParams::new(OptName::Adam, 0.1);
         p.momentum = Some(0.9);
-        assert_eq!(p.validate().unwrap_err().0, "momentum");
+        assert_eq!(p.validate().unwrap_err().field, "momentum");
         let mut p = OptimizerParams::new(OptName::Adam, 0.1);
         p.ns_steps = Some(5);
-        assert_eq!(p.validate().unwrap_err().0, "ns_steps");
+        assert_eq!(p.validate().unwrap_err().field, "ns_steps");
         let mut p = OptimizerParams::new(OptName::Muon, 0.1);
         p.dampening = Some(0.0);
-        assert_eq!(p.validate().unwrap_err().0, "dampening");
+        assert_eq!(p.validate().unwrap_err().field, "dampening");
     }
 
     #[test]
@@ -365,7 +366,7 @@ mod tests {
         let check = |name, set: &dyn Fn(&mut OptimizerParams), field: &str, range: &str| {
             let mut p = OptimizerParams::new(name, 0.1);
             set(&mut p);
-            let (f, m) = p.validate().unwrap_err();
+            let crate::error::ParamError { field: f, msg: m } = p.validate().unwrap_err();
             assert_eq!(f, field);
             assert!(m.contains(range), "{field}: {m}");
         };

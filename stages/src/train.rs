@@ -8,7 +8,7 @@
 //! `update` = θ_{t+1} − θ_t, and the optimizer state under PyTorch's names,
 //! taken *before* step t+1 is applied).
 
-use crate::error::{io_err, StageResult};
+use crate::error::{io_err, ParamError, StageResult};
 use crate::mlp::{Arch, Init};
 use crate::optim::OptimizerParams;
 use crate::runtime::Dtype;
@@ -43,8 +43,8 @@ impl CheckpointSpec {
     /// [`Self::steps`] gives, found without listing more than a few times
     /// [`MAX_CHECKPOINTS`] steps. Errors are (the field under `checkpoints`,
     /// "" for the rules together; the message with the range).
-    pub fn check(&self, last: u64) -> Result<usize, (String, String)> {
-        let bad = |f: &str, m: String| Err((f.to_string(), m));
+    pub fn check(&self, last: u64) -> Result<usize, ParamError> {
+        let bad = |f: &str, m: String| Err(ParamError::new(f, m));
         if let Some(e) = self.every {
             if !(1..=MAX_STEPS).contains(&e) {
                 return bad(
@@ -277,10 +277,10 @@ mod tests {
             at,
         };
         assert_eq!(spec(Some(50), Some(5), vec![7]).check(100), Ok(8));
-        let field = |s: CheckpointSpec, last| s.check(last).unwrap_err().0;
+        let field = |s: CheckpointSpec, last| s.check(last).unwrap_err().field;
         assert_eq!(field(spec(Some(0), None, vec![]), 100), "every");
         // 1e12 steps every 10: refused from arithmetic, nothing listed.
-        let (f, m) = spec(Some(10), None, vec![])
+        let crate::error::ParamError { field: f, msg: m } = spec(Some(10), None, vec![])
             .check(1_000_000_000_000)
             .unwrap_err();
         assert_eq!(f, "every");
@@ -290,7 +290,8 @@ mod tests {
             "log_spaced"
         );
         assert_eq!(field(spec(None, Some(1), vec![]), 100), "log_spaced");
-        let (f, m) = spec(None, None, vec![5, 101]).check(100).unwrap_err();
+        let crate::error::ParamError { field: f, msg: m } =
+            spec(None, None, vec![5, 101]).check(100).unwrap_err();
         assert_eq!(f, "at");
         assert!(m.contains("0..=100"), "{m}");
         assert_eq!(spec(None, None, vec![100]).check(100), Ok(2));

@@ -343,17 +343,17 @@ fn digits_full_and_subsets() {
     let e = parse("kind = \"digits\"\ndim = 8")
         .shape(here())
         .unwrap_err();
-    assert_eq!(e.0, "dataset.dim");
+    assert_eq!(e.field, "dataset.dim");
     let e = parse("kind = \"digits\"\nclasses = 4")
         .shape(here())
         .unwrap_err();
-    assert_eq!(e.0, "dataset.classes");
+    assert_eq!(e.field, "dataset.classes");
     for bad in [0, 1, 1798] {
         let e = parse(&format!("kind = \"digits\"\nsubset = {bad}"))
             .shape(here())
             .unwrap_err();
-        assert_eq!(e.0, "dataset.subset");
-        assert!(e.1.contains("1797"), "{}", e.1);
+        assert_eq!(e.field, "dataset.subset");
+        assert!(e.msg.contains("1797"), "{}", e.msg);
     }
 }
 
@@ -412,11 +412,11 @@ fn idx_plain_and_gz_load_the_pixels() {
         let e = parse("kind = \"idx\"\npath = \"mnist\"\ndim = 784")
             .shape(base.path())
             .unwrap_err();
-        assert_eq!(e.0, "dataset.dim");
+        assert_eq!(e.field, "dataset.dim");
         let e = parse("kind = \"idx\"\npath = \"mnist\"\nsubset = 51")
             .shape(base.path())
             .unwrap_err();
-        assert_eq!(e.0, "dataset.subset");
+        assert_eq!(e.field, "dataset.subset");
         seen.push(load(&p, base.path()).unwrap().features);
     }
     assert!(
@@ -430,7 +430,7 @@ fn idx_errors_name_the_file_and_the_fix() {
     let p = parse("kind = \"idx\"\npath = \"mnist\"");
     // Missing directory.
     let empty = tempfile::tempdir().unwrap();
-    let (field, msg) = p.shape(empty.path()).unwrap_err();
+    let stages::error::ParamError { field, msg } = p.shape(empty.path()).unwrap_err();
     assert_eq!(field, "dataset.path");
     assert!(
         msg.contains("mnist") && msg.contains("no such directory"),
@@ -444,7 +444,7 @@ fn idx_errors_name_the_file_and_the_fix() {
     let base = idx_dir(false);
     let dir = base.path().join("mnist");
     std::fs::remove_file(dir.join("train-labels-idx1-ubyte")).unwrap();
-    let (field, msg) = p.shape(base.path()).unwrap_err();
+    let stages::error::ParamError { field, msg } = p.shape(base.path()).unwrap_err();
     assert_eq!(field, "dataset.path");
     assert!(
         msg.contains("train-labels-idx1-ubyte") && msg.contains("not found"),
@@ -456,7 +456,7 @@ fn idx_errors_name_the_file_and_the_fix() {
     let images = base.path().join("mnist/train-images-idx3-ubyte");
     let full = idx_images();
     std::fs::write(&images, &full[..full.len() - 7]).unwrap();
-    let (field, msg) = p.shape(base.path()).unwrap_err();
+    let stages::error::ParamError { field, msg } = p.shape(base.path()).unwrap_err();
     assert_eq!(field, "dataset.path");
     assert!(
         msg.contains("train-images-idx3-ubyte") && msg.contains("truncated"),
@@ -464,21 +464,21 @@ fn idx_errors_name_the_file_and_the_fix() {
     );
     // Header cut short.
     std::fs::write(&images, &full[..10]).unwrap();
-    let (_, msg) = p.shape(base.path()).unwrap_err();
+    let msg = p.shape(base.path()).unwrap_err().msg;
     assert!(
         msg.contains("train-images-idx3-ubyte") && msg.contains("too short"),
         "{msg}"
     );
     // Not IDX at all.
     std::fs::write(&images, b"hello, world, this is text").unwrap();
-    let (_, msg) = p.shape(base.path()).unwrap_err();
+    let msg = p.shape(base.path()).unwrap_err().msg;
     assert!(
         msg.contains("train-images-idx3-ubyte") && msg.contains("magic"),
         "{msg}"
     );
     // Gzipped under the plain name.
     std::fs::write(&images, gz(&full)).unwrap();
-    let (_, msg) = p.shape(base.path()).unwrap_err();
+    let msg = p.shape(base.path()).unwrap_err().msg;
     assert!(msg.contains("gzip"), "{msg}");
     // Labels count disagreeing with the images.
     std::fs::write(&images, &full).unwrap();
@@ -486,7 +486,7 @@ fn idx_errors_name_the_file_and_the_fix() {
     lab[7] = 49;
     lab.pop();
     std::fs::write(base.path().join("mnist/train-labels-idx1-ubyte"), &lab).unwrap();
-    let (_, msg) = p.shape(base.path()).unwrap_err();
+    let msg = p.shape(base.path()).unwrap_err().msg;
     assert!(
         msg.contains("train-labels-idx1-ubyte") && msg.contains("49 labels"),
         "{msg}"
@@ -568,11 +568,11 @@ fn spirals_lie_on_their_arms_without_noise() {
     let e = parse("kind = \"spirals\"\ndim = 1")
         .shape(here())
         .unwrap_err();
-    assert_eq!(e.0, "dataset.dim");
+    assert_eq!(e.field, "dataset.dim");
     let e = parse("kind = \"spirals\"\nnoise = -1.0")
         .shape(here())
         .unwrap_err();
-    assert_eq!(e.0, "dataset.noise");
+    assert_eq!(e.field, "dataset.noise");
 }
 
 /// The teacher, rebuilt from its documentation: x ~ N(0, I) from ChaCha8(seed)
@@ -646,7 +646,7 @@ fn teacher_labels_are_the_teachers_argmax() {
     let e = parse("kind = \"teacher\"\nteacher_widths = [8, 0]")
         .shape(here())
         .unwrap_err();
-    assert_eq!(e.0, "dataset.teacher_widths");
+    assert_eq!(e.field, "dataset.teacher_widths");
 }
 
 /// `scale`: each option against its definition, recomputed from the raw
@@ -721,16 +721,16 @@ fn feature_scales_follow_their_definitions() {
     let err = parse("kind = \"digits\"\nscale = \"unit\"\nstd_floor = 1.0")
         .shape(here())
         .unwrap_err();
-    assert_eq!(err.0, "dataset.std_floor");
+    assert_eq!(err.field, "dataset.std_floor");
     assert!(
-        err.1.contains("standardize") && err.1.contains("remove it"),
+        err.msg.contains("standardize") && err.msg.contains("remove it"),
         "{}",
-        err.1
+        err.msg
     );
     let err = parse("kind = \"digits\"\nstd_floor = -1.0")
         .shape(here())
         .unwrap_err();
-    assert_eq!(err.0, "dataset.std_floor");
+    assert_eq!(err.field, "dataset.std_floor");
     assert!(toml::from_str::<DatasetParams>("kind = \"digits\"\nscale = \"zscore\"").is_err());
 }
 

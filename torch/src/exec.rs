@@ -21,33 +21,60 @@ pub fn probe() -> Value {
     })
 }
 
-fn input<'a>(req: &'a Request, role: &str) -> Result<&'a InputSpec, String> {
-    req.inputs
-        .get(role)
-        .ok_or_else(|| format!("missing input {role}"))
+/// Why the worker could not run a request.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The stage's own error (names its file or parameter).
+    #[error(transparent)]
+    Stage(#[from] StageError),
+    #[error(transparent)]
+    Device(#[from] crate::runtime::DeviceError),
+    #[error("missing input {role}")]
+    MissingInput { role: String },
+    #[error("input {role} has no output {name}")]
+    MissingOutput { role: String, name: String },
+    #[error("bad parameters: {0}")]
+    Params(#[from] serde_json::Error),
+    #[error("train_config.toml: {0}")]
+    Config(String),
+    #[error("the worker does not run {0} stages")]
+    NotWorkerStage(String),
 }
 
-fn file<'a>(req: &'a Request, role: &str, name: &str) -> Result<&'a Path, String> {
+fn input<'a>(req: &'a Request, role: &str) -> Result<&'a InputSpec, WorkerError> {
+    req.inputs
+        .get(role)
+        .ok_or_else(|| WorkerError::MissingInput {
+            role: role.to_string(),
+        })
+}
+
+fn file<'a>(req: &'a Request, role: &str, name: &str) -> Result<&'a Path, WorkerError> {
     input(req, role)?
         .files
         .get(name)
         .map(PathBuf::as_path)
-        .ok_or_else(|| format!("input {role} has no output {name}"))
+        .ok_or_else(|| WorkerError::MissingOutput {
+            role: role.to_string(),
+            name: name.to_string(),
+        })
 }
 
-fn json_to_toml(v: &Value) -> Result<toml::Value, String> {
-    toml::Value::try_from(v).map_err(|e| e.to_string())
+fn json_to_toml(v: &Value) -> Result<toml::Value, WorkerError> {
+    toml::Value::try_from(v).map_err(|e| WorkerError::Config(e.to_string()))
 }
 
 /// Execute `req` into `workdir`; returns the record's metadata.
-pub fn execute(req: &Request, workdir: &Path, progress: Progress<'_>) -> Result<Value, String> {
+pub fn execute(
+    req: &Request,
+    workdir: &Path,
+    progress: Progress<'_>,
+) -> Result<Value, WorkerError> {
     let device = crate::runtime::device(&req.device)?;
     tch::set_num_threads(req.threads.max(1) as i32);
-    let s = |e: StageError| e.to_string();
-    let bad = |e: serde_json::Error| format!("bad parameters: {e}");
     match StageKind::from_name(&req.kind) {
         Some(StageKind::Train) => {
-            let p: TrainParams = serde_json::from_value(req.params.clone()).map_err(bad)?;
+            let p: TrainParams = serde_json::from_value(req.params.clone())?;
             // train_config.toml: this run's resolved parameters, dataset included.
             let mut cfg = toml::Table::new();
             cfg.insert(
@@ -71,30 +98,30 @@ pub fn execute(req: &Request, workdir: &Path, progress: Progress<'_>) -> Result<
             cfg.insert("train".into(), json_to_toml(&tr)?);
             cfg.insert("seed".into(), toml::Value::Integer(p.seed as i64));
             cfg.insert("dtype".into(), toml::Value::String(p.dtype.name().into()));
-            let text = toml::to_string_pretty(&cfg).map_err(|e| e.to_string())?;
-            std::fs::write(workdir.join("train_config.toml"), text).map_err(|e| e.to_string())?;
+            let text =
+                toml::to_string_pretty(&cfg).map_err(|e| WorkerError::Config(e.to_string()))?;
+            let path = workdir.join("train_config.toml");
+            std::fs::write(&path, text).map_err(stages::error::io_err(&path))?;
             let summary = train::run(
                 &p,
                 file(req, "dataset", "data.arrow")?,
                 device,
                 workdir,
                 progress,
-            )
-            .map_err(s)?;
+            )?;
             Ok(serde_json::to_value(summary).unwrap())
         }
         Some(StageKind::Hessian) => {
-            let p: stages::hessian::HessianParams =
-                serde_json::from_value(req.params.clone()).map_err(bad)?;
+            let p: stages::hessian::HessianParams = serde_json::from_value(req.params.clone())?;
             let tr = input(req, "train")?;
-            let tp: TrainParams = serde_json::from_value(tr.params.clone()).map_err(bad)?;
+            let tp: TrainParams = serde_json::from_value(tr.params.clone())?;
             let steps = stages::hessian::checkpoint_steps(tr.files.keys());
             let paths: Vec<(u64, &Path)> = steps
                 .iter()
                 .map(|&st| (st, tr.files[&checkpoint_name(st)].as_path()))
                 .collect();
-            let cfg = std::fs::read_to_string(file(req, "train", "train_config.toml")?)
-                .map_err(|e| e.to_string())?;
+            let cfg_path = file(req, "train", "train_config.toml")?;
+            let cfg = std::fs::read_to_string(cfg_path).map_err(stages::error::io_err(cfg_path))?;
             let data = file(req, "dataset", "data.arrow")?;
             hessian::run(
                 &p,
@@ -107,11 +134,10 @@ pub fn execute(req: &Request, workdir: &Path, progress: Progress<'_>) -> Result<
                 workdir,
                 progress,
             )
-            .map_err(s)
+            .map_err(WorkerError::from)
         }
         Some(StageKind::Null) => {
-            let p: stages::hessian::NullParams =
-                serde_json::from_value(req.params.clone()).map_err(bad)?;
+            let p: stages::hessian::NullParams = serde_json::from_value(req.params.clone())?;
             hessian::run_null(
                 &p,
                 file(req, "dataset", "data.arrow")?,
@@ -119,13 +145,12 @@ pub fn execute(req: &Request, workdir: &Path, progress: Progress<'_>) -> Result<
                 workdir,
                 progress,
             )
-            .map_err(s)
+            .map_err(WorkerError::from)
         }
         Some(StageKind::Metrics) => {
-            let p: stages::metrics::MetricsParams =
-                serde_json::from_value(req.params.clone()).map_err(bad)?;
+            let p: stages::metrics::MetricsParams = serde_json::from_value(req.params.clone())?;
             let tr = input(req, "train")?;
-            let tp: TrainParams = serde_json::from_value(tr.params.clone()).map_err(bad)?;
+            let tp: TrainParams = serde_json::from_value(tr.params.clone())?;
             let checkpoints: Vec<(u64, &Path)> = stages::hessian::checkpoint_steps(tr.files.keys())
                 .into_iter()
                 .map(|st| (st, tr.files[&checkpoint_name(st)].as_path()))
@@ -147,11 +172,10 @@ pub fn execute(req: &Request, workdir: &Path, progress: Progress<'_>) -> Result<
                 null_vectors,
             };
             progress(0, 1, "gram");
-            let meta =
-                stages::metrics::run_with(&p, &inp, workdir, &crate::metrics::gram).map_err(s)?;
+            let meta = stages::metrics::run_with(&p, &inp, workdir, &crate::metrics::gram)?;
             progress(1, 1, "done");
             Ok(meta)
         }
-        _ => Err(format!("the worker does not run {} stages", req.kind)),
+        _ => Err(WorkerError::NotWorkerStage(req.kind.clone())),
     }
 }

@@ -50,7 +50,9 @@ fn exec(workdir: &str) -> Result<(), String> {
             .cloned()
             .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "panic".into())
-    })??;
+    })?
+    // The process edge: the CLI reads the error as stderr's last line.
+    .map_err(|e| e.to_string())?;
     let mut o = out.lock().unwrap();
     writeln!(o, "result {meta}").map_err(|e| e.to_string())?;
     Ok(())
