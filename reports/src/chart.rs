@@ -7,13 +7,13 @@
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
-use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::axis::{Axis, Scale};
 use crate::data::Curve;
 use crate::font::FAMILY;
+use crate::legend::{Entry, Layout};
 use crate::palette::{band_outline, BAND_ALPHA};
 use crate::ReportError;
 
@@ -23,8 +23,9 @@ pub(crate) const WIDTH: u32 = 2400;
 pub(crate) const HEIGHT_2X2: u32 = 1800;
 pub(crate) const HEIGHT_1X2: u32 = 1050;
 
-/// Font sizes in pixels at [`WIDTH`]: readable when the figure is printed
-/// at a column's width.
+/// Font sizes in pixels at [`WIDTH`], the one set every figure uses:
+/// readable when the figure is printed at a column's width.
+pub(crate) const TITLE_PX: f64 = 46.0;
 pub(crate) const AXIS_DESC_PX: f64 = 42.0;
 pub(crate) const TICK_PX: f64 = 36.0;
 pub(crate) const LEGEND_PX: f64 = 40.0;
@@ -290,7 +291,6 @@ pub(crate) struct Panel {
 /// What differs between the figures drawn by this module.
 #[derive(Clone, Copy)]
 pub(crate) struct Look {
-    pub title_px: f64,
     /// Where the empty note goes, as a fraction of the y range.
     pub empty_at: f64,
 }
@@ -303,7 +303,7 @@ fn draw_panel<DB: DrawingBackend>(
     // The title, then room for the top tick label's upper half.
     let body = area
         .margin(14, 0, 0, 0)
-        .titled(&p.title, text_style(look.title_px, INK))
+        .titled(&p.title, text_style(TITLE_PX, INK))
         .map_err(pe)?;
     let mut chart = ChartBuilder::on(&body)
         .margin_top(28)
@@ -462,118 +462,6 @@ fn draw_panel<DB: DrawingBackend>(
     Ok(())
 }
 
-/// One legend entry: a line sample (or none) and its text.
-pub(crate) struct Entry {
-    pub color: RGBColor,
-    pub width: u32,
-    pub dashed: bool,
-    pub sample: bool,
-    /// A hollow marker before the text (the untrusted-points note).
-    pub hollow: bool,
-    pub text: String,
-    pub px: f64,
-    pub text_color: RGBColor,
-}
-
-impl Entry {
-    pub fn line(color: RGBColor, width: u32, dashed: bool, text: String) -> Entry {
-        Entry {
-            color,
-            width,
-            dashed,
-            sample: true,
-            hollow: false,
-            text,
-            px: LEGEND_PX,
-            text_color: INK,
-        }
-    }
-
-    /// The note on what lines and bands mean, when some group has several seeds.
-    pub fn seeds_note(several_seeds: bool) -> Option<Entry> {
-        several_seeds.then(|| Entry {
-            color: REF_GREY,
-            width: 0,
-            dashed: false,
-            sample: false,
-            hollow: false,
-            text: "line: mean over seeds · band: min–max".to_string(),
-            px: NOTE_PX,
-            text_color: REF_GREY,
-        })
-    }
-
-    /// A grey note in the legend, with no sample.
-    pub fn note(text: String) -> Entry {
-        Entry {
-            color: REF_GREY,
-            width: 0,
-            dashed: false,
-            sample: false,
-            hollow: false,
-            text,
-            px: NOTE_PX,
-            text_color: REF_GREY,
-        }
-    }
-
-    /// The note on hollow markers, when some point is built on an untrusted
-    /// pair (a mean over seeds is, when any of its inputs is).
-    pub fn untrusted_note(any_untrusted: bool, all_untrusted: bool) -> Option<Entry> {
-        let text = untrusted_text(any_untrusted, all_untrusted)?;
-        Some(Entry {
-            color: INK,
-            width: 0,
-            dashed: false,
-            sample: false,
-            hollow: true,
-            text: text.to_string(),
-            px: NOTE_PX,
-            text_color: INK,
-        })
-    }
-}
-
-const SAMPLE_W: i32 = 84;
-const SAMPLE_GAP: i32 = 16;
-const ENTRY_GAP: i32 = 64;
-const LEGEND_ROW_H: i32 = 62;
-const LEGEND_MARGIN: i32 = 40;
-/// The room a hollow-marker sample takes before its text.
-const HOLLOW_SAMPLE_W: i32 = 2 * MARKER_R + 2 * SAMPLE_GAP;
-
-/// Per entry its row and x offset; per row its width (rows are centred).
-type LegendLayout = (Vec<(usize, i32)>, Vec<i32>);
-
-/// Lays the entries out in rows that fit the figure's width.
-fn layout_legend<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    entries: &[&Entry],
-) -> Result<LegendLayout, String> {
-    let max_w = WIDTH as i32 - 2 * LEGEND_MARGIN;
-    let mut placed = Vec::with_capacity(entries.len());
-    let mut rows: Vec<i32> = vec![0];
-    for e in entries {
-        let (tw, _) = root
-            .estimate_text_size(&e.text, &text_style(e.px, e.text_color))
-            .map_err(pe)?;
-        let w = tw as i32
-            + if e.sample { SAMPLE_W + SAMPLE_GAP } else { 0 }
-            + if e.hollow { HOLLOW_SAMPLE_W } else { 0 };
-        let row = rows.len() - 1;
-        let cur = rows[row];
-        if cur > 0 && cur + ENTRY_GAP + w > max_w {
-            rows.push(w);
-            placed.push((row + 1, 0));
-        } else {
-            let x = if cur > 0 { cur + ENTRY_GAP } else { 0 };
-            rows[row] = x + w;
-            placed.push((row, x));
-        }
-    }
-    Ok((placed, rows))
-}
-
 fn draw_figure<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     look: Look,
@@ -582,36 +470,9 @@ fn draw_figure<DB: DrawingBackend>(
     cols: usize,
 ) -> Result<(), String> {
     root.fill(&WHITE).map_err(pe)?;
-    let (placed, rows) = layout_legend(&root, entries)?;
-    let legend_h = LEGEND_MARGIN + rows.len() as i32 * LEGEND_ROW_H;
-    let (legend, body) = root.split_vertically(legend_h);
-    for (e, &(row, x)) in entries.iter().zip(&placed) {
-        let left = (WIDTH as i32 - rows[row]) / 2 + x;
-        let y = LEGEND_MARGIN / 2 + row as i32 * LEGEND_ROW_H + LEGEND_ROW_H / 2;
-        let mut tx = left;
-        if e.sample {
-            let seg = vec![(left, y), (left + SAMPLE_W, y)];
-            let style = e.color.stroke_width(e.width);
-            if e.dashed {
-                legend
-                    .draw(&DashedPathElement::new(seg, 22, 12, style))
-                    .map_err(pe)?;
-            } else {
-                legend.draw(&PathElement::new(seg, style)).map_err(pe)?;
-            }
-            tx += SAMPLE_W + SAMPLE_GAP;
-        }
-        if e.hollow {
-            for c in hollow_marker((tx + SAMPLE_GAP + MARKER_R, y), MARKER_R + 2, e.color) {
-                legend.draw(&c).map_err(pe)?;
-            }
-            tx += HOLLOW_SAMPLE_W;
-        }
-        let style = text_style(e.px, e.text_color).pos(Pos::new(HPos::Left, VPos::Center));
-        legend
-            .draw(&Text::new(e.text.clone(), (tx, y), style))
-            .map_err(pe)?;
-    }
+    let legend = Layout::new(entries.iter().copied(), WIDTH);
+    let (legend_area, body) = root.split_vertically(legend.height());
+    legend.draw(&legend_area, entries.iter().copied())?;
     let cells = body.split_evenly((panels.len().div_ceil(cols), cols));
     for (cell, panel) in cells.iter().zip(panels) {
         draw_panel(cell, panel, look)?;

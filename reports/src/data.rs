@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use crate::error::ReportError;
+use crate::palette::{optimizer_color, sweep_order};
+use crate::ReportInput;
+use plotters::style::RGBColor;
 
 /// The kind of values a column must hold, and the type it is cast to.
 #[derive(Clone, Copy, Debug)]
@@ -247,40 +250,46 @@ pub(crate) struct RunFrames {
     pub lr: Option<f64>,
 }
 
-/// Loads the four files of one run. `need_lr`: the `lr` column is required.
-pub(crate) fn load_run(
+/// What the figures take from a run's train.arrow.
+pub(crate) struct TrainFrame {
+    /// `step` and the `columns` asked for, sorted by step.
+    pub frame: DataFrame,
+    /// Any `diverged == true` (or, without that column, any non-finite
+    /// train loss).
+    pub diverged: bool,
+    /// The first `lr`, when the column is there.
+    pub lr: Option<f64>,
+}
+
+/// Reads train.arrow: `step` and the float `columns`, whether the run
+/// diverged, and its first `lr` (`need_lr`: the column is required).
+pub(crate) fn load_train(
     train: &Path,
-    values: &Path,
-    localization: &Path,
-    overlap: &Path,
+    columns: &[&str],
     need_lr: bool,
-) -> Result<RunFrames, ReportError> {
-    // train.arrow
+) -> Result<TrainFrame, ReportError> {
     let t = Table::open(train)?;
-    let step = t.col("step", Kind::Int)?;
-    let train_loss = t.col("train_loss", Kind::Float)?;
-    let test_loss = t.col("test_loss", Kind::Float)?;
-    let loss = t.query(|lf| {
-        lf.select([
-            step.alias("step"),
-            train_loss.clone().alias("train_loss"),
-            test_loss.alias("test_loss"),
-        ])
-        .sort(["step"], SortMultipleOptions::default())
+    let mut cols = vec![t.col("step", Kind::Int)?.alias("step")];
+    for &name in columns {
+        cols.push(t.col(name, Kind::Float)?.alias(name));
+    }
+    let frame = t.query(|lf| {
+        lf.select(cols)
+            .sort(["step"], SortMultipleOptions::default())
     })?;
     let diverged_expr = if t.has("diverged") {
-        t.col("diverged", Kind::Bool)?.any(true)
+        t.col("diverged", Kind::Bool)?
+            .fill_null(lit(false))
+            .any(true)
     } else {
-        train_loss.is_finite().not().any(true)
-    };
-    let lr_expr = if need_lr || t.has("lr") {
-        Some(t.col("lr", Kind::Float)?)
-    } else {
-        None
+        t.col("train_loss", Kind::Float)?
+            .is_finite()
+            .not()
+            .any(true)
     };
     let mut summary_exprs = vec![diverged_expr.alias("diverged")];
-    if let Some(lr) = lr_expr {
-        summary_exprs.push(lr.first().alias("lr"));
+    if need_lr || t.has("lr") {
+        summary_exprs.push(t.col("lr", Kind::Float)?.first().alias("lr"));
     }
     let summary = t.query(|lf| lf.select(summary_exprs))?;
     let data_err = |message: String| ReportError::Data {
@@ -295,6 +304,26 @@ pub(crate) fn load_run(
         Ok(c) => c.f64().map_err(|e| data_err(e.to_string()))?.get(0),
         Err(_) => None,
     };
+    Ok(TrainFrame {
+        frame,
+        diverged,
+        lr,
+    })
+}
+
+/// Loads the four files of one run. `need_lr`: the `lr` column is required.
+pub(crate) fn load_run(
+    train: &Path,
+    values: &Path,
+    localization: &Path,
+    overlap: &Path,
+    need_lr: bool,
+) -> Result<RunFrames, ReportError> {
+    let TrainFrame {
+        frame: loss,
+        diverged,
+        lr,
+    } = load_train(train, &["train_loss", "test_loss"], need_lr)?;
 
     // eigen/values.arrow
     let v = Table::open(values)?;
@@ -432,26 +461,98 @@ impl Curve {
     }
 }
 
+/// The runs drawn as one curve: the same optimizer and the same label, where
+/// a diverged seed's label says so (which keeps it apart from the others).
+/// Every figure groups through [`group_runs`], so the legends, colours and
+/// seed counts agree across figures.
+#[derive(Clone, Debug)]
+pub(crate) struct Group {
+    pub optimizer: String,
+    pub label: String,
+    pub color: RGBColor,
+    /// Indices into `input.runs`; the first is the "first seed".
+    pub runs: Vec<usize>,
+    /// The first run's `lr` from train.arrow, when it has the column.
+    pub lr: Option<f64>,
+    /// Trained on minibatches: its stability threshold is the full-batch
+    /// reference.
+    pub minibatch: bool,
+}
+
+impl Group {
+    /// More than one seed: drawn as a mean with a band.
+    pub fn several(&self) -> bool {
+        self.runs.len() > 1
+    }
+}
+
+/// Per run, what grouping needs from its train.arrow.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RunSummary {
+    pub diverged: bool,
+    pub lr: Option<f64>,
+}
+
+/// Groups `input.runs` (one [`RunSummary`] each) in legend order: the
+/// palette order of the optimizer, and a sweep by learning rate on a
+/// light-to-dark ramp of the optimizer's colour. Returns the groups and,
+/// per run, the index of its group.
+pub(crate) fn group_runs(input: &ReportInput, runs: &[RunSummary]) -> (Vec<Group>, Vec<usize>) {
+    let mut groups: Vec<Group> = Vec::new();
+    let mut raw = Vec::with_capacity(runs.len());
+    for (i, (run, sum)) in input.runs.iter().zip(runs).enumerate() {
+        let label = if sum.diverged {
+            format!("{} (diverged)", run.label)
+        } else {
+            run.label.clone()
+        };
+        let at = match groups
+            .iter()
+            .position(|g| g.optimizer == run.optimizer && g.label == label)
+        {
+            Some(at) => at,
+            None => {
+                groups.push(Group {
+                    optimizer: run.optimizer.clone(),
+                    label,
+                    color: optimizer_color(&run.optimizer),
+                    runs: Vec::new(),
+                    lr: sum.lr,
+                    minibatch: run.params.get("batch_size").is_some_and(|b| !b.is_null()),
+                });
+                groups.len() - 1
+            }
+        };
+        groups[at].runs.push(i);
+        raw.push(at);
+    }
+    // The configured learning rate of the group's first run orders a sweep.
+    let keys: Vec<(&str, Option<f64>)> = groups
+        .iter()
+        .map(|g| {
+            (
+                g.optimizer.as_str(),
+                input.runs[g.runs[0]].params["lr"].as_f64(),
+            )
+        })
+        .collect();
+    let (order, colors) = sweep_order(&keys);
+    for (g, c) in groups.iter_mut().zip(colors) {
+        g.color = c;
+    }
+    let mut new_index = vec![0; groups.len()];
+    for (new, &old) in order.iter().enumerate() {
+        new_index[old] = new;
+    }
+    let mut slots: Vec<Option<Group>> = groups.into_iter().map(Some).collect();
+    let groups = order.iter().filter_map(|&i| slots[i].take()).collect();
+    (groups, raw.iter().map(|&i| new_index[i]).collect())
+}
+
 /// Whether a run diverged: any `diverged == true` in its train.arrow (or,
 /// without that column, any non-finite train loss).
 pub(crate) fn diverged(train: &Path) -> Result<bool, ReportError> {
-    let t = Table::open(train)?;
-    let e = if t.has("diverged") {
-        t.col("diverged", Kind::Bool)?
-            .fill_null(lit(false))
-            .any(true)
-    } else {
-        t.col("train_loss", Kind::Float)?
-            .is_finite()
-            .not()
-            .any(true)
-    };
-    let df = t.query(|lf| lf.select([e.alias("d")]))?;
-    Ok(df
-        .column("d")
-        .ok()
-        .and_then(|c| c.bool().ok()?.get(0))
-        .unwrap_or(false))
+    Ok(load_train(train, &[], false)?.diverged)
 }
 
 impl Curve {

@@ -18,18 +18,18 @@ use polars::prelude::*;
 use crate::axis::{Axis, Scale};
 use crate::chart::{
     auto_scale, curve_values, distinct_steps, finite_range, loss_axis, loss_cut_note, loss_floor,
-    loss_note, pairs_note, step_axis, unit_axis, write_figure, y_axis, Entry, Line, Look, Panel,
-    XAxis, INK, LINE_W, REF_GREY, REF_W,
+    loss_note, pairs_note, step_axis, unit_axis, write_figure, y_axis, Line, Look, Panel, XAxis,
+    INK, LINE_W, REF_GREY, REF_W,
 };
-use crate::data::{aggregate, Curve, Kind, LossClock, Table, Tagged};
-use crate::palette::{darker, is_sgd_family, optimizer_color, sweep_order};
+use crate::data::{
+    aggregate, group_runs, Curve, Group, Kind, LossClock, RunSummary, Table, Tagged,
+};
+use crate::legend::Entry;
+use crate::palette::{darker, is_sgd_family};
 use crate::threshold::{Mark, Threshold};
 use crate::{ReportError, ReportInput};
 
-const LOOK: Look = Look {
-    title_px: 46.0,
-    empty_at: 0.5,
-};
+const LOOK: Look = Look { empty_at: 0.5 };
 const THIN_W: u32 = 2;
 
 /// Every fixed string the figures draw (for a glyph-coverage check).
@@ -77,19 +77,6 @@ pub(crate) const TEXTS: &[&str] = &[
     "no data",
 ];
 
-fn io_err(file: &Path) -> impl Fn(PolarsError) -> ReportError + '_ {
-    move |e| ReportError::Data {
-        file: file.to_path_buf(),
-        message: e.to_string(),
-    }
-}
-
-/// The first value of an f64 column of a one-row summary frame.
-fn first_f64(df: &DataFrame, name: &str, file: &Path) -> Result<Option<f64>, ReportError> {
-    let c = df.column(name).map_err(io_err(file))?;
-    Ok(c.f64().map_err(io_err(file))?.get(0))
-}
-
 /// What one run contributes, each frame reduced to `step` plus value columns.
 struct RunData {
     /// `step`, `train_loss`, `test_loss`, `train_acc`, `test_acc`.
@@ -115,34 +102,17 @@ fn sorted_by_step(lf: LazyFrame) -> LazyFrame {
     lf.sort(["step"], SortMultipleOptions::default())
 }
 
-fn load_run(run: &crate::RunInput) -> Result<RunData, ReportError> {
-    // train.arrow
-    let path = run.file("train.arrow")?;
-    let t = Table::open(path)?;
-    let mut cols = vec![t.col("step", Kind::Int)?.alias("step")];
-    for name in ["train_loss", "test_loss", "train_acc", "test_acc"] {
-        cols.push(t.col(name, Kind::Float)?.alias(name));
-    }
-    let train = t.query(|lf| sorted_by_step(lf.select(cols)))?;
-    let diverged = if t.has("diverged") {
-        t.col("diverged", Kind::Bool)?.any(true)
-    } else {
-        t.col("train_loss", Kind::Float)?
-            .is_finite()
-            .not()
-            .any(true)
-    };
-    let mut summary = vec![diverged.cast(DataType::Float64).alias("diverged")];
-    if t.has("lr") || is_sgd_family(&run.optimizer) {
-        summary.push(t.col("lr", Kind::Float)?.first().alias("lr"));
-    }
-    let s = t.query(|lf| lf.select(summary))?;
-    let diverged = first_f64(&s, "diverged", path)?.unwrap_or(0.0) > 0.5;
-    let lr = if s.schema().contains("lr") {
-        first_f64(&s, "lr", path)?
-    } else {
-        None
-    };
+/// Loads one run's files for figures 1–3 and 9.
+fn load_dynamics(run: &crate::RunInput) -> Result<RunData, ReportError> {
+    let crate::data::TrainFrame {
+        frame: train,
+        diverged,
+        lr,
+    } = crate::data::load_train(
+        run.file("train.arrow")?,
+        &["train_loss", "test_loss", "train_acc", "test_acc"],
+        is_sgd_family(&run.optimizer),
+    )?;
 
     // metrics/spectrum.arrow
     let path = run.file("metrics/spectrum.arrow")?;
@@ -241,19 +211,6 @@ fn load_run(run: &crate::RunInput) -> Result<RunData, ReportError> {
     })
 }
 
-/// A group of runs drawn as one curve: same optimizer, same label.
-struct Group {
-    optimizer: String,
-    label: String,
-    color: RGBColor,
-    runs: usize,
-    lr: Option<f64>,
-    hessian_threshold: Option<Threshold>,
-    precond_threshold: Option<Threshold>,
-    /// Trained on minibatches: its threshold is the full-batch reference.
-    minibatch: bool,
-}
-
 struct Loaded {
     groups: Vec<Group>,
     /// The most checkpoints any run has (its eigenvalues' steps).
@@ -269,59 +226,16 @@ impl Loaded {
         let frames = input
             .runs
             .iter()
-            .map(load_run)
+            .map(load_dynamics)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut groups: Vec<Group> = Vec::new();
-        let mut raw_group = Vec::with_capacity(frames.len());
-        // Per group: the configured learning rate, which orders a sweep.
-        let mut sweep_lr: Vec<Option<f64>> = Vec::new();
-        for (run, f) in input.runs.iter().zip(&frames) {
-            let label = if f.diverged {
-                format!("{} (diverged)", run.label)
-            } else {
-                run.label.clone()
-            };
-            let i = match groups
-                .iter()
-                .position(|g| g.optimizer == run.optimizer && g.label == label)
-            {
-                Some(i) => i,
-                None => {
-                    sweep_lr.push(run.params["lr"].as_f64());
-                    groups.push(Group {
-                        optimizer: run.optimizer.clone(),
-                        label,
-                        color: optimizer_color(&run.optimizer),
-                        runs: 0,
-                        lr: f.lr,
-                        hessian_threshold: f.hessian_threshold.clone(),
-                        precond_threshold: f.precond_threshold.clone(),
-                        minibatch: run.params.get("batch_size").is_some_and(|b| !b.is_null()),
-                    });
-                    groups.len() - 1
-                }
-            };
-            groups[i].runs += 1;
-            raw_group.push(i);
-        }
-        // Legend order and colours: palette order of the optimizer; a sweep
-        // by learning rate, on a light-to-dark ramp of the optimizer's colour.
-        let keys: Vec<(&str, Option<f64>)> = groups
+        let summaries: Vec<RunSummary> = frames
             .iter()
-            .zip(&sweep_lr)
-            .map(|(g, lr)| (g.optimizer.as_str(), *lr))
+            .map(|f| RunSummary {
+                diverged: f.diverged,
+                lr: f.lr,
+            })
             .collect();
-        let (order, colors) = sweep_order(&keys);
-        for (g, c) in groups.iter_mut().zip(colors) {
-            g.color = c;
-        }
-        let mut new_index = vec![0; groups.len()];
-        for (new, &old) in order.iter().enumerate() {
-            new_index[old] = new;
-        }
-        let mut slots: Vec<Option<Group>> = groups.into_iter().map(Some).collect();
-        let groups: Vec<Group> = order.iter().filter_map(|&i| slots[i].take()).collect();
-        let group_of = raw_group.iter().map(|&i| new_index[i]).collect();
+        let (groups, group_of) = group_runs(input, &summaries);
         let checkpoints = frames
             .iter()
             .map(|f| distinct_steps(&f.hessian))
@@ -381,7 +295,7 @@ fn lines(groups: &[Group], curves: Vec<Curve>) -> Vec<Line> {
     curves
         .into_iter()
         .zip(groups)
-        .map(|(curve, g)| Line::new(curve, g.color, g.runs > 1))
+        .map(|(curve, g)| Line::new(curve, g.color, g.several()))
         .collect()
 }
 
@@ -422,7 +336,7 @@ fn fig1(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
         panel("(d) Test accuracy", "accuracy", &acc_y, va),
     ];
     let mut entries = group_entries(&d.groups);
-    entries.extend(Entry::seeds_note(d.groups.iter().any(|g| g.runs > 1)));
+    entries.extend(Entry::seeds_note(d.groups.iter().any(|g| g.several())));
     write_figure(out_dir, "fig1_loss_accuracy", LOOK, &entries, &panels, 2)
 }
 
@@ -500,7 +414,7 @@ fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
         .iter()
         .filter(|g| is_sgd_family(&g.optimizer))
         .filter_map(|g| {
-            let threshold = g
+            let threshold = d.frames[g.runs[0]]
                 .hessian_threshold
                 .clone()
                 .or_else(|| g.lr.filter(|l| *l > 0.0).map(Threshold::two_over_eta))?;
@@ -514,7 +428,7 @@ fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
                 color: if *r == 0 { g.color } else { lighter(g.color) },
                 width: if *r == 0 { LINE_W } else { THIN_W },
                 markers: *r == 0,
-                ..Line::new(curve.clone(), g.color, *r == 0 && g.runs > 1)
+                ..Line::new(curve.clone(), g.color, *r == 0 && g.several())
             });
         }
     }
@@ -536,7 +450,7 @@ fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
         .groups
         .iter()
         .filter_map(|g| {
-            let threshold = g.precond_threshold.clone()?;
+            let threshold = d.frames[g.runs[0]].precond_threshold.clone()?;
             Some(Mark::new(threshold, darker(g.color), g.minibatch, g.lr))
         })
         .collect();
@@ -589,7 +503,7 @@ fn fig2(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
         true,
         crate::threshold::legend(h_marks.iter().chain(&p_marks)),
     ));
-    entries.extend(Entry::seeds_note(d.groups.iter().any(|g| g.runs > 1)));
+    entries.extend(Entry::seeds_note(d.groups.iter().any(|g| g.several())));
     write_figure(out_dir, "fig2_eigenvalues", LOOK, &entries, &[a, b], 2)
 }
 
@@ -645,7 +559,7 @@ fn fig3(d: &Loaded, out_dir: &Path, along: XAxis) -> Result<Vec<String>, ReportE
         },
     ];
     let mut entries = group_entries(&d.groups);
-    let several = d.groups.iter().any(|g| g.runs > 1);
+    let several = d.groups.iter().any(|g| g.several());
     entries.extend(Entry::seeds_note(several));
     if along == XAxis::Loss {
         entries.push(Entry::note(loss_note(several)));
@@ -691,7 +605,7 @@ fn fig9(d: &Loaded, out_dir: &Path) -> Result<Vec<String>, ReportError> {
         },
     ];
     let mut entries = group_entries(&d.groups);
-    entries.extend(Entry::seeds_note(d.groups.iter().any(|g| g.runs > 1)));
+    entries.extend(Entry::seeds_note(d.groups.iter().any(|g| g.several())));
     write_figure(out_dir, "fig9_alignment", LOOK, &entries, &panels, 2)
 }
 

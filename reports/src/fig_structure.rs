@@ -17,12 +17,16 @@ use crate::aging;
 use crate::axis::{Axis, Scale};
 use crate::chart::{
     finite_range, hollow_marker, loss_cut_note, loss_floor, loss_note, pe, text_style, unit_axis,
-    untrusted_text, XAxis, GRID_MAJOR, GRID_MINOR, INK, LOSS_X_DESC, MARKER_R, REF_GREY, WIDTH,
+    XAxis, GRID_MAJOR, GRID_MINOR, INK, LOSS_X_DESC, MARKER_R, REF_GREY, WIDTH,
 };
-use crate::data::{bools, data_err, f64s, i64s, kept_at_loss, Kind, LossClock, Table};
+use crate::data::{
+    bools, data_err, f64s, group_runs, i64s, kept_at_loss, Group, Kind, LossClock, RunSummary,
+    Table,
+};
 use crate::error::ReportError;
 use crate::font::FAMILY;
-use crate::palette::{band_outline, optimizer_color, sweep_order, BAND_ALPHA};
+use crate::legend::{Entry, Layout, Sample};
+use crate::palette::{band_outline, BAND_ALPHA};
 use crate::ReportInput;
 
 mod fig10_input_mass;
@@ -39,11 +43,7 @@ use fig6_ipr::*;
 use fig7_layer_mass::*;
 use fig8_localization_map::*;
 
-const TITLE_PX: f64 = 44.0;
-const AXIS_DESC_PX: f64 = 40.0;
-const TICK_PX: f64 = 34.0;
-const LEGEND_PX: f64 = 38.0;
-const LINE_W: u32 = 5;
+use crate::chart::{AXIS_DESC_PX, LEGEND_PX, LINE_W, TICK_PX, TITLE_PX};
 const NULL_GREY: RGBColor = RGBColor(0x9A, 0x9A, 0x9A);
 const MISSING: RGBColor = RGBColor(0xE6, 0xE6, 0xE6);
 
@@ -80,7 +80,7 @@ pub fn render(input: &ReportInput, out_dir: &Path) -> Result<Vec<String>, Report
     )?;
     let ipr = Ipr::load(input, &groups)?;
     save(&ipr, "fig6_ipr", out_dir, &mut names)?;
-    let several = groups.iter().any(|g| g.runs.len() > 1);
+    let several = groups.iter().any(Group::several);
     save(
         &ipr.against_loss(several),
         "fig6_ipr_loss",
@@ -107,53 +107,20 @@ pub fn render(input: &ReportInput, out_dir: &Path) -> Result<Vec<String>, Report
 
 // ---------------------------------------------------------------- common
 
-/// The runs of one (optimizer, label), in legend order.
-struct Group {
-    optimizer: String,
-    label: String,
-    color: RGBColor,
-    /// Indices into `input.runs`; the first is the "first seed".
-    runs: Vec<usize>,
-}
-
 /// The settings, a diverged seed apart from the others with its label
 /// saying so (as in every figure).
 fn groups(input: &ReportInput) -> Result<Vec<Group>, ReportError> {
-    let mut gs: Vec<Group> = Vec::new();
-    for (i, r) in input.runs.iter().enumerate() {
-        let label = if crate::data::diverged(r.file("train.arrow")?)? {
-            format!("{} (diverged)", r.label)
-        } else {
-            r.label.clone()
-        };
-        match gs
-            .iter_mut()
-            .find(|g| g.optimizer == r.optimizer && g.label == label)
-        {
-            Some(g) => g.runs.push(i),
-            None => gs.push(Group {
-                optimizer: r.optimizer.clone(),
-                label,
-                color: optimizer_color(&r.optimizer),
-                runs: vec![i],
-            }),
-        }
-    }
-    let keys: Vec<(&str, Option<f64>)> = gs
+    let summaries = input
+        .runs
         .iter()
-        .map(|g| {
-            (
-                g.optimizer.as_str(),
-                input.runs[g.runs[0]].params["lr"].as_f64(),
-            )
+        .map(|r| {
+            Ok(RunSummary {
+                diverged: crate::data::diverged(r.file("train.arrow")?)?,
+                lr: None,
+            })
         })
-        .collect();
-    let (order, colors) = sweep_order(&keys);
-    for (g, c) in gs.iter_mut().zip(colors) {
-        g.color = c;
-    }
-    let mut gs: Vec<Option<Group>> = gs.into_iter().map(Some).collect();
-    Ok(order.iter().filter_map(|&i| gs[i].take()).collect())
+        .collect::<Result<Vec<_>, ReportError>>()?;
+    Ok(group_runs(input, &summaries).0)
 }
 
 /// A figure drawn identically on the bitmap and the SVG backend.
@@ -356,29 +323,10 @@ fn line_chart<'a, DB: DrawingBackend>(
     Ok(chart)
 }
 
-/// One legend entry: a line sample, a filled swatch, or a dashed line.
-#[derive(Clone, Copy, PartialEq)]
-enum Sample {
-    Line,
-    Dashed,
-    /// Short dashes: the layer-mass-matched null.
-    Dotted,
-    Swatch,
-    /// Text only, in grey.
-    Note,
-    /// A hollow marker: the untrusted-points note.
-    Hollow,
-}
-
 /// The legend entry on hollow markers, when `any` point is untrusted; its
 /// words say so when `all` are.
 fn untrusted_entry((any, all): (bool, bool)) -> Option<Entry> {
-    let text = untrusted_text(any, all)?;
-    Some(Entry {
-        color: INK,
-        sample: Sample::Hollow,
-        text: text.to_string(),
-    })
+    Entry::untrusted_note(any, all)
 }
 
 /// (any, all) untrusted over per-point trust flags.
@@ -391,121 +339,9 @@ fn trust_flags<'a>(flags: impl IntoIterator<Item = &'a bool>) -> (bool, bool) {
     (bad > 0, n > 0 && bad == n)
 }
 
-#[derive(Clone)]
-struct Entry {
-    color: RGBColor,
-    sample: Sample,
-    text: String,
-}
-
-const SAMPLE_W: i32 = 80;
-const LEGEND_ROW_H: i32 = 58;
-
-/// Draws a centred single-row (wrapping) legend in `area` and returns nothing.
-fn draw_legend<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    entries: &[Entry],
-    px: f64,
-) -> Result<(), String> {
-    let (w, _) = area.dim_in_pixel();
-    let max_w = w as i32 - 60;
-    let mut rows: Vec<Vec<(usize, i32)>> = vec![vec![]];
-    let mut widths = vec![0i32];
-    for (i, e) in entries.iter().enumerate() {
-        let (tw, _) = area
-            .estimate_text_size(&e.text, &text_style(px, INK))
-            .map_err(pe)?;
-        let ew = tw as i32
-            + if e.sample == Sample::Note {
-                0
-            } else {
-                SAMPLE_W + 14
-            };
-        let r = rows.len() - 1;
-        if widths[r] > 0 && widths[r] + 50 + ew > max_w {
-            rows.push(vec![(i, 0)]);
-            widths.push(ew);
-        } else {
-            let x = if widths[r] > 0 { widths[r] + 50 } else { 0 };
-            rows[r].push((i, x));
-            widths[r] = x + ew;
-        }
-    }
-    for (r, row) in rows.iter().enumerate() {
-        let left0 = (w as i32 - widths[r]) / 2;
-        let y = 14 + r as i32 * LEGEND_ROW_H + LEGEND_ROW_H / 2;
-        for &(i, x) in row {
-            let e = &entries[i];
-            let left = left0 + x;
-            if e.sample == Sample::Note {
-                let style = text_style(px, e.color).pos(Pos::new(HPos::Left, VPos::Center));
-                area.draw(&Text::new(e.text.clone(), (left, y), style))
-                    .map_err(pe)?;
-                continue;
-            }
-            match e.sample {
-                Sample::Line => area
-                    .draw(&PathElement::new(
-                        vec![(left, y), (left + SAMPLE_W, y)],
-                        e.color.stroke_width(LINE_W + 1),
-                    ))
-                    .map_err(pe)?,
-                Sample::Dashed => area
-                    .draw(&plotters::element::DashedPathElement::new(
-                        vec![(left, y), (left + SAMPLE_W, y)],
-                        18,
-                        10,
-                        e.color.stroke_width(LINE_W),
-                    ))
-                    .map_err(pe)?,
-                Sample::Dotted => area
-                    .draw(&plotters::element::DashedPathElement::new(
-                        vec![(left, y), (left + SAMPLE_W, y)],
-                        6,
-                        10,
-                        e.color.stroke_width(4),
-                    ))
-                    .map_err(pe)?,
-                Sample::Swatch => area
-                    .draw(&Rectangle::new(
-                        [(left, y - 16), (left + SAMPLE_W, y + 16)],
-                        e.color.filled(),
-                    ))
-                    .map_err(pe)?,
-                Sample::Hollow => {
-                    for c in hollow_marker((left + SAMPLE_W / 2, y), MARKER_R + 2, e.color) {
-                        area.draw(&c).map_err(pe)?;
-                    }
-                }
-                Sample::Note => {}
-            }
-            let style = text_style(px, INK).pos(Pos::new(HPos::Left, VPos::Center));
-            area.draw(&Text::new(e.text.clone(), (left + SAMPLE_W + 14, y), style))
-                .map_err(pe)?;
-        }
-    }
-    Ok(())
-}
-
-fn legend_height(n_rows: usize) -> u32 {
-    28 + (n_rows as u32) * LEGEND_ROW_H as u32
-}
-
-/// How many legend rows `entries` need at the figure width (estimated).
-fn legend_rows(entries: &[Entry], px: f64) -> usize {
-    let max_w = WIDTH as f64 - 60.0;
-    let mut rows = 1;
-    let mut cur = 0.0;
-    for e in entries {
-        let w = e.text.chars().count() as f64 * px * 0.62 + f64::from(SAMPLE_W) + 14.0;
-        if cur > 0.0 && cur + 50.0 + w > max_w {
-            rows += 1;
-            cur = w;
-        } else {
-            cur += if cur > 0.0 { 50.0 + w } else { w };
-        }
-    }
-    rows
+/// The legend's layout at the figure width.
+fn legend_layout(entries: &[Entry]) -> Layout {
+    Layout::new(entries, WIDTH)
 }
 
 /// The note in an empty panel, centred: "no data" or why it is empty.

@@ -3,26 +3,22 @@
 
 use std::path::Path;
 
-use plotters::prelude::*;
-
 use crate::axis::{Axis, Scale};
 use crate::chart::{
     auto_scale, curve_values, distinct_steps, loss_axis, loss_cut_note, loss_floor, loss_note,
-    pairs_note, step_axis, unit_axis, write_figure, y_axis, Entry, Line, Look, Panel, RefLine, INK,
+    pairs_note, step_axis, unit_axis, write_figure, y_axis, Line, Look, Panel, RefLine, INK,
     LINE_W, REF_GREY, REF_W,
 };
-use crate::data::{aggregate, load_run, Curve, RunFrames, Tagged};
+use crate::data::{aggregate, group_runs, load_run, Curve, Group, RunFrames, RunSummary, Tagged};
 use crate::error::ReportError;
-use crate::palette::{darker, is_sgd_family, optimizer_color, sweep_order};
+use crate::legend::Entry;
+use crate::palette::{darker, is_sgd_family};
 use crate::threshold::{Mark, Threshold};
 use crate::ReportInput;
 
 /// A larger title than the other figures', and the empty note above the
 /// middle, where a lone reference line does not run.
-const LOOK: Look = Look {
-    title_px: 48.0,
-    empty_at: 0.72,
-};
+const LOOK: Look = Look { empty_at: 0.72 };
 
 /// Every fixed string the figure draws (the font test checks its glyphs).
 #[cfg_attr(not(test), allow(dead_code))]
@@ -50,23 +46,12 @@ pub(crate) const TEXTS: &[&str] = &[
     "10⁻¹²³⁴⁵⁶⁷⁸⁹ 2×10⁰ −1",
 ];
 
-/// A group of runs drawn as one curve: same optimizer, same label.
-struct Group {
-    optimizer: String,
-    label: String,
-    color: RGBColor,
-    runs: usize,
-    lr: Option<f64>,
-    /// The Hessian's stability threshold from spectrum.arrow, per step
-    /// (None: no spectrum file, or no threshold for this optimizer).
-    threshold: Option<Threshold>,
-    /// Trained on minibatches: its threshold is the full-batch reference.
-    minibatch: bool,
-}
-
 /// Everything the figure draws, aggregated.
 pub(crate) struct FigureData {
     groups: Vec<Group>,
+    /// Per group: the Hessian's stability threshold from spectrum.arrow, per
+    /// step (None: no spectrum file, or no threshold for this optimizer).
+    thresholds: Vec<Option<Threshold>>,
     /// The most checkpoints any run has (its eigenvalues' steps).
     checkpoints: usize,
     train_loss: Vec<Curve>,
@@ -90,86 +75,34 @@ impl FigureData {
             )?);
         }
 
-        // Group identity: (optimizer, label), where a diverged run's label
-        // says so, which keeps it apart from the seeds that did not diverge.
-        let labels: Vec<String> = input
-            .runs
+        let summaries: Vec<RunSummary> = frames
             .iter()
-            .zip(&frames)
-            .map(|(run, f)| {
-                if f.diverged {
-                    format!("{} (diverged)", run.label)
-                } else {
-                    run.label.clone()
-                }
+            .map(|f| RunSummary {
+                diverged: f.diverged,
+                lr: f.lr,
             })
             .collect();
-        let mut groups: Vec<Group> = Vec::new();
-        let mut group_of = Vec::with_capacity(input.runs.len());
-        // Per group: the configured learning rate, which orders a sweep.
-        let mut sweep_lr: Vec<Option<f64>> = Vec::new();
-        for ((run, f), label) in input.runs.iter().zip(&frames).zip(&labels) {
-            let i = match groups
-                .iter()
-                .position(|g| g.optimizer == run.optimizer && &g.label == label)
-            {
-                Some(i) => i,
-                None => {
-                    let threshold = match run.files.get("metrics/spectrum.arrow") {
-                        Some(p) => crate::threshold::load(p)?.0,
-                        None => None,
-                    };
-                    let minibatch = run.params.get("batch_size").is_some_and(|b| !b.is_null());
-                    sweep_lr.push(run.params["lr"].as_f64());
-                    groups.push(Group {
-                        optimizer: run.optimizer.clone(),
-                        label: label.clone(),
-                        color: optimizer_color(&run.optimizer),
-                        runs: 0,
-                        lr: f.lr,
-                        threshold,
-                        minibatch,
-                    });
-                    groups.len() - 1
-                }
-            };
-            groups[i].runs += 1;
-            group_of.push(i);
-        }
-        // Legend order and colours: palette order of the optimizer; a sweep
-        // by learning rate, on a light-to-dark ramp of the optimizer's colour.
-        let keys: Vec<(&str, Option<f64>)> = groups
+        let (sorted, group_of) = group_runs(input, &summaries);
+        // The Hessian's stability threshold from the first run's spectrum.arrow.
+        let thresholds = sorted
             .iter()
-            .zip(&sweep_lr)
-            .map(|(g, lr)| (g.optimizer.as_str(), *lr))
-            .collect();
-        let (order, colors) = sweep_order(&keys);
-        for (g, c) in groups.iter_mut().zip(colors) {
-            g.color = c;
-        }
-        let mut sorted: Vec<Group> = Vec::with_capacity(groups.len());
-        for &i in &order {
-            let g = &groups[i];
-            sorted.push(Group {
-                optimizer: g.optimizer.clone(),
-                label: g.label.clone(),
-                color: g.color,
-                runs: g.runs,
-                lr: g.lr,
-                threshold: g.threshold.clone(),
-                minibatch: g.minibatch,
-            });
-        }
+            .map(
+                |g| match input.runs[g.runs[0]].files.get("metrics/spectrum.arrow") {
+                    Some(p) => Ok(crate::threshold::load(p)?.0),
+                    None => Ok(None),
+                },
+            )
+            .collect::<Result<Vec<_>, ReportError>>()?;
 
         let tag = |pick: fn(&RunFrames) -> &polars::prelude::DataFrame| -> Vec<Tagged<'_>> {
             input
                 .runs
                 .iter()
                 .zip(&frames)
-                .zip(&labels)
-                .map(|((run, f), label)| Tagged {
+                .zip(&group_of)
+                .map(|((run, f), &g)| Tagged {
                     optimizer: &run.optimizer,
-                    label,
+                    label: &sorted[g].label,
                     frame: pick(f),
                 })
                 .collect()
@@ -197,6 +130,7 @@ impl FigureData {
             .unwrap_or(0);
         Ok(FigureData {
             groups: sorted,
+            thresholds,
             checkpoints,
             train_loss,
             test_loss,
@@ -212,11 +146,11 @@ impl FigureData {
     fn threshold_marks(&self) -> Vec<Mark> {
         self.groups
             .iter()
-            .filter(|g| is_sgd_family(&g.optimizer))
-            .filter_map(|g| {
+            .zip(&self.thresholds)
+            .filter(|(g, _)| is_sgd_family(&g.optimizer))
+            .filter_map(|(g, threshold)| {
                 let lr = g.lr?;
-                let threshold = g
-                    .threshold
+                let threshold = threshold
                     .clone()
                     .unwrap_or_else(|| Threshold::two_over_eta(lr));
                 Some(Mark::new(threshold, darker(g.color), g.minibatch, Some(lr)))
@@ -238,7 +172,7 @@ impl FigureData {
         };
         let (x, x_step) = step_axis(all(), false);
         let (_, x_tn) = step_axis(all(), true);
-        let several = |i: usize| self.groups[i].runs > 1;
+        let several = |i: usize| self.groups[i].several();
         let lines = |curves: &[Curve]| -> Vec<Line> {
             curves
                 .iter()
@@ -362,7 +296,7 @@ fn legend_entries(fig: &FigureData) -> Vec<Entry> {
             crate::threshold::legend(&marks),
         ));
     }
-    entries.extend(Entry::seeds_note(fig.groups.iter().any(|g| g.runs > 1)));
+    entries.extend(Entry::seeds_note(fig.groups.iter().any(|g| g.several())));
     entries
 }
 
@@ -380,7 +314,7 @@ pub(crate) fn optimizer_comparison_loss(
     let cut = |cs: Vec<Curve>| -> Vec<Curve> { cs.iter().map(|c| c.at_least(floor)).collect() };
     let (loc, ovl) = (cut(loc), cut(ovl));
     let (x, x_desc) = loss_axis(loc.iter().chain(&ovl));
-    let several = |i: usize| fig.groups[i].runs > 1;
+    let several = |i: usize| fig.groups[i].several();
     let lines = |curves: Vec<Curve>| -> Vec<Line> {
         curves
             .into_iter()
@@ -395,7 +329,7 @@ pub(crate) fn optimizer_comparison_loss(
         .iter()
         .map(|g| Entry::line(g.color, LINE_W + 1, false, g.label.clone()))
         .collect();
-    let any_several = fig.groups.iter().any(|g| g.runs > 1);
+    let any_several = fig.groups.iter().any(|g| g.several());
     entries.extend(Entry::seeds_note(any_several));
     entries.push(Entry::note(loss_note(any_several)));
     entries.extend(floor.map(|f| Entry::note(loss_cut_note(f))));

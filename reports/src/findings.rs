@@ -268,21 +268,13 @@ fn mean_per_pair(tw: &[i64], t: &[i64], v: &[f64]) -> BTreeMap<(i64, i64), f64> 
 
 /// Reads one run; `max_z` caches each dataset file's columns' largest |z|
 /// (every run of an experiment usually shares one).
-fn load_run(
+fn load_series(
     run: &RunInput,
     max_z: &mut BTreeMap<std::path::PathBuf, Vec<f64>>,
 ) -> Result<RunSeries, ReportError> {
     // train.arrow: the loss clock.
     let path = run.file("train.arrow")?;
-    let t = Table::open(path)?;
-    let cols = [
-        t.col("step", Kind::Int)?.alias("step"),
-        t.col("train_loss", Kind::Float)?.alias("train_loss"),
-    ];
-    let df = t.query(|lf| {
-        lf.select(cols)
-            .sort(["step"], SortMultipleOptions::default())
-    })?;
+    let df = crate::data::load_train(path, &["train_loss"], false)?.frame;
     let clock = LossClock::from_frame(&df, path)?;
     let steps = f64s(&df, "step", path)?;
     let losses = f64s(&df, "train_loss", path)?;
@@ -784,7 +776,7 @@ impl Findings {
         let mut settings: Vec<Setting> = Vec::new();
         let mut max_z = BTreeMap::new();
         for run in &input.runs {
-            let s = load_run(run, &mut max_z)?;
+            let s = load_series(run, &mut max_z)?;
             match settings.iter_mut().find(|g| g.label == run.label) {
                 Some(g) => g.runs.push(s),
                 None => settings.push(Setting {

@@ -18,6 +18,7 @@ mod figures;
 pub mod findings;
 mod font;
 mod index;
+mod legend;
 mod palette;
 mod pdf;
 mod threshold;

@@ -137,29 +137,21 @@ impl InputMass {
             .max()
             .unwrap_or(0);
         let mut legend = vec![
-            Entry {
-                color: REF_GREY,
-                sample: Sample::Note,
-                text: if constant > 0 {
-                    format!(
+            Entry::note(if constant > 0 {
+                format!(
                         "one point per input column, at the last checkpoint ({constant} constant on the train split, left out)"
                     )
-                } else {
-                    "one point per input column, at the last checkpoint".into()
-                },
-            },
-            Entry {
-                color: REF_GREY,
-                sample: Sample::Dashed,
-                text: "the input layer's mass spread evenly over the columns".into(),
-            },
+            } else {
+                "one point per input column, at the last checkpoint".into()
+            }),
+            Entry::new(
+                REF_GREY,
+                Sample::Dashed(LINE_W),
+                "the input layer's mass spread evenly over the columns",
+            ),
         ];
         if let Some(n) = seed_count(groups.iter().map(|g| g.runs.len())) {
-            legend.push(Entry {
-                color: REF_GREY,
-                sample: Sample::Note,
-                text: format!("mass: mean over {n} seeds"),
-            });
+            legend.push(Entry::note(format!("mass: mean over {n} seeds")));
         }
         legend.extend(untrusted_entry(trust_flags(
             panels
@@ -171,7 +163,7 @@ impl InputMass {
     }
 
     pub(super) fn legend_h(&self) -> u32 {
-        legend_height(legend_rows(&self.legend, LEGEND_PX))
+        legend_layout(&self.legend).height()
     }
 }
 
@@ -189,7 +181,7 @@ impl Figure for InputMass {
             46,
         )?;
         let (legend, body) = rest.split_vertically(self.legend_h());
-        draw_legend(&legend, &self.legend, LEGEND_PX)?;
+        legend_layout(&self.legend).draw(&legend, &self.legend)?;
         // Shared log axes: a column with no mass or no spread is left out.
         let pos = |v: f64| v.is_finite() && v > 0.0;
         let zs = self

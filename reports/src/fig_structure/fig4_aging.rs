@@ -306,36 +306,24 @@ impl Aging {
     /// untrusted-points note.
     pub(super) fn legend(&self) -> Vec<Entry> {
         let n = self.t_ws.len();
-        let mut e: Vec<Entry> = vec![Entry {
-            color: REF_GREY,
-            sample: Sample::Note,
-            text: "waiting time:".into(),
-        }];
-        e.extend(self.t_ws.iter().enumerate().map(|(i, w)| Entry {
-            color: sequential(INK_GREY, lightness(i, n)),
-            sample: Sample::Line,
-            text: format!("t_w = {w}"),
+        let mut e: Vec<Entry> = vec![Entry::note("waiting time:")];
+        e.extend(self.t_ws.iter().enumerate().map(|(i, w)| {
+            Entry::new(
+                sequential(INK_GREY, lightness(i, n)),
+                Sample::Line(LINE_W + 1),
+                format!("t_w = {w}"),
+            )
         }));
         if let Some(seeds) = self.seed_note() {
-            e.push(Entry {
-                color: REF_GREY,
-                sample: Sample::Note,
-                text: seeds,
-            });
+            e.push(Entry::note(seeds));
         }
         if self.along == XAxis::Loss {
-            e.push(Entry {
-                color: REF_GREY,
-                sample: Sample::Note,
-                text: loss_note(self.panels.iter().any(|p| p.seeds > 1))
+            e.push(Entry::note(
+                loss_note(self.panels.iter().any(|p| p.seeds > 1))
                     .replace("at the checkpoint", "at t, decreasing to the right"),
-            });
+            ));
         }
-        e.extend(self.loss_floor.map(|f| Entry {
-            color: REF_GREY,
-            sample: Sample::Note,
-            text: loss_cut_note(f),
-        }));
+        e.extend(self.loss_floor.map(|f| Entry::note(loss_cut_note(f))));
         e.extend(untrusted_entry(self.untrusted));
         e
     }
@@ -348,7 +336,7 @@ impl Aging {
     }
 
     pub(super) fn legend_h(&self) -> u32 {
-        legend_height(legend_rows(&self.legend(), LEGEND_PX))
+        legend_layout(&self.legend()).height()
     }
 }
 
@@ -425,7 +413,7 @@ impl Figure for Aging {
         };
         let rest = headed(root, title, 90, 50)?;
         let (legend, body) = rest.split_vertically(self.legend_h());
-        draw_legend(&legend, &self.legend(), LEGEND_PX)?;
+        legend_layout(&self.legend()).draw(&legend, &self.legend())?;
         let taus = self
             .panels
             .iter()

@@ -290,41 +290,33 @@ impl Ipr {
         }
         let mut legend: Vec<Entry> = groups
             .iter()
-            .map(|g| Entry {
-                color: g.color,
-                sample: Sample::Line,
-                text: g.label.clone(),
-            })
+            .map(|g| Entry::new(g.color, Sample::Line(LINE_W + 1), g.label.clone()))
             .collect();
         if !null.is_empty() {
-            legend.push(Entry {
-                color: mix(NULL_GREY, 255.0, 0.65),
-                sample: Sample::Swatch,
-                text: null_label,
-            });
+            legend.push(Entry::new(
+                mix(NULL_GREY, 255.0, 0.65),
+                Sample::Swatch,
+                null_label,
+            ));
         }
         if panels
             .iter()
             .flat_map(|p| &p.curves)
             .any(|c| c.layer_null.iter().any(|v| v.is_finite()))
         {
-            legend.push(Entry {
-                color: REF_GREY,
-                sample: Sample::Dotted,
-                text: "layer-mass-matched null (dotted, each setting's colour)".into(),
-            });
+            legend.push(Entry::new(
+                REF_GREY,
+                Sample::Dotted,
+                "layer-mass-matched null (dotted, each setting's colour)",
+            ));
         }
-        legend.push(Entry {
-            color: REF_GREY,
-            sample: Sample::Dashed,
-            text: "random vector (3)".into(),
-        });
+        legend.push(Entry::new(
+            REF_GREY,
+            Sample::Dashed(LINE_W),
+            "random vector (3)",
+        ));
         if groups.iter().any(|g| g.runs.len() > 1) {
-            legend.push(Entry {
-                color: REF_GREY,
-                sample: Sample::Note,
-                text: "line: mean over seeds · band: min–max".into(),
-            });
+            legend.push(Entry::note("line: mean over seeds · band: min–max"));
         }
         legend.extend(untrusted_entry(trust_flags(
             panels
@@ -348,16 +340,8 @@ impl Ipr {
                 .flat_map(|c| c.ln_loss.iter().map(|l| l.exp())),
         );
         let mut legend = self.legend.clone();
-        legend.push(Entry {
-            color: REF_GREY,
-            sample: Sample::Note,
-            text: loss_note(several_seeds),
-        });
-        legend.extend(floor.map(|f| Entry {
-            color: REF_GREY,
-            sample: Sample::Note,
-            text: loss_cut_note(f),
-        }));
+        legend.push(Entry::note(loss_note(several_seeds)));
+        legend.extend(floor.map(|f| Entry::note(loss_cut_note(f))));
         Ipr {
             panels: self
                 .panels
@@ -377,7 +361,7 @@ impl Ipr {
 impl Figure for Ipr {
     fn height(&self) -> u32 {
         let rows = if self.panels.len() > 2 { 2 } else { 1 };
-        legend_height(legend_rows(&self.legend, LEGEND_PX)) + 80 + 820 * rows
+        legend_layout(&self.legend).height() + 80 + 820 * rows
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
@@ -387,9 +371,8 @@ impl Figure for Ipr {
             80,
             46,
         )?;
-        let (legend, body) =
-            rest.split_vertically(legend_height(legend_rows(&self.legend, LEGEND_PX)));
-        draw_legend(&legend, &self.legend, LEGEND_PX)?;
+        let (legend, body) = rest.split_vertically(legend_layout(&self.legend).height());
+        legend_layout(&self.legend).draw(&legend, &self.legend)?;
         let steps = self
             .panels
             .iter()

@@ -101,24 +101,22 @@ impl LayerMass {
             });
         }
         let mut legend: Vec<Entry> = (0..n_layers)
-            .map(|i| Entry {
-                color: layer_color(i, n_layers),
-                sample: Sample::Swatch,
-                text: if i == 0 {
-                    "layer 0 (input)".to_string()
-                } else if i + 1 == n_layers {
-                    format!("layer {i} (output)")
-                } else {
-                    format!("layer {i}")
-                },
+            .map(|i| {
+                Entry::new(
+                    layer_color(i, n_layers),
+                    Sample::Swatch,
+                    if i == 0 {
+                        "layer 0 (input)".to_string()
+                    } else if i + 1 == n_layers {
+                        format!("layer {i} (output)")
+                    } else {
+                        format!("layer {i}")
+                    },
+                )
             })
             .collect();
         if let Some(n) = seed_count(groups.iter().map(|g| g.runs.len())) {
-            legend.push(Entry {
-                color: REF_GREY,
-                sample: Sample::Note,
-                text: format!("shares: mean over {n} seeds"),
-            });
+            legend.push(Entry::note(format!("shares: mean over {n} seeds")));
         }
         legend.extend(untrusted_entry(trust_flags(
             panels.iter().flat_map(|p| &p.trusted),
@@ -130,7 +128,7 @@ impl LayerMass {
 impl Figure for LayerMass {
     fn height(&self) -> u32 {
         let (rows, _) = grid(self.panels.len());
-        80 + legend_height(legend_rows(&self.legend, LEGEND_PX)) + rows as u32 * GRID_ROW_H
+        80 + legend_layout(&self.legend).height() + rows as u32 * GRID_ROW_H
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
@@ -140,9 +138,8 @@ impl Figure for LayerMass {
             80,
             46,
         )?;
-        let (legend, body) =
-            rest.split_vertically(legend_height(legend_rows(&self.legend, LEGEND_PX)));
-        draw_legend(&legend, &self.legend, LEGEND_PX)?;
+        let (legend, body) = rest.split_vertically(legend_layout(&self.legend).height());
+        legend_layout(&self.legend).draw(&legend, &self.legend)?;
         let steps = self.panels.iter().flat_map(|p| p.steps.iter().copied());
         let (s0, s1) = finite_range(steps, false).unwrap_or((0.0, 1000.0));
         let x = Axis::fit(Scale::LogPlusOne, s0.max(0.0), s1.max(0.0), 0.0);
