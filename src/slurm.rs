@@ -32,22 +32,20 @@ use crate::{usage, Cli, DeviceArg, Failure, RunArgs};
 use anyhow::{anyhow, Context};
 use clap::{Args, ValueEnum};
 use experiment::{Experiment, SlurmResources};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pipeline::{
-    engine::ProgressFn, Event, EventSink, Executor, Graph, Hash, LockMode, Outcome, RunOptions,
-    StageInputs, StageInstance, Store,
-};
+use pipeline::{Event, EventSink, Graph, Hash, Outcome, RunOptions, Store};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod collect;
 mod job;
 mod ledger;
 mod queue;
 mod submit;
+mod wait;
 
 pub use job::exec;
 use ledger::*;
@@ -205,56 +203,6 @@ fn put_by_content(dir: &Path, ext: &str, bytes: &[u8]) -> anyhow::Result<PathBuf
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(p)
-}
-
-/// An executor for the final pass, which only collects what the jobs committed.
-struct NoExec;
-
-impl Executor for NoExec {
-    fn execute(
-        &self,
-        inst: &StageInstance,
-        _: &StageInputs,
-        _: &Path,
-        _: ProgressFn<'_>,
-    ) -> Result<Value, pipeline::ExecError> {
-        Err(format!("{}: not executed here", inst.id).into())
-    }
-}
-
-struct Quiet;
-
-impl EventSink for Quiet {
-    fn event(&self, _: Event<'_>) {}
-}
-
-/// Progress while the jobs run: a status line on a terminal, and a line per
-/// change of a job's state.
-struct Progress {
-    bar: ProgressBar,
-}
-
-impl Progress {
-    fn new(total: usize) -> Progress {
-        let target = if std::io::stderr().is_terminal() {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
-        let bar = ProgressBar::with_draw_target(Some(total as u64), target);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>12} [{bar:30.green/white}] {pos}/{len} jobs  {elapsed_precise}  {wide_msg}",
-            )
-            .unwrap()
-            .progress_chars("=> "),
-        );
-        bar.set_prefix("slurm");
-        Progress { bar }
-    }
-    fn line(&self, s: &str) {
-        self.bar.suspend(|| eprintln!("{s}"));
-    }
 }
 
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
@@ -508,187 +456,22 @@ pub fn run(cli: &Cli, a: &RunArgs, exp: Experiment) -> Result<(), Failure> {
         return Ok(());
     }
 
-    // Wait, polling squeue.
     let jobs: Vec<String> = planned.iter().map(|&i| job_at(i)).collect();
-    let progress = Progress::new(planned.len());
-    let mut last: HashMap<String, String> = HashMap::new();
-    let mut ended: HashMap<String, QState> = HashMap::new();
-    let mut squeue_failures = 0u32;
-    while ended.len() < jobs.len() {
-        let q = match queue_states(&jobs) {
-            Ok(q) => {
-                squeue_failures = 0;
-                q
-            }
-            Err(e) => {
-                squeue_failures += 1;
-                if squeue_failures >= 60 {
-                    progress.bar.abandon();
-                    return Err(e
-                        .context("Slurm does not answer; the jobs stay queued, run again to resume waiting")
-                        .into());
-                }
-                std::thread::sleep(Duration::from_secs(1));
-                continue;
-            }
-        };
-        let mut running = Vec::new();
-        let mut pending = 0usize;
-        for (&i, job) in planned.iter().zip(&jobs) {
-            if ended.contains_key(job) {
-                continue;
-            }
-            let id = &graph.instances[i].id;
-            let st = q.get(job).cloned().unwrap_or(QState {
-                state: "GONE".into(),
-                reason: String::new(),
-            });
-            if st.live() {
-                if st.state == "PENDING" {
-                    pending += 1;
-                } else {
-                    running.push(format!("{id} ({job})"));
-                }
-                if last.get(job) != Some(&st.state) {
-                    if st.state == "RUNNING" {
-                        progress.line(&format!("  run    {id}: job {job}"));
-                    }
-                    last.insert(job.clone(), st.state.clone());
-                }
-                continue;
-            }
-            progress.bar.inc(1);
-            match st.state.as_str() {
-                "COMPLETED" | "GONE" => {
-                    progress.line(&format!("  done   {id}: job {job}"));
-                }
-                _ if st.doomed() || st.reason.contains("DependencyNeverSatisfied") => {
-                    progress.line(&format!(
-                        "  skip   {id}: job {job} cancelled, an input failed"
-                    ));
-                }
-                _ => progress.line(&format!(
-                    "  FAILED {id}: job {job} {}; log: {}{}",
-                    describe(&st),
-                    dirs.log(job).display(),
-                    last_log_line(&dirs.log(job))
-                        .map(|l| format!("\n         {l}"))
-                        .unwrap_or_default()
-                )),
-            }
-            ended.insert(job.clone(), st);
-        }
-        progress.bar.set_message(format!(
-            "running: {}{}",
-            if running.is_empty() {
-                "none".to_string()
-            } else {
-                running.join(", ")
-            },
-            if pending > 0 {
-                format!("; pending: {pending}")
-            } else {
-                String::new()
-            }
-        ));
-        if ended.len() < jobs.len() {
-            std::thread::sleep(Duration::from_millis(1000));
-        }
-    }
-    progress.bar.finish_and_clear();
-
-    // Collect what the jobs committed: refs, the out/ view, the summary.
-    let lock = store.lock(LockMode::Wait, &|holder| {
-        eprintln!("waiting for the store lock (held by {holder})")
-    })?;
-    let opts = RunOptions {
-        jobs: 1,
-        verify: false,
-        only: Some(HashSet::new()),
-        ..Default::default()
-    };
-    let (reports, records) = pipeline::run(&store, &graph, &NoExec, &opts, &Quiet)?;
-    let ids = graph.instances.iter().map(|i| i.id.clone()).collect();
-    store.prune_refs(&graph.experiment, &ids)?;
-    let out_dir = cli.out.join(&exp.name);
-    crate::write_view(&store, &out_dir, &records)?;
-    drop(lock);
-
-    let mut stages = Vec::with_capacity(n);
-    let (mut ran, mut cached, mut failed, mut skipped) = (0, 0, 0, 0);
-    for (i, rep) in reports.iter().enumerate() {
-        let job = (plan[i] != Plan::Fresh).then(|| job_at(i));
-        let log = job.as_ref().map(|j| dirs.log(j));
-        let mut s = json!({
-            "id": rep.id, "kind": rep.kind, "key": rep.key,
-            "job": job, "log": log,
-        });
-        let committed = rep.status == Outcome::Cached;
-        let seconds = records[i].as_ref().map(|r| r.seconds).unwrap_or(0.0);
-        // A job that found its instance fresh after all (downstream of a
-        // forced stage whose outputs came out the same) executed nothing.
-        let old = records[i]
-            .as_ref()
-            .is_some_and(|r| r.finished_unix < started_unix);
-        if committed && (plan[i] == Plan::Fresh || old) {
-            cached += 1;
-            s["status"] = json!("cached");
-            s["seconds"] = json!(0.0);
-        } else if committed {
-            ran += 1;
-            s["status"] = json!("ran");
-            s["seconds"] = json!(seconds);
-        } else {
-            let job = job.unwrap_or_default();
-            let st = ended.get(&job);
-            let failed_input = graph.instances[i]
-                .inputs
-                .iter()
-                .find(|(_, d)| records[graph.position(d).expect("validated graph")].is_none());
-            let doomed = st.is_some_and(|s| s.reason.contains("DependencyNeverSatisfied"));
-            if let (Some((_, dep)), true) = (failed_input, doomed || st.is_none()) {
-                skipped += 1;
-                s["status"] = json!("skipped");
-                s["reason"] = json!(format!("input {dep} failed"));
-            } else {
-                failed += 1;
-                let log = dirs.log(&job);
-                let silent = matches!(st, Some(q) if q.state == "COMPLETED" || q.state == "GONE");
-                let why = match st {
-                    Some(_) if silent => format!(
-                        "job {job} ended without committing its result to {}: is the store on a filesystem the nodes share, at the same path?",
-                        store_root.display()
-                    ),
-                    Some(q) => format!("job {job} {}", describe(q)),
-                    None => format!("job {job} did not run"),
-                };
-                let tail = last_log_line(&log)
-                    .map(|l| format!("; last log line: {l}"))
-                    .unwrap_or_default();
-                s["status"] = json!("failed");
-                s["error"] = json!(format!("{why}; log: {}{tail}", log.display()));
-                if silent {
-                    // Failures the wait did not see as such.
-                    progress.line(&format!(
-                        "  FAILED {}: {why}; log: {}",
-                        rep.id,
-                        log.display()
-                    ));
-                }
-            }
-        }
-        stages.push(s);
-    }
-    crate::commands::RunSummary {
-        experiment: &exp.name,
-        config: &a.config,
-        store: &cli.store,
-        out: &out_dir,
-        slurm_logs: Some(dirs.logs()),
-        counts: [ran, cached, failed, skipped],
-        seconds: t0.elapsed().as_secs_f64(),
-        stages: Value::Array(stages),
-        figures: crate::figure_paths(&records, &out_dir),
-    }
-    .finish(cli.json)
+    let ended = wait::until_ended(&graph, &planned, &jobs, &dirs)?;
+    collect::summarize(
+        cli,
+        a,
+        &exp,
+        &collect::Collect {
+            store: &store,
+            store_root: &store_root,
+            graph: &graph,
+            dirs: &dirs,
+            plan: &plan,
+            jobs_of_plan: &job_at,
+            ended: &ended,
+            started_unix,
+            t0,
+        },
+    )
 }
