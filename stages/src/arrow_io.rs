@@ -1,14 +1,14 @@
 //! Reading and writing Arrow IPC files, with errors that name the file and column.
 
 use crate::error::{fmt_err, io_err, StageResult};
-use arrow::array::{
+use arrow_array::{
     Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array,
     Int64Array, ListArray, RecordBatch, StringArray,
 };
-use arrow::datatypes::{Field, Schema};
-use arrow::ipc::reader::FileReader;
-use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
-use arrow::ipc::CompressionType;
+use arrow_ipc::reader::FileReader;
+use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
+use arrow_ipc::CompressionType;
+use arrow_schema::{Field, Schema};
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
@@ -52,7 +52,7 @@ pub fn read_table(path: &Path) -> StageResult<RecordBatch> {
     for b in reader {
         batches.push(b.map_err(|e| fmt_err(path, e))?);
     }
-    arrow::compute::concat_batches(&schema, &batches).map_err(|e| fmt_err(path, e))
+    arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| fmt_err(path, e))
 }
 
 /// Typed column access with a clear error.
@@ -135,13 +135,9 @@ impl<'a> Table<'a> {
 
 /// A list<f32> column from rows of equal or different lengths.
 pub fn list_f32(rows: &[Vec<f32>]) -> ArrayRef {
-    let offsets = arrow::buffer::OffsetBuffer::from_lengths(rows.iter().map(Vec::len));
+    let offsets = arrow_buffer::OffsetBuffer::from_lengths(rows.iter().map(Vec::len));
     let values: Vec<f32> = rows.iter().flatten().copied().collect();
-    let field = Arc::new(Field::new(
-        "item",
-        arrow::datatypes::DataType::Float32,
-        false,
-    ));
+    let field = Arc::new(Field::new("item", arrow_schema::DataType::Float32, false));
     Arc::new(ListArray::new(
         field,
         offsets,
@@ -152,13 +148,9 @@ pub fn list_f32(rows: &[Vec<f32>]) -> ArrayRef {
 
 /// A list<f64> column.
 pub fn list_f64(rows: &[Vec<f64>]) -> ArrayRef {
-    let offsets = arrow::buffer::OffsetBuffer::from_lengths(rows.iter().map(Vec::len));
+    let offsets = arrow_buffer::OffsetBuffer::from_lengths(rows.iter().map(Vec::len));
     let values: Vec<f64> = rows.iter().flatten().copied().collect();
-    let field = Arc::new(Field::new(
-        "item",
-        arrow::datatypes::DataType::Float64,
-        false,
-    ));
+    let field = Arc::new(Field::new("item", arrow_schema::DataType::Float64, false));
     Arc::new(ListArray::new(
         field,
         offsets,
@@ -169,9 +161,9 @@ pub fn list_f64(rows: &[Vec<f64>]) -> ArrayRef {
 
 /// A list<i64> column.
 pub fn list_i64(rows: &[Vec<i64>]) -> ArrayRef {
-    let offsets = arrow::buffer::OffsetBuffer::from_lengths(rows.iter().map(Vec::len));
+    let offsets = arrow_buffer::OffsetBuffer::from_lengths(rows.iter().map(Vec::len));
     let values: Vec<i64> = rows.iter().flatten().copied().collect();
-    let field = Arc::new(Field::new("item", arrow::datatypes::DataType::Int64, false));
+    let field = Arc::new(Field::new("item", arrow_schema::DataType::Int64, false));
     Arc::new(ListArray::new(
         field,
         offsets,

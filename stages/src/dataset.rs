@@ -67,8 +67,8 @@
 
 use crate::arrow_io::{col_i64, col_str, write_batch, Table};
 use crate::error::{fmt_err, ParamError, StageError, StageResult};
-use arrow::array::{Array, FixedSizeListArray, Float32Array};
-use arrow::datatypes::{DataType, Field};
+use arrow_array::{Array, FixedSizeListArray, Float32Array};
+use arrow_schema::{DataType, Field};
 use flate2::read::GzDecoder;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};

@@ -88,7 +88,7 @@ use crate::arrow_io::{col_bool, col_f64, col_i32, col_i64, col_str, list_f32, wr
 use crate::error::{fmt_err, StageError, StageResult};
 use crate::mlp::Arch;
 use crate::optim::{OptName, OptimizerParams};
-use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array};
+use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array};
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -4,7 +4,7 @@
 //! `include_untrusted`, the last rank's degeneracy is unknown, and
 //! per-vector displacement is reported only for isolated vectors.
 
-use arrow::array::Array;
+use arrow_array::Array;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -180,11 +180,11 @@ fn rows(path: &Path) -> Vec<BTreeMap<String, serde_json::Value>> {
                 serde_json::Value::Null
             } else {
                 match f.data_type() {
-                    arrow::datatypes::DataType::Int64 => json!(t.i64(name).unwrap().value(i)),
-                    arrow::datatypes::DataType::Int32 => json!(t.i32(name).unwrap().value(i)),
-                    arrow::datatypes::DataType::Float64 => json!(t.f64(name).unwrap().value(i)),
-                    arrow::datatypes::DataType::Boolean => json!(t.bool(name).unwrap().value(i)),
-                    arrow::datatypes::DataType::Utf8 => json!(t.str(name).unwrap().value(i)),
+                    arrow_schema::DataType::Int64 => json!(t.i64(name).unwrap().value(i)),
+                    arrow_schema::DataType::Int32 => json!(t.i32(name).unwrap().value(i)),
+                    arrow_schema::DataType::Float64 => json!(t.f64(name).unwrap().value(i)),
+                    arrow_schema::DataType::Boolean => json!(t.bool(name).unwrap().value(i)),
+                    arrow_schema::DataType::Utf8 => json!(t.str(name).unwrap().value(i)),
                     _ => serde_json::Value::Null,
                 }
             };
