@@ -24,9 +24,28 @@ lint:
 	cargo fmt --all -- --check
 	$(WITH_TORCH) --no-python cargo clippy --release --locked --workspace --all-targets -- -D warnings
 
+# Every performance number the README states, regenerated into bench/results/
+# (JSON: the numbers, the machine, the date, the command), then the README's
+# tables rewritten from them (scripts/bench-tables.py). About an hour on 2
+# cores (the paper study and a clean build are most of it); run it on an
+# otherwise idle machine. BENCH=train (or engine, hessian, metrics, paper,
+# build) runs one.
+RESULTS := bench/results
+BENCH ?= engine train hessian metrics paper build
 bench: build
-	$(WITH_TORCH) $(BIN) bench train
-	$(WITH_TORCH) $(BIN) bench hessian
+	@mkdir -p $(RESULTS)
+	@for b in $(BENCH); do \
+	  echo "==> bench $$b" >&2; \
+	  case $$b in \
+	    engine) scripts/bench-engine.sh --json $(RESULTS)/engine.json.tmp $(BIN) >&2 ;; \
+	    train|hessian|metrics) $(WITH_TORCH) $(BIN) bench $$b --json > $(RESULTS)/$$b.json.tmp ;; \
+	    paper) scripts/bench-paper.sh $(BIN) > $(RESULTS)/paper.json.tmp ;; \
+	    build) scripts/bench-build.sh > $(RESULTS)/build.json.tmp ;; \
+	    *) echo "unknown benchmark $$b" >&2; exit 2 ;; \
+	  esac || exit 1; \
+	  mv $(RESULTS)/$$b.json.tmp $(RESULTS)/$$b.json; \
+	done
+	scripts/bench-tables.py
 
 clean-out:
 	rm -rf out .eigentrace

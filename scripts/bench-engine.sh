@@ -1,27 +1,46 @@
 #!/usr/bin/env bash
-# bench-engine.sh: time a no-op `eigentrace run` of a 101-instance sweep against
-# `dvc status` on an equivalent 101-stage dvc.yaml, side by side, on this machine.
+# bench-engine.sh: time a no-op `eigentrace run` of a sweep against `dvc status`
+# on the same DAG, side by side, on this machine.
 #
-#   scripts/bench-engine.sh [path/to/eigentrace]
+#   scripts/bench-engine.sh [--quick] [--json FILE] [path/to/eigentrace]
 #
 # Default binary: ${CARGO_TARGET_DIR:-target}/release/eigentrace. dvc comes from
 # PyPI into a venv cached in ${XDG_CACHE_HOME:-~/.cache}/eigentrace/bench-dvc-venv
 # (reused while its stamp matches; delete the folder to reinstall). No network
 # other than PyPI; dvc analytics and update checks are switched off.
 #
+# --quick: 2 seeds and 3 timed runs (CI checks that it runs and that its
+# output is consistent; the times mean nothing). --json FILE: the results,
+# with the machine and the date, for scripts/bench-tables.py.
 # Environment: BENCH_RUNS (timed no-op runs per tool, default 10).
 #
-# Both DAGs have the same shape: dataset -> 33 x (train -> hessian -> metrics)
-# -> report, i.e. 1 + 3*33 + 1 = 101 stage instances. Each tool is run once to
-# populate, checked once to be fully up to date (untimed, also a warm-up), then
-# timed BENCH_RUNS times; the median wall time is reported.
+# The DAG is the bench config's own: its instances and their inputs come
+# from `eigentrace status --json`, and dvc.yaml gets one stage per instance
+# with the same dependencies (dataset, null, 33 x train -> hessian ->
+# metrics, findings, report). Each tool is run once to populate, checked
+# once to be fully up to date (untimed, also a warm-up), then timed
+# BENCH_RUNS times; the median wall time is reported.
 set -euo pipefail
 
-RUNS=${BENCH_RUNS:-10}
-SEEDS=11                          # x 3 optimizers = 33 runs
+QUICK=0
+JSON_OUT=
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --quick) QUICK=1; shift ;;
+    --json) JSON_OUT=$2; shift 2 ;;
+    --json=*) JSON_OUT=${1#--json=}; shift ;;
+    *) break ;;
+  esac
+done
+if ((QUICK)); then
+  RUNS=${BENCH_RUNS:-3}
+  SEEDS=2
+else
+  RUNS=${BENCH_RUNS:-10}
+  SEEDS=11                          # x 3 optimizers = 33 runs
+fi
 OPTIMIZERS=(sgd adam rmsprop)
 NCHAINS=$((SEEDS * ${#OPTIMIZERS[@]}))
-NSTAGES=$((1 + 3 * NCHAINS + 1))
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench-engine: error: %s\n' "$*" >&2; exit 1; }
@@ -129,6 +148,11 @@ k = 2
 EOF
 et_run=("$ET" run "$et_dir/bench.toml" --store "$et_dir/store" --out "$et_dir/out" --device cpu)
 
+# The DAG, as eigentrace builds it: every instance and its inputs.
+"$ET" status "$et_dir/bench.toml" --store "$et_dir/store" --device cpu --json >"$et_dir/dag.json" \
+  || die "eigentrace status --json failed"
+NSTAGES=$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["stages"]))' "$et_dir/dag.json")
+
 say "eigentrace: populating (computes all $NSTAGES instances)"
 t0=$(now)
 "${et_run[@]}" >"$et_dir/populate.log" 2>&1 || { tail -20 "$et_dir/populate.log" >&2; die "eigentrace populate run failed"; }
@@ -146,7 +170,7 @@ EOF
 )
 read -r et_instances et_verdict <<<"$et_check"
 [[ $et_verdict == ok ]] || die "eigentrace no-op run recomputed stages: $et_check"
-[[ $et_instances == "$NSTAGES" ]] || die "expected $NSTAGES instances, eigentrace reports $et_instances"
+[[ $et_instances == "$NSTAGES" ]] || die "eigentrace status lists $NSTAGES instances, its run reports $et_instances"
 
 say "eigentrace: timing $RUNS no-op runs"
 time_runs "$T/et.times" "${et_run[@]}"
@@ -166,36 +190,24 @@ mkdir -p "$dvc_dir"
   "$DVC" init -q
   "$DVC" config --local core.analytics false
   "$DVC" config --local core.check_update false
-  {
-    echo "stages:"
-    echo "  dataset:"
-    echo "    cmd: echo dataset > data.txt"
-    echo "    outs: [data.txt]"
-    for ((i = 0; i < NCHAINS; i++)); do
-      cat <<EOF
-  train_$i:
-    cmd: echo train $i | cat - data.txt > train_$i.txt
-    deps: [data.txt]
-    outs: [train_$i.txt]
-  hessian_$i:
-    cmd: echo hessian $i | cat - train_$i.txt > hessian_$i.txt
-    deps: [train_$i.txt]
-    outs: [hessian_$i.txt]
-  metrics_$i:
-    cmd: echo metrics $i | cat - hessian_$i.txt > metrics_$i.txt
-    deps: [hessian_$i.txt]
-    outs: [metrics_$i.txt]
+  # One dvc stage per eigentrace instance, depending on its inputs' outputs.
+  python3 - "$et_dir/dag.json" >dvc.yaml <<'EOF'
+import json, re, sys
+stages = json.load(open(sys.argv[1]))["stages"]
+# "s_" keeps every name a plain YAML string (an instance named null is not null).
+name = lambda i: "s_" + re.sub(r"[^A-Za-z0-9_]", "_", i)
+print("stages:")
+for s in stages:
+    n = name(s["id"])
+    deps = [name(d) + ".txt" for d in s["inputs"]]
+    print(f"  {n}:")
+    print(f"    cmd: echo {n} | cat - {' '.join(deps)} > {n}.txt")
+    if deps:
+        print(f"    deps: [{', '.join(deps)}]")
+    print(f"    outs: [{n}.txt]")
 EOF
-    done
-    metrics=$(for ((i = 0; i < NCHAINS; i++)); do printf 'metrics_%d.txt ' "$i"; done)
-    echo "  report:"
-    echo "    cmd: cat ${metrics% } > report.txt"
-    metrics=${metrics% }
-    echo "    deps: [${metrics// /, }]"
-    echo "    outs: [report.txt]"
-  } >dvc.yaml
 )
-dvc_stages=$(grep -c '^  [a-z_0-9]*:$' "$dvc_dir/dvc.yaml")
+dvc_stages=$(grep -c '^  [A-Za-z_0-9]*:$' "$dvc_dir/dvc.yaml")
 [[ $dvc_stages == "$NSTAGES" ]] || die "generated dvc.yaml has $dvc_stages stages, expected $NSTAGES"
 
 say "dvc: populating with dvc repro ($NSTAGES stages; this is the slow part)"
@@ -217,7 +229,7 @@ cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null |
 minmax() { sort -g "$1" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.3f-%.3f", lo, hi }'; }
 
 echo
-echo "no-op check of a $NSTAGES-instance DAG (dataset -> ${NCHAINS} x train->hessian->metrics -> report), median of $RUNS"
+echo "no-op check of a $NSTAGES-instance DAG (dataset, null, ${NCHAINS} x train->hessian->metrics, findings, report), median of $RUNS"
 printf '%-34s %9s %12s %15s %11s\n' tool instances "median (s)" "range (s)" "populate (s)"
 printf '%-34s %9s %12s %15s %11s\n' "eigentrace run ($("$ET" --version | awk '{print $2}'), cpu)" \
   "$et_instances" "$et_median" "$(minmax "$T/et.times")" "$et_populate"
@@ -229,4 +241,26 @@ echo "ratio dvc status / eigentrace run (median): ${ratio}x"
 echo "machine: nproc=$(nproc), cpu=${cpu:-unknown}, $(uname -sm), python $(python3 -c 'import platform; print(platform.python_version())')"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 echo "total: $((SECONDS - started)) s"
+if [[ -n $JSON_OUT ]]; then
+  python3 - "$JSON_OUT" "$T" "$NSTAGES" "$dvc_stages" "$RUNS" "$QUICK" "$dvc_version" "$("$ET" --version)" "${cpu:-unknown}" <<'EOF'
+import datetime, json, os, platform, statistics, sys
+out, T, n, n_dvc, runs, quick, dvc_version, et_version, cpu = sys.argv[1:]
+times = lambda f: [float(l) for l in open(os.path.join(T, f)) if l.strip()]
+et, ets, dvc = times("et.times"), times("ets.times"), times("dvc.times")
+med = lambda v: round(statistics.median(v), 3)
+cmd = "scripts/bench-engine.sh" + (" --quick" if quick == "1" else "")
+json.dump({
+    "bench": "engine", "quick": quick == "1", "command": cmd,
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+    "machine": {"cpu": cpu, "cores": os.cpu_count(), "os": f"{platform.system().lower()} {platform.machine()}",
+                "python": platform.python_version(), "eigentrace": et_version.split()[-1]},
+    "instances": int(n), "dvc_stages": int(n_dvc), "runs": int(runs),
+    "dvc_version": dvc_version,
+    "eigentrace_run_s": et, "eigentrace_status_s": ets, "dvc_status_s": dvc,
+    "eigentrace_run_median_s": med(et), "eigentrace_status_median_s": med(ets),
+    "dvc_status_median_s": med(dvc), "ratio": round(med(dvc) / med(et), 1),
+}, open(out, "w"), indent=1)
+EOF
+  say "results: $JSON_OUT"
+fi
 exit 0

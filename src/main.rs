@@ -155,9 +155,13 @@ struct BenchArgs {
     /// Threads for both sides.
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// Timed steps per measurement.
+    /// Timed steps per measurement (train).
     #[arg(long, default_value_t = 200)]
     steps: usize,
+    /// Tiny sizes and one round: checks that the benchmark runs and that its
+    /// output is well-formed (CI); its times mean nothing.
+    #[arg(long)]
+    quick: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

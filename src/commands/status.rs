@@ -25,10 +25,19 @@ pub(crate) fn cmd_status(cli: &Cli, a: &StatusArgs) -> Result<(), Failure> {
         Vec::new()
     };
     if cli.json {
+        // Each stage with the ids of its inputs: the graph itself, e.g. for
+        // a peer tool's equivalent DAG (scripts/bench-engine.sh).
+        let mut stages = serde_json::to_value(&states).unwrap_or_default();
+        if let Some(list) = stages.as_array_mut() {
+            for (s, inst) in list.iter_mut().zip(&graph.instances) {
+                let inputs: Vec<&str> = inst.inputs.iter().map(|(_, id)| id.as_str()).collect();
+                s["inputs"] = json!(inputs);
+            }
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({ "experiment": exp.name, "stages": states, "view": view })
+                &json!({ "experiment": exp.name, "stages": stages, "view": view })
             )
             .unwrap()
         );

@@ -410,13 +410,15 @@ pub mod bench {
     }
 
     /// Full-batch steps as the train stage runs them (loss, backward,
-    /// optimizer), in [`ROUNDS`] rounds of `steps`; after each of ours,
+    /// optimizer), in `rounds` rounds of `steps` ([`ROUNDS`] for the
+    /// benchmark, 1 in its quick mode); after each of ours,
     /// `peer_round` times one round of the peer, so that both see the same
     /// machine (this one's neighbours make single rounds noisy). Medians.
     pub fn train_steps(
         widths: &[usize],
         n: usize,
         steps: usize,
+        rounds: usize,
         opt: OptName,
         kind: Kind,
         peer_round: &mut dyn FnMut() -> Result<f64, String>,
@@ -471,7 +473,7 @@ pub mod bench {
         time_ms((steps / 10).max(10), &mut step);
         time_ms(10, gemms);
         let (mut ours, mut peer, mut floor) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds.max(1) {
             ours.push(time_ms(steps, &mut step));
             floor.push(time_ms(steps, gemms));
             peer.push(peer_round()?);

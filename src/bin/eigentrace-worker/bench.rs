@@ -38,21 +38,33 @@ fn script(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-/// Training steps per second against a PyTorch eager loop.
-pub fn train(threads: usize, steps: usize) -> anyhow::Result<Value> {
+/// Training steps per second against a PyTorch eager loop. `quick`: one
+/// tiny shape, one round (CI checks that it runs, not how fast).
+pub fn train(threads: usize, steps: usize, quick: bool) -> anyhow::Result<Value> {
     tch::set_num_threads(threads as i32);
     let py = python()?;
-    let n = 1437; // the digits train split (1797 × 0.8)
+    // The digits train split (1797 × 0.8).
+    let n = if quick { 200 } else { 1437 };
+    let rounds = if quick {
+        1
+    } else {
+        stages_torch::train::bench::ROUNDS
+    };
+    let shapes: Vec<Vec<usize>> = if quick {
+        vec![vec![16, 8, 8, 4]]
+    } else {
+        vec![
+            vec![64, 32, 32, 10],
+            vec![64, 128, 128, 10],
+            vec![64, 256, 256, 10],
+        ]
+    };
     let mut rows = Vec::new();
     eprintln!(
         "{:<16} {:>7} {:>10} {:>10} {:>8} {:>9} {:>9} {:>9}",
         "widths", "P", "ours ms", "torch ms", "speedup", "GFLOP/s", "GEMM GF/s", "of GEMM"
     );
-    for widths in [
-        vec![64usize, 32, 32, 10],
-        vec![64, 128, 128, 10],
-        vec![64, 256, 256, 10],
-    ] {
+    for widths in shapes {
         let ws: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
         let mut child = peer(&py)
             .arg(script("torch_train_step.py"))
@@ -83,6 +95,7 @@ pub fn train(threads: usize, steps: usize) -> anyhow::Result<Value> {
             &widths,
             n,
             steps,
+            rounds,
             OptName::Adam,
             tch::Kind::Float,
             &mut || {
@@ -117,13 +130,15 @@ pub fn train(threads: usize, steps: usize) -> anyhow::Result<Value> {
             "speedup": torch_ms / ours.ms_per_step, "achieved_gflops": gflops, "gemm_gflops": gemm_gflops,
         }));
     }
-    Ok(json!({ "bench": "train", "threads": threads, "steps": steps, "results": rows }))
+    Ok(json!({
+        "bench": "train", "threads": threads, "steps": steps, "rounds": rounds, "results": rows,
+    }))
 }
 
 /// Hessian eigenpairs: HVP cost, R-operator blocks, our Lanczos against
 /// scipy's eigsh on torch HVPs and against deflated power iteration, and the
-/// warm start.
-pub fn hessian(threads: usize) -> anyhow::Result<Value> {
+/// warm start. `quick`: a tiny model, one repetition of each timing.
+pub fn hessian(threads: usize, quick: bool) -> anyhow::Result<Value> {
     use stages::lanczos::{lanczos, LanczosOptions, Which};
     use stages::mlp::{Activation, Arch, Init};
     use stages::optim::OptimizerParams;
@@ -134,12 +149,19 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
     tch::set_num_threads(threads as i32);
     let py = python()?;
     let dir = tempfile::tempdir()?;
-    // The model: 64-32-32-10 on a 10-class mixture (N = 1437 train rows), after 200 Adam steps.
+    // The model: 64-32-32-10 on a 10-class mixture (N = 1437 train rows),
+    // after 200 Adam steps (quick: 8-6-6-3 on 240 rows).
+    let widths: Vec<usize> = if quick {
+        vec![8, 6, 6, 3]
+    } else {
+        vec![64, 32, 32, 10]
+    };
+    let reps = |full: usize| if quick { 1 } else { full };
     let dp = stages::dataset::DatasetParams {
         kind: stages::dataset::DatasetKind::GaussianMixture,
-        classes: 10,
-        dim: 64,
-        samples: 1796,
+        classes: *widths.last().expect("widths"),
+        dim: widths[0],
+        samples: if quick { 300 } else { 1796 },
         separation: 3.0,
         test_fraction: 0.2,
         seed: 0,
@@ -151,7 +173,7 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
     let data = dir.path().join("data.arrow");
     stages::dataset::write(&ds, &data)?;
     let arch = Arch {
-        widths: vec![64, 32, 32, 10],
+        widths: widths.clone(),
         activation: Activation::Tanh,
     };
     let n = arch.num_params();
@@ -190,11 +212,11 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
             let l = arch.loss(&th, &x, &y);
             let _ = Tensor::run_backward(&[&l], &[&th], false, false);
         },
-        50,
+        reps(50),
     );
     let mut auto = HessianOperator::new(&arch, &theta_v, &x, &y, Kind::Double, Device::Cpu);
     let v1 = Tensor::randn([n as i64], (Kind::Double, Device::Cpu));
-    let hvp_s = time(&mut || drop(auto.apply_tensor(&v1)), 50);
+    let hvp_s = time(&mut || drop(auto.apply_tensor(&v1)), reps(50));
     let mut rop = stages_torch::rop::RopOperator::new(&arch, &Tensor::from_slice(&theta_v), &x, &y);
     let nrows = x.size()[0] as f64;
     let layer_flops: f64 = (0..arch.layers())
@@ -203,15 +225,16 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
     // R-forward 2, R-backward 4 (R∇W twice, R(δ) twice), one δW: ~7 GEMM-sized products per layer.
     let rop_flops_per_vec = 7.0 * layer_flops;
     let gemm_s = {
-        let a = Tensor::randn([nrows as i64, 64], (Kind::Double, Device::Cpu));
-        let w = Tensor::randn([32, 64], (Kind::Double, Device::Cpu));
-        let s = time(&mut || drop(a.matmul(&w.tr())), 200);
-        (2.0 * nrows * 64.0 * 32.0) / s
+        let (i, o) = (widths[0] as i64, widths[1] as i64);
+        let a = Tensor::randn([nrows as i64, i], (Kind::Double, Device::Cpu));
+        let w = Tensor::randn([o, i], (Kind::Double, Device::Cpu));
+        let s = time(&mut || drop(a.matmul(&w.tr())), reps(200));
+        (2.0 * nrows * (i * o) as f64) / s
     };
     let mut blocks = Vec::new();
     for b in [1i64, 4, 16] {
         let v = Tensor::randn([b, n as i64], (Kind::Double, Device::Cpu));
-        let s = time(&mut || drop(rop.apply_block(&v)), 20) / b as f64;
+        let s = time(&mut || drop(rop.apply_block(&v)), reps(20)) / b as f64;
         blocks.push(
             json!({ "b": b, "seconds_per_vector": s, "vs_autograd": hvp_s / s,
             "gflops": rop_flops_per_vec / s / 1e9, "of_gemm": rop_flops_per_vec / s / gemm_s }),
@@ -232,7 +255,7 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
     let run_lanczos = |block: usize, theta: &[f64], start: Option<&[Vec<f64>]>| {
         let mut times = Vec::new();
         let mut last = None;
-        for _ in 0..3 {
+        for _ in 0..reps(3) {
             let t0 = Instant::now();
             let mut op = Hvp::new(&arch, theta, &x, &y, Kind::Double, Device::Cpu, None);
             let r = lanczos(
@@ -245,10 +268,11 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
             last = Some(r);
         }
         times.sort_by(f64::total_cmp);
-        (last.expect("three runs"), times[1])
+        (last.expect("one run at least"), times[times.len() / 2])
     };
     let mut by_block = Vec::new();
-    for b in [1usize, 2, 4, 8, 16] {
+    let lanczos_blocks: &[usize] = if quick { &[1, 2] } else { &[1, 2, 4, 8, 16] };
+    for &b in lanczos_blocks {
         let (r, secs) = run_lanczos(b, &theta_v, None);
         by_block.push((b, r, secs));
     }
@@ -264,7 +288,11 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
         .args([
             data.to_str().unwrap(),
             ckpt.to_str().unwrap(),
-            "64,32,32,10",
+            &widths
+                .iter()
+                .map(|w| w.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
             "tanh",
             &k.to_string(),
             "1e-6",
@@ -323,7 +351,12 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
     let (cold, cold_s) = run_lanczos(default_block, &snapshots[1], None);
     let (warm, warm_s) = run_lanczos(default_block, &snapshots[1], Some(&prev));
     eprintln!(
-        "bench hessian: 64-32-32-10 tanh (P = {n}), N = {} rows, f64, {threads} threads",
+        "bench hessian: {} tanh (P = {n}), N = {} rows, f64, {threads} threads",
+        widths
+            .iter()
+            .map(|w| w.to_string())
+            .collect::<Vec<_>>()
+            .join("-"),
         nrows as usize
     );
     eprintln!("  gradient                 {:>9.3} ms", grad_s * 1e3);
@@ -372,12 +405,17 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
         cold.hvps as i64 - warm.hvps as i64
     );
     Ok(json!({
-        "bench": "hessian", "threads": threads, "params": n, "rows": nrows,
+        "bench": "hessian", "threads": threads, "widths": widths, "params": n, "rows": nrows,
+        "k": k, "tol": 1e-6, "default_block": default_block,
         "gradient_s": grad_s, "hvp_s": hvp_s, "hvp_over_gradient": hvp_s / grad_s,
         "rop_blocks": blocks, "gemm_gflops": gemm_s / 1e9,
         "ours": { "seconds": ours_s, "hvps": ours.hvps, "converged": ours.converged },
         "scipy_eigsh": sp, "eigenvalue_max_rel_diff": agree,
-        "power_iteration": { "seconds": power_s, "hvps": power_hvps, "capped": capped },
+        "power_iteration": {
+            "seconds": power_s, "hvps": power_hvps, "capped": capped,
+            "hvps_over_ours": power_hvps as f64 / ours.hvps as f64,
+        },
+        "ours_over_scipy_seconds": ours_s / sp["seconds"].as_f64().unwrap_or(f64::NAN),
         "warm_start": { "cold_hvps": cold.hvps, "warm_hvps": warm.hvps, "cold_s": cold_s, "warm_s": warm_s },
         "block_lanczos": by_block.iter().map(|(b, r, secs)| json!({ "block": b, "seconds": secs, "hvps": r.hvps, "iterations": r.iterations, "converged": r.converged })).collect::<Vec<_>>(),
     }))
@@ -385,15 +423,20 @@ pub fn hessian(threads: usize) -> anyhow::Result<Value> {
 
 /// The metrics stage on 100 checkpoints × k = 20 × P = 100k (synthetic unit
 /// vectors), timed end to end (reading vectors.arrow, writing every file).
-pub fn metrics() -> anyhow::Result<Value> {
+/// `quick`: 5 checkpoints × k = 4 of a tiny model.
+pub fn metrics(quick: bool) -> anyhow::Result<Value> {
     use stages::arrow_io::{col_f64, col_i32, col_i64, col_str, list_f32, write_batch};
     let dir = tempfile::tempdir()?;
     let arch = stages::mlp::Arch {
-        widths: vec![64, 312, 256, 10],
+        widths: if quick {
+            vec![8, 16, 16, 4]
+        } else {
+            vec![64, 312, 256, 10]
+        },
         activation: stages::mlp::Activation::Tanh,
     };
     let p = arch.num_params();
-    let (steps, k) = (100usize, 20usize);
+    let (steps, k) = if quick { (5usize, 4usize) } else { (100, 20) };
     let mut state = 0x9e3779b97f4a7c15u64;
     let mut next = || {
         // xorshift64*: synthetic vectors, no statistics needed
@@ -459,5 +502,8 @@ pub fn metrics() -> anyhow::Result<Value> {
     eprintln!(
         "bench metrics: {steps} checkpoints × k = {k} × P = {p}: {secs:.2} s (target < 10 s)"
     );
-    Ok(json!({ "bench": "metrics", "checkpoints": steps, "k": k, "params": p, "seconds": secs }))
+    Ok(json!({
+        "bench": "metrics", "widths": arch.widths, "checkpoints": steps, "k": k, "params": p,
+        "seconds": secs,
+    }))
 }

@@ -67,18 +67,20 @@ fn main() -> ExitCode {
             println!("{}", stages_torch::exec::probe());
             Ok(())
         }
-        ["bench", "metrics", threads, _steps] => {
-            tch::set_num_threads(threads.parse().unwrap_or(2));
-            bench::metrics().map(|v| println!("{v}")).map_err(|e| format!("{e:#}"))
-        }
-        ["bench", "hessian", threads, _steps] => bench::hessian(threads.parse().unwrap_or(2))
-            .map(|v| println!("{v}"))
-            .map_err(|e| format!("{e:#}")),
-        ["bench", "train", threads, steps] => {
+        ["bench", what, threads, steps, rest @ ..] => {
             let (t, s) = (threads.parse().unwrap_or(2), steps.parse().unwrap_or(200));
-            bench::train(t, s).map(|v| println!("{v}")).map_err(|e| format!("{e:#}"))
+            let quick = rest == ["quick"];
+            tch::set_num_threads(t as i32);
+            match *what {
+                "train" => bench::train(t, s, quick),
+                "hessian" => bench::hessian(t, quick),
+                "metrics" => bench::metrics(quick),
+                other => Err(anyhow::anyhow!("no benchmark {other}")),
+            }
+            .map(|v| println!("{v}"))
+            .map_err(|e| format!("{e:#}"))
         }
-        _ => Err("usage: eigentrace-worker exec <workdir> | probe | bench train <threads> <steps>\n(this is an internal tool of `eigentrace`)".into()),
+        _ => Err("usage: eigentrace-worker exec <workdir> | probe | bench train|hessian|metrics <threads> <steps> [quick]\n(this is an internal tool of `eigentrace`)".into()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

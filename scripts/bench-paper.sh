@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The end-to-end time of a study: `eigentrace run CONFIG -j 2` into an empty
+# store, every stage computed, as JSON on stdout (`make bench` keeps it in
+# bench/results/paper.json).
+#
+#   scripts/bench-paper.sh [--quick] [path/to/eigentrace]
+#
+# Default: configs/paper.toml (7 optimizers × 5 seeds; about half an hour on
+# 2 cores). --quick: configs/quick.toml (CI checks the output's form).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+config=configs/paper.toml
+quick=false
+if [[ ${1:-} == --quick ]]; then
+  config=configs/quick.toml
+  quick=true
+  shift
+fi
+ET=${1:-${CARGO_TARGET_DIR:-target}/release/eigentrace}
+[[ -x $ET ]] || { echo "bench-paper: no eigentrace binary at $ET (make build)" >&2; exit 1; }
+T=$(mktemp -d "${TMPDIR:-/tmp}/bench-paper.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+jobs=2
+start=$(date +%s.%N)
+"$ET" run "$config" -j "$jobs" --store "$T/store" --out "$T/out" --json >"$T/summary.json"
+end=$(date +%s.%N)
+python3 - "$T/summary.json" "$start" "$end" "$config" "$jobs" "$quick" "$("$ET" --version)" <<'PY'
+import datetime, json, os, platform, sys
+summary, start, end, config, jobs, quick, version = sys.argv[1:]
+d = json.load(open(summary))
+wall = float(end) - float(start)
+ran = [s for s in d["stages"] if s["status"] == "ran"]
+assert d["ok"] and len(ran) == len(d["stages"]), "every stage must run, into an empty store"
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
+print(json.dumps({
+    "bench": "paper", "quick": quick == "true",
+    "command": "scripts/bench-paper.sh" + (" --quick" if quick == "true" else ""),
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+    "machine": {"cpu": cpu, "cores": os.cpu_count(), "os": f"{platform.system().lower()} {platform.machine()}",
+                "eigentrace": version.split()[-1]},
+    "config": config, "jobs": int(jobs), "instances": len(d["stages"]),
+    "seconds": round(wall, 1), "wall": f"{int(wall // 60)} min {int(wall % 60)} s",
+    "stage_seconds": round(sum(s.get("seconds", 0.0) for s in ran), 1),
+}, indent=1))
+PY

@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""The README's performance tables, generated from the benchmarks' results.
+
+    scripts/bench-tables.py            # rewrite the README's generated blocks
+    scripts/bench-tables.py --check    # exit 1 if a block differs from its results
+    scripts/bench-tables.py --results DIR --readme FILE [--check]
+
+Each benchmark writes a JSON file into bench/results/ (`make bench`): the
+numbers, what machine they were measured on, the date and the command that
+produced them. The README holds each table between
+
+    <!-- bench:NAME -->  ...  <!-- /bench:NAME -->
+
+and this script renders every block from bench/results/NAME.json, so that a
+table and its source cannot disagree (a test runs --check). A block whose
+results file is missing is an error; a quick-mode result (CI's) is refused.
+Standard library only.
+"""
+import argparse
+import json
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fmt_int(n):
+    return f"{int(n):,}"
+
+
+def machine_line(r):
+    m = r["machine"]
+    threads = f", {m['threads']} threads" if "threads" in m else ""
+    torch = f", torch {m['torch']}" if "torch" in m else ""
+    return (
+        f"Measured by `{r['command']}` on {r['date']}: {m['cpu']}, "
+        f"{m['cores']} cores{threads}{torch}, {m['os']}."
+    )
+
+
+def engine(r):
+    rows = [
+        "| tool | median no-op |",
+        "| --- | --- |",
+        f"| `eigentrace run` | {r['eigentrace_run_median_s']:.3f} s |",
+        f"| `eigentrace status` | {r['eigentrace_status_median_s']:.3f} s |",
+        f"| `dvc status` ({r['dvc_version']}) | {r['dvc_status_median_s']:.3f} s |",
+        f"| ratio `dvc status` / `eigentrace run` | **{r['ratio']:.0f}×** |",
+        "",
+        f"{r['instances']} instances, the same DAG for both tools, median of {r['runs']} runs. "
+        + machine_line(r),
+    ]
+    return rows
+
+
+TRAIN_TARGETS = {3466: "2×", 26122: "1.5×"}
+
+
+def train(r):
+    rows = [
+        "| widths | P | ours ms/step | eager ms/step | speedup | target | ours GFLOP/s | GEMM GFLOP/s at these shapes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for x in r["results"]:
+        speedup = x["torch_eager_ms_per_step"] / x["ours_ms_per_step"]
+        rows.append(
+            f"| {'-'.join(map(str, x['widths']))} | {fmt_int(x['params'])} "
+            f"| {x['ours_ms_per_step']:.3f} | {x['torch_eager_ms_per_step']:.3f} "
+            f"| **{speedup:.2f}×** | {TRAIN_TARGETS.get(x['params'], '')} "
+            f"| {x['achieved_gflops']:.0f} | {x['gemm_gflops']:.0f} |"
+        )
+    rows += [
+        "",
+        f"{r['results'][0]['rows']} rows, Adam, f32, {r['steps']} steps per round, "
+        f"{r['rounds']} rounds each side, medians. " + machine_line(r),
+    ]
+    return rows
+
+
+def hessian(r):
+    sp = r["scipy_eigsh"]
+    pw = r["power_iteration"]
+    ws = r["warm_start"]
+    blocks = r["rop_blocks"]
+    b_label = " / ".join(str(b["b"]) for b in blocks)
+    b_ms = " / ".join(f"{b['seconds_per_vector'] * 1e3:.3f}" for b in blocks)
+    b_vs = " / ".join(f"{b['vs_autograd']:.2f}×" for b in blocks)
+    b_gf = " / ".join(f"{b['gflops']:.0f}" for b in blocks)
+    b_of = " / ".join(f"{100 * b['of_gemm']:.0f}%" for b in blocks)
+    rows = [
+        "| measurement | result | target |",
+        "| --- | --- | --- |",
+        f"| HVP (double backprop, cached graph) ÷ gradient | {r['hvp_s'] * 1e3:.3f} ms ÷ "
+        f"{r['gradient_s'] * 1e3:.3f} ms = **{r['hvp_s'] / r['gradient_s']:.2f}** | ≤ 1.5 |",
+        f"| R-operator H·V per vector, b = {b_label} | {b_ms} ms: {b_vs} autograd's speed; "
+        f"{b_gf} GFLOP/s = {b_of} of one f64 GEMM at the first layer's shape "
+        f"({r['gemm_gflops']:.0f} GFLOP/s) | |",
+        f"| our Lanczos vs scipy `eigsh` on a LinearOperator of torch HVPs | "
+        f"{r['ours']['seconds']:.3f} s ({r['ours']['hvps']} HVPs) vs {sp['seconds']:.3f} s "
+        f"({sp['hvps']} HVPs): **{r['ours']['seconds'] / sp['seconds']:.2f}×** the time; "
+        f"eigenvalues agree to {r['eigenvalue_max_rel_diff']:.1e} | ≤ 0.5× |",
+        f"| deflated power iteration (PyHessian's method) to the same residual | "
+        f"{'≥ ' if pw['capped'] else ''}{fmt_int(pw['hvps'])} HVPs: "
+        f"**{pw['hvps'] / r['ours']['hvps']:.1f}×** more than ours | ≥ 10× |",
+        f"| warm start from the checkpoint 10 steps later | {ws['warm_hvps']} HVPs instead of "
+        f"{ws['cold_hvps']} ({ws['warm_s']:.3f} s instead of {ws['cold_s']:.3f} s) | |",
+        "",
+        "| block b | " + " | ".join(str(b["block"]) for b in r["block_lanczos"]) + " |",
+        "| --- | " + " | ".join("---" for _ in r["block_lanczos"]) + " |",
+        "| HVPs to tol 1e-6 | " + " | ".join(str(b["hvps"]) for b in r["block_lanczos"]) + " |",
+        "| block iterations | "
+        + " | ".join(str(b["iterations"]) for b in r["block_lanczos"])
+        + " |",
+        "| seconds | "
+        + " | ".join(
+            (f"**{b['seconds']:.3f}**" if b["block"] == r["default_block"] else f"{b['seconds']:.3f}")
+            for b in r["block_lanczos"]
+        )
+        + " |",
+        "",
+        f"{'-'.join(map(str, r['widths']))} tanh MLP (P = {fmt_int(r['params'])}) after 200 Adam "
+        f"steps, N = {fmt_int(r['rows'])} rows, f64, k = {r['k']}, tol {r['tol']:g}; Lanczos "
+        "times are medians of 3. " + machine_line(r),
+    ]
+    return rows
+
+
+def metrics(r):
+    return [
+        f"The whole metrics stage on {r['checkpoints']} checkpoints × k = {r['k']} × "
+        f"P = {fmt_int(r['params'])} (reading a zstd vectors.arrow, every output written): "
+        f"**{r['seconds']:.1f} s**, against a 10 s target. " + machine_line(r),
+    ]
+
+
+def build(r):
+    share = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(r["compile_share"].items())[:4])
+    return [
+        f"A clean release build of both binaries (`cargo build --release --locked` into an "
+        f"empty target dir, crates already downloaded): **{r['wall']}** "
+        f"({r['cpu_s']:.0f} CPU-seconds; of the compile time: {share}). "
+        + machine_line(r),
+    ]
+
+
+def paper(r):
+    return [
+        f"`eigentrace run {r['config']} -j {r['jobs']}` into an empty store: "
+        f"**{r['wall']}** for {r['instances']} stage instances. " + machine_line(r),
+    ]
+
+
+RENDER = {
+    "engine": engine,
+    "train": train,
+    "hessian": hessian,
+    "metrics": metrics,
+    "build": build,
+    "paper": paper,
+}
+
+BLOCK = re.compile(r"(<!-- bench:(\w+) -->\n)(.*?)(<!-- /bench:\2 -->)", re.S)
+
+
+def render(readme, results_dir):
+    errors = []
+
+    def one(m):
+        name = m.group(2)
+        if name not in RENDER:
+            errors.append(f"unknown block bench:{name}")
+            return m.group(0)
+        path = os.path.join(results_dir, f"{name}.json")
+        try:
+            r = json.load(open(path))
+        except (OSError, ValueError) as e:
+            errors.append(f"{path}: {e} (run `make bench`)")
+            return m.group(0)
+        if r.get("quick"):
+            errors.append(f"{path}: a --quick result; the README takes full runs only")
+            return m.group(0)
+        body = "\n".join(RENDER[name](r)) + "\n"
+        return m.group(1) + body + m.group(4)
+
+    text = BLOCK.sub(one, readme)
+    return text, errors
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if the README is not up to date")
+    ap.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
+    a = ap.parse_args()
+    readme = open(a.readme).read()
+    text, errors = render(readme, a.results)
+    if errors:
+        for e in errors:
+            print(f"bench-tables: {e}", file=sys.stderr)
+        return 2
+    if not BLOCK.search(readme):
+        print(f"bench-tables: {a.readme} has no <!-- bench:NAME --> block", file=sys.stderr)
+        return 2
+    if a.check:
+        if text != readme:
+            names = [
+                m.group(2)
+                for m, n in zip(BLOCK.finditer(readme), BLOCK.finditer(text))
+                if m.group(0) != n.group(0)
+            ]
+            print(
+                f"bench-tables: {a.readme} disagrees with {a.results} in "
+                f"{', '.join(names)}; run scripts/bench-tables.py",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
+    if text != readme:
+        with open(a.readme, "w") as f:
+            f.write(text)
+        print(f"bench-tables: {a.readme} updated", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,323 @@
+//! Every benchmark runs here in its quick mode (tiny sizes, one round), so
+//! that none can rot unnoticed. The tests check that each runs and that its
+//! output is well-formed and consistent with itself: ratios recomputed from
+//! the times it reports, instance counts from the config, parameter counts
+//! from the widths, and the peers' eigenvalues against ours. They never
+//! check the clock.
+//!
+//! They also check that the README's performance tables are exactly what
+//! `scripts/bench-tables.py` renders from `bench/results/`, and that the
+//! check fails when a result changes.
+
+mod common;
+
+use common::BIN;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn json_of(out: std::process::Output, what: &str) -> Value {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{what} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn bench(what: &str) -> Value {
+    let out = Command::new(BIN)
+        .args(["bench", what, "--quick", "--json", "--threads", "1"])
+        .output()
+        .expect("run eigentrace bench");
+    json_of(out, &format!("eigentrace bench {what} --quick"))
+}
+
+fn f(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
+}
+
+fn close(a: f64, b: f64, what: &str) {
+    assert!(
+        a.is_finite() && b.is_finite() && (a - b).abs() <= 1e-9 * a.abs().max(b.abs()),
+        "{what}: {a} against {b}"
+    );
+}
+
+/// P of an MLP with these widths (weights and biases).
+fn params(widths: &[usize]) -> u64 {
+    widths.windows(2).map(|w| (w[0] * w[1] + w[1]) as u64).sum()
+}
+
+fn widths(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .expect("widths")
+        .iter()
+        .map(|w| w.as_u64().unwrap() as usize)
+        .collect()
+}
+
+/// The provenance every result carries: the machine, a date, the command.
+fn check_provenance(v: &Value, bench: &str, threads: Option<u64>) {
+    assert_eq!(v["bench"], bench);
+    assert_eq!(v["quick"], true, "{v}");
+    let m = &v["machine"];
+    assert!(!m["cpu"].as_str().unwrap_or("").is_empty(), "cpu in {m}");
+    assert!(m["cores"].as_u64().unwrap_or(0) >= 1, "cores in {m}");
+    if let Some(t) = threads {
+        assert_eq!(m["threads"], t);
+        assert_eq!(m["torch"], "2.13.0");
+    }
+    let date = v["date"].as_str().expect("date");
+    assert!(
+        date.len() == 10
+            && date.chars().enumerate().all(|(i, c)| if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }),
+        "date {date}"
+    );
+    let cmd = v["command"].as_str().expect("command");
+    assert!(cmd.contains("--quick"), "{cmd}");
+}
+
+#[test]
+fn bench_train_quick() {
+    let v = bench("train");
+    check_provenance(&v, "train", Some(1));
+    assert_eq!(v["rounds"], 1);
+    let rows = v["results"].as_array().expect("results");
+    assert_eq!(rows.len(), 1);
+    for r in rows {
+        assert_eq!(r["params"].as_u64().unwrap(), params(&widths(&r["widths"])));
+        let (ours, torch) = (f(r, "ours_ms_per_step"), f(r, "torch_eager_ms_per_step"));
+        assert!(ours > 0.0 && torch > 0.0);
+        close(f(r, "speedup"), torch / ours, "speedup = eager / ours");
+        assert!(f(r, "achieved_gflops") > 0.0 && f(r, "gemm_gflops") > 0.0);
+    }
+}
+
+#[test]
+fn bench_hessian_quick() {
+    let v = bench("hessian");
+    check_provenance(&v, "hessian", Some(1));
+    assert_eq!(v["params"].as_u64().unwrap(), params(&widths(&v["widths"])));
+    close(
+        f(&v, "hvp_over_gradient"),
+        f(&v, "hvp_s") / f(&v, "gradient_s"),
+        "HVP / gradient",
+    );
+    let gemm = f(&v, "gemm_gflops");
+    for b in v["rop_blocks"].as_array().unwrap() {
+        close(f(b, "of_gemm"), f(b, "gflops") / gemm, "fraction of GEMM");
+        close(
+            f(b, "vs_autograd"),
+            f(&v, "hvp_s") / f(b, "seconds_per_vector"),
+            "R-operator against autograd",
+        );
+    }
+    let ours = &v["ours"];
+    assert_eq!(ours["converged"], true);
+    let pw = &v["power_iteration"];
+    close(
+        f(pw, "hvps_over_ours"),
+        f(pw, "hvps") / f(ours, "hvps"),
+        "power iteration's HVPs / ours",
+    );
+    close(
+        f(&v, "ours_over_scipy_seconds"),
+        f(ours, "seconds") / f(&v["scipy_eigsh"], "seconds"),
+        "time ratio ours / scipy",
+    );
+    // Correctness, not speed: scipy's eigsh on torch HVPs finds our eigenvalues.
+    let agree = f(&v, "eigenvalue_max_rel_diff");
+    assert!(
+        agree < 1e-6,
+        "ours and scipy's eigenvalues differ by {agree:e}"
+    );
+    let default = v["default_block"].as_u64().unwrap();
+    let blocks = v["block_lanczos"].as_array().unwrap();
+    let d = blocks
+        .iter()
+        .find(|b| b["block"] == default)
+        .expect("the default block size is measured");
+    assert_eq!(
+        d["hvps"], ours["hvps"],
+        "the headline run is the default block's"
+    );
+    assert!(blocks.iter().all(|b| b["converged"] == true));
+}
+
+#[test]
+fn bench_metrics_quick() {
+    let v = bench("metrics");
+    check_provenance(&v, "metrics", Some(1));
+    assert_eq!(v["params"].as_u64().unwrap(), params(&widths(&v["widths"])));
+    assert!(f(&v, "seconds") > 0.0);
+    assert!(v["checkpoints"].as_u64().unwrap() >= 2 && v["k"].as_u64().unwrap() >= 1);
+}
+
+/// The engine benchmark builds dvc's DAG from `eigentrace status --json`:
+/// both tools see the same instances, and the ratio is the medians'.
+#[test]
+fn bench_engine_quick() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_json = dir.path().join("engine.json");
+    let out = Command::new(repo().join("scripts/bench-engine.sh"))
+        .arg("--quick")
+        .arg("--json")
+        .arg(&out_json)
+        .arg(BIN)
+        .output()
+        .expect("run bench-engine.sh");
+    assert!(
+        out.status.success(),
+        "bench-engine.sh --quick failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out_json).unwrap()).unwrap();
+    check_provenance(&v, "engine", None);
+    // dataset, null, 2 seeds × 3 optimizers × (train, hessian, metrics), findings, report.
+    let expected = 1 + 1 + 2 * 3 * 3 + 1 + 1;
+    assert_eq!(v["instances"], expected, "{v}");
+    assert_eq!(v["dvc_stages"], v["instances"]);
+    let median = |key: &str| {
+        let mut t: Vec<f64> = v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(t.len() as u64, v["runs"].as_u64().unwrap(), "{key}");
+        t.sort_by(f64::total_cmp);
+        let n = t.len();
+        if n % 2 == 1 {
+            t[n / 2]
+        } else {
+            (t[n / 2 - 1] + t[n / 2]) / 2.0
+        }
+    };
+    let (et, dvc) = (median("eigentrace_run_s"), median("dvc_status_s"));
+    assert!((f(&v, "eigentrace_run_median_s") - et).abs() < 6e-4);
+    assert!((f(&v, "dvc_status_median_s") - dvc).abs() < 6e-4);
+    let ratio = f(&v, "ratio");
+    let want = f(&v, "dvc_status_median_s") / f(&v, "eigentrace_run_median_s");
+    assert!(
+        (ratio - want).abs() <= 0.051,
+        "ratio {ratio} against {want}"
+    );
+}
+
+/// The study benchmark in its quick mode runs configs/quick.toml into an
+/// empty store: every instance of the config runs.
+#[test]
+fn bench_paper_quick() {
+    let out = Command::new(repo().join("scripts/bench-paper.sh"))
+        .args(["--quick", BIN])
+        .output()
+        .expect("run bench-paper.sh");
+    let v = json_of(out, "bench-paper.sh --quick");
+    check_provenance(&v, "paper", None);
+    let empty = tempfile::tempdir().unwrap();
+    let status = Command::new(BIN)
+        .args(["status", "--json", "--store"])
+        .arg(empty.path().join("store"))
+        .arg(repo().join("configs/quick.toml"))
+        .output()
+        .unwrap();
+    let st = json_of(status, "status --json");
+    assert_eq!(
+        v["instances"].as_u64().unwrap() as usize,
+        st["stages"].as_array().unwrap().len()
+    );
+    assert!(f(&v, "seconds") > 0.0 && f(&v, "seconds") >= f(&v, "stage_seconds") / 2.0);
+}
+
+/// The build benchmark's quick mode builds one small crate into an empty
+/// target dir and reads cargo's timings report.
+#[test]
+fn bench_build_quick() {
+    let out = Command::new(repo().join("scripts/bench-build.sh"))
+        .arg("--quick")
+        .current_dir(repo())
+        .output()
+        .expect("run bench-build.sh");
+    let v = json_of(out, "bench-build.sh --quick");
+    check_provenance(&v, "build", None);
+    assert!(v["units"].as_u64().unwrap() > 1, "{v}");
+    let shares: f64 = v["compile_share"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|x| x.as_f64().unwrap())
+        .sum();
+    assert!(shares > 0.0 && shares <= 1.0 + 1e-6, "{v}");
+    assert!(f(&v, "wall_s") > 0.0 && f(&v, "cpu_s") > 0.0);
+}
+
+fn tables(results: &Path, readme: &Path, check: bool) -> std::process::Output {
+    let mut c = Command::new("python3");
+    c.arg(repo().join("scripts/bench-tables.py"))
+        .arg("--results")
+        .arg(results)
+        .arg("--readme")
+        .arg(readme);
+    if check {
+        c.arg("--check");
+    }
+    c.output().expect("run bench-tables.py")
+}
+
+/// The README's tables are the committed results, rendered; a changed
+/// result makes the check fail, and rendering it changes the table.
+#[test]
+fn readme_tables_are_the_results() {
+    let results = repo().join("bench/results");
+    let readme = repo().join("README.md");
+    let out = tables(&results, &readme, true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("results");
+    std::fs::create_dir(&copy).unwrap();
+    for e in std::fs::read_dir(&results).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+    }
+    let engine = copy.join("engine.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&engine).unwrap()).unwrap();
+    v["ratio"] = serde_json::json!(f(&v, "ratio") + 7.0);
+    std::fs::write(&engine, v.to_string()).unwrap();
+    let readme_copy = dir.path().join("README.md");
+    std::fs::copy(&readme, &readme_copy).unwrap();
+    let out = tables(&copy, &readme_copy, true);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a changed result must fail the check"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("engine"));
+    assert!(tables(&copy, &readme_copy, false).status.success());
+    let text = std::fs::read_to_string(&readme_copy).unwrap();
+    assert!(text.contains(&format!("**{:.0}×**", f(&v, "ratio"))));
+    // A quick-mode result is refused.
+    v["quick"] = serde_json::json!(true);
+    std::fs::write(&engine, v.to_string()).unwrap();
+    assert_eq!(tables(&copy, &readme_copy, true).status.code(), Some(2));
+}
