@@ -120,7 +120,7 @@ def hessian(r):
         + " |",
         "",
         f"{'-'.join(map(str, r['widths']))} tanh MLP (P = {fmt_int(r['params'])}) after 200 Adam "
-        f"steps, N = {fmt_int(r['rows'])} rows, f64, k = {r['k']}, tol {r['tol']:g}; Lanczos "
+        f"steps, N = {fmt_int(r['rows'])} rows, f64, k = {r['k']}, tol {('%g' % r['tol']).replace('e-0', 'e-')}; Lanczos "
         "times are medians of 3. " + machine_line(r),
     ]
     return rows
