@@ -23,6 +23,7 @@ if [[ ${1:-} == --quick ]]; then
   shift
 fi
 rev="${1:-HEAD}"
+export BENCH_LIB="$PWD/scripts/bench"
 work="$(mktemp -d "${TMPDIR:-/tmp}/eigentrace-build.XXXXXX")"
 trap 'rm -rf "$work/src"' EXIT
 git worktree add --detach -q "$work/src" "$rev"
@@ -40,7 +41,7 @@ start=$(date +%s.%N)
 end=$(date +%s.%N)
 html=$(ls -t "$CARGO_TARGET_DIR"/cargo-timings/cargo-timing-*.html | head -1)
 python3 - "$start" "$end" "$work/cpu" "$html" "$quick" <<'EOF'
-import json, re, sys
+import json, os, re, sys
 start, end, cpu_file, html = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
 quick = sys.argv[5] == "true"
 user, sys_ = map(float, open(cpu_file).read().split())
@@ -55,13 +56,13 @@ for u in units:
     by[group] = by.get(group, 0.0) + u["duration"]
 total = sum(by.values()) or 1.0
 top = sorted(by.items(), key=lambda kv: -kv[1])[:8]
-import datetime, os, platform
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
+sys.path.insert(0, os.environ["BENCH_LIB"])
+import provenance
 print(json.dumps({
     "bench": "build", "quick": quick, "command": "scripts/bench-build.sh" + (" --quick" if quick else ""),
     "units": len(units),
-    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
-    "machine": {"cpu": cpu, "cores": os.cpu_count(), "os": f"{platform.system().lower()} {platform.machine()}"},
+    "date": provenance.today(),
+    "machine": provenance.machine(),
     "wall_s": round(wall, 1),
     "wall": f"{int(wall // 60)} min {int(wall % 60)} s",
     "cpu_s": round(user + sys_, 1),

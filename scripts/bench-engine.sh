@@ -242,18 +242,19 @@ echo "machine: nproc=$(nproc), cpu=${cpu:-unknown}, $(uname -sm), python $(pytho
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 echo "total: $((SECONDS - started)) s"
 if [[ -n $JSON_OUT ]]; then
-  python3 - "$JSON_OUT" "$T" "$NSTAGES" "$dvc_stages" "$RUNS" "$QUICK" "$dvc_version" "$("$ET" --version)" "${cpu:-unknown}" <<'EOF'
-import datetime, json, os, platform, statistics, sys
-out, T, n, n_dvc, runs, quick, dvc_version, et_version, cpu = sys.argv[1:]
+  python3 - "$JSON_OUT" "$T" "$NSTAGES" "$dvc_stages" "$RUNS" "$QUICK" "$dvc_version" "$("$ET" --version)" "$repo/scripts/bench" <<'EOF'
+import json, os, platform, statistics, sys
+out, T, n, n_dvc, runs, quick, dvc_version, et_version, lib = sys.argv[1:]
+sys.path.insert(0, lib)
+import provenance
 times = lambda f: [float(l) for l in open(os.path.join(T, f)) if l.strip()]
 et, ets, dvc = times("et.times"), times("ets.times"), times("dvc.times")
 med = lambda v: round(statistics.median(v), 3)
 cmd = "scripts/bench-engine.sh" + (" --quick" if quick == "1" else "")
 json.dump({
     "bench": "engine", "quick": quick == "1", "command": cmd,
-    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
-    "machine": {"cpu": cpu, "cores": os.cpu_count(), "os": f"{platform.system().lower()} {platform.machine()}",
-                "python": platform.python_version(), "eigentrace": et_version.split()[-1]},
+    "date": provenance.today(),
+    "machine": provenance.machine(python=platform.python_version(), eigentrace=et_version.split()[-1]),
     "instances": int(n), "dvc_stages": int(n_dvc), "runs": int(runs),
     "dvc_version": dvc_version,
     "eigentrace_run_s": et, "eigentrace_status_s": ets, "dvc_status_s": dvc,

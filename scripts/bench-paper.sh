@@ -24,20 +24,20 @@ jobs=2
 start=$(date +%s.%N)
 "$ET" run "$config" -j "$jobs" --store "$T/store" --out "$T/out" --json >"$T/summary.json"
 end=$(date +%s.%N)
-python3 - "$T/summary.json" "$start" "$end" "$config" "$jobs" "$quick" "$("$ET" --version)" <<'PY'
-import datetime, json, os, platform, sys
-summary, start, end, config, jobs, quick, version = sys.argv[1:]
+python3 - "$T/summary.json" "$start" "$end" "$config" "$jobs" "$quick" "$("$ET" --version)" "$PWD/scripts/bench" <<'PY'
+import json, sys
+summary, start, end, config, jobs, quick, version, lib = sys.argv[1:]
+sys.path.insert(0, lib)
+import provenance
 d = json.load(open(summary))
 wall = float(end) - float(start)
 ran = [s for s in d["stages"] if s["status"] == "ran"]
 assert d["ok"] and len(ran) == len(d["stages"]), "every stage must run, into an empty store"
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
 print(json.dumps({
     "bench": "paper", "quick": quick == "true",
     "command": "scripts/bench-paper.sh" + (" --quick" if quick == "true" else ""),
-    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
-    "machine": {"cpu": cpu, "cores": os.cpu_count(), "os": f"{platform.system().lower()} {platform.machine()}",
-                "eigentrace": version.split()[-1]},
+    "date": provenance.today(),
+    "machine": provenance.machine(eigentrace=version.split()[-1]),
     "config": config, "jobs": int(jobs), "instances": len(d["stages"]),
     "seconds": round(wall, 1), "wall": f"{int(wall // 60)} min {int(wall % 60)} s",
     "stage_seconds": round(sum(s.get("seconds", 0.0) for s in ran), 1),

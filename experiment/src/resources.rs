@@ -220,6 +220,12 @@ pub(crate) fn stage_memory(r: &RunSpec, s: &RunSize) -> Vec<(&'static str, Vec<P
         }
         _ => {}
     }
+    let all_vectors = format!(
+        "the eigenvectors of every checkpoint ({} checkpoints × {} vectors × P = {})",
+        x.ckpts,
+        x.k_all * x.ops,
+        x.p
+    );
     let mut out = vec![
         ("dataset", dataset),
         (
@@ -249,33 +255,13 @@ pub(crate) fn stage_memory(r: &RunSpec, s: &RunSize) -> Vec<(&'static str, Vec<P
                 params(8.0),
                 hvp.clone(),
                 lanczos.clone(),
-                vectors(
-                    format!(
-                        "the eigenvectors of every checkpoint ({} checkpoints × {} vectors × P = {})",
-                        x.ckpts,
-                        x.k_all * x.ops,
-                        x.p
-                    ),
-                    "train.checkpoints",
-                    x.ckpts,
-                    8.0,
-                ),
+                vectors(all_vectors.clone(), "train.checkpoints", x.ckpts, 8.0),
             ],
         ),
         (
             "metrics",
             vec![
-                vectors(
-                    format!(
-                        "the eigenvectors of every checkpoint ({} checkpoints × {} vectors × P = {})",
-                        x.ckpts,
-                        x.k_all * x.ops,
-                        x.p
-                    ),
-                    "train.checkpoints",
-                    x.ckpts,
-                    12.0,
-                ),
+                vectors(all_vectors, "train.checkpoints", x.ckpts, 12.0),
                 part(
                     format!(
                         "the Gram matrix of every checkpoint's top-k vectors ({} columns)",
