@@ -162,7 +162,12 @@ fn two_concurrent_runs_share_one_store_and_run_each_stage_once() {
     };
     let (a, b) = (spawn(), spawn());
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(a.status.success() && b.status.success());
+    assert!(
+        a.status.success() && b.status.success(),
+        "a concurrent run failed:\n--- a ---\n{}\n--- b ---\n{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
     let (ja, jb): (Value, Value) = (
         serde_json::from_slice(&a.stdout).unwrap(),
         serde_json::from_slice(&b.stdout).unwrap(),
