@@ -51,11 +51,16 @@ impl Store {
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
         if root.is_dir() && !root.join("records").is_dir() {
-            let nonempty = fs::read_dir(&root)
+            // Only names of the store's own layout are tolerated: another
+            // process may be creating this store right now (it makes the
+            // folder, then records/, objects/, …), and between our two
+            // checks above and here it may have made some of them.
+            const LAYOUT: [&str; 6] = ["records", "objects", "refs", "tmp", "lock", "id"];
+            let foreign = fs::read_dir(&root)
                 .at(&root)?
                 .flatten()
-                .any(|e| e.file_name() != "lock");
-            if nonempty {
+                .any(|e| !LAYOUT.iter().any(|n| e.file_name() == *n));
+            if foreign {
                 return Err(PipelineError::Refused(format!(
                     "{}: this folder is not an eigentrace store (no records/) and is not empty; \
                      pass --store with a new or existing store folder",
@@ -63,9 +68,9 @@ impl Store {
                 )));
             }
         }
-        // records/ first: it is what marks a store, so a second process
-        // opening the folder while this one creates it never sees a
-        // non-empty folder without records/ (and refuses it as foreign).
+        // records/ first: it is what marks a store. (Checking it alone was
+        // not enough: a second process could see the folder before records/
+        // and read it after objects/ — the layout check above covers that.)
         for sub in ["records", "objects", "refs", "tmp"] {
             let d = root.join(sub);
             fs::create_dir_all(&d).at(&d)?;
@@ -628,6 +633,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["x.json"]);
+    }
+
+    /// A store half made by another process (its folder and some of its
+    /// layout, records/ not yet) opens; a folder with anything else in it
+    /// is refused, and left as it was.
+    #[test]
+    fn a_half_made_store_opens_and_a_foreign_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let half = dir.path().join("half");
+        fs::create_dir_all(half.join("objects")).unwrap();
+        fs::create_dir_all(half.join("tmp")).unwrap();
+        fs::write(half.join("lock"), b"").unwrap();
+        Store::open(&half).unwrap();
+        assert!(half.join("records").is_dir());
+
+        let foreign = dir.path().join("foreign");
+        fs::create_dir_all(foreign.join("objects")).unwrap();
+        fs::write(foreign.join("paper.tex"), b"x").unwrap();
+        let err = Store::open(&foreign).unwrap_err();
+        assert!(matches!(err, PipelineError::Refused(_)), "{err}");
+        assert!(!foreign.join("records").exists());
     }
 
     #[test]
