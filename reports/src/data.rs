@@ -11,6 +11,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
+use polars_io::prelude::*;
 
 use crate::error::ReportError;
 use crate::palette::{optimizer_color, sweep_order};

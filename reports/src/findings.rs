@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use polars::prelude::*;
+use polars_io::prelude::*;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use crate::aging;

@@ -9,6 +9,7 @@ use common::layout::problems;
 use common::write_ipc;
 
 use polars::prelude::*;
+use polars_io::prelude::*;
 use reports::ReportInput;
 use std::fs::File;
 

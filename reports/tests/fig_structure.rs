@@ -11,6 +11,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
+use polars_io::prelude::*;
 use reports::{ReportError, ReportInput, RunInput};
 
 const CHECKPOINTS: [i64; 11] = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];

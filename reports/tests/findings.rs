@@ -9,6 +9,7 @@ mod common;
 use common::full::full_run;
 
 use polars::prelude::*;
+use polars_io::prelude::*;
 use reports::findings::{layer_matched_p_ipr, quantile, summarize, welch};
 use reports::ReportInput;
 use serde_json::json;

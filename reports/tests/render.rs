@@ -9,6 +9,7 @@ use std::fs::File;
 use std::path::Path;
 
 use polars::prelude::*;
+use polars_io::prelude::*;
 use reports::{render_report, ReportError, ReportInput, RunInput};
 
 const CHECKPOINTS: [i64; 12] = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000];

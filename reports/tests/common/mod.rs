@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use polars::prelude::*;
+use polars_io::prelude::*;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
