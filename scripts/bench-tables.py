@@ -136,12 +136,28 @@ def metrics(r):
 
 def build(r):
     share = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(r["compile_share"].items())[:4])
-    return [
-        f"A clean release build of both binaries (`cargo build --release --locked` into an "
-        f"empty target dir, crates already downloaded): **{r['wall']}** "
-        f"({r['cpu_s']:.0f} CPU-seconds; of the compile time: {share}). "
-        + machine_line(r),
-    ]
+    lines = []
+    if r.get("first_run_s") is not None:
+        parts = r["venv_s"] + r["wall_s"] + r["run_s"]
+        if abs(parts - r["first_run_s"]) > 0.2:
+            raise ValueError(f"first_run_s {r['first_run_s']} is not the sum of its phases ({parts:.1f})")
+        lines.append(
+            f"A newcomer's first `make run`, phase by phase: **{r['first_run']}** in all. "
+            f"Installing the libtorch venv from PyPI into an empty folder: {r['venv_s']:.0f} s; "
+            f"the release build of both binaries (`cargo build --release --locked` into an "
+            f"empty target dir, crates already downloaded): {r['wall']} "
+            f"({r['cpu_s']:.0f} CPU-seconds; of the compile time: {share}); "
+            f"`eigentrace run configs/quick.toml` into an empty store: {r['run_s']:.0f} s. "
+            + machine_line(r)
+        )
+    else:
+        lines.append(
+            f"A clean release build of both binaries (`cargo build --release --locked` into an "
+            f"empty target dir, crates already downloaded): **{r['wall']}** "
+            f"({r['cpu_s']:.0f} CPU-seconds; of the compile time: {share}). "
+            + machine_line(r)
+        )
+    return lines
 
 
 def paper(r):
@@ -180,7 +196,11 @@ def render(readme, results_dir):
         if r.get("quick"):
             errors.append(f"{path}: a --quick result; the README takes full runs only")
             return m.group(0)
-        body = "\n".join(RENDER[name](r)) + "\n"
+        try:
+            body = "\n".join(RENDER[name](r)) + "\n"
+        except (KeyError, ValueError) as e:
+            errors.append(f"{path}: {e!r}")
+            return m.group(0)
         return m.group(1) + body + m.group(4)
 
     text = BLOCK.sub(one, readme)

@@ -266,6 +266,9 @@ fn bench_build_quick() {
         .sum();
     assert!(shares > 0.0 && shares <= 1.0 + 1e-6, "{v}");
     assert!(f(&v, "wall_s") > 0.0 && f(&v, "cpu_s") > 0.0);
+    // Quick mode reuses the cached venv and runs nothing: no first-run total.
+    assert!(f(&v, "venv_s") >= 0.0, "{v}");
+    assert!(v["run_s"].is_null() && v["first_run_s"].is_null(), "{v}");
 }
 
 fn tables(results: &Path, readme: &Path, check: bool) -> std::process::Output {
