@@ -8,7 +8,6 @@
 mod common;
 use common::full::full_run;
 
-use polars::prelude::*;
 use polars_io::prelude::*;
 use reports::findings::{layer_matched_p_ipr, quantile, summarize, welch};
 use reports::ReportInput;
