@@ -186,3 +186,44 @@ fn numpy_recomputes_our_metrics_from_our_vectors() {
         assert_eq!(j["null_pairs"], 20 * 19 / 2, "{report}");
     }
 }
+
+/// `operators = ["hessian", "ggn", "fisher"]`: PyTorch rebuilds each
+/// checkpoint's model, forms the GGN and the empirical Fisher densely from
+/// torch.func's Jacobian, and checks our eigenvalues (1e-8) and our
+/// Hessian/GGN and Hessian/Fisher subspace overlaps.
+#[test]
+fn pytorch_checks_the_ggn_and_fisher_eigenpairs_and_their_overlap_with_h() {
+    let env = Env::new();
+    let text = tiny_config("curv", "[0]", &two_optimizers(0.1)).replace(
+        "k = 3",
+        "k = 3\nanalysis_size = 60\ntol = 1e-10\noperators = [\"hessian\", \"ggn\", \"fisher\"]",
+    );
+    env.run_json(&env.write_config(&text));
+    let data = env.path().join("out/curv/dataset/data.arrow");
+    for run in ["sgd-lr1e-1-s0", "adam-lr1e-2-s0"] {
+        let dir = env.path().join("out/curv/runs").join(run);
+        let out = std::process::Command::new(python())
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/python/curvature_operators.py"
+            ))
+            .arg(&dir)
+            .arg(&data)
+            .arg("60")
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        eprintln!("{run}: {report}");
+        assert!(
+            out.status.success(),
+            "{run}: {report}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let j: Value = serde_json::from_str(report.trim()).unwrap();
+        // Every checkpoint has both operators' top 3, and an overlap row each.
+        let steps = j["steps"].as_u64().unwrap();
+        assert!(steps >= 3, "{report}");
+        assert_eq!(j["overlap_rows"].as_u64().unwrap(), 2 * steps, "{report}");
+        assert!(j["pairs"].as_u64().unwrap() >= 3 * steps, "{report}");
+    }
+}

@@ -619,6 +619,65 @@ impl Experiment {
                 ),
             ));
         }
+        let ops = &f.hessian.operators;
+        if !ops.contains(&stages::hessian::Operator::Hessian) {
+            return Err(at(
+                "hessian.operators",
+                "must list \"hessian\" (the metrics and figures are the Hessian's); add the others to it, e.g. [\"hessian\", \"ggn\", \"fisher\"]",
+            ));
+        }
+        if let Some(o) = ops
+            .iter()
+            .enumerate()
+            .find_map(|(i, o)| ops[..i].contains(o).then_some(o))
+        {
+            return Err(at(
+                "hessian.operators",
+                &format!("lists \"{}\" twice; give each operator once", o.name()),
+            ));
+        }
+        let extra = ops
+            .iter()
+            .find(|&&o| o != stages::hessian::Operator::Hessian);
+        if let (Some(o), Some(_)) = (extra, f.hessian.chunk_rows) {
+            return Err(at(
+                "hessian.operators",
+                &format!(
+                    "\"{}\" has no chunked product (it keeps the whole analysis set's forward state); drop hessian.chunk_rows, or keep operators = [\"hessian\"]",
+                    o.name()
+                ),
+            ));
+        }
+        // The Fisher is a sum of N rank-one terms, the GGN of N terms of rank
+        // C − 1: beyond that rank every eigenvalue is 0, and Lanczos would
+        // return noise for them.
+        let rows = f.hessian.analysis_size.unwrap_or(n_train);
+        let classes = shape.classes;
+        if ops.contains(&stages::hessian::Operator::Fisher) && rows < 2 {
+            return Err(at(
+                "hessian.analysis_size",
+                &format!("is {rows}: the empirical Fisher averages per-row gradient outer products and needs at least 2 rows; raise it, or drop \"fisher\" from hessian.operators"),
+            ));
+        }
+        for (op, rank) in [
+            (stages::hessian::Operator::Fisher, rows),
+            (
+                stages::hessian::Operator::Ggn,
+                rows.saturating_mul(classes.saturating_sub(1)),
+            ),
+        ] {
+            if ops.contains(&op) && f.hessian.k > rank {
+                return Err(at(
+                    "hessian.operators",
+                    &format!(
+                        "\"{}\" has rank at most {rank} on {rows} analysis rows{}, below hessian.k = {}; raise hessian.analysis_size or lower k",
+                        op.name(),
+                        if op == stages::hessian::Operator::Ggn { format!(" × {} (classes − 1)", classes.saturating_sub(1)) } else { String::new() },
+                        f.hessian.k
+                    ),
+                ));
+            }
+        }
         if f.null.replicas > MAX_REPLICAS {
             return Err(at(
                 "null.replicas",

@@ -48,7 +48,7 @@ pub(crate) struct Dims {
     pub(crate) neurons: f64,
     pub(crate) hidden: f64,
     /// Checkpoints, eigenpairs per checkpoint and operator (k, or 2k with
-    /// both_ends), operators (2 with the preconditioned one).
+    /// both_ends), operators (`hessian.operators`, plus the preconditioned one).
     pub(crate) ckpts: f64,
     pub(crate) k: f64,
     pub(crate) k_all: f64,
@@ -100,11 +100,7 @@ pub(crate) fn dims(r: &RunSpec, s: &RunSize) -> Dims {
         } else {
             k
         },
-        ops: if h.preconditioned && preconditioned {
-            2.0
-        } else {
-            1.0
-        },
+        ops: h.operators.len() as f64 + f64::from(h.preconditioned && preconditioned),
         // theta (f32), theta_f64 in f64 runs, grad, update and the state.
         ckpt_bytes: p * (4.0 + if b == 8.0 { 8.0 } else { 0.0 } + b * (2.0 + states)),
         analysis,

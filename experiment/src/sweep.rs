@@ -35,6 +35,7 @@ pub(crate) const NATURAL_LISTS: &[&str] = &[
     "model.widths",
     "train.checkpoints.at",
     "dataset.teacher_widths",
+    "hessian.operators",
 ];
 
 /// Whether the list at `path` sweeps: any list but a natural one given

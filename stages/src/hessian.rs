@@ -51,6 +51,43 @@ pub fn default_tol(dtype: Dtype) -> f64 {
     }
 }
 
+/// A curvature operator whose top-k the hessian stage computes, besides the
+/// preconditioned one (docs/science.md §3). Its name is the `operator`
+/// column's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operator {
+    /// H = ∇²L(θ).
+    Hessian,
+    /// The generalized Gauss–Newton matrix G = Jᵀ H_z J (PSD).
+    Ggn,
+    /// The empirical Fisher F = (1/N) Σ_i ∇ℓ_i ∇ℓ_iᵀ (PSD).
+    Fisher,
+}
+
+impl Operator {
+    pub const ALL: [Operator; 3] = [Operator::Hessian, Operator::Ggn, Operator::Fisher];
+
+    /// The `operator` column's value, and the name in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operator::Hessian => "hessian",
+            Operator::Ggn => "ggn",
+            Operator::Fisher => "fisher",
+        }
+    }
+}
+
+fn d_operators() -> Vec<Operator> {
+    vec![Operator::Hessian]
+}
+
+/// The default list is not written into the key: a config without
+/// `operators` keeps the key it had before the field existed.
+fn is_default_operators(v: &[Operator]) -> bool {
+    v == [Operator::Hessian]
+}
+
 /// The `[hessian]` section as written: every field with its default, defined
 /// here once. `resolve` makes the stage's parameters from it.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -73,6 +110,8 @@ pub struct HessianSettings {
     pub preconditioned: bool,
     #[serde(default = "d_block")]
     pub block: usize,
+    #[serde(default = "d_operators")]
+    pub operators: Vec<Operator>,
 }
 
 impl HessianSettings {
@@ -91,6 +130,7 @@ impl HessianSettings {
             warm_start: self.warm_start,
             preconditioned: self.preconditioned,
             block: self.block,
+            operators: self.operators.clone(),
         }
     }
 }
@@ -125,6 +165,10 @@ pub struct HessianParams {
     /// Vectors per block product in block Lanczos (1 = classic Lanczos).
     #[serde(default = "d_block")]
     pub block: usize,
+    /// The operators whose top-k is computed, "hessian" always among them
+    /// (the preconditioned one is `preconditioned`'s).
+    #[serde(default = "d_operators", skip_serializing_if = "is_default_operators")]
+    pub operators: Vec<Operator>,
 }
 
 fn d_true() -> bool {

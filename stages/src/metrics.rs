@@ -24,6 +24,9 @@
 //!   Nesterov, dampening and weight decay; the adaptive methods' on their
 //!   preconditioned operators; at the learning rate scheduled at that
 //!   step), over_threshold, trusted;
+//! - `operator_overlap.arrow`, only with `hessian.operators` beyond the
+//!   Hessian: step, operator, other, subspace_overlap, grassmann,
+//!   principal_angles, chance, trusted (see [`operator_overlap`]);
 //! - `alignment.arrow`: step, grad_alignment (the analysis-set gradient of
 //!   the hessian stage's `eigen/gradient.arrow`: the same rows as the
 //!   Hessian), grad_alignment_train (the train-split gradient the checkpoint
@@ -917,6 +920,8 @@ pub fn run_with(
     }
     ov.write(&out.join("metrics/overlap.arrow"))?;
     dp.write(&out.join("metrics/displacement.arrow"))?;
+    // The Hessian's top-k subspace against the GGN's and the Fisher's.
+    operator_overlap(&bases, &pairs, out)?;
 
     // Spectrum: degeneracy and the stability thresholds.
     spectrum(&pairs, input, out)?;
@@ -934,6 +939,81 @@ pub fn run_with(
             serde_json::json!(null.get("hessian").map(|s| s.len()).unwrap_or(0));
     }
     Ok(meta)
+}
+
+/// `metrics/operator_overlap.arrow`, written when the hessian stage
+/// computed operators besides the Hessian (`hessian.operators`): at each
+/// step both have, the Hessian's top-k subspace against the other
+/// operator's, from their cross-Gram M = V_Hᵀ V_O (both orthonormal, from
+/// one symmetric Lanczos each). Columns: step, operator ("hessian"), other
+/// ("ggn", "fisher"), subspace_overlap q = ‖M‖_F²/k, grassmann,
+/// principal_angles, chance (E[q] for a uniformly random k_O-dimensional
+/// subspace: k_O/P), trusted (every top-k pair of both trusted).
+///
+/// Papyan (2019, 2020) traces the Hessian's C outliers to the GGN's class
+/// structure: q near 1 says the top of H is the GGN's.
+fn operator_overlap(bases: &Bases, pairs: &Pairs, out: &Path) -> StageResult<()> {
+    let Some(hess) = bases.get("hessian") else {
+        return Ok(());
+    };
+    let others: Vec<(&String, &StepVectors)> = bases
+        .iter()
+        .filter(|(op, _)| !matches!(op.as_str(), "hessian" | "preconditioned"))
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    let top = |vs: &[(i32, Vec<f64>)]| -> Vec<(i32, Vec<f64>)> {
+        vs.iter().filter(|(r, _)| *r >= 0).cloned().collect()
+    };
+    let (mut step, mut op, mut other, mut q, mut g, mut angles, mut chance, mut trusted) = (
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+    );
+    for (name, steps) in others {
+        for (s, vs) in steps {
+            let Some(hv) = hess.get(s) else { continue };
+            let (a, b) = (top(hv), top(vs));
+            if a.is_empty() || b.is_empty() {
+                continue;
+            }
+            let m = DMatrix::<f64>::from_fn(a.len(), b.len(), |i, j| {
+                a[i].1.iter().zip(&b[j].1).map(|(x, y)| x * y).sum()
+            });
+            let (qq, gg, ang) = overlap_from_gram(&m);
+            step.push(*s);
+            op.push("hessian".to_string());
+            other.push(name.clone());
+            q.push(qq);
+            g.push(gg);
+            angles.push(ang.iter().map(|&x| x as f32).collect::<Vec<f32>>());
+            chance.push(b.len() as f64 / a[0].1.len() as f64);
+            trusted.push(
+                a.iter().all(|(r, _)| pairs.trusted("hessian", *s, *r))
+                    && b.iter().all(|(r, _)| pairs.trusted(name, *s, *r)),
+            );
+        }
+    }
+    write_batch(
+        &out.join("metrics/operator_overlap.arrow"),
+        vec![
+            ("step", col_i64(step)),
+            ("operator", col_str(&op)),
+            ("other", col_str(&other)),
+            ("subspace_overlap", col_f64(q)),
+            ("grassmann", col_f64(g)),
+            ("principal_angles", list_f32(&angles)),
+            ("chance", col_f64(chance)),
+            ("trusted", col_bool(trusted)),
+        ],
+        false,
+    )
 }
 
 /// The stability threshold of `operator`'s top eigenvalue for the update

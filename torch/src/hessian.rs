@@ -10,7 +10,7 @@ use stages::arrow_io::{
 };
 use stages::dataset;
 use stages::error::{fmt_err, io_err, StageError, StageResult};
-use stages::hessian::{preconditioner_inv_sqrt, HessianParams, NullParams};
+use stages::hessian::{preconditioner_inv_sqrt, HessianParams, NullParams, Operator};
 use stages::lanczos::{lanczos, LanczosOptions};
 use stages::mlp::Arch;
 use stages::optim::OptimizerParams;
@@ -180,6 +180,31 @@ impl Hvp {
         }
     }
 
+    /// A·X for the block, A the Hessian, the GGN or the empirical Fisher.
+    /// The GGN and the Fisher have only the R-operator's form: the stage
+    /// refuses them with `chunk_rows` (the config check does first).
+    pub fn apply_operator_block(
+        &mut self,
+        op: Operator,
+        xs: &[Vec<f64>],
+        ys: &mut [Vec<f64>],
+    ) -> StageResult<()> {
+        match (self, op) {
+            (h, Operator::Hessian) => h.apply_block(xs, ys),
+            (Hvp::Rop(r), op) => r.apply_operator_vecs(op, xs, ys),
+            (Hvp::Autograd(_), op) => {
+                return Err(StageError::Param {
+                    field: "hessian.operators".into(),
+                    msg: format!(
+                        "\"{}\" has no chunked product; drop hessian.chunk_rows or the operator",
+                        op.name()
+                    ),
+                })
+            }
+        }
+        Ok(())
+    }
+
     /// H·X for the block, or D (H + wd·I) D·X when a diagonal scaling `d`
     /// is given (the preconditioned operator D^{-1/2}(H + wd·I)D^{-1/2}, with
     /// the L2 weight decay `wd` the update adds to the gradient).
@@ -334,21 +359,36 @@ pub fn run(
             seed: p.seed.wrapping_add(*step),
             block: p.block,
         };
-        let mut operators: Vec<(&'static str, Option<Vec<f64>>)> = vec![("hessian", None)];
+        // Each operator once, in the config's order, then the preconditioned
+        // Hessian: (name, which product, the diagonal scaling if any).
+        let mut operators: Vec<(&'static str, Operator, Option<Vec<f64>>)> =
+            p.operators.iter().map(|&o| (o.name(), o, None)).collect();
+        if p.chunk_rows.is_some() && p.operators.iter().any(|&o| o != Operator::Hessian) {
+            return Err(StageError::Param {
+                field: "hessian.operators".into(),
+                msg: "the GGN and the Fisher have no chunked product; drop hessian.chunk_rows or those operators".into(),
+            });
+        }
         let wd = stages::hessian::coupled_weight_decay(optimizer);
         if p.preconditioned {
             if let Some(d) = preconditioner_inv_sqrt(optimizer, &ck) {
-                operators.push(("preconditioned", Some(d)));
+                operators.push(("preconditioned", Operator::Hessian, Some(d)));
             }
         }
-        for (name, scale) in operators {
+        for (name, product, scale) in operators {
             let start = if p.warm_start {
                 previous.get(name).map(Vec::as_slice)
             } else {
                 None
             };
-            let mut apply = |xs: &[Vec<f64>], ys: &mut [Vec<f64>]| {
-                op.apply_scaled(scale.as_deref(), wd, xs, ys)
+            let mut failed: Option<StageError> = None;
+            let mut apply = |xs: &[Vec<f64>], ys: &mut [Vec<f64>]| match product {
+                Operator::Hessian => op.apply_scaled(scale.as_deref(), wd, xs, ys),
+                other => {
+                    if let Err(e) = op.apply_operator_block(other, xs, ys) {
+                        failed.get_or_insert(e);
+                    }
+                }
             };
             // The operator's rounding level: the stop test's floor, and
             // what each eigenvalue must stand clear of to be resolved.
@@ -358,6 +398,9 @@ pub fn run(
                 ..opts.clone()
             };
             let r = lanczos(n, &mut apply, &opts, start);
+            if let Some(e) = failed {
+                return Err(e);
+            }
             if r.pairs.iter().any(|q| !q.value.is_finite()) {
                 continue;
             }

@@ -25,6 +25,7 @@
 //! down to 1 − p_c = 1e-300 (`tests/stable_xent.rs`).
 
 use crate::mlp::ActivationExt;
+use stages::hessian::Operator;
 use stages::mlp::{Activation, Arch, ParamBlock};
 use tch::{Kind, Tensor};
 
@@ -80,6 +81,15 @@ pub fn softmax_r(p_off: &Tensor, pivot: &Tensor, r_z: &Tensor) -> Tensor {
     let r_pivot = r.sum_dim_intlist([-1i64].as_slice(), true, kind).neg();
     let _ = r.scatter_(-1, &idx, &r_pivot);
     r
+}
+
+/// A block of directions' entries for one weight matrix: [b, out, in].
+fn view_w(t: &Tensor, blk: &ParamBlock) -> Tensor {
+    t.narrow(-1, blk.offset as i64, blk.numel as i64).view([
+        -1,
+        blk.shape[0] as i64,
+        blk.shape[1] as i64,
+    ])
 }
 
 /// The forward state at one θ on fixed rows, reused by every product.
@@ -158,67 +168,126 @@ impl RopOperator {
 
     /// H·V for V of shape [b, P]; returns [b, P].
     pub fn apply_block(&mut self, v: &Tensor) -> Tensor {
+        self.apply_operator(Operator::Hessian, v)
+    }
+
+    /// A·V for V of shape [b, P], A the Hessian, its generalized
+    /// Gauss–Newton part or the empirical Fisher (docs/science.md §3):
+    ///
+    /// - `Hessian`: the R-operator of the module doc.
+    /// - `Ggn`: G = Jᵀ H_z J, J = ∂z/∂θ, H_z the cross-entropy's Hessian in
+    ///   the logits (PSD). J·V is the forward R-pass, H_z·(J·V) is R(δ_L),
+    ///   and Jᵀ is plain backpropagation through the network linearized at
+    ///   θ: the R-operator without the terms that carry δ_l (the residual
+    ///   Σ_i Σ_c ∂ℓ_i/∂z_ic ∇²z_ic / N, which is H − G).
+    /// - `Fisher`: F = (1/N) Σ_i g_i g_iᵀ, g_i = ∇ℓ_i the per-row gradient.
+    ///   g_i = N·(δ_{l,i} ⊗ h_{l-1,i}) per layer (δ already carries 1/N), so
+    ///   s_i = g_iᵀv = N Σ_l ⟨δ_{l,i}, h_{l-1,i} dW_lᵀ + db_l⟩ and
+    ///   F·v = (1/N) Σ_i s_i g_i: two passes over the rows' matmuls, no
+    ///   per-row gradient ever stored.
+    pub fn apply_operator(&mut self, op: Operator, v: &Tensor) -> Tensor {
         tch::no_grad(|| {
-            let b = v.size()[0];
-            self.products += b as usize;
-            let blocks = &self.blocks;
-            let layers = self.arch.layers();
-            let view_w = |t: &Tensor, blk: &ParamBlock| {
-                t.narrow(-1, blk.offset as i64, blk.numel as i64).view([
-                    -1,
-                    blk.shape[0] as i64,
-                    blk.shape[1] as i64,
-                ])
-            };
-            let w_of = |l: usize| {
-                let w = &blocks[2 * l];
-                self.theta
-                    .narrow(0, w.offset as i64, w.numel as i64)
-                    .view([w.shape[0] as i64, w.shape[1] as i64])
-            };
-            // Forward R-pass. r_h: [b, N, width] (None for h_0, where R(h_0) = 0).
-            let mut r_hs: Vec<Option<Tensor>> = vec![None];
-            let mut r_as: Vec<Tensor> = Vec::new();
-            for l in 0..layers {
-                let (wb, bb) = (&blocks[2 * l], &blocks[2 * l + 1]);
-                let dw = view_w(v, wb); // [b, out, in]
-                let db = v.narrow(1, bb.offset as i64, bb.numel as i64).unsqueeze(1); // [b, 1, out]
-                                                                                      // h_{l-1} dW_lᵀ: [N, in] × [b, in, out] → [b, N, out]
-                let mut r_a = self.hs[l].matmul(&dw.transpose(1, 2)) + db;
-                if let Some(rh) = &r_hs[l] {
-                    r_a += rh.matmul(&w_of(l).tr());
-                }
-                if l + 1 < layers {
-                    r_hs.push(Some(&r_a * &self.d1[l]));
-                }
-                r_as.push(r_a);
+            self.products += v.size()[0] as usize;
+            match op {
+                Operator::Fisher => self.fisher(v),
+                Operator::Hessian => self.rop(v, true),
+                Operator::Ggn => self.rop(v, false),
             }
-            // R(δ_L) = R(p) / N, pivoted on each row's argmax (module doc).
-            let mut r_delta = softmax_r(&self.p_off, &self.pivot, &r_as[layers - 1]) / self.n;
-            let p_total = v.size()[1];
-            let out = Tensor::zeros([b, p_total], (v.kind(), v.device()));
-            for l in (0..layers).rev() {
-                let (wb, bb) = (&blocks[2 * l], &blocks[2 * l + 1]);
-                // R(∇W_l) = R(δ_l)ᵀ h_{l-1} + δ_lᵀ R(h_{l-1}) : [b, out, in]
-                let mut gw = r_delta.transpose(1, 2).matmul(&self.hs[l]);
-                if let Some(rh) = &r_hs[l] {
-                    gw += self.deltas[l].tr().matmul(rh);
-                }
-                out.narrow(1, wb.offset as i64, wb.numel as i64)
-                    .copy_(&gw.reshape([b, -1]));
-                let gb = r_delta.sum_dim_intlist([1i64].as_slice(), false, r_delta.kind());
-                out.narrow(1, bb.offset as i64, bb.numel as i64).copy_(&gb);
-                if l > 0 {
-                    let w = w_of(l);
-                    let dw = view_w(v, wb);
+        })
+    }
+
+    fn w_of(&self, l: usize) -> Tensor {
+        let w = &self.blocks[2 * l];
+        self.theta
+            .narrow(0, w.offset as i64, w.numel as i64)
+            .view([w.shape[0] as i64, w.shape[1] as i64])
+    }
+
+    /// The R-operator; without `residual`, only its Gauss–Newton part.
+    fn rop(&self, v: &Tensor, residual: bool) -> Tensor {
+        let b = v.size()[0];
+        let blocks = &self.blocks;
+        let layers = self.arch.layers();
+        // Forward R-pass. r_h: [b, N, width] (None for h_0, where R(h_0) = 0).
+        let mut r_hs: Vec<Option<Tensor>> = vec![None];
+        let mut r_as: Vec<Tensor> = Vec::new();
+        for l in 0..layers {
+            let (wb, bb) = (&blocks[2 * l], &blocks[2 * l + 1]);
+            let dw = view_w(v, wb); // [b, out, in]
+            let db = v.narrow(1, bb.offset as i64, bb.numel as i64).unsqueeze(1); // [b, 1, out]
+                                                                                  // h_{l-1} dW_lᵀ: [N, in] × [b, in, out] → [b, N, out]
+            let mut r_a = self.hs[l].matmul(&dw.transpose(1, 2)) + db;
+            if let Some(rh) = &r_hs[l] {
+                r_a += rh.matmul(&self.w_of(l).tr());
+            }
+            if l + 1 < layers {
+                r_hs.push(Some(&r_a * &self.d1[l]));
+            }
+            r_as.push(r_a);
+        }
+        // R(δ_L) = R(p) / N, pivoted on each row's argmax (module doc).
+        let mut r_delta = softmax_r(&self.p_off, &self.pivot, &r_as[layers - 1]) / self.n;
+        let p_total = v.size()[1];
+        let out = Tensor::zeros([b, p_total], (v.kind(), v.device()));
+        for l in (0..layers).rev() {
+            let (wb, bb) = (&blocks[2 * l], &blocks[2 * l + 1]);
+            // R(∇W_l) = R(δ_l)ᵀ h_{l-1} + δ_lᵀ R(h_{l-1}) : [b, out, in]
+            let mut gw = r_delta.transpose(1, 2).matmul(&self.hs[l]);
+            if let (true, Some(rh)) = (residual, &r_hs[l]) {
+                gw += self.deltas[l].tr().matmul(rh);
+            }
+            out.narrow(1, wb.offset as i64, wb.numel as i64)
+                .copy_(&gw.reshape([b, -1]));
+            let gb = r_delta.sum_dim_intlist([1i64].as_slice(), false, r_delta.kind());
+            out.narrow(1, bb.offset as i64, bb.numel as i64).copy_(&gb);
+            if l > 0 {
+                let w = self.w_of(l);
+                if residual {
                     // (R(δ_l) W_l + δ_l dW_l) ⊙ σ'(a_{l-1}) + (δ_l W_l) ⊙ σ''(a_{l-1}) ⊙ R(a_{l-1})
+                    let dw = view_w(v, wb);
                     let back = r_delta.matmul(&w) + self.deltas[l].matmul(&dw);
                     let dw_l = self.deltas[l].mm(&w);
                     r_delta = back * &self.d1[l - 1] + (&dw_l * &self.d2[l - 1]) * &r_as[l - 1];
+                } else {
+                    r_delta = r_delta.matmul(&w) * &self.d1[l - 1];
                 }
             }
-            out
-        })
+        }
+        out
+    }
+
+    /// F·V for the empirical Fisher (see [`Self::apply_operator`]).
+    fn fisher(&self, v: &Tensor) -> Tensor {
+        let b = v.size()[0];
+        let blocks = &self.blocks;
+        let layers = self.arch.layers();
+        // s[b, N] = Σ_l Σ_out δ_l ⊙ (h_{l-1} dW_lᵀ + db_l), times N.
+        let mut s: Option<Tensor> = None;
+        for l in 0..layers {
+            let (wb, bb) = (&blocks[2 * l], &blocks[2 * l + 1]);
+            let dw = view_w(v, wb);
+            let db = v.narrow(1, bb.offset as i64, bb.numel as i64).unsqueeze(1);
+            let lin = self.hs[l].matmul(&dw.transpose(1, 2)) + db; // [b, N, out]
+            let part = (lin * &self.deltas[l]).sum_dim_intlist([-1i64].as_slice(), false, v.kind());
+            s = Some(match s {
+                Some(acc) => acc + part,
+                None => part,
+            });
+        }
+        let s = s.expect("at least one layer") * self.n; // g_iᵀv, [b, N]
+        let s = s.unsqueeze(-1); // [b, N, 1]
+        let out = Tensor::zeros([b, v.size()[1]], (v.kind(), v.device()));
+        for l in 0..layers {
+            let (wb, bb) = (&blocks[2 * l], &blocks[2 * l + 1]);
+            // (1/N) Σ_i s_i g_i = Σ_i s_i δ_{l,i} h_{l-1,i}ᵀ (δ carries 1/N, g_i has N).
+            let sd = &s * &self.deltas[l]; // [b, N, out]
+            let gw = sd.transpose(1, 2).matmul(&self.hs[l]); // [b, out, in]
+            out.narrow(1, wb.offset as i64, wb.numel as i64)
+                .copy_(&gw.reshape([b, -1]));
+            let gb = sd.sum_dim_intlist([1i64].as_slice(), false, v.kind());
+            out.narrow(1, bb.offset as i64, bb.numel as i64).copy_(&gb);
+        }
+        out
     }
 
     /// H·v for one vector [P].
@@ -232,6 +301,12 @@ impl RopOperator {
 
     /// H·X for the vectors `xs`, in one block product, into `ys`.
     pub fn apply_vecs(&mut self, xs: &[Vec<f64>], ys: &mut [Vec<f64>]) {
+        self.apply_operator_vecs(Operator::Hessian, xs, ys)
+    }
+
+    /// A·X for the operator `op` (see [`Self::apply_operator`]), in one
+    /// block product, into `ys`.
+    pub fn apply_operator_vecs(&mut self, op: Operator, xs: &[Vec<f64>], ys: &mut [Vec<f64>]) {
         if xs.is_empty() {
             return;
         }
@@ -240,7 +315,7 @@ impl RopOperator {
             .view([xs.len() as i64, -1])
             .to_kind(self.kind())
             .to_device(self.theta.device());
-        let hv = crate::train::tensor_f64(&self.apply_block(&v));
+        let hv = crate::train::tensor_f64(&self.apply_operator(op, &v));
         for (y, row) in ys.iter_mut().zip(hv.chunks(xs[0].len())) {
             y.copy_from_slice(row);
         }

@@ -348,6 +348,7 @@ fn stored_residuals_are_true_residuals() {
         warm_start: true,
         preconditioned: true,
         block: 1,
+        operators: vec![stages::hessian::Operator::Hessian],
     };
     let cks: Vec<(u64, std::path::PathBuf)> = [0u64, 10, 20]
         .iter()
