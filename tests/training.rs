@@ -189,14 +189,15 @@ fn numpy_recomputes_our_metrics_from_our_vectors() {
 
 /// `operators = ["hessian", "ggn", "fisher"]`: PyTorch rebuilds each
 /// checkpoint's model, forms the GGN and the empirical Fisher densely from
-/// torch.func's Jacobian, and checks our eigenvalues (1e-8) and our
-/// Hessian/GGN and Hessian/Fisher subspace overlaps.
+/// torch.func's Jacobian, and checks our eigenvalues (1e-8), our
+/// Hessian/GGN and Hessian/Fisher subspace overlaps, and our trace
+/// estimates (`[trace]`, each within 4 of its standard errors).
 #[test]
 fn pytorch_checks_the_ggn_and_fisher_eigenpairs_and_their_overlap_with_h() {
     let env = Env::new();
     let text = tiny_config("curv", "[0]", &two_optimizers(0.1)).replace(
         "k = 3",
-        "k = 3\nanalysis_size = 60\ntol = 1e-10\noperators = [\"hessian\", \"ggn\", \"fisher\"]",
+        "k = 3\nanalysis_size = 60\ntol = 1e-10\noperators = [\"hessian\", \"ggn\", \"fisher\"]\n\n[trace]\nmatvecs = 60",
     );
     env.run_json(&env.write_config(&text));
     let data = env.path().join("out/curv/dataset/data.arrow");
@@ -225,5 +226,12 @@ fn pytorch_checks_the_ggn_and_fisher_eigenpairs_and_their_overlap_with_h() {
         assert!(steps >= 3, "{report}");
         assert_eq!(j["overlap_rows"].as_u64().unwrap(), 2 * steps, "{report}");
         assert!(j["pairs"].as_u64().unwrap() >= 3 * steps, "{report}");
+        // [trace]: per step and operator, two whole-θ estimates and three
+        // blocks for each of the 2 layers.
+        assert_eq!(
+            j["trace_rows"].as_u64().unwrap(),
+            steps * 3 * (2 + 3 * 2),
+            "{report}"
+        );
     }
 }

@@ -24,6 +24,8 @@ pub const MAX_K: usize = 10_000;
 pub const MAX_LANCZOS_ITER: usize = 1_000_000;
 /// The most vectors per block product (`hessian.block`).
 pub const MAX_BLOCK: usize = 64;
+/// Products per trace estimator (`[trace] matvecs`).
+pub const MAX_TRACE_MATVECS: usize = 10_000;
 /// The most fresh initializations of the null model (`null.replicas`).
 pub const MAX_REPLICAS: usize = 1_000;
 

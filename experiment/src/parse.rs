@@ -351,6 +351,7 @@ impl Experiment {
             "optimizer",
             "hessian",
             "null",
+            "trace",
             "metrics",
         ];
         if let Some(k) = root.keys().find(|k| !KEYS.contains(&k.as_str())) {
@@ -381,10 +382,11 @@ impl Experiment {
             ("train", "steps = 1000"),
             ("hessian", "k = 10"),
             ("null", "replicas = 5"),
+            ("trace", "matvecs = 90"),
             ("metrics", "include_untrusted = true"),
         ] {
             match root.get(s) {
-                None if s == "null" || s == "metrics" => {}
+                None if s == "null" || s == "metrics" || s == "trace" => {}
                 None => {
                     return Err(at(
                         s,
@@ -678,6 +680,14 @@ impl Experiment {
                 ));
             }
         }
+        if let Some(t) = &f.trace {
+            if !(3..=MAX_TRACE_MATVECS).contains(&t.matvecs) {
+                return Err(at(
+                    "trace.matvecs",
+                    &format!("must be in 3..={MAX_TRACE_MATVECS} (products per estimator; Hutch++ splits them in three)"),
+                ));
+            }
+        }
         if f.null.replicas > MAX_REPLICAS {
             return Err(at(
                 "null.replicas",
@@ -708,7 +718,8 @@ impl Experiment {
             seed: f.seed,
             dtype: f.dtype,
         };
-        let hessian = f.hessian.resolve(f.dtype);
+        let mut hessian = f.hessian.resolve(f.dtype);
+        hessian.trace = f.trace.clone();
         Ok(Point {
             train,
             hessian,

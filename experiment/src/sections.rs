@@ -84,6 +84,9 @@ pub(crate) struct PointFile {
     pub(crate) hessian: stages::hessian::HessianSettings,
     #[serde(default)]
     pub(crate) null: NullSection,
+    /// `[trace]`: absent = no trace estimates; an empty table = the defaults.
+    #[serde(default)]
+    pub(crate) trace: Option<stages::hessian::TraceParams>,
     /// `[metrics]`: `include_untrusted`, `degeneracy_threshold` (both
     /// optional; unknown fields refused by `MetricsParams` itself).
     #[serde(default)]

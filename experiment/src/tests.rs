@@ -913,6 +913,20 @@ const BAD: &[(&str, &str, &str, &str, &str)] = &[
     ),
     (
         "k = 3",
+        "k = 3\n\n[trace]\nmatvecs = 2",
+        "trace.matvecs",
+        "matvecs = 2",
+        "3..=10000",
+    ),
+    (
+        "k = 3",
+        "k = 3\n\n[trace]\nprobes = 30",
+        "trace.probes",
+        "probes = 30",
+        "unknown field `probes`",
+    ),
+    (
+        "k = 3",
         "k = 3\nanalysis_size = 1000",
         "hessian.analysis_size",
         "analysis_size = 1000",

@@ -88,6 +88,32 @@ fn is_default_operators(v: &[Operator]) -> bool {
     v == [Operator::Hessian]
 }
 
+/// The `[trace]` section: stochastic trace estimates of each operator in
+/// `hessian.operators` at every checkpoint (`crate::trace`), written to
+/// `eigen/trace.arrow`. An empty `[trace]` means the defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceParams {
+    /// Products per estimator: Hutchinson takes this many probes, Hutch++
+    /// splits this many products in three.
+    #[serde(default = "d_trace_matvecs")]
+    pub matvecs: usize,
+}
+
+/// 90 products: Hutch++'s sketch of 30 and 30 residual probes.
+pub const DEFAULT_TRACE_MATVECS: usize = 90;
+fn d_trace_matvecs() -> usize {
+    DEFAULT_TRACE_MATVECS
+}
+
+impl Default for TraceParams {
+    fn default() -> Self {
+        TraceParams {
+            matvecs: DEFAULT_TRACE_MATVECS,
+        }
+    }
+}
+
 /// The `[hessian]` section as written: every field with its default, defined
 /// here once. `resolve` makes the stage's parameters from it.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -131,6 +157,7 @@ impl HessianSettings {
             preconditioned: self.preconditioned,
             block: self.block,
             operators: self.operators.clone(),
+            trace: None,
         }
     }
 }
@@ -169,6 +196,9 @@ pub struct HessianParams {
     /// (the preconditioned one is `preconditioned`'s).
     #[serde(default = "d_operators", skip_serializing_if = "is_default_operators")]
     pub operators: Vec<Operator>,
+    /// Trace estimates (the `[trace]` section); None = none, and no key change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceParams>,
 }
 
 fn d_true() -> bool {

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod mlp;
 pub mod optim;
 pub mod runtime;
+pub mod trace;
 pub mod train;
 pub mod worker;
 

@@ -115,7 +115,44 @@ if overlap_err > 1e-9:
     failures.append(f"overlap from our vectors: error {overlap_err}")
 if dense_overlap_err > 1e-4:
     failures.append(f"overlap against the dense eigenvectors: error {dense_overlap_err}")
-print(json.dumps({"worst": worst, "pairs": checked, "steps": len(steps),
+# eigen/trace.arrow (with [trace]): Hutch++ and Hutchinson against the dense
+# traces, each within 4 of its own standard errors; the layer blocks too.
+trace_rows, trace_z = 0, 0.0
+try:
+    traces = ipc.open_file(f"{run}/eigen/trace.arrow").read_all().to_pylist()
+except FileNotFoundError:
+    traces = []
+dense_traces = {}
+for step in sorted({r["step"] for r in traces}):
+    ck = load_file(f"{run}/checkpoints/step_{step:08d}.safetensors")
+    theta = ck["theta_f64"]
+    n = x.shape[0]
+    J = torch.func.jacrev(logits)(theta)
+    p = torch.softmax(logits(theta), -1)
+    hz = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+    G = torch.einsum("ncp,ncd,ndq->pq", J, hz, J) / n
+    g = torch.einsum("ncp,nc->np", J, p - torch.nn.functional.one_hot(y, p.shape[1]))
+    mats = {"hessian": torch.func.hessian(loss)(theta), "ggn": G, "fisher": g.T @ g / n}
+    for r in traces:
+        if r["step"] != step:
+            continue
+        d = torch.diagonal(mats[r["operator"]])
+        if r["layer"] < 0:
+            truth = d.sum().item()
+        else:
+            w, b = blocks[f"layers.{r['layer']}.weight"], blocks[f"layers.{r['layer']}.bias"]
+            lo, hi = {"all": (w["offset"], b["offset"] + b["numel"]),
+                      "weight": (w["offset"], w["offset"] + w["numel"]),
+                      "bias": (b["offset"], b["offset"] + b["numel"])}[r["block"]]
+            truth = d[lo:hi].sum().item()
+        z = abs(r["trace"] - truth) / r["std_error"] if r["std_error"] > 0 else 0.0
+        if r["std_error"] == 0 and abs(r["trace"] - truth) > 1e-9 * abs(truth):
+            z = float("inf")
+        trace_rows += 1
+        trace_z = max(trace_z, z)
+        if z > 4:
+            failures.append(f"trace step {step} {r['operator']} {r['method']} layer {r['layer']} {r['block']}: {r['trace']} vs {truth} (σ {r['std_error']})")
+print(json.dumps({"worst": worst, "trace_rows": trace_rows, "trace_max_z": trace_z, "pairs": checked, "steps": len(steps),
                   "overlap_rows": len(overlaps), "overlap_err": overlap_err,
                   "dense_overlap_err": dense_overlap_err, "failures": failures}))
 sys.exit(1 if failures else 0)

@@ -326,6 +326,8 @@ pub fn run(
     }
     let mut rows = Rows::default();
     let mut grads = Gradients::default();
+    let mut traces = Traces::default();
+    let trace_blocks = layer_blocks(arch);
     let mut backprop = crate::backprop::Backprop::new(arch, kind, dev);
     let mut total_hvps = 0usize;
     // The previous checkpoint's vectors, per operator, for the warm start.
@@ -435,10 +437,44 @@ pub fn run(
                     .collect(),
             );
         }
+        if let Some(tp) = &p.trace {
+            for (oi, &o) in p.operators.iter().enumerate() {
+                let mut failed: Option<StageError> = None;
+                let mut apply = |xs: &[Vec<f64>], ys: &mut [Vec<f64>]| {
+                    if let Err(e) = op.apply_operator_block(o, xs, ys) {
+                        failed.get_or_insert(e);
+                    }
+                };
+                let seed = p.seed.wrapping_add(*step) ^ ((oi as u64) << 40);
+                let ranges: Vec<std::ops::Range<usize>> =
+                    trace_blocks.iter().map(|(_, _, r)| r.clone()).collect();
+                let (h, per_block) = stages::trace::hutchinson(
+                    n,
+                    &mut apply,
+                    tp.matvecs,
+                    seed,
+                    &ranges,
+                    TRACE_BATCH,
+                );
+                let pp = stages::trace::hutch_pp(n, &mut apply, tp.matvecs, seed, TRACE_BATCH);
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                total_hvps += h.matvecs + pp.matvecs;
+                traces.push(*step, o.name(), "hutchinson", -1, "all", &h);
+                traces.push(*step, o.name(), "hutch++", -1, "all", &pp);
+                for ((layer, block, _), e) in trace_blocks.iter().zip(&per_block) {
+                    traces.push(*step, o.name(), "hutchinson", *layer, block, e);
+                }
+            }
+        }
         progress(ci as u64 + 1, checkpoints.len() as u64, "checkpoints");
     }
     rows.write(out, "eigen", "step")?;
     grads.write(out)?;
+    if p.trace.is_some() {
+        traces.write(&out.join("eigen/trace.arrow"))?;
+    }
     // config.toml: the train stage's resolved config plus ours.
     let mut cfg: toml::Table = toml::from_str(train_config)
         .map_err(|e| StageError::Other(format!("train_config.toml: {e}")))?;
@@ -448,6 +484,78 @@ pub fn run(
     let text = toml::to_string_pretty(&cfg).map_err(|e| StageError::Other(e.to_string()))?;
     std::fs::write(out.join("config.toml"), text).map_err(io_err(out.join("config.toml")))?;
     Ok(serde_json::json!({ "hvps": total_hvps, "checkpoints": checkpoints.len() }))
+}
+
+/// Vectors per batched product in the trace estimators.
+const TRACE_BATCH: usize = 16;
+
+/// Each layer's diagonal blocks for the per-layer traces: (layer, "all" |
+/// "weight" | "bias", coordinate range). A layer's weights and bias are
+/// contiguous in θ (weights first).
+fn layer_blocks(arch: &Arch) -> Vec<(i64, &'static str, std::ops::Range<usize>)> {
+    let map = arch.param_map();
+    let mut out = Vec::new();
+    for pair in map.chunks(2) {
+        let (w, b) = (&pair[0], &pair[1]);
+        let l = w.layer as i64;
+        out.push((l, "all", w.offset..b.offset + b.numel));
+        out.push((l, "weight", w.offset..w.offset + w.numel));
+        out.push((l, "bias", b.offset..b.offset + b.numel));
+    }
+    out
+}
+
+/// `eigen/trace.arrow`: step, operator, method ("hutchinson" | "hutch++"),
+/// layer (−1: every parameter), block ("all" | "weight" | "bias"), trace,
+/// std_error, matvecs.
+#[derive(Default)]
+struct Traces {
+    step: Vec<i64>,
+    operator: Vec<&'static str>,
+    method: Vec<&'static str>,
+    layer: Vec<i64>,
+    block: Vec<&'static str>,
+    trace: Vec<f64>,
+    std_error: Vec<f64>,
+    matvecs: Vec<i64>,
+}
+
+impl Traces {
+    fn push(
+        &mut self,
+        step: u64,
+        op: &'static str,
+        method: &'static str,
+        layer: i64,
+        block: &'static str,
+        e: &stages::trace::Estimate,
+    ) {
+        self.step.push(step as i64);
+        self.operator.push(op);
+        self.method.push(method);
+        self.layer.push(layer);
+        self.block.push(block);
+        self.trace.push(e.value);
+        self.std_error.push(e.std_error);
+        self.matvecs.push(e.matvecs as i64);
+    }
+
+    fn write(self, path: &Path) -> StageResult<()> {
+        write_batch(
+            path,
+            vec![
+                ("step", col_i64(self.step)),
+                ("operator", col_str(&self.operator)),
+                ("method", col_str(&self.method)),
+                ("layer", col_i64(self.layer)),
+                ("block", col_str(&self.block)),
+                ("trace", col_f64(self.trace)),
+                ("std_error", col_f64(self.std_error)),
+                ("matvecs", col_i64(self.matvecs)),
+            ],
+            false,
+        )
+    }
 }
 
 /// The loss, its gradient and the margins on the analysis set at each
