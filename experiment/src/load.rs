@@ -26,6 +26,9 @@ pub const MAX_LANCZOS_ITER: usize = 1_000_000;
 pub const MAX_BLOCK: usize = 64;
 /// Products per trace estimator (`[trace] matvecs`).
 pub const MAX_TRACE_MATVECS: usize = 10_000;
+/// `[density]` probes and grid points.
+pub const MAX_DENSITY_PROBES: usize = 1000;
+pub const MAX_DENSITY_GRID: usize = 100_000;
 /// The most fresh initializations of the null model (`null.replicas`).
 pub const MAX_REPLICAS: usize = 1_000;
 

@@ -352,6 +352,7 @@ impl Experiment {
             "hessian",
             "null",
             "trace",
+            "density",
             "metrics",
         ];
         if let Some(k) = root.keys().find(|k| !KEYS.contains(&k.as_str())) {
@@ -383,10 +384,11 @@ impl Experiment {
             ("hessian", "k = 10"),
             ("null", "replicas = 5"),
             ("trace", "matvecs = 90"),
+            ("density", "probes = 4"),
             ("metrics", "include_untrusted = true"),
         ] {
             match root.get(s) {
-                None if s == "null" || s == "metrics" || s == "trace" => {}
+                None if matches!(s, "null" | "metrics" | "trace" | "density") => {}
                 None => {
                     return Err(at(
                         s,
@@ -688,6 +690,33 @@ impl Experiment {
                 ));
             }
         }
+        if let Some(d) = &f.density {
+            if !(1..=MAX_DENSITY_PROBES).contains(&d.probes) {
+                return Err(at(
+                    "density.probes",
+                    &format!("must be in 1..={MAX_DENSITY_PROBES}"),
+                ));
+            }
+            let steps_max = MAX_LANCZOS_ITER.min(p);
+            if !(2..=steps_max).contains(&d.steps) {
+                return Err(at(
+                    "density.steps",
+                    &format!("must be in 2..={steps_max} (Lanczos steps per probe; at most P = {p} and {MAX_LANCZOS_ITER})"),
+                ));
+            }
+            if !(2..=MAX_DENSITY_GRID).contains(&d.grid) {
+                return Err(at(
+                    "density.grid",
+                    &format!("must be in 2..={MAX_DENSITY_GRID} (points of the broadened density)"),
+                ));
+            }
+            if !(d.sigma > 0.0 && d.sigma < 1.0) {
+                return Err(at(
+                    "density.sigma",
+                    &format!("must be in (0, 1) (the Gaussian's width over the spectrum's range; default 0.01), got {}", d.sigma),
+                ));
+            }
+        }
         if f.null.replicas > MAX_REPLICAS {
             return Err(at(
                 "null.replicas",
@@ -720,6 +749,7 @@ impl Experiment {
         };
         let mut hessian = f.hessian.resolve(f.dtype);
         hessian.trace = f.trace.clone();
+        hessian.density = f.density.clone();
         Ok(Point {
             train,
             hessian,

@@ -87,6 +87,9 @@ pub(crate) struct PointFile {
     /// `[trace]`: absent = no trace estimates; an empty table = the defaults.
     #[serde(default)]
     pub(crate) trace: Option<stages::hessian::TraceParams>,
+    /// `[density]`: absent = no spectral densities; empty = the defaults.
+    #[serde(default)]
+    pub(crate) density: Option<stages::density::DensityParams>,
     /// `[metrics]`: `include_untrusted`, `degeneracy_threshold` (both
     /// optional; unknown fields refused by `MetricsParams` itself).
     #[serde(default)]

@@ -913,6 +913,27 @@ const BAD: &[(&str, &str, &str, &str, &str)] = &[
     ),
     (
         "k = 3",
+        "k = 3\n\n[density]\nsteps = 1",
+        "density.steps",
+        "steps = 1",
+        "2..=67",
+    ),
+    (
+        "k = 3",
+        "k = 3\n\n[density]\nsigma = 0.0",
+        "density.sigma",
+        "sigma = 0.0",
+        "(0, 1)",
+    ),
+    (
+        "k = 3",
+        "k = 3\n\n[density]\nprobes = 0",
+        "density.probes",
+        "probes = 0",
+        "1..=1000",
+    ),
+    (
+        "k = 3",
         "k = 3\n\n[trace]\nmatvecs = 2",
         "trace.matvecs",
         "matvecs = 2",

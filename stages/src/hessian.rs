@@ -158,6 +158,7 @@ impl HessianSettings {
             block: self.block,
             operators: self.operators.clone(),
             trace: None,
+            density: None,
         }
     }
 }
@@ -199,6 +200,9 @@ pub struct HessianParams {
     /// Trace estimates (the `[trace]` section); None = none, and no key change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<TraceParams>,
+    /// Spectral densities (the `[density]` section); None = none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub density: Option<crate::density::DensityParams>,
 }
 
 fn d_true() -> bool {

@@ -12,6 +12,7 @@
 pub mod arrow_io;
 pub mod cpus;
 pub mod dataset;
+pub mod density;
 pub mod error;
 pub mod hessian;
 pub mod lanczos;

@@ -152,7 +152,32 @@ for step in sorted({r["step"] for r in traces}):
         trace_z = max(trace_z, z)
         if z > 4:
             failures.append(f"trace step {step} {r['operator']} {r['method']} layer {r['layer']} {r['block']}: {r['trace']} vs {truth} (σ {r['std_error']})")
-print(json.dumps({"worst": worst, "trace_rows": trace_rows, "trace_max_z": trace_z, "pairs": checked, "steps": len(steps),
+# eigen/density*.arrow (with [density]): each probe's weights sum to 1, the
+# broadened density integrates to 1, and the largest node is the operator's
+# λ₁ from values.arrow (Lanczos finds the spectrum's edge).
+density_steps = 0
+try:
+    dens = ipc.open_file(f"{run}/eigen/density.arrow").read_all().to_pylist()
+    nodes = ipc.open_file(f"{run}/eigen/density_nodes.arrow").read_all().to_pylist()
+except FileNotFoundError:
+    dens, nodes = [], []
+lam1 = {(r["step"], r["operator"]): r["eigenvalue"] for r in values if r["rank"] == 0}
+for key in sorted({(r["step"], r["operator"]) for r in dens}):
+    density_steps += 1
+    grid = [(r["lambda"], r["density"]) for r in dens if (r["step"], r["operator"]) == key]
+    h = grid[1][0] - grid[0][0]
+    integral = sum(d for _, d in grid) * h
+    if abs(integral - 1) > 1e-3:
+        failures.append(f"density {key}: integral {integral}")
+    rule = [r for r in nodes if (r["step"], r["operator"]) == key]
+    for pr in {r["probe"] for r in rule}:
+        wsum = sum(r["weight"] for r in rule if r["probe"] == pr)
+        if abs(wsum - 1) > 1e-10:
+            failures.append(f"density {key} probe {pr}: weights sum to {wsum}")
+    top = max(r["node"] for r in rule)
+    if key in lam1 and abs(top - lam1[key]) > 1e-6 * abs(lam1[key]):
+        failures.append(f"density {key}: top node {top} vs λ₁ {lam1[key]}")
+print(json.dumps({"worst": worst, "density_steps": density_steps, "trace_rows": trace_rows, "trace_max_z": trace_z, "pairs": checked, "steps": len(steps),
                   "overlap_rows": len(overlaps), "overlap_err": overlap_err,
                   "dense_overlap_err": dense_overlap_err, "failures": failures}))
 sys.exit(1 if failures else 0)

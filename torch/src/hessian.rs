@@ -327,6 +327,7 @@ pub fn run(
     let mut rows = Rows::default();
     let mut grads = Gradients::default();
     let mut traces = Traces::default();
+    let mut densities = Densities::default();
     let trace_blocks = layer_blocks(arch);
     let mut backprop = crate::backprop::Backprop::new(arch, kind, dev);
     let mut total_hvps = 0usize;
@@ -468,9 +469,29 @@ pub fn run(
                 }
             }
         }
+        if let Some(dp) = &p.density {
+            for (oi, &o) in p.operators.iter().enumerate() {
+                let mut failed: Option<StageError> = None;
+                let mut apply = |xs: &[Vec<f64>], ys: &mut [Vec<f64>]| {
+                    if let Err(e) = op.apply_operator_block(o, xs, ys) {
+                        failed.get_or_insert(e);
+                    }
+                };
+                let seed = p.seed.wrapping_add(*step) ^ ((oi as u64) << 40);
+                let rules = stages::density::slq(n, &mut apply, dp.probes, dp.steps, seed);
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                total_hvps += rules.iter().map(|r| r.nodes.len()).sum::<usize>();
+                densities.push(*step, o.name(), &rules, dp);
+            }
+        }
         progress(ci as u64 + 1, checkpoints.len() as u64, "checkpoints");
     }
     rows.write(out, "eigen", "step")?;
+    if p.density.is_some() {
+        densities.write(out)?;
+    }
     grads.write(out)?;
     if p.trace.is_some() {
         traces.write(&out.join("eigen/trace.arrow"))?;
@@ -484,6 +505,72 @@ pub fn run(
     let text = toml::to_string_pretty(&cfg).map_err(|e| StageError::Other(e.to_string()))?;
     std::fs::write(out.join("config.toml"), text).map_err(io_err(out.join("config.toml")))?;
     Ok(serde_json::json!({ "hvps": total_hvps, "checkpoints": checkpoints.len() }))
+}
+
+/// `eigen/density.arrow` (step, operator, lambda, density: the broadened
+/// SLQ density on its grid) and `eigen/density_nodes.arrow` (step,
+/// operator, probe, node, weight: the quadrature rules, to re-broaden).
+#[derive(Default)]
+struct Densities {
+    step: Vec<i64>,
+    operator: Vec<&'static str>,
+    lambda: Vec<f64>,
+    density: Vec<f64>,
+    n_step: Vec<i64>,
+    n_operator: Vec<&'static str>,
+    n_probe: Vec<i32>,
+    node: Vec<f64>,
+    weight: Vec<f64>,
+}
+
+impl Densities {
+    fn push(
+        &mut self,
+        step: u64,
+        op: &'static str,
+        rules: &[stages::density::Quadrature],
+        dp: &stages::density::DensityParams,
+    ) {
+        let (lambda, density) = stages::density::broaden(rules, dp.grid, dp.sigma);
+        self.step
+            .extend(std::iter::repeat_n(step as i64, lambda.len()));
+        self.operator.extend(std::iter::repeat_n(op, lambda.len()));
+        self.lambda.extend(lambda);
+        self.density.extend(density);
+        for (pi, r) in rules.iter().enumerate() {
+            for (x, w) in r.nodes.iter().zip(&r.weights) {
+                self.n_step.push(step as i64);
+                self.n_operator.push(op);
+                self.n_probe.push(pi as i32);
+                self.node.push(*x);
+                self.weight.push(*w);
+            }
+        }
+    }
+
+    fn write(self, out: &Path) -> StageResult<()> {
+        write_batch(
+            &out.join("eigen/density.arrow"),
+            vec![
+                ("step", col_i64(self.step)),
+                ("operator", col_str(&self.operator)),
+                ("lambda", col_f64(self.lambda)),
+                ("density", col_f64(self.density)),
+            ],
+            false,
+        )?;
+        write_batch(
+            &out.join("eigen/density_nodes.arrow"),
+            vec![
+                ("step", col_i64(self.n_step)),
+                ("operator", col_str(&self.n_operator)),
+                ("probe", col_i32(self.n_probe)),
+                ("node", col_f64(self.node)),
+                ("weight", col_f64(self.weight)),
+            ],
+            false,
+        )
+    }
 }
 
 /// Vectors per batched product in the trace estimators.

@@ -306,3 +306,54 @@ fn trace_estimates_match_dense_traces_within_their_errors() {
         );
     }
 }
+
+/// SLQ on the products of H, G and F: the spectral moments Σ τ θ^j,
+/// averaged over probes, against tr(A^j)/P from the dense matrices (j = 1 …
+/// 4) within 4 standard errors of the probes (the Monte Carlo error: the
+/// quadrature itself is exact for these degrees); the broadened density
+/// integrates to 1.
+#[test]
+fn slq_moments_match_dense_traces_of_powers() {
+    let s = setup(&[5, 16, 16, 3], Activation::Softplus, 10, 50);
+    let (ggn, fisher, _) = dense_ggn_fisher_residual(&s);
+    let h = dense_hessian(&s);
+    let n = s.theta.len();
+    for (op, dense) in [
+        (Operator::Hessian, &h),
+        (Operator::Ggn, &ggn),
+        (Operator::Fisher, &fisher),
+    ] {
+        let sym = (dense + dense.tr()) / 2.0;
+        let mut rop = RopOperator::new(&s.arch, &Tensor::from_slice(&s.theta), &s.x, &s.y);
+        let mut apply = |xs: &[Vec<f64>], ys: &mut [Vec<f64>]| rop.apply_operator_vecs(op, xs, ys);
+        let rules = stages::density::slq(n, &mut apply, 200, 40, 7);
+        let mut power = sym.shallow_clone();
+        for j in 1..=4 {
+            let truth = power.trace().double_value(&[]) / n as f64;
+            let xs: Vec<f64> = rules.iter().map(|r| r.moment(j)).collect();
+            let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+            let sd =
+                (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt();
+            let se = sd / (xs.len() as f64).sqrt();
+            eprintln!("{op:?} j {j}: SLQ {mean:.6e} ± {se:.2e}, dense {truth:.6e}");
+            assert!(
+                (mean - truth).abs() <= 4.0 * se,
+                "{op:?} j {j}: {mean} vs {truth} (se {se})"
+            );
+            power = power.mm(&sym);
+        }
+        let (lambda, dens) = stages::density::broaden(&rules, 4000, 0.01);
+        let integral: f64 = dens.iter().sum::<f64>() * (lambda[1] - lambda[0]);
+        assert!((integral - 1.0).abs() < 1e-3, "{op:?}: ∫ = {integral}");
+        // The largest node is the top eigenvalue (Lanczos finds the edge).
+        let top = rules
+            .iter()
+            .flat_map(|r| r.nodes.iter().copied())
+            .fold(f64::NEG_INFINITY, f64::max);
+        let lam1 = Vec::<f64>::try_from(&sym.linalg_eigvalsh("L")).unwrap()[n - 1];
+        assert!(
+            (top - lam1).abs() <= 1e-6 * lam1.abs(),
+            "{op:?}: top node {top} vs λ₁ {lam1}"
+        );
+    }
+}

@@ -350,6 +350,7 @@ fn stored_residuals_are_true_residuals() {
         block: 1,
         operators: vec![stages::hessian::Operator::Hessian],
         trace: None,
+        density: None,
     };
     let cks: Vec<(u64, std::path::PathBuf)> = [0u64, 10, 20]
         .iter()
