@@ -201,6 +201,21 @@ fn pytorch_checks_the_ggn_and_fisher_eigenpairs_and_their_overlap_with_h() {
         "k = 3\nanalysis_size = 60\ntol = 1e-10\noperators = [\"hessian\", \"ggn\", \"fisher\"]\n\n[trace]\nmatvecs = 60\n\n[density]\nprobes = 3\nsteps = 40",
     );
     env.run_json(&env.write_config(&text));
+    // [density] adds fig 11 to the report, one panel per setting.
+    let report = env.path().join("out/curv/report");
+    for ext in ["png", "svg", "pdf"] {
+        assert!(
+            report.join(format!("fig11_density.{ext}")).is_file(),
+            "fig11_density.{ext}"
+        );
+    }
+    let svg = std::fs::read_to_string(report.join("fig11_density.svg")).unwrap();
+    assert!(
+        svg.contains("sgd (η=") && svg.contains("adam (η="),
+        "fig 11's panel titles"
+    );
+    let index = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(index.contains("fig11_density.png"));
     let data = env.path().join("out/curv/dataset/data.arrow");
     for run in ["sgd-lr1e-1-s0", "adam-lr1e-2-s0"] {
         let dir = env.path().join("out/curv/runs").join(run);

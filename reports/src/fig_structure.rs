@@ -1,7 +1,8 @@
 //! Structure figures: aging of the top-k subspace (fig 4), two-time overlap
 //! heatmaps (fig 5), localization against the null model (fig 6), the
 //! per-layer mass of v₁ (fig 7), v₁'s mass over the first weight matrix
-//! (fig 8) and per input column against the column's largest |z| (fig 10).
+//! (fig 8) and per input column against the column's largest |z| (fig 10),
+//! and the spectral density through training (fig 11, with `[density]`).
 //! Each is written as PNG and SVG by the same drawing code.
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ use crate::palette::{band_outline, BAND_ALPHA};
 use crate::ReportInput;
 
 mod fig10_input_mass;
+mod fig11_density;
 mod fig4_aging;
 mod fig5_heatmaps;
 mod fig6_ipr;
@@ -37,6 +39,7 @@ mod fig7_layer_mass;
 mod fig8_localization_map;
 
 use fig10_input_mass::*;
+use fig11_density::*;
 use fig4_aging::*;
 use fig5_heatmaps::*;
 use fig6_ipr::*;
@@ -101,6 +104,9 @@ pub fn render(input: &ReportInput, out_dir: &Path) -> Result<Vec<String>, Report
     )?;
     if let Some(fig) = InputMass::load(input, &groups)? {
         save(&fig, "fig10_input_mass", out_dir, &mut names)?;
+    }
+    if let Some(fig) = Density::load(input, &groups)? {
+        save(&fig, "fig11_density", out_dir, &mut names)?;
     }
     Ok(names)
 }

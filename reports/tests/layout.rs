@@ -62,6 +62,11 @@ fn every_figure_reads_cleanly_from_1_to_20_settings() {
             std::fs::create_dir_all(&out).unwrap();
             let files = reports::render_all(&input, &[], &out).expect("render");
             common::keep_copy(&out, &files, &format!("layout/{tag}"));
+            // The fixture has densities: fig 11 is drawn and checked too.
+            assert!(
+                files.iter().any(|f| f == "fig11_density.svg"),
+                "{tag}: no fig 11"
+            );
             for f in files.iter().filter(|f| f.ends_with(".svg")) {
                 let svg = std::fs::read_to_string(out.join(f)).unwrap();
                 for p in problems(&svg) {
@@ -195,8 +200,9 @@ fn pdfs_are_byte_identical_from_run_to_run() {
             .filter(|f| f.ends_with(".pdf"))
             .map(|f| (f.clone(), std::fs::read(out.join(f)).unwrap()))
             .collect();
-        // 11 figures, 4 loss-axis variants and the aging collapse.
-        assert_eq!(pdfs.len(), 16);
+        // 12 figures (fig 11 from the fixture's densities), 4 loss-axis
+        // variants and the aging collapse.
+        assert_eq!(pdfs.len(), 17);
         match &first {
             None => first = Some(pdfs),
             Some(a) => {

@@ -283,6 +283,29 @@ pub fn full_run(
     let data = root.join("data.arrow");
     stages::dataset::write(&ds, &data).unwrap();
 
+    // eigen/density.arrow (fig 11): a bulk near 0 narrowing with training
+    // and a bump at the top eigenvalue, on each step's own grid.
+    let (mut st, mut op, mut la, mut de) = (vec![], vec![], vec![], vec![]);
+    for (i, &t) in CHECKPOINTS.iter().enumerate() {
+        let rise = 1.0 - (-(t as f64) / (150.0 * shape)).exp();
+        let top = (0.5 + 20.0 * shape * rise) * noise(i, 0.08);
+        let width = 0.05 / (1.0 + t as f64 / 100.0);
+        let (lo, hi) = (-0.2, top * 1.1);
+        for g in 0..200 {
+            let l = lo + (hi - lo) * g as f64 / 199.0;
+            let bulk = (-0.5 * (l / width).powi(2)).exp() / (width * 2.5066);
+            let bump = (-0.5 * ((l - top) / (0.02 * top)).powi(2)).exp() / (0.02 * top * 2.5066);
+            st.push(t);
+            op.push("hessian");
+            la.push(l);
+            de.push(0.98 * bulk + 0.02 * bump);
+        }
+    }
+    put(
+        "eigen/density.arrow",
+        df!("step" => &st, "operator" => &op, "lambda" => &la, "density" => &de).unwrap(),
+    );
+
     // alignment
     let grad: Vec<f64> = CHECKPOINTS
         .iter()
