@@ -198,7 +198,7 @@ fn pytorch_checks_the_ggn_and_fisher_eigenpairs_and_their_overlap_with_h() {
     let env = Env::new();
     let text = tiny_config("curv", "[0]", &two_optimizers(0.1)).replace(
         "k = 3",
-        "k = 3\nanalysis_size = 60\ntol = 1e-10\noperators = [\"hessian\", \"ggn\", \"fisher\"]\n\n[trace]\nmatvecs = 60\n\n[density]\nprobes = 3\nsteps = 40",
+        "k = 3\nanalysis_size = 60\ntol = 1e-10\noperators = [\"hessian\", \"ggn\", \"fisher\"]\nlayers = true\n\n[trace]\nmatvecs = 60\n\n[density]\nprobes = 3\nsteps = 40",
     );
     env.run_json(&env.write_config(&text));
     // [density] adds fig 11 to the report, one panel per setting.

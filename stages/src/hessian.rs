@@ -138,6 +138,8 @@ pub struct HessianSettings {
     pub block: usize,
     #[serde(default = "d_operators")]
     pub operators: Vec<Operator>,
+    #[serde(default)]
+    pub layers: bool,
 }
 
 impl HessianSettings {
@@ -159,6 +161,7 @@ impl HessianSettings {
             operators: self.operators.clone(),
             trace: None,
             density: None,
+            layers: self.layers,
         }
     }
 }
@@ -203,6 +206,15 @@ pub struct HessianParams {
     /// Spectral densities (the `[density]` section); None = none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub density: Option<crate::density::DensityParams>,
+    /// Also the top-k of each layer's diagonal block of H (its own block
+    /// products), in `eigen/layer_values.arrow`. False is not written into
+    /// the key.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub layers: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn d_true() -> bool {

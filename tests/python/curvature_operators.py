@@ -177,7 +177,30 @@ for key in sorted({(r["step"], r["operator"]) for r in dens}):
     top = max(r["node"] for r in rule)
     if key in lam1 and abs(top - lam1[key]) > 1e-6 * abs(lam1[key]):
         failures.append(f"density {key}: top node {top} vs λ₁ {lam1[key]}")
-print(json.dumps({"worst": worst, "density_steps": density_steps, "trace_rows": trace_rows, "trace_max_z": trace_z, "pairs": checked, "steps": len(steps),
+# eigen/layer_values.arrow (hessian.layers): each layer's diagonal block's
+# top-k against eigh of the dense block, 1e-8 where trusted.
+layer_rows, layer_worst = 0, 0.0
+try:
+    lv = ipc.open_file(f"{run}/eigen/layer_values.arrow").read_all().to_pylist()
+except FileNotFoundError:
+    lv = []
+for step in sorted({r["step"] for r in lv}):
+    ck = load_file(f"{run}/checkpoints/step_{step:08d}.safetensors")
+    H = torch.func.hessian(loss)(ck["theta_f64"])
+    for r in lv:
+        if r["step"] != step:
+            continue
+        w, b = blocks[f"layers.{r['layer']}.weight"], blocks[f"layers.{r['layer']}.bias"]
+        lo, hi = w["offset"], b["offset"] + b["numel"]
+        ev = torch.linalg.eigvalsh(H[lo:hi, lo:hi]).flip(0)
+        truth = ev[r["rank"]].item()
+        layer_rows += 1
+        if r["converged"] and r["resolvable"]:
+            rel = abs(r["eigenvalue"] - truth) / abs(truth)
+            layer_worst = max(layer_worst, rel)
+            if rel > 1e-8:
+                failures.append(f"layer {r['layer']} step {step} rank {r['rank']}: {r['eigenvalue']} vs {truth}")
+print(json.dumps({"worst": worst, "layer_rows": layer_rows, "layer_worst": layer_worst, "density_steps": density_steps, "trace_rows": trace_rows, "trace_max_z": trace_z, "pairs": checked, "steps": len(steps),
                   "overlap_rows": len(overlaps), "overlap_err": overlap_err,
                   "dense_overlap_err": dense_overlap_err, "failures": failures}))
 sys.exit(1 if failures else 0)

@@ -328,6 +328,7 @@ pub fn run(
     let mut grads = Gradients::default();
     let mut traces = Traces::default();
     let mut densities = Densities::default();
+    let mut layer_rows = LayerRows::default();
     let trace_blocks = layer_blocks(arch);
     let mut backprop = crate::backprop::Backprop::new(arch, kind, dev);
     let mut total_hvps = 0usize;
@@ -438,6 +439,23 @@ pub fn run(
                     .collect(),
             );
         }
+        if p.layers {
+            let mut apply = |xs: &[Vec<f64>], ys: &mut [Vec<f64>]| op.apply_block(xs, ys);
+            for (layer, level, r) in layer_block_eigs(arch, &mut apply, &opts) {
+                total_hvps += r.hvps + 3;
+                for pair in r.pairs.iter().filter(|q| q.value.is_finite()) {
+                    layer_rows.push(
+                        *step,
+                        layer,
+                        pair,
+                        r.hvps + 3,
+                        r.iterations,
+                        r.converged,
+                        level,
+                    );
+                }
+            }
+        }
         if let Some(tp) = &p.trace {
             for (oi, &o) in p.operators.iter().enumerate() {
                 let mut failed: Option<StageError> = None;
@@ -491,6 +509,9 @@ pub fn run(
     rows.write(out, "eigen", "step")?;
     if p.density.is_some() {
         densities.write(out)?;
+    }
+    if p.layers {
+        layer_rows.write(&out.join("eigen/layer_values.arrow"))?;
     }
     grads.write(out)?;
     if p.trace.is_some() {
@@ -573,7 +594,117 @@ impl Densities {
     }
 }
 
-/// Vectors per batched product in the trace estimators.
+/// The top eigenpairs of each layer's diagonal block H_ll (its weights and
+/// bias), by Lanczos on the block's own products: x ↦ (A [0 … x … 0])_l, the
+/// full operator `op` applied to x embedded in θ, read back on the block.
+/// k is capped at the block's size − 1; blocks of one parameter are
+/// skipped. Each block's rounding level is measured like the full
+/// operator's. Returns (layer, level, result) per layer.
+pub fn layer_block_eigs(
+    arch: &Arch,
+    op: &mut stages::lanczos::BlockOp<'_>,
+    opts: &LanczosOptions,
+) -> Vec<(i64, f64, stages::lanczos::LanczosResult)> {
+    let n = arch.num_params();
+    let mut out = Vec::new();
+    for (layer, block, range) in layer_blocks(arch) {
+        if block != "all" || range.len() < 2 {
+            continue;
+        }
+        let m = range.len();
+        let mut apply = |xs: &[Vec<f64>], ys: &mut [Vec<f64>]| {
+            let full: Vec<Vec<f64>> = xs
+                .iter()
+                .map(|x| {
+                    let mut v = vec![0.0; n];
+                    v[range.clone()].copy_from_slice(x);
+                    v
+                })
+                .collect();
+            let mut res = vec![vec![0.0; n]; xs.len()];
+            op(&full, &mut res);
+            for (y, r) in ys.iter_mut().zip(&res) {
+                y.copy_from_slice(&r[range.clone()]);
+            }
+        };
+        let seed = opts.seed ^ ((layer as u64 + 1) << 48);
+        let level = rounding_level(m, seed, &mut apply);
+        let o = LanczosOptions {
+            k: opts.k.min(m - 1),
+            abs_tol: level,
+            max_iter: opts.max_iter.min(m),
+            seed,
+            ..opts.clone()
+        };
+        out.push((layer, level, lanczos(m, &mut apply, &o, None)));
+    }
+    out
+}
+
+/// `eigen/layer_values.arrow`: step, operator ("hessian"), layer, rank,
+/// eigenvalue, residual, hvps, iterations, converged, resolvable,
+/// rounding_level: the top-k of each layer's diagonal block.
+#[derive(Default)]
+struct LayerRows {
+    step: Vec<i64>,
+    layer: Vec<i64>,
+    rank: Vec<i32>,
+    value: Vec<f64>,
+    residual: Vec<f64>,
+    hvps: Vec<i64>,
+    iterations: Vec<i64>,
+    converged: Vec<bool>,
+    resolvable: Vec<bool>,
+    level: Vec<f64>,
+}
+
+impl LayerRows {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        step: u64,
+        layer: i64,
+        pair: &stages::lanczos::EigenPair,
+        hvps: usize,
+        iters: usize,
+        conv: bool,
+        level: f64,
+    ) {
+        self.step.push(step as i64);
+        self.layer.push(layer);
+        self.rank.push(pair.rank);
+        self.value.push(pair.value);
+        self.residual.push(pair.residual);
+        self.hvps.push(hvps as i64);
+        self.iterations.push(iters as i64);
+        self.converged.push(conv);
+        self.resolvable.push(pair.value.abs() > level);
+        self.level.push(level);
+    }
+
+    fn write(self, path: &Path) -> StageResult<()> {
+        let n = self.step.len();
+        write_batch(
+            path,
+            vec![
+                ("step", col_i64(self.step)),
+                ("operator", col_str(&vec!["hessian"; n])),
+                ("layer", col_i64(self.layer)),
+                ("rank", col_i32(self.rank)),
+                ("eigenvalue", col_f64(self.value)),
+                ("residual", col_f64(self.residual)),
+                ("hvps", col_i64(self.hvps)),
+                ("iterations", col_i64(self.iterations)),
+                ("converged", col_bool(self.converged)),
+                ("resolvable", col_bool(self.resolvable)),
+                ("rounding_level", col_f64(self.level)),
+            ],
+            false,
+        )
+    }
+}
+
+/// Vectors per batched product in the trace estimators./// Vectors per batched product in the trace estimators.
 const TRACE_BATCH: usize = 16;
 
 /// Each layer's diagonal blocks for the per-layer traces: (layer, "all" |

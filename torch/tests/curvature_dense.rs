@@ -357,3 +357,52 @@ fn slq_moments_match_dense_traces_of_powers() {
         );
     }
 }
+
+/// `hessian.layers`: each layer's diagonal block's top-k by Lanczos on the
+/// block's own products, against eigh of the dense block H_ll (1e-8), with
+/// true residuals.
+#[test]
+fn layer_block_eigenvalues_match_dense_blocks() {
+    let s = setup(&[10, 40, 30, 4], Activation::Tanh, 30, 60);
+    let h = dense_hessian(&s);
+    let h = (&h + h.tr()) / 2.0;
+    let mut rop = RopOperator::new(&s.arch, &Tensor::from_slice(&s.theta), &s.x, &s.y);
+    let mut apply = |xs: &[Vec<f64>], ys: &mut [Vec<f64>]| rop.apply_vecs(xs, ys);
+    let opts = LanczosOptions {
+        k: 4,
+        which: Which::Largest,
+        tol: 1e-10,
+        abs_tol: 0.0,
+        max_iter: 2000,
+        seed: 3,
+        block: 1,
+    };
+    let got = stages_torch::hessian::layer_block_eigs(&s.arch, &mut apply, &opts);
+    let map = s.arch.param_map();
+    assert_eq!(got.len(), 3);
+    for (layer, level, r) in &got {
+        let (w, b) = (&map[2 * *layer as usize], &map[2 * *layer as usize + 1]);
+        let (lo, hi) = (w.offset as i64, (b.offset + b.numel) as i64);
+        let block = h.narrow(0, lo, hi - lo).narrow(1, lo, hi - lo);
+        let evals = Vec::<f64>::try_from(&block.linalg_eigvalsh("L")).unwrap();
+        let m = evals.len();
+        assert!(r.converged, "layer {layer}");
+        assert!(*level > 0.0 && *level < 1e-10 * evals[m - 1].abs().max(1.0));
+        for pair in &r.pairs {
+            let truth = evals[m - 1 - pair.rank as usize];
+            let rel = (pair.value - truth).abs() / truth.abs();
+            assert!(
+                rel <= 1e-8,
+                "layer {layer} rank {}: {} vs {truth}",
+                pair.rank,
+                pair.value
+            );
+            let v = Tensor::from_slice(&pair.vector);
+            let res = (block.mv(&v) - &v * pair.value).norm().double_value(&[]);
+            assert!((res - pair.residual).abs() <= 1e-9 * truth.abs() + 1e-3 * res);
+        }
+        // The block's top eigenvalue never exceeds the whole Hessian's.
+        let lam1 = Vec::<f64>::try_from(&h.linalg_eigvalsh("L")).unwrap()[h.size()[0] as usize - 1];
+        assert!(r.pairs[0].value <= lam1 * (1.0 + 1e-10));
+    }
+}

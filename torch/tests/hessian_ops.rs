@@ -351,6 +351,7 @@ fn stored_residuals_are_true_residuals() {
         operators: vec![stages::hessian::Operator::Hessian],
         trace: None,
         density: None,
+        layers: false,
     };
     let cks: Vec<(u64, std::path::PathBuf)> = [0u64, 10, 20]
         .iter()
