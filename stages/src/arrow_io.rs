@@ -1,9 +1,11 @@
 //! Reading and writing Arrow IPC files, with errors that name the file and column.
 
 use crate::error::{fmt_err, io_err, StageResult};
+/// An Arrow column, as the `col_*` helpers make them.
+pub use arrow_array::ArrayRef;
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array,
-    Int64Array, ListArray, RecordBatch, StringArray,
+    Array, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, Int64Array,
+    ListArray, RecordBatch, StringArray,
 };
 use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};

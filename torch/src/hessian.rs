@@ -6,8 +6,9 @@ use crate::mlp::ArchExt;
 use crate::runtime::kind as torch_kind;
 use crate::train::tensor_f64;
 use stages::arrow_io::{
-    col_bool, col_f64, col_i32, col_i64, col_str, list_f32, list_f64, write_batch,
+    col_bool, col_f64, col_i32, col_i64, col_str, list_f32, list_f64, write_batch, ArrayRef,
 };
+
 use stages::dataset;
 use stages::error::{fmt_err, io_err, StageError, StageResult};
 use stages::hessian::{preconditioner_inv_sqrt, HessianParams, NullParams, Operator};
@@ -444,10 +445,15 @@ pub fn run(
             for (layer, level, r) in layer_block_eigs(arch, &mut apply, &opts) {
                 total_hvps += r.hvps + 3;
                 for pair in r.pairs.iter().filter(|q| q.value.is_finite()) {
-                    layer_rows.push(
+                    let no_vector = stages::lanczos::EigenPair {
+                        vector: Vec::new(),
+                        ..pair.clone()
+                    };
+                    layer_rows.layer.push(layer);
+                    layer_rows.rows.push(
                         *step,
-                        layer,
-                        pair,
+                        "hessian",
+                        &no_vector,
                         r.hvps + 3,
                         r.iterations,
                         r.converged,
@@ -641,66 +647,20 @@ pub fn layer_block_eigs(
     out
 }
 
-/// `eigen/layer_values.arrow`: step, operator ("hessian"), layer, rank,
-/// eigenvalue, residual, hvps, iterations, converged, resolvable,
-/// rounding_level: the top-k of each layer's diagonal block.
+/// `eigen/layer_values.arrow`: `values.arrow`'s columns with `layer` after
+/// `operator`: the top-k of each layer's diagonal block. (Its vectors are
+/// not stored.)
 #[derive(Default)]
 struct LayerRows {
-    step: Vec<i64>,
     layer: Vec<i64>,
-    rank: Vec<i32>,
-    value: Vec<f64>,
-    residual: Vec<f64>,
-    hvps: Vec<i64>,
-    iterations: Vec<i64>,
-    converged: Vec<bool>,
-    resolvable: Vec<bool>,
-    level: Vec<f64>,
+    rows: Rows,
 }
 
 impl LayerRows {
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        step: u64,
-        layer: i64,
-        pair: &stages::lanczos::EigenPair,
-        hvps: usize,
-        iters: usize,
-        conv: bool,
-        level: f64,
-    ) {
-        self.step.push(step as i64);
-        self.layer.push(layer);
-        self.rank.push(pair.rank);
-        self.value.push(pair.value);
-        self.residual.push(pair.residual);
-        self.hvps.push(hvps as i64);
-        self.iterations.push(iters as i64);
-        self.converged.push(conv);
-        self.resolvable.push(pair.value.abs() > level);
-        self.level.push(level);
-    }
-
-    fn write(self, path: &Path) -> StageResult<()> {
-        let n = self.step.len();
-        write_batch(
-            path,
-            vec![
-                ("step", col_i64(self.step)),
-                ("operator", col_str(&vec!["hessian"; n])),
-                ("layer", col_i64(self.layer)),
-                ("rank", col_i32(self.rank)),
-                ("eigenvalue", col_f64(self.value)),
-                ("residual", col_f64(self.residual)),
-                ("hvps", col_i64(self.hvps)),
-                ("iterations", col_i64(self.iterations)),
-                ("converged", col_bool(self.converged)),
-                ("resolvable", col_bool(self.resolvable)),
-                ("rounding_level", col_f64(self.level)),
-            ],
-            false,
-        )
+    fn write(mut self, path: &Path) -> StageResult<()> {
+        let mut cols = self.rows.value_columns("step");
+        cols.insert(2, ("layer", col_i64(self.layer)));
+        write_batch(path, cols, false)
     }
 }
 
@@ -882,23 +842,30 @@ impl Rows {
         self.vectors
             .push(pair.vector.iter().map(|&x| x as f32).collect());
     }
+    /// `values.arrow`'s columns, the first named `index` (taken out of
+    /// `self`; the step and rank stay for the vectors).
+    fn value_columns<'a>(&mut self, index: &'a str) -> Vec<(&'a str, ArrayRef)> {
+        use std::mem::take;
+        vec![
+            (index, col_i64(self.step.clone())),
+            ("operator", col_str(&self.operator)),
+            ("rank", col_i32(self.rank.clone())),
+            ("eigenvalue", col_f64(take(&mut self.value))),
+            ("residual", col_f64(take(&mut self.residual))),
+            ("hvps", col_i64(take(&mut self.hvps))),
+            ("iterations", col_i64(take(&mut self.iterations))),
+            ("converged", col_bool(take(&mut self.converged))),
+            ("resolvable", col_bool(take(&mut self.resolvable))),
+            ("rounding_level", col_f64(take(&mut self.rounding_level))),
+        ]
+    }
+
     /// `dir/values.arrow` and `dir/vectors.arrow`, the first column named `index`
     /// (`step` for checkpoints, `replica` for the null model).
-    fn write(self, out: &Path, dir: &str, index: &str) -> StageResult<()> {
+    fn write(mut self, out: &Path, dir: &str, index: &str) -> StageResult<()> {
         write_batch(
             &out.join(dir).join("values.arrow"),
-            vec![
-                (index, col_i64(self.step.clone())),
-                ("operator", col_str(&self.operator)),
-                ("rank", col_i32(self.rank.clone())),
-                ("eigenvalue", col_f64(self.value)),
-                ("residual", col_f64(self.residual)),
-                ("hvps", col_i64(self.hvps)),
-                ("iterations", col_i64(self.iterations)),
-                ("converged", col_bool(self.converged)),
-                ("resolvable", col_bool(self.resolvable)),
-                ("rounding_level", col_f64(self.rounding_level)),
-            ],
+            self.value_columns(index),
             false,
         )?;
         write_batch(
