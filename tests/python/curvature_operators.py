@@ -51,6 +51,24 @@ def loss(theta):
     return torch.nn.functional.cross_entropy(logits(theta), y)
 
 
+_dense_cache = {}
+
+
+def dense_matrices(step):
+    """H, G and F at a checkpoint, built once per step and shared by every
+    check below."""
+    if step not in _dense_cache:
+        theta = load_file(f"{run}/checkpoints/step_{step:08d}.safetensors")["theta_f64"]
+        n = x.shape[0]
+        J = torch.func.jacrev(logits)(theta)  # [N, C, P]
+        p = torch.softmax(logits(theta), -1)
+        hz = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+        G = torch.einsum("ncp,ncd,ndq->pq", J, hz, J) / n
+        g = torch.einsum("ncp,nc->np", J, p - torch.nn.functional.one_hot(y, p.shape[1]))
+        _dense_cache[step] = {"hessian": torch.func.hessian(loss)(theta), "ggn": G, "fisher": g.T @ g / n}
+    return _dense_cache[step]
+
+
 values = ipc.open_file(f"{run}/eigen/values.arrow").read_all().to_pylist()
 vectors = ipc.open_file(f"{run}/eigen/vectors.arrow").read_all().to_pylist()
 overlaps = ipc.open_file(f"{run}/metrics/operator_overlap.arrow").read_all().to_pylist()
@@ -59,18 +77,8 @@ worst = {"ggn": 0.0, "fisher": 0.0}
 checked, failures = 0, []
 overlap_err, dense_overlap_err = 0.0, 0.0
 for step in steps:
-    ck = load_file(f"{run}/checkpoints/step_{step:08d}.safetensors")
-    theta = ck["theta_f64"]
-    n = x.shape[0]
-    J = torch.func.jacrev(logits)(theta)  # [N, C, P]
-    p = torch.softmax(logits(theta), -1)
-    hz = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
-    G = torch.einsum("ncp,ncd,ndq->pq", J, hz, J) / n
-    g = torch.einsum("ncp,nc->np", J, p - torch.nn.functional.one_hot(y, p.shape[1]))
-    F = g.T @ g / n
-    H = torch.func.hessian(loss)(theta)
     dense = {}
-    for name, A in (("hessian", H), ("ggn", G), ("fisher", F)):
+    for name, A in dense_matrices(step).items():
         ev, evec = torch.linalg.eigh((A + A.T) / 2)
         dense[name] = (ev.flip(0), evec.flip(1))
     for r in values:
@@ -122,17 +130,8 @@ try:
     traces = ipc.open_file(f"{run}/eigen/trace.arrow").read_all().to_pylist()
 except FileNotFoundError:
     traces = []
-dense_traces = {}
 for step in sorted({r["step"] for r in traces}):
-    ck = load_file(f"{run}/checkpoints/step_{step:08d}.safetensors")
-    theta = ck["theta_f64"]
-    n = x.shape[0]
-    J = torch.func.jacrev(logits)(theta)
-    p = torch.softmax(logits(theta), -1)
-    hz = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
-    G = torch.einsum("ncp,ncd,ndq->pq", J, hz, J) / n
-    g = torch.einsum("ncp,nc->np", J, p - torch.nn.functional.one_hot(y, p.shape[1]))
-    mats = {"hessian": torch.func.hessian(loss)(theta), "ggn": G, "fisher": g.T @ g / n}
+    mats = dense_matrices(step)
     for r in traces:
         if r["step"] != step:
             continue
@@ -185,8 +184,7 @@ try:
 except FileNotFoundError:
     lv = []
 for step in sorted({r["step"] for r in lv}):
-    ck = load_file(f"{run}/checkpoints/step_{step:08d}.safetensors")
-    H = torch.func.hessian(loss)(ck["theta_f64"])
+    H = dense_matrices(step)["hessian"]
     for r in lv:
         if r["step"] != step:
             continue
