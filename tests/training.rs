@@ -242,11 +242,17 @@ fn pytorch_checks_the_ggn_and_fisher_eigenpairs_and_their_overlap_with_h() {
         assert!(steps >= 3, "{report}");
         assert_eq!(j["overlap_rows"].as_u64().unwrap(), 2 * steps, "{report}");
         assert!(j["pairs"].as_u64().unwrap() >= 3 * steps, "{report}");
-        // [trace]: per step and operator, two whole-θ estimates and three
-        // blocks for each of the 2 layers.
+        // [trace]: per step and operator, three whole-θ traces (exact,
+        // Hutchinson, Hutch++) and three blocks for each of the 2 layers,
+        // exact and Hutchinson; the exact ones to 1e-10 (checked above).
         assert_eq!(
             j["trace_rows"].as_u64().unwrap(),
-            steps * 3 * (2 + 3 * 2),
+            steps * 3 * (3 + 2 * 3 * 2),
+            "{report}"
+        );
+        assert_eq!(
+            j["exact_rows"].as_u64().unwrap(),
+            steps * 3 * (1 + 3 * 2),
             "{report}"
         );
     }

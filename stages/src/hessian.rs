@@ -98,6 +98,10 @@ pub struct TraceParams {
     /// splits this many products in three.
     #[serde(default = "d_trace_matvecs")]
     pub matvecs: usize,
+    /// Also the exact traces, from the operators' exact diagonals (Hessian
+    /// backpropagation: no products, no variance; `method = "exact"`).
+    #[serde(default = "d_true")]
+    pub exact: bool,
 }
 
 /// 90 products: Hutch++'s sketch of 30 and 30 residual probes.
@@ -110,6 +114,7 @@ impl Default for TraceParams {
     fn default() -> Self {
         TraceParams {
             matvecs: DEFAULT_TRACE_MATVECS,
+            exact: true,
         }
     }
 }

@@ -124,8 +124,9 @@ if overlap_err > 1e-9:
 if dense_overlap_err > 1e-4:
     failures.append(f"overlap against the dense eigenvectors: error {dense_overlap_err}")
 # eigen/trace.arrow (with [trace]): Hutch++ and Hutchinson against the dense
-# traces, each within 4 of its own standard errors; the layer blocks too.
-trace_rows, trace_z = 0, 0.0
+# traces, each within 4 of its own standard errors; the exact traces (σ = 0)
+# to 1e-10; the layer blocks too.
+trace_rows, trace_z, exact_rows, exact_err = 0, 0.0, 0, 0.0
 try:
     traces = ipc.open_file(f"{run}/eigen/trace.arrow").read_all().to_pylist()
 except FileNotFoundError:
@@ -145,7 +146,12 @@ for step in sorted({r["step"] for r in traces}):
                       "bias": (b["offset"], b["offset"] + b["numel"])}[r["block"]]
             truth = d[lo:hi].sum().item()
         z = abs(r["trace"] - truth) / r["std_error"] if r["std_error"] > 0 else 0.0
-        if r["std_error"] == 0 and abs(r["trace"] - truth) > 1e-9 * abs(truth):
+        if r["method"] == "exact":
+            exact_rows += 1
+            exact_err = max(exact_err, abs(r["trace"] - truth) / abs(truth))
+            if r["std_error"] != 0 or r["matvecs"] != 0:
+                failures.append(f"exact trace row with σ {r['std_error']}, {r['matvecs']} products")
+        if r["std_error"] == 0 and abs(r["trace"] - truth) > 1e-10 * abs(truth):
             z = float("inf")
         trace_rows += 1
         trace_z = max(trace_z, z)
@@ -198,7 +204,7 @@ for step in sorted({r["step"] for r in lv}):
             layer_worst = max(layer_worst, rel)
             if rel > 1e-8:
                 failures.append(f"layer {r['layer']} step {step} rank {r['rank']}: {r['eigenvalue']} vs {truth}")
-print(json.dumps({"worst": worst, "layer_rows": layer_rows, "layer_worst": layer_worst, "density_steps": density_steps, "trace_rows": trace_rows, "trace_max_z": trace_z, "pairs": checked, "steps": len(steps),
+print(json.dumps({"worst": worst, "layer_rows": layer_rows, "layer_worst": layer_worst, "density_steps": density_steps, "trace_rows": trace_rows, "trace_max_z": trace_z, "exact_rows": exact_rows, "exact_error": exact_err, "pairs": checked, "steps": len(steps),
                   "overlap_rows": len(overlaps), "overlap_err": overlap_err,
                   "dense_overlap_err": dense_overlap_err, "failures": failures}))
 sys.exit(1 if failures else 0)

@@ -463,6 +463,31 @@ pub fn run(
             }
         }
         if let Some(tp) = &p.trace {
+            // The exact traces first: the operators' diagonals by Hessian
+            // backpropagation, no products (`RopOperator::diagonal`).
+            if tp.exact {
+                let owned;
+                let rop = match &op {
+                    Hvp::Rop(r) => r,
+                    Hvp::Autograd(_) => {
+                        let t = Tensor::from_slice(theta).to_kind(kind).to_device(dev);
+                        owned = crate::rop::RopOperator::new(arch, &t, &x, &y);
+                        &owned
+                    }
+                };
+                for &o in &p.operators {
+                    let diag = crate::train::tensor_f64(&rop.diagonal(o, diagonal_chunk(arch)));
+                    let exact = |r: std::ops::Range<usize>| stages::trace::Estimate {
+                        value: diag[r].iter().sum(),
+                        std_error: 0.0,
+                        matvecs: 0,
+                    };
+                    traces.push(*step, o.name(), "exact", -1, "all", &exact(0..n));
+                    for (layer, block, r) in &trace_blocks {
+                        traces.push(*step, o.name(), "exact", *layer, block, &exact(r.clone()));
+                    }
+                }
+            }
             for (oi, &o) in p.operators.iter().enumerate() {
                 let mut failed: Option<StageError> = None;
                 let mut apply = |xs: &[Vec<f64>], ys: &mut [Vec<f64>]| {
@@ -664,8 +689,15 @@ impl LayerRows {
     }
 }
 
-/// Vectors per batched product in the trace estimators./// Vectors per batched product in the trace estimators.
-const TRACE_BATCH: usize = 16;
+/// Vectors per batched product in the trace estimators.
+pub const TRACE_BATCH: usize = 16;
+
+/// Rows per chunk of the exact diagonal: its per-row curvature matrices take
+/// rows × width² numbers; about 4M of them (32 MB in f64) at a time.
+pub fn diagonal_chunk(arch: &Arch) -> usize {
+    let w = arch.widths[1..].iter().copied().max().unwrap_or(1).max(1);
+    ((4usize << 20) / (w * w)).max(1)
+}
 
 /// Each layer's diagonal blocks for the per-layer traces: (layer, "all" |
 /// "weight" | "bias", coordinate range). A layer's weights and bias are

@@ -290,6 +290,153 @@ impl RopOperator {
         out
     }
 
+    /// The exact diagonal of the operator, [P], without a single product
+    /// (docs/science.md §4b).
+    ///
+    /// - Hessian and GGN: each row's curvature in the pre-activations a_l,
+    ///   M_l = ∂²(ℓ_i/N)/∂a_l², backpropagated from the logits'
+    ///   M_L = (diag(p) − ppᵀ)/N by
+    ///   M_{l-1} = D W_lᵀ M_l W_l D + diag(e_{l-1}), D = diag(σ'(a_{l-1})),
+    ///   e_{l-1} = σ''(a_{l-1}) ⊙ δ_l W_l (the Hessian backpropagation of
+    ///   Dangel, Harmeling and Hennig 2020; the GGN has no e). a_l is linear
+    ///   in W_l, so ∂²/∂W_l[o,j]² = Σ_i M_l[o,o] h_{l-1}[j]² and
+    ///   ∂²/∂b_l[o]² = Σ_i M_l[o,o].
+    ///
+    ///   M_l is carried in two parts. The Gauss–Newton part is BᵀB with B
+    ///   [C, width] per row: diag(p) − ppᵀ = AᵀA, A = diag(√p)(I − 1pᵀ), and
+    ///   B_{l-1} = B_l W_l D: C columns, never a width × width matrix. The
+    ///   residual part (the e terms, Hessian only) is a diagonal until it
+    ///   crosses a layer, and is formed as a full matrix only where a later
+    ///   layer needs more than its diagonal (networks of three or more
+    ///   hidden layers).
+    /// - Fisher: diag F = (1/N) Σ_i g_i², with g_i = N δ_{l,i} ⊗ h_{l-1,i}.
+    ///
+    /// Rows go `chunk` at a time (the full residual takes chunk × width²).
+    pub fn diagonal(&self, op: Operator, chunk: usize) -> Tensor {
+        tch::no_grad(|| {
+            let layers = self.arch.layers();
+            let kind = self.theta.kind();
+            let out = Tensor::zeros([self.theta.size()[0]], (kind, self.theta.device()));
+            let add = |l: usize, dw: &Tensor, db: &Tensor| {
+                let (wb, bb) = (&self.blocks[2 * l], &self.blocks[2 * l + 1]);
+                let mut w = out.narrow(0, wb.offset as i64, wb.numel as i64);
+                w += dw.reshape([-1]);
+                let mut b = out.narrow(0, bb.offset as i64, bb.numel as i64);
+                b += db;
+            };
+            if op == Operator::Fisher {
+                for l in 0..layers {
+                    let d2 = self.deltas[l].square();
+                    let dw = d2.tr().mm(&self.hs[l].square()) * self.n;
+                    let db = d2.sum_dim_intlist([0i64].as_slice(), false, kind) * self.n;
+                    add(l, &dw, &db);
+                }
+                return out;
+            }
+            /// The residual part of M_l for a chunk of rows.
+            enum Residual {
+                None,
+                Diag(Tensor),
+                Full(Tensor),
+            }
+            let rows = self.hs[0].size()[0];
+            let chunk = chunk.max(1) as i64;
+            let mut r0 = 0;
+            while r0 < rows {
+                let c = chunk.min(rows - r0);
+                // A = diag(√p)(I − 1pᵀ), with p rebuilt from p_off and the
+                // pivot a: p_a = 1 − s and (I − 1pᵀ)_aa = s, s = Σ_{j≠a} p_j,
+                // so that nothing cancels on a saturated row.
+                let p_off = self.p_off.narrow(0, r0, c);
+                let pivot = self.pivot.narrow(0, r0, c);
+                let s = p_off.sum_dim_intlist([1i64].as_slice(), true, kind);
+                let p = p_off.scatter(1, &pivot, &(s.neg() + 1.0));
+                let classes = p.size()[1];
+                let q: Tensor = p_off.neg() + 1.0;
+                let q = q.scatter(1, &pivot, &s);
+                let a = p.unsqueeze(1).neg().repeat([1, classes, 1]);
+                a.diagonal(0, -2, -1).copy_(&q);
+                // B [c, C, width]: M^G = BᵀB per row.
+                let mut b = p.sqrt().unsqueeze(2) * a / self.n.sqrt();
+                let mut res = Residual::None;
+                for l in (0..layers).rev() {
+                    let mut dm = b.square().sum_dim_intlist([1i64].as_slice(), false, kind);
+                    match &res {
+                        Residual::None => {}
+                        Residual::Diag(e) => dm += e,
+                        Residual::Full(f) => dm += f.diagonal(0, -2, -1),
+                    }
+                    let h = self.hs[l].narrow(0, r0, c);
+                    add(
+                        l,
+                        &dm.tr().mm(&h.square()),
+                        &dm.sum_dim_intlist([0i64].as_slice(), false, kind),
+                    );
+                    if l == 0 {
+                        break;
+                    }
+                    let w = self.w_of(l);
+                    let (out_w, in_w) = (w.size()[0], w.size()[1]);
+                    let d = self.d1[l - 1].narrow(0, r0, c);
+                    // B ← B W D, one GEMM over every row and column.
+                    b = b
+                        .reshape([c * classes, out_w])
+                        .mm(&w)
+                        .view([c, classes, in_w])
+                        * d.unsqueeze(1);
+                    if op != Operator::Hessian {
+                        continue;
+                    }
+                    // D Wᵀ R W D: only its diagonal when layer l−1 is the
+                    // last (nothing crosses another layer after it).
+                    let last = l == 1;
+                    let dd = d.unsqueeze(2) * d.unsqueeze(1);
+                    res = match res {
+                        Residual::None => Residual::None,
+                        Residual::Diag(e) if last => Residual::Diag(e.mm(&w.square()) * d.square()),
+                        Residual::Full(f) if last => {
+                            let fw = f.reshape([c * out_w, out_w]).mm(&w).view([c, out_w, in_w]);
+                            Residual::Diag(
+                                (fw * &w).sum_dim_intlist([1i64].as_slice(), false, kind)
+                                    * d.square(),
+                            )
+                        }
+                        Residual::Diag(e) => {
+                            // Wᵀ diag(e) W = (diag(e) W)ᵀ W
+                            let ew = e.unsqueeze(2) * &w; // [c, out, in]
+                            let wew = ew
+                                .transpose(1, 2)
+                                .contiguous()
+                                .view([c * in_w, out_w])
+                                .mm(&w);
+                            Residual::Full(wew.view([c, in_w, in_w]) * dd)
+                        }
+                        Residual::Full(f) => {
+                            // Wᵀ F W = (F W)ᵀ W, F symmetric.
+                            let fw = f.reshape([c * out_w, out_w]).mm(&w).view([c, out_w, in_w]);
+                            let wfw = fw
+                                .transpose(1, 2)
+                                .contiguous()
+                                .view([c * in_w, out_w])
+                                .mm(&w);
+                            Residual::Full(wfw.view([c, in_w, in_w]) * dd)
+                        }
+                    };
+                    // + diag(σ''(a_{l-1}) ⊙ δ_l W_l)
+                    let e_new =
+                        self.deltas[l].narrow(0, r0, c).mm(&w) * self.d2[l - 1].narrow(0, r0, c);
+                    res = match res {
+                        Residual::None => Residual::Diag(e_new),
+                        Residual::Diag(e) => Residual::Diag(e + e_new),
+                        Residual::Full(f) => Residual::Full(f + e_new.diag_embed(0, -2, -1)),
+                    };
+                }
+                r0 += c;
+            }
+            out
+        })
+    }
+
     /// H·v for one vector [P].
     pub fn apply_tensor(&mut self, v: &Tensor) -> Tensor {
         self.apply_block(&v.unsqueeze(0)).squeeze_dim(0)

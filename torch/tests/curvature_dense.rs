@@ -228,6 +228,34 @@ fn check(widths: &[usize], activation: Activation, train_steps: usize, rows: usi
     );
     lanczos_matches(&s, Operator::Ggn, &ggn, 6);
     lanczos_matches(&s, Operator::Fisher, &fisher, 6);
+    // The exact diagonals (Hessian backpropagation; no products) against
+    // the dense matrices' diagonals, in row chunks that do and do not
+    // divide N.
+    let rop = RopOperator::new(&s.arch, &Tensor::from_slice(&s.theta), &s.x, &s.y);
+    for (op, dense) in [
+        (Operator::Hessian, &h),
+        (Operator::Ggn, &ggn),
+        (Operator::Fisher, &fisher),
+    ] {
+        let truth = dense.diagonal(0, 0, 1);
+        for chunk in [7, rows] {
+            let d = rop.diagonal(op, chunk);
+            let e =
+                (&d - &truth).abs().max().double_value(&[]) / truth.abs().max().double_value(&[]);
+            assert!(
+                e <= 1e-12,
+                "{widths:?}: exact diagonal of {} (chunk {chunk}) vs dense: {e:e}",
+                op.name()
+            );
+        }
+    }
+    // The Hessian's diagonal is not the GGN's here, or the check above
+    // would not see the second-derivative term.
+    let gap = (h.diagonal(0, 0, 1) - ggn.diagonal(0, 0, 1))
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(gap > 1e-6 * h.diagonal(0, 0, 1).abs().max().double_value(&[]));
 }
 
 #[test]
@@ -243,6 +271,13 @@ fn ggn_and_fisher_match_dense_trained_tanh_p1794() {
 #[test]
 fn ggn_and_fisher_match_dense_softplus() {
     check(&[5, 16, 16, 3], Activation::Softplus, 10, 50);
+}
+
+/// Four hidden layers: the exact diagonal's residual part is formed as a
+/// full matrix and carried across layers (with two, it stays a diagonal).
+#[test]
+fn ggn_and_fisher_match_dense_four_hidden_layers() {
+    check(&[4, 10, 8, 8, 6, 3], Activation::Tanh, 20, 45);
 }
 
 /// Hutchinson and Hutch++ on the products, against the dense traces of H,
