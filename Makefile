@@ -31,14 +31,14 @@ lint:
 # otherwise idle machine. BENCH=train (or engine, hessian, metrics, paper,
 # build) runs one.
 RESULTS := bench/results
-BENCH ?= engine train hessian metrics paper build
+BENCH ?= engine train hessian pyhessian metrics paper build
 bench: build
 	@mkdir -p $(RESULTS)
 	@for b in $(BENCH); do \
 	  echo "==> bench $$b" >&2; \
 	  case $$b in \
 	    engine) scripts/bench-engine.sh --json $(RESULTS)/engine.json.tmp $(BIN) >&2 ;; \
-	    train|hessian|metrics) $(WITH_TORCH) $(BIN) bench $$b --json > $(RESULTS)/$$b.json.tmp ;; \
+	    train|hessian|pyhessian|metrics) $(WITH_TORCH) $(BIN) bench $$b --json > $(RESULTS)/$$b.json.tmp ;; \
 	    paper) scripts/bench-paper.sh $(BIN) > $(RESULTS)/paper.json.tmp ;; \
 	    build) scripts/bench-build.sh > $(RESULTS)/build.json.tmp ;; \
 	    *) echo "unknown benchmark $$b" >&2; exit 2 ;; \

@@ -16,7 +16,7 @@ VENV="${EIGENTRACE_TORCH_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/eigentrace/torch-
 STAMP="$VENV/.eigentrace-complete"
 # What the tests' Python references need besides torch. The stamp records this
 # list: a venv made with an older list gets the missing packages added.
-EXTRAS="numpy scipy safetensors pyarrow"
+EXTRAS="numpy scipy safetensors pyarrow pyhessian==0.1"
 
 if [ -f "$STAMP" ] && [ -x "$VENV/bin/python" ]; then
   if [ "$(cat "$STAMP")" = "$EXTRAS" ]; then
@@ -48,6 +48,6 @@ rm -rf "$VENV"
 mv "$TMP" "$VENV"
 trap - EXIT
 "$PY" -m venv --upgrade "$VENV" >/dev/null
-"$VENV/bin/python" -c "import torch, numpy, scipy, safetensors, pyarrow; print(torch.__version__)" >&2
+"$VENV/bin/python" -c "import torch, numpy, scipy, safetensors, pyarrow, pyhessian; print(torch.__version__)" >&2
 echo "$EXTRAS" > "$STAMP"
 echo "$VENV/bin/python"

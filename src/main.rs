@@ -169,6 +169,8 @@ enum BenchWhat {
     Train,
     Hessian,
     Metrics,
+    /// PyHessian at its defaults against our eigenvalues, trace and density.
+    Pyhessian,
 }
 
 #[derive(Args)]

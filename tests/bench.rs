@@ -161,6 +161,60 @@ fn bench_hessian_quick() {
     assert!(blocks.iter().all(|b| b["converged"] == true));
 }
 
+/// PyHessian (pip-installed into the venv) against ours: the errors are
+/// recomputed here from nothing but their definitions' inputs where the
+/// JSON has them, ours are at the dense truth's level, and the speedups are
+/// the reported times' ratios.
+#[test]
+fn bench_pyhessian_quick() {
+    let v = bench("pyhessian");
+    check_provenance(&v, "pyhessian", Some(1));
+    assert_eq!(v["params"].as_u64().unwrap(), params(&widths(&v["widths"])));
+    assert_eq!(v["pyhessian_version"], "0.1");
+    let tasks = v["tasks"].as_array().unwrap();
+    let names: Vec<&str> = tasks.iter().map(|t| t["task"].as_str().unwrap()).collect();
+    assert_eq!(names, ["eigenvalues", "trace", "trace_1000", "density"]);
+    for t in tasks {
+        let (p, o) = (&t["pyhessian"]["summary"], &t["ours"]["summary"]);
+        close(
+            f(t, "speedup"),
+            f(p, "seconds") / f(o, "seconds"),
+            "speedup",
+        );
+        assert!(f(p, "error") <= f(p, "worst_error") && f(o, "error") <= f(o, "worst_error"));
+        assert!(f(p, "hvps") > 0.0, "{t}");
+    }
+    // Lanczos to 1e-6 and the exact trace are at the dense truth's level;
+    // PyHessian's power iteration (tol 1e-3) and Hutchinson are not.
+    assert!(
+        f(&tasks[0]["ours"]["summary"], "worst_error") < 1e-8,
+        "{}",
+        tasks[0]
+    );
+    assert!(
+        f(&tasks[1]["ours"]["summary"], "worst_error") < 1e-12,
+        "{}",
+        tasks[1]
+    );
+    assert_eq!(f(&tasks[1]["ours"]["summary"], "hvps"), 0.0);
+    assert!(
+        f(&tasks[1]["pyhessian"]["summary"], "error") > 1e-8,
+        "{}",
+        tasks[1]
+    );
+    // The density's budget is the first ladder rung within PyHessian's error.
+    let ladder = v["density_ladder"].as_array().unwrap();
+    let target = f(&tasks[3]["pyhessian"]["summary"], "error");
+    for (i, rung) in ladder.iter().enumerate() {
+        let e = f(&rung["tuning"], "error");
+        assert_eq!(
+            e <= target,
+            i + 1 == ladder.len() && tasks[3]["equal_accuracy_budget"] == true,
+            "{rung}"
+        );
+    }
+}
+
 #[test]
 fn bench_metrics_quick() {
     let v = bench("metrics");

@@ -13,6 +13,7 @@ pub(crate) fn cmd_bench(cli: &Cli, a: &BenchArgs) -> Result<(), Failure> {
         BenchWhat::Train => "train",
         BenchWhat::Hessian => "hessian",
         BenchWhat::Metrics => "metrics",
+        BenchWhat::Pyhessian => "pyhessian",
     };
     // Quick mode (CI): tiny sizes and one round, so that every benchmark is
     // exercised on every change; its times mean nothing.

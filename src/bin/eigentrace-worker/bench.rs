@@ -7,7 +7,7 @@ use stages::optim::OptName;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-fn python() -> anyhow::Result<String> {
+pub(crate) fn python() -> anyhow::Result<String> {
     std::env::var("EIGENTRACE_PYTHON").map_err(|_| {
         anyhow::anyhow!("EIGENTRACE_PYTHON is not set: run `make bench` (it bootstraps the PyTorch venv and sets it)")
     })
@@ -16,7 +16,7 @@ fn python() -> anyhow::Result<String> {
 /// The Python peer, on the same cores as this process's slot: OpenMP has
 /// pinned this worker's main thread to one core, and a child would inherit
 /// that single core.
-fn peer(py: &str) -> Command {
+pub(crate) fn peer(py: &str) -> Command {
     let mut c = Command::new(py);
     if let Ok(list) = std::env::var(stages::cpus::CPUS_ENV) {
         let cpus: Vec<usize> = list.split(',').filter_map(|c| c.parse().ok()).collect();
@@ -32,7 +32,7 @@ fn peer(py: &str) -> Command {
     c
 }
 
-fn script(name: &str) -> std::path::PathBuf {
+pub(crate) fn script(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scripts/bench")
         .join(name)
@@ -135,68 +135,110 @@ pub fn train(threads: usize, steps: usize, quick: bool) -> anyhow::Result<Value>
     }))
 }
 
+/// The benchmarks' checkpoint: 64-32-32-10 tanh on a 10-class mixture
+/// (N = 1437 train rows) after 200 Adam steps, and 10 steps later (quick:
+/// 8-6-6-3 on 240 rows). `data` and `ckpt` (the first snapshot) are files
+/// for the Python peers, in `dir`.
+pub(crate) struct Checkpoint {
+    pub dir: tempfile::TempDir,
+    pub data: std::path::PathBuf,
+    pub ckpt: std::path::PathBuf,
+    pub widths: Vec<usize>,
+    pub arch: stages::mlp::Arch,
+    pub x: tch::Tensor,
+    pub y: tch::Tensor,
+    /// θ at step 200 and at step 210.
+    pub snapshots: Vec<Vec<f64>>,
+}
+
+impl Checkpoint {
+    pub fn new(quick: bool) -> anyhow::Result<Checkpoint> {
+        use stages::mlp::{Activation, Arch, Init};
+        use stages::optim::OptimizerParams;
+        use stages_torch::hessian::analysis_set;
+        use stages_torch::mlp::ArchExt;
+        use tch::{Device, Kind, Tensor};
+        let dir = tempfile::tempdir()?;
+        let widths: Vec<usize> = if quick {
+            vec![8, 6, 6, 3]
+        } else {
+            vec![64, 32, 32, 10]
+        };
+        let dp = stages::dataset::DatasetParams {
+            kind: stages::dataset::DatasetKind::GaussianMixture,
+            classes: *widths.last().expect("widths"),
+            dim: widths[0],
+            samples: if quick { 300 } else { 1796 },
+            separation: 3.0,
+            test_fraction: 0.2,
+            seed: 0,
+            scale: Default::default(),
+            std_floor: 0.0,
+            shuffle_labels: false,
+        };
+        let ds = stages::dataset::generate(&dp);
+        let data = dir.path().join("data.arrow");
+        stages::dataset::write(&ds, &data)?;
+        let arch = Arch {
+            widths: widths.clone(),
+            activation: Activation::Tanh,
+        };
+        let (x, y) = analysis_set(&ds, None, Kind::Double, Device::Cpu)?;
+        let theta = Tensor::from_slice(&arch.init(Init::TorchDefault, 0));
+        let mut g = theta.zeros_like();
+        let mut opt = stages_torch::optim::Optimizer::new(&OptimizerParams::new(
+            stages::optim::OptName::Adam,
+            3e-3,
+        ));
+        let mut snapshots = Vec::new();
+        for step in 0..=210 {
+            if step == 200 || step == 210 {
+                snapshots.push(Vec::<f64>::try_from(&theta)?);
+            }
+            arch.loss_and_grad(&theta, &x, &y, &mut g);
+            opt.step(&theta, &g, 3e-3);
+        }
+        let ckpt = dir.path().join("theta.safetensors");
+        let mut t = std::collections::BTreeMap::new();
+        t.insert("theta_f64".to_string(), Tensor::from_slice(&snapshots[0]));
+        stages_torch::train::write_checkpoint(&ckpt, 200, &t)?;
+        Ok(Checkpoint {
+            dir,
+            data,
+            ckpt,
+            widths,
+            arch,
+            x,
+            y,
+            snapshots,
+        })
+    }
+}
+
 /// Hessian eigenpairs: HVP cost, R-operator blocks, our Lanczos against
 /// scipy's eigsh on torch HVPs and against deflated power iteration, and the
 /// warm start. `quick`: a tiny model, one repetition of each timing.
 pub fn hessian(threads: usize, quick: bool) -> anyhow::Result<Value> {
     use stages::lanczos::{lanczos, LanczosOptions, Which};
-    use stages::mlp::{Activation, Arch, Init};
-    use stages::optim::OptimizerParams;
-    use stages_torch::hessian::{analysis_set, HessianOperator, Hvp};
+    use stages_torch::hessian::{HessianOperator, Hvp};
     use stages_torch::mlp::ArchExt;
     use std::time::Instant;
     use tch::{Device, Kind, Tensor};
     tch::set_num_threads(threads as i32);
     let py = python()?;
-    let dir = tempfile::tempdir()?;
-    // The model: 64-32-32-10 on a 10-class mixture (N = 1437 train rows),
-    // after 200 Adam steps (quick: 8-6-6-3 on 240 rows).
-    let widths: Vec<usize> = if quick {
-        vec![8, 6, 6, 3]
-    } else {
-        vec![64, 32, 32, 10]
-    };
-    let reps = |full: usize| if quick { 1 } else { full };
-    let dp = stages::dataset::DatasetParams {
-        kind: stages::dataset::DatasetKind::GaussianMixture,
-        classes: *widths.last().expect("widths"),
-        dim: widths[0],
-        samples: if quick { 300 } else { 1796 },
-        separation: 3.0,
-        test_fraction: 0.2,
-        seed: 0,
-        scale: Default::default(),
-        std_floor: 0.0,
-        shuffle_labels: false,
-    };
-    let ds = stages::dataset::generate(&dp);
-    let data = dir.path().join("data.arrow");
-    stages::dataset::write(&ds, &data)?;
-    let arch = Arch {
-        widths: widths.clone(),
-        activation: Activation::Tanh,
-    };
+    let Checkpoint {
+        dir: _dir,
+        data,
+        ckpt,
+        widths,
+        arch,
+        x,
+        y,
+        snapshots,
+    } = Checkpoint::new(quick)?;
     let n = arch.num_params();
-    let (x, y) = analysis_set(&ds, None, Kind::Double, Device::Cpu)?;
-    let theta = Tensor::from_slice(&arch.init(Init::TorchDefault, 0));
-    let mut g = theta.zeros_like();
-    let mut opt = stages_torch::optim::Optimizer::new(&OptimizerParams::new(
-        stages::optim::OptName::Adam,
-        3e-3,
-    ));
-    let mut snapshots = Vec::new();
-    for step in 0..=210 {
-        if step == 200 || step == 210 {
-            snapshots.push(Vec::<f64>::try_from(&theta)?);
-        }
-        arch.loss_and_grad(&theta, &x, &y, &mut g);
-        opt.step(&theta, &g, 3e-3);
-    }
     let theta_v = snapshots[0].clone();
-    let ckpt = dir.path().join("theta.safetensors");
-    let mut t = std::collections::BTreeMap::new();
-    t.insert("theta_f64".to_string(), Tensor::from_slice(&theta_v));
-    stages_torch::train::write_checkpoint(&ckpt, 200, &t)?;
+    let reps = |full: usize| if quick { 1 } else { full };
     let time = |f: &mut dyn FnMut(), reps: usize| {
         f();
         let t0 = Instant::now();

@@ -5,11 +5,12 @@
 //! eigentrace-worker exec <workdir>     request JSON on stdin (stages_torch::exec::Request)
 //!                                      stdout: "progress <done> <total> <msg>" lines, then "result <json>"
 //! eigentrace-worker probe              what libtorch sees (CUDA), as JSON
-//! eigentrace-worker bench train <threads> <steps>
+//! eigentrace-worker bench train|hessian|metrics|pyhessian <threads> <steps> [quick]
 //! ```
 //! Errors go to stderr with exit code 1.
 
 mod bench;
+mod bench_pyhessian;
 
 use stages::cpus;
 
@@ -75,12 +76,13 @@ fn main() -> ExitCode {
                 "train" => bench::train(t, s, quick),
                 "hessian" => bench::hessian(t, quick),
                 "metrics" => bench::metrics(quick),
+                "pyhessian" => bench_pyhessian::pyhessian(t, quick),
                 other => Err(anyhow::anyhow!("no benchmark {other}")),
             }
             .map(|v| println!("{v}"))
             .map_err(|e| format!("{e:#}"))
         }
-        _ => Err("usage: eigentrace-worker exec <workdir> | probe | bench train|hessian|metrics <threads> <steps> [quick]\n(this is an internal tool of `eigentrace`)".into()),
+        _ => Err("usage: eigentrace-worker exec <workdir> | probe | bench train|hessian|metrics|pyhessian <threads> <steps> [quick]\n(this is an internal tool of `eigentrace`)".into()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
