@@ -216,6 +216,13 @@ fn pytorch_checks_the_ggn_and_fisher_eigenpairs_and_their_overlap_with_h() {
     );
     let index = std::fs::read_to_string(report.join("index.html")).unwrap();
     assert!(index.contains("fig11_density.png"));
+    // layers = true adds fig 12, one panel per setting.
+    let svg = std::fs::read_to_string(report.join("fig12_layer_curvature.svg")).unwrap();
+    assert!(
+        svg.contains("sgd (η=") && svg.contains("adam (η=") && svg.contains("layer 1 (output)"),
+        "fig 12's panel titles and legend"
+    );
+    assert!(index.contains("fig12_layer_curvature.png"));
     let data = env.path().join("out/curv/dataset/data.arrow");
     for run in ["sgd-lr1e-1-s0", "adam-lr1e-2-s0"] {
         let dir = env.path().join("out/curv/runs").join(run);

@@ -104,7 +104,7 @@ impl StageKind {
             StageKind::Hessian => 9,
             StageKind::Metrics => 8,
             StageKind::Findings => 5,
-            StageKind::Report => 17,
+            StageKind::Report => 18,
         }
     }
 

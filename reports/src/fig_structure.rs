@@ -2,7 +2,8 @@
 //! heatmaps (fig 5), localization against the null model (fig 6), the
 //! per-layer mass of v₁ (fig 7), v₁'s mass over the first weight matrix
 //! (fig 8) and per input column against the column's largest |z| (fig 10),
-//! and the spectral density through training (fig 11, with `[density]`).
+//! the spectral density through training (fig 11, with `[density]`), and
+//! each layer's diagonal block's λ₁ (fig 12, with `hessian.layers`).
 //! Each is written as PNG and SVG by the same drawing code.
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ use crate::ReportInput;
 
 mod fig10_input_mass;
 mod fig11_density;
+mod fig12_layer_curvature;
 mod fig4_aging;
 mod fig5_heatmaps;
 mod fig6_ipr;
@@ -40,6 +42,7 @@ mod fig8_localization_map;
 
 use fig10_input_mass::*;
 use fig11_density::*;
+use fig12_layer_curvature::*;
 use fig4_aging::*;
 use fig5_heatmaps::*;
 use fig6_ipr::*;
@@ -107,6 +110,9 @@ pub fn render(input: &ReportInput, out_dir: &Path) -> Result<Vec<String>, Report
     }
     if let Some(fig) = Density::load(input, &groups)? {
         save(&fig, "fig11_density", out_dir, &mut names)?;
+    }
+    if let Some(fig) = LayerCurvature::load(input, &groups)? {
+        save(&fig, "fig12_layer_curvature", out_dir, &mut names)?;
     }
     Ok(names)
 }
@@ -231,7 +237,14 @@ fn hessian_rows(
     for (c, k) in cols {
         sel.push(t.col(c, *k)?.alias(*c));
     }
-    sel.push(t.trusted()?.alias("trusted"));
+    // A metrics file's own `trusted`; an eigenvalue file's pair trust
+    // (`converged` and `resolvable`: values.arrow, layer_values.arrow).
+    let trusted = if t.has("trusted") {
+        t.trusted()?
+    } else {
+        t.values_trusted()?
+    };
+    sel.push(trusted.alias("trusted"));
     let keep = t.hessian()?.and(extra(&t)?);
     let df = t.query(|lf| lf.filter(keep).select(sel))?;
     Ok((df, path))

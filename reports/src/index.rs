@@ -33,6 +33,7 @@ fn caption(stem: &str) -> &'static str {
         "fig7_layer_mass" => "The mass of v₁ per layer against step.",
         "fig8_localization_map" => "The mass of v₁ over the first-layer weight matrix at the end of training.",
         "fig10_input_mass" => "The mass of v₁ on each input column (its first-layer weights) against the column's largest |z| over the train rows, at the last checkpoint, with the input layer's mass spread evenly (dashed): does v₁ sit on the near-constant pixels that standardizing blows up?",
+        "fig12_layer_curvature" => "Each layer's own curvature through training (`[hessian] layers = true`): λ₁ of the layer's diagonal Hessian block H_ll, with λ₁ of the whole Hessian in black (never below any block's, by interlacing). The spectral counterpart of fig 7: does the layer that holds v₁'s mass carry the top curvature on its own?",
         "fig11_density" => "The Hessian's spectral density through training (stochastic Lanczos quadrature, `[density]`): checkpoint against λ on a symmetric-log axis, coloured by log₁₀ density over six decades, with Lanczos's top-k eigenvalues in white. The outliers separate from the bulk near 0 as training goes on.",
         "fig9_alignment" => "Alignment of the gradient and of the realized update with the top-k Hessian subspace.",
         _ => "",

@@ -67,6 +67,11 @@ fn every_figure_reads_cleanly_from_1_to_20_settings() {
                 files.iter().any(|f| f == "fig11_density.svg"),
                 "{tag}: no fig 11"
             );
+            // And per-layer block eigenvalues: fig 12.
+            assert!(
+                files.iter().any(|f| f == "fig12_layer_curvature.svg"),
+                "{tag}: no fig 12"
+            );
             for f in files.iter().filter(|f| f.ends_with(".svg")) {
                 let svg = std::fs::read_to_string(out.join(f)).unwrap();
                 for p in problems(&svg) {
@@ -200,9 +205,9 @@ fn pdfs_are_byte_identical_from_run_to_run() {
             .filter(|f| f.ends_with(".pdf"))
             .map(|f| (f.clone(), std::fs::read(out.join(f)).unwrap()))
             .collect();
-        // 12 figures (fig 11 from the fixture's densities), 4 loss-axis
-        // variants and the aging collapse.
-        assert_eq!(pdfs.len(), 17);
+        // 13 figures (figs 11 and 12 from the fixture's densities and layer
+        // blocks), 4 loss-axis variants and the aging collapse.
+        assert_eq!(pdfs.len(), 18);
         match &first {
             None => first = Some(pdfs),
             Some(a) => {

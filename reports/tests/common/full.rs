@@ -306,6 +306,33 @@ pub fn full_run(
         df!("step" => &st, "operator" => &op, "lambda" => &la, "density" => &de).unwrap(),
     );
 
+    // eigen/layer_values.arrow (fig 12): each layer's block λ₁ below the
+    // whole H's (interlacing), the first layer's share rising with training;
+    // the first checkpoint's output-layer pair unresolved (a hollow marker).
+    let (mut st, mut op, mut la, mut rk, mut ev, mut res) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for (i, &t) in CHECKPOINTS.iter().enumerate() {
+        let rise = 1.0 - (-(t as f64) / (150.0 * shape)).exp();
+        let top = (0.5 + 20.0 * shape * rise) * noise(i, 0.08);
+        for (layer, share) in [(0i64, 0.3 + 0.6 * rise), (1, 0.5 - 0.3 * rise)] {
+            for r in 0..3i32 {
+                st.push(t);
+                op.push("hessian");
+                la.push(layer);
+                rk.push(r);
+                ev.push(top * share / (1.0 + r as f64) * noise(i + 3 * layer as usize, 0.05));
+                res.push(!(i == 0 && layer == 1));
+            }
+        }
+    }
+    let m = st.len();
+    put(
+        "eigen/layer_values.arrow",
+        df!("step" => &st, "operator" => &op, "layer" => &la, "rank" => &rk,
+            "eigenvalue" => &ev, "converged" => vec![true; m], "resolvable" => &res)
+        .unwrap(),
+    );
+
     // alignment
     let grad: Vec<f64> = CHECKPOINTS
         .iter()
