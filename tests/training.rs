@@ -30,6 +30,30 @@ fn read_train_arrow_loss(path: &std::path::Path, step: i64) -> (f64, bool) {
     (v[0].as_f64().unwrap(), v[1].as_bool().unwrap())
 }
 
+/// Runs a check script from tests/python with the venv's python and these
+/// arguments; asserts that it succeeded (its stdout and stderr in the
+/// message) and returns its stdout's JSON.
+fn python_check(script: &str, args: &[&std::ffi::OsStr]) -> Value {
+    let out = std::process::Command::new(python())
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/python")
+                .join(script),
+        )
+        .args(args)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{script}: {report}");
+    assert!(
+        out.status.success(),
+        "{script}: {report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(report.trim())
+        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {report}"))
+}
+
 fn minibatch_sweep(name: &str) -> String {
     tiny_config(
         name,
@@ -64,22 +88,11 @@ fn pytorch_rebuilds_the_model_from_our_files_and_reproduces_the_logged_loss() {
             })
             .collect();
         let step = cks.iter().copied().max().unwrap();
-        let out = std::process::Command::new(python())
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/python/checkpoint_loss.py"
-            ))
-            .arg(&dir)
-            .arg(&data)
-            .arg(step.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let step_arg = step.to_string();
+        let v = python_check(
+            "checkpoint_loss.py",
+            &[dir.as_os_str(), data.as_os_str(), step_arg.as_ref()],
         );
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         let (logged, _) = read_train_arrow_loss(&dir.join("train.arrow"), step);
         let theirs = if v["loss_f64"].is_null() {
             v["loss_f32"].as_f64().unwrap()
@@ -166,24 +179,9 @@ fn numpy_recomputes_our_metrics_from_our_vectors() {
     env.run_json(&env.write_config(&text));
     for run in ["sgd-lr1e-1-s0", "adam-lr1e-2-s0"] {
         let dir = env.path().join("out/met/runs").join(run);
-        let out = std::process::Command::new(python())
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/python/recompute_metrics.py"
-            ))
-            .arg(&dir)
-            .output()
-            .unwrap();
-        let report = String::from_utf8_lossy(&out.stdout);
-        eprintln!("{run}: {report}");
-        assert!(
-            out.status.success(),
-            "{run}: {report}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let j = python_check("recompute_metrics.py", &[dir.as_os_str()]);
         // The null model (20 replicas by default) was checked too.
-        let j: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
-        assert_eq!(j["null_pairs"], 20 * 19 / 2, "{report}");
+        assert_eq!(j["null_pairs"], 20 * 19 / 2, "{run}: {j}");
     }
 }
 
@@ -226,24 +224,11 @@ fn pytorch_checks_the_ggn_and_fisher_eigenpairs_and_their_overlap_with_h() {
     let data = env.path().join("out/curv/dataset/data.arrow");
     for run in ["sgd-lr1e-1-s0", "adam-lr1e-2-s0"] {
         let dir = env.path().join("out/curv/runs").join(run);
-        let out = std::process::Command::new(python())
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/python/curvature_operators.py"
-            ))
-            .arg(&dir)
-            .arg(&data)
-            .arg("60")
-            .output()
-            .unwrap();
-        let report = String::from_utf8_lossy(&out.stdout);
-        eprintln!("{run}: {report}");
-        assert!(
-            out.status.success(),
-            "{run}: {report}{}",
-            String::from_utf8_lossy(&out.stderr)
+        let j = python_check(
+            "curvature_operators.py",
+            &[dir.as_os_str(), data.as_os_str(), "60".as_ref()],
         );
-        let j: Value = serde_json::from_str(report.trim()).unwrap();
+        let report = j.to_string();
         // Every checkpoint has both operators' top 3, and an overlap row each.
         let steps = j["steps"].as_u64().unwrap();
         assert!(steps >= 3, "{report}");

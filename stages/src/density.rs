@@ -9,7 +9,7 @@
 //! E_v[vᵀ f(A) v] = tr f(A)/P. The density is the probes' mean of
 //! Σ_i τ_i N(t; θ_i, σ²), a Gaussian broadening on a grid.
 
-use crate::lanczos::BlockOp;
+use crate::lanczos::{dot, reorthogonalize, BlockOp};
 use nalgebra::DMatrix;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -84,30 +84,23 @@ pub fn slq(
     steps: usize,
     seed: u64,
 ) -> Vec<Quadrature> {
-    use rand::Rng;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x51a0_d3e5);
     let steps = steps.min(n);
     (0..probes)
         .map(|_| {
             let s = 1.0 / (n as f64).sqrt();
-            let mut q: Vec<Vec<f64>> = vec![(0..n)
-                .map(|_| if rng.random::<bool>() { s } else { -s })
-                .collect()];
+            let mut start = crate::trace::rademacher(n, 1, &mut rng);
+            start[0].iter_mut().for_each(|x| *x *= s);
+            let mut q: Vec<Vec<f64>> = start;
             let (mut alpha, mut beta) = (Vec::new(), Vec::new());
             let mut w = [vec![0.0; n]];
             for j in 0..steps {
                 op(&q[j..j + 1], &mut w[..1]);
                 let mut r = w[0].clone();
-                let a: f64 = r.iter().zip(&q[j]).map(|(x, y)| x * y).sum();
-                alpha.push(a);
+                alpha.push(dot(&r, &q[j]));
                 // Full reorthogonalization, twice.
-                for _ in 0..2 {
-                    for u in &q {
-                        let c: f64 = r.iter().zip(u).map(|(x, y)| x * y).sum();
-                        r.iter_mut().zip(u).for_each(|(x, y)| *x -= c * y);
-                    }
-                }
-                let b = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+                reorthogonalize(&q, &mut r);
+                let b = dot(&r, &r).sqrt();
                 let scale = alpha
                     .iter()
                     .chain(&beta)

@@ -79,11 +79,11 @@ pub struct LanczosResult {
 /// A block operator: `op(xs, ys)` sets ys[i] = H xs[i] for every i.
 pub type BlockOp<'a> = dyn FnMut(&[Vec<f64>], &mut [Vec<f64>]) + 'a;
 
-fn dot(a: &[f64], b: &[f64]) -> f64 {
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
+pub(crate) fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += alpha * xi;
     }
@@ -94,7 +94,7 @@ fn norm(a: &[f64]) -> f64 {
 }
 
 /// Orthogonalize `w` against the basis, twice ("twice is enough", Kahan–Parlett).
-fn reorthogonalize(basis: &[Vec<f64>], w: &mut [f64]) {
+pub(crate) fn reorthogonalize(basis: &[Vec<f64>], w: &mut [f64]) {
     for _ in 0..2 {
         for q in basis {
             let c = dot(q, w);

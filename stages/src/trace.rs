@@ -16,7 +16,7 @@
 //! terms over √(their count): the whole error of Hutchinson, and of Hutch++
 //! (whose low-rank part is exact given Q), conditional on Q.
 
-use crate::lanczos::BlockOp;
+use crate::lanczos::{dot, reorthogonalize, BlockOp};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -30,10 +30,6 @@ pub struct Estimate {
     pub matvecs: usize,
 }
 
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 /// The mean of `terms` and its standard error.
 fn mean_and_error(terms: &[f64]) -> (f64, f64) {
     let m = terms.len() as f64;
@@ -45,7 +41,8 @@ fn mean_and_error(terms: &[f64]) -> (f64, f64) {
     (mean, (var / m).sqrt())
 }
 
-fn rademacher(n: usize, count: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<f64>> {
+/// `count` vectors of ±1 entries.
+pub(crate) fn rademacher(n: usize, count: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<f64>> {
     use rand::Rng;
     (0..count)
         .map(|_| {
@@ -120,12 +117,7 @@ pub fn hutch_pp(n: usize, op: &mut BlockOp<'_>, m: usize, seed: u64, batch: usiz
     let scale = as_.iter().map(|v| dot(v, v).sqrt()).fold(0.0f64, f64::max);
     let mut q: Vec<Vec<f64>> = Vec::new();
     for mut v in as_ {
-        for _ in 0..2 {
-            for u in &q {
-                let c = dot(u, &v);
-                v.iter_mut().zip(u).for_each(|(a, b)| *a -= c * b);
-            }
-        }
+        reorthogonalize(&q, &mut v);
         let nv = dot(&v, &v).sqrt();
         if nv > 1e-12 * scale && nv > 0.0 {
             q.push(v.iter().map(|x| x / nv).collect());
@@ -136,12 +128,7 @@ pub fn hutch_pp(n: usize, op: &mut BlockOp<'_>, m: usize, seed: u64, batch: usiz
     let g_count = m.saturating_sub(s_count + q.len()).max(1);
     let mut g = rademacher(n, g_count, &mut rng);
     for v in g.iter_mut() {
-        for _ in 0..2 {
-            for u in &q {
-                let c = dot(u, v);
-                v.iter_mut().zip(u).for_each(|(a, b)| *a -= c * b);
-            }
-        }
+        reorthogonalize(&q, v);
     }
     let ag = apply(op, &g, batch);
     let terms: Vec<f64> = g.iter().zip(&ag).map(|(a, b)| dot(a, b)).collect();

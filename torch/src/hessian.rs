@@ -181,29 +181,31 @@ impl Hvp {
         }
     }
 
-    /// A·X for the block, A the Hessian, the GGN or the empirical Fisher.
-    /// The GGN and the Fisher have only the R-operator's form: the stage
-    /// refuses them with `chunk_rows` (the config check does first).
-    pub fn apply_operator_block(
-        &mut self,
-        op: Operator,
-        xs: &[Vec<f64>],
-        ys: &mut [Vec<f64>],
-    ) -> StageResult<()> {
-        match (self, op) {
-            (h, Operator::Hessian) => h.apply_block(xs, ys),
-            (Hvp::Rop(r), op) => r.apply_operator_vecs(op, xs, ys),
-            (Hvp::Autograd(_), op) => {
-                return Err(StageError::Param {
-                    field: "hessian.operators".into(),
-                    msg: format!(
-                        "\"{}\" has no chunked product; drop hessian.chunk_rows or the operator",
-                        op.name()
-                    ),
-                })
-            }
+    /// The product X ↦ A·X of one operator (the Hessian, the GGN or the
+    /// empirical Fisher), as Lanczos, the trace estimators and SLQ take it.
+    /// The GGN and the Fisher have only the R-operator's form: with
+    /// `chunk_rows` they are refused here, before any product is taken (the
+    /// config check refuses them first).
+    pub fn product(&mut self, op: Operator) -> StageResult<Box<stages::lanczos::BlockOp<'_>>> {
+        if matches!(self, Hvp::Autograd(_)) && op != Operator::Hessian {
+            return Err(StageError::Param {
+                field: "hessian.operators".into(),
+                msg: format!(
+                    "\"{}\" has no chunked product; drop hessian.chunk_rows or the operator",
+                    op.name()
+                ),
+            });
         }
-        Ok(())
+        Ok(Box::new(
+            move |xs: &[Vec<f64>], ys: &mut [Vec<f64>]| match self {
+                Hvp::Rop(r) => r.apply_operator_vecs(op, xs, ys),
+                Hvp::Autograd(a) => {
+                    for (x, y) in xs.iter().zip(ys.iter_mut()) {
+                        a.apply(x, y);
+                    }
+                }
+            },
+        ))
     }
 
     /// H·X for the block, or D (H + wd·I) D·X when a diagonal scaling `d`
@@ -368,12 +370,6 @@ pub fn run(
         // Hessian: (name, which product, the diagonal scaling if any).
         let mut operators: Vec<(&'static str, Operator, Option<Vec<f64>>)> =
             p.operators.iter().map(|&o| (o.name(), o, None)).collect();
-        if p.chunk_rows.is_some() && p.operators.iter().any(|&o| o != Operator::Hessian) {
-            return Err(StageError::Param {
-                field: "hessian.operators".into(),
-                msg: "the GGN and the Fisher have no chunked product; drop hessian.chunk_rows or those operators".into(),
-            });
-        }
         let wd = stages::hessian::coupled_weight_decay(optimizer);
         if p.preconditioned {
             if let Some(d) = preconditioner_inv_sqrt(optimizer, &ck) {
@@ -386,14 +382,11 @@ pub fn run(
             } else {
                 None
             };
-            let mut failed: Option<StageError> = None;
-            let mut apply = |xs: &[Vec<f64>], ys: &mut [Vec<f64>]| match product {
-                Operator::Hessian => op.apply_scaled(scale.as_deref(), wd, xs, ys),
-                other => {
-                    if let Err(e) = op.apply_operator_block(other, xs, ys) {
-                        failed.get_or_insert(e);
-                    }
-                }
+            let mut apply: Box<stages::lanczos::BlockOp<'_>> = match &scale {
+                Some(d) => Box::new(|xs: &[Vec<f64>], ys: &mut [Vec<f64>]| {
+                    op.apply_scaled(Some(d), wd, xs, ys)
+                }),
+                None => op.product(product)?,
             };
             // The operator's rounding level: the stop test's floor, and
             // what each eigenvalue must stand clear of to be resolved.
@@ -403,9 +396,7 @@ pub fn run(
                 ..opts.clone()
             };
             let r = lanczos(n, &mut apply, &opts, start);
-            if let Some(e) = failed {
-                return Err(e);
-            }
+            drop(apply);
             if r.pairs.iter().any(|q| !q.value.is_finite()) {
                 continue;
             }
@@ -489,12 +480,7 @@ pub fn run(
                 }
             }
             for (oi, &o) in p.operators.iter().enumerate() {
-                let mut failed: Option<StageError> = None;
-                let mut apply = |xs: &[Vec<f64>], ys: &mut [Vec<f64>]| {
-                    if let Err(e) = op.apply_operator_block(o, xs, ys) {
-                        failed.get_or_insert(e);
-                    }
-                };
+                let mut apply = op.product(o)?;
                 let seed = p.seed.wrapping_add(*step) ^ ((oi as u64) << 40);
                 let ranges: Vec<std::ops::Range<usize>> =
                     trace_blocks.iter().map(|(_, _, r)| r.clone()).collect();
@@ -507,9 +493,6 @@ pub fn run(
                     TRACE_BATCH,
                 );
                 let pp = stages::trace::hutch_pp(n, &mut apply, tp.matvecs, seed, TRACE_BATCH);
-                if let Some(e) = failed {
-                    return Err(e);
-                }
                 total_hvps += h.matvecs + pp.matvecs;
                 traces.push(*step, o.name(), "hutchinson", -1, "all", &h);
                 traces.push(*step, o.name(), "hutch++", -1, "all", &pp);
@@ -520,17 +503,9 @@ pub fn run(
         }
         if let Some(dp) = &p.density {
             for (oi, &o) in p.operators.iter().enumerate() {
-                let mut failed: Option<StageError> = None;
-                let mut apply = |xs: &[Vec<f64>], ys: &mut [Vec<f64>]| {
-                    if let Err(e) = op.apply_operator_block(o, xs, ys) {
-                        failed.get_or_insert(e);
-                    }
-                };
+                let mut apply = op.product(o)?;
                 let seed = p.seed.wrapping_add(*step) ^ ((oi as u64) << 40);
                 let rules = stages::density::slq(n, &mut apply, dp.probes, dp.steps, seed);
-                if let Some(e) = failed {
-                    return Err(e);
-                }
                 total_hvps += rules.iter().map(|r| r.nodes.len()).sum::<usize>();
                 densities.push(*step, o.name(), &rules, dp);
             }

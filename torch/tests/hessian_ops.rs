@@ -502,3 +502,55 @@ fn stored_residuals_are_true_residuals() {
         );
     }
 }
+
+/// `Hvp::product`: with `chunk_rows` (double backprop) the Hessian's product
+/// is the R-operator's, and the GGN and the Fisher, which have no chunked
+/// form, are refused before any product, naming the config field.
+#[test]
+fn chunked_products_are_the_hessians_and_refuse_the_other_operators() {
+    use stages::hessian::Operator;
+    use stages_torch::hessian::Hvp;
+    let ds = generate(&data(5, 3, 200));
+    let arch = Arch {
+        widths: vec![5, 12, 3],
+        activation: Activation::Tanh,
+    };
+    let theta = arch.init(Init::TorchDefault, 4);
+    let (x, y) = analysis_set(&ds, None, Kind::Double, Device::Cpu).unwrap();
+    let n = theta.len();
+    let xs: Vec<Vec<f64>> = (0..3)
+        .map(|s| Vec::<f64>::try_from(&rand_vec(n, 40 + s)).unwrap())
+        .collect();
+    let mut chunked = Hvp::new(&arch, &theta, &x, &y, Kind::Double, Device::Cpu, Some(37));
+    let mut rop = Hvp::new(&arch, &theta, &x, &y, Kind::Double, Device::Cpu, None);
+    let (mut a, mut b) = (vec![vec![0.0; n]; 3], vec![vec![0.0; n]; 3]);
+    chunked.product(Operator::Hessian).unwrap()(&xs, &mut a);
+    rop.product(Operator::Hessian).unwrap()(&xs, &mut b);
+    for (u, v) in a.iter().zip(&b) {
+        let diff: f64 = u
+            .iter()
+            .zip(v)
+            .map(|(p, q)| (p - q).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let norm: f64 = v.iter().map(|q| q * q).sum::<f64>().sqrt();
+        assert!(
+            diff <= 1e-12 * norm,
+            "chunked vs R-operator: {diff:e} of {norm:e}"
+        );
+    }
+    for op in [Operator::Ggn, Operator::Fisher] {
+        match chunked.product(op) {
+            Err(stages::StageError::Param { field, msg }) => {
+                assert_eq!(field, "hessian.operators");
+                assert!(
+                    msg.contains(op.name()) && msg.contains("chunk_rows"),
+                    "{msg}"
+                );
+            }
+            Err(e) => panic!("{}: wrong error {e}", op.name()),
+            Ok(_) => panic!("{}: a chunked product was given", op.name()),
+        }
+        assert!(rop.product(op).is_ok());
+    }
+}
