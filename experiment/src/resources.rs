@@ -161,15 +161,38 @@ pub(crate) fn stage_memory(r: &RunSpec, s: &RunSize) -> Vec<(&'static str, Vec<P
             "use a smaller analysis set, or set hessian.chunk_rows (bounded-memory products)",
         ),
     };
-    let basis = (h.max_iter + h.block) as f64;
-    let basis = basis.min(x.p);
+    // The most P-vectors in f64 held at once: the Lanczos basis, or the
+    // trace estimators' probes and their products (`[trace]`), or an SLQ
+    // probe's basis (`[density]`), whichever is largest (they run one
+    // after another).
+    let lanczos_basis = ((h.max_iter + h.block) as f64).min(x.p);
+    let trace_vectors = h.trace.as_ref().map_or(0.0, |t| 2.0 * t.matvecs as f64);
+    let density_basis = h
+        .density
+        .as_ref()
+        .map_or(0.0, |d| (d.steps as f64).min(x.p));
+    let (basis, basis_field, basis_fix) = if trace_vectors > lanczos_basis.max(density_basis) {
+        (trace_vectors, "trace.matvecs", "use fewer products")
+    } else if density_basis > lanczos_basis {
+        (
+            density_basis,
+            "density.steps",
+            "use fewer Lanczos steps per probe",
+        )
+    } else {
+        (
+            lanczos_basis,
+            "hessian.max_iter",
+            "lower it (a smaller basis; at least hessian.k)",
+        )
+    };
     let lanczos = part(
         format!(
             "the Lanczos basis ({basis} vectors of P = {} parameters in f64)",
             x.p
         ),
-        "hessian.max_iter",
-        "lower it (a smaller basis; at least hessian.k)",
+        basis_field,
+        basis_fix,
         // The basis, the tridiagonal (block) matrix and its eigenvectors,
         // the Ritz vectors and the warm start.
         basis * x.p * 8.0 + basis * basis * 8.0 * 4.0 + (2.0 + x.ops) * x.k_all * x.p * 8.0,

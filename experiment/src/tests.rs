@@ -1324,6 +1324,26 @@ fn configs_that_do_not_fit_in_memory_are_refused_with_the_field_to_change() {
     );
     let fewer = basis.replace("k = 3", "k = 3\nmax_iter = 100");
     assert!(Experiment::parse_with(&cfg_path(), &fewer, &mem16()).is_ok());
+    // The trace estimators hold 2 × matvecs vectors, an SLQ probe `steps`:
+    // counted too, with their own field named.
+    let traced = format!("{fewer}\n[trace]\nmatvecs = 400\n");
+    refused(
+        &traced,
+        &mem16(),
+        "trace.matvecs",
+        "matvecs = 400",
+        "the Lanczos basis (800 vectors",
+    );
+    let dense = format!("{fewer}\n[density]\nsteps = 500\n");
+    refused(
+        &dense,
+        &mem16(),
+        "density.steps",
+        "steps = 500",
+        "the Lanczos basis (500 vectors",
+    );
+    let modest = format!("{fewer}\n[trace]\nmatvecs = 60\n\n[density]\nsteps = 80\n");
+    assert!(Experiment::parse_with(&cfg_path(), &modest, &mem16()).is_ok());
     // 1e8 rows: the training activations.
     let rows = edit("samples = 120", "samples = 100000000");
     refused(
