@@ -158,6 +158,13 @@ struct BenchArgs {
     /// Timed steps per measurement (train).
     #[arg(long, default_value_t = 200)]
     steps: usize,
+    /// hessian: only the Hessian-vector products' cost, at these MLP
+    /// shapes (e.g. 784-512-512-10; repeat for several), f32 and f64.
+    #[arg(long)]
+    widths: Vec<String>,
+    /// hessian --widths: rows of the (random) analysis set.
+    #[arg(long, default_value_t = 1024)]
+    rows: usize,
     /// Tiny sizes and one round: checks that the benchmark runs and that its
     /// output is well-formed (CI); its times mean nothing.
     #[arg(long)]

@@ -161,6 +161,73 @@ fn bench_hessian_quick() {
     assert!(blocks.iter().all(|b| b["converged"] == true));
 }
 
+/// `bench hessian --widths`: the products' cost at given shapes, f32 and
+/// f64, with ratios that recompute from the reported times, and a Lanczos
+/// profile whose share in the products is a fraction. A malformed shape is
+/// refused with the fix.
+#[test]
+fn bench_hessian_scale_quick() {
+    let out = Command::new(BIN)
+        .args(["bench", "hessian", "--quick", "--json", "--threads", "1"])
+        .args(["--widths", "8-6-3", "--widths", "5-4-4-2", "--rows", "40"])
+        .output()
+        .expect("run eigentrace bench hessian --widths");
+    let v = json_of(out, "eigentrace bench hessian --widths");
+    assert_eq!(v["bench"], "hessian_scale");
+    assert!(v["command"]
+        .as_str()
+        .unwrap()
+        .contains("--widths 8-6-3 --widths 5-4-4-2 --rows 40"));
+    let rows = v["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "two shapes × f32, f64");
+    for r in rows {
+        assert_eq!(r["params"].as_u64().unwrap(), params(&widths(&r["widths"])));
+        assert_eq!(r["rows"], 40);
+        let flops = f(r, "product_gemm_flops");
+        let gemm = f(r, "gemm_gflops") * 1e9;
+        for b in r["rop_blocks"].as_array().unwrap() {
+            let s = f(b, "seconds_per_vector");
+            close(
+                f(b, "of_gemm_rate"),
+                flops / s / gemm,
+                "fraction of the GEMM rate",
+            );
+            close(
+                f(b, "of_gemm_floor"),
+                f(r, "gemm_floor_s") / s,
+                "fraction of the GEMM floor",
+            );
+            close(
+                f(b, "vs_autograd"),
+                f(r, "autograd_s") / s,
+                "against autograd",
+            );
+        }
+        let l = r["lanczos"].as_array().unwrap();
+        assert_eq!(l.len(), 2);
+        assert!(l[0]["max_basis"].is_null() && l[1]["max_basis"] == 40);
+        for x in l {
+            let share = f(x, "in_products");
+            assert!(share > 0.0 && share <= 1.0, "{x}");
+            close(
+                f(x, "seconds_per_product"),
+                f(x, "seconds") / f(x, "products"),
+                "per product",
+            );
+        }
+    }
+    let bad = Command::new(BIN)
+        .args(["bench", "hessian", "--quick", "--widths", "8-x-3"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("--widths 8-x-3") && err.contains("784-512-512-10"),
+        "{err}"
+    );
+}
+
 /// PyHessian (pip-installed into the venv) against ours: the errors are
 /// recomputed here from nothing but their definitions' inputs where the
 /// JSON has them, ours are at the dense truth's level, and the speedups are

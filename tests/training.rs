@@ -190,13 +190,14 @@ fn numpy_recomputes_our_metrics_from_our_vectors() {
 /// torch.func's Jacobian, and checks our eigenvalues (1e-8), our
 /// Hessian/GGN and Hessian/Fisher subspace overlaps, and our trace
 /// estimates (`[trace]`, each within 4 of its standard errors), and the
-/// SLQ densities' normalization and edge (`[density]`).
+/// SLQ densities' normalization and edge (`[density]`). Every operator's
+/// Lanczos here is thick-restarted (`max_basis = 8`, k = 3).
 #[test]
 fn pytorch_checks_the_ggn_and_fisher_eigenpairs_and_their_overlap_with_h() {
     let env = Env::new();
     let text = tiny_config("curv", "[0]", &two_optimizers(0.1)).replace(
         "k = 3",
-        "k = 3\nanalysis_size = 60\ntol = 1e-10\noperators = [\"hessian\", \"ggn\", \"fisher\"]\nlayers = true\n\n[trace]\nmatvecs = 60\n\n[density]\nprobes = 3\nsteps = 40",
+        "k = 3\nanalysis_size = 60\ntol = 1e-10\nmax_basis = 8\noperators = [\"hessian\", \"ggn\", \"fisher\"]\nlayers = true\n\n[trace]\nmatvecs = 60\n\n[density]\nprobes = 3\nsteps = 40",
     );
     env.run_json(&env.write_config(&text));
     // [density] adds fig 11 to the report, one panel per setting.

@@ -306,6 +306,7 @@ impl Experiment {
                             dtype: pt.hessian.dtype,
                             chunk_rows: pt.hessian.chunk_rows,
                             block: pt.hessian.block,
+                            max_basis: pt.hessian.max_basis,
                         }),
                         train: pt.train,
                         hessian: pt.hessian,
@@ -622,6 +623,30 @@ impl Experiment {
                     "must be in 1..={MAX_BLOCK} (vectors per block product; 1 = classic Lanczos)"
                 ),
             ));
+        }
+        if let Some(mb) = f.hessian.max_basis {
+            let k_all = f.hessian.k
+                * if f.hessian.which == stages::lanczos::Which::BothEnds {
+                    2
+                } else {
+                    1
+                };
+            if mb < k_all + 2 || mb > f.hessian.max_iter {
+                return Err(at(
+                    "hessian.max_basis",
+                    &format!(
+                        "must be in {}..={} (at least the {k_all} wanted pairs and 2 more, at most hessian.max_iter), or omitted for no restart",
+                        k_all + 2,
+                        f.hessian.max_iter
+                    ),
+                ));
+            }
+            if f.hessian.block != 1 {
+                return Err(at(
+                    "hessian.max_basis",
+                    "restarts are for classic Lanczos: set hessian.block = 1, or drop max_basis",
+                ));
+            }
         }
         let ops = &f.hessian.operators;
         if !ops.contains(&stages::hessian::Operator::Hessian) {

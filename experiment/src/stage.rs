@@ -99,9 +99,9 @@ impl StageKind {
     pub fn code_version(self) -> u32 {
         match self {
             StageKind::Dataset => 1,
-            StageKind::Null => 6,
+            StageKind::Null => 7,
             StageKind::Train => 5,
-            StageKind::Hessian => 9,
+            StageKind::Hessian => 10,
             StageKind::Metrics => 8,
             StageKind::Findings => 5,
             StageKind::Report => 18,

@@ -1009,6 +1009,36 @@ const BAD: &[(&str, &str, &str, &str, &str)] = &[
         "block = 65",
         "1..=64",
     ),
+    // Thick restart: room for the wanted pairs and two more, within
+    // max_iter, and classic (b = 1) Lanczos only.
+    (
+        "k = 3",
+        "k = 3\nmax_basis = 4",
+        "hessian.max_basis",
+        "max_basis = 4",
+        "must be in 5..=300",
+    ),
+    (
+        "k = 3",
+        "k = 3\nwhich = \"both_ends\"\nmax_basis = 7",
+        "hessian.max_basis",
+        "max_basis = 7",
+        "must be in 8..=300",
+    ),
+    (
+        "k = 3",
+        "k = 3\nmax_basis = 400",
+        "hessian.max_basis",
+        "max_basis = 400",
+        "at most hessian.max_iter",
+    ),
+    (
+        "k = 3",
+        "k = 3\nblock = 2\nmax_basis = 20",
+        "hessian.max_basis",
+        "max_basis = 20",
+        "set hessian.block = 1",
+    ),
     (
         "k = 3",
         "k = 3\nwhich = \"smallest\"",

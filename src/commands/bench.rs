@@ -29,6 +29,24 @@ pub(crate) fn cmd_bench(cli: &Cli, a: &BenchArgs) -> Result<(), Failure> {
     if a.quick {
         cmd.arg("quick");
     }
+    if !a.widths.is_empty() {
+        if what != "hessian" {
+            return Err(anyhow::anyhow!("--widths is for `eigentrace bench hessian`").into());
+        }
+        for w in &a.widths {
+            let ok = w.split('-').count() >= 2
+                && w.split('-')
+                    .all(|n| n.parse::<usize>().is_ok_and(|n| n > 0));
+            if !ok {
+                return Err(anyhow::anyhow!(
+                    "--widths {w}: expected layer widths joined by '-', e.g. 784-512-512-10"
+                )
+                .into());
+            }
+        }
+        cmd.arg(format!("widths={}", a.widths.join(",")));
+        cmd.arg(format!("rows={}", a.rows));
+    }
     let out = cmd.stderr(std::process::Stdio::inherit()).output()?;
     if !out.status.success() {
         return Err(anyhow::anyhow!("the benchmark failed").into());
@@ -38,6 +56,12 @@ pub(crate) fn cmd_bench(cli: &Cli, a: &BenchArgs) -> Result<(), Failure> {
         let mut command = format!("eigentrace bench {what} --threads {}", a.threads);
         if what == "train" {
             command.push_str(&format!(" --steps {steps}"));
+        }
+        for w in &a.widths {
+            command.push_str(&format!(" --widths {w}"));
+        }
+        if !a.widths.is_empty() {
+            command.push_str(&format!(" --rows {}", a.rows));
         }
         if a.quick {
             command.push_str(" --quick");

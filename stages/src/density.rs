@@ -98,7 +98,7 @@ pub fn slq(
                 op(&q[j..j + 1], &mut w[..1]);
                 let mut r = w[0].clone();
                 alpha.push(dot(&r, &q[j]));
-                // Full reorthogonalization, twice.
+                // Full reorthogonalization (a second pass when needed).
                 reorthogonalize(&q, &mut r);
                 let b = dot(&r, &r).sqrt();
                 let scale = alpha

@@ -141,6 +141,8 @@ pub struct HessianSettings {
     pub preconditioned: bool,
     #[serde(default = "d_block")]
     pub block: usize,
+    #[serde(default)]
+    pub max_basis: Option<usize>,
     #[serde(default = "d_operators")]
     pub operators: Vec<Operator>,
     #[serde(default)]
@@ -163,6 +165,7 @@ impl HessianSettings {
             warm_start: self.warm_start,
             preconditioned: self.preconditioned,
             block: self.block,
+            max_basis: self.max_basis,
             operators: self.operators.clone(),
             trace: None,
             density: None,
@@ -201,6 +204,11 @@ pub struct HessianParams {
     /// Vectors per block product in block Lanczos (1 = classic Lanczos).
     #[serde(default = "d_block")]
     pub block: usize,
+    /// Thick-restart Lanczos holding at most this many basis vectors
+    /// (`stages::lanczos::lanczos_restarted`); None = no restart, and no
+    /// key change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_basis: Option<usize>,
     /// The operators whose top-k is computed, "hessian" always among them
     /// (the preconditioned one is `preconditioned`'s).
     #[serde(default = "d_operators", skip_serializing_if = "is_default_operators")]
@@ -335,4 +343,6 @@ pub struct NullParams {
     pub chunk_rows: Option<usize>,
     #[serde(default = "d_block")]
     pub block: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_basis: Option<usize>,
 }

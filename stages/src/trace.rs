@@ -112,7 +112,7 @@ pub fn hutch_pp(n: usize, op: &mut BlockOp<'_>, m: usize, seed: u64, batch: usiz
     let s_count = (m / 3).max(1).min(n);
     let s = rademacher(n, s_count, &mut rng);
     let as_ = apply(op, &s, batch);
-    // Q = orth(AS): modified Gram–Schmidt twice; columns that vanish (A's
+    // Q = orth(AS): modified Gram–Schmidt (twice where it matters); columns that vanish (A's
     // rank below m/3) are dropped.
     let scale = as_.iter().map(|v| dot(v, v).sqrt()).fold(0.0f64, f64::max);
     let mut q: Vec<Vec<f64>> = Vec::new();

@@ -304,6 +304,21 @@ pub fn analysis_set(
     Ok((xt, yt))
 }
 
+/// Lanczos, or thick-restart Lanczos with a bounded basis when `max_basis`
+/// is given (`hessian.max_basis`).
+fn eigenpairs(
+    n: usize,
+    op: &mut stages::lanczos::BlockOp<'_>,
+    opts: &LanczosOptions,
+    start: Option<&[Vec<f64>]>,
+    max_basis: Option<usize>,
+) -> stages::lanczos::LanczosResult {
+    match max_basis {
+        Some(m) => stages::lanczos::lanczos_restarted(n, op, opts, start, m),
+        None => lanczos(n, op, opts, start),
+    }
+}
+
 /// Run the hessian stage. `checkpoints` are (step, path) pairs.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
@@ -395,7 +410,7 @@ pub fn run(
                 abs_tol: level,
                 ..opts.clone()
             };
-            let r = lanczos(n, &mut apply, &opts, start);
+            let r = eigenpairs(n, &mut apply, &opts, start, p.max_basis);
             drop(apply);
             if r.pairs.iter().any(|q| !q.value.is_finite()) {
                 continue;
@@ -433,7 +448,7 @@ pub fn run(
         }
         if p.layers {
             let mut apply = |xs: &[Vec<f64>], ys: &mut [Vec<f64>]| op.apply_block(xs, ys);
-            for (layer, level, r) in layer_block_eigs(arch, &mut apply, &opts) {
+            for (layer, level, r) in layer_block_eigs(arch, &mut apply, &opts, p.max_basis) {
                 total_hvps += r.hvps + 3;
                 for pair in r.pairs.iter().filter(|q| q.value.is_finite()) {
                     let no_vector = stages::lanczos::EigenPair {
@@ -610,6 +625,7 @@ pub fn layer_block_eigs(
     arch: &Arch,
     op: &mut stages::lanczos::BlockOp<'_>,
     opts: &LanczosOptions,
+    max_basis: Option<usize>,
 ) -> Vec<(i64, f64, stages::lanczos::LanczosResult)> {
     let n = arch.num_params();
     let mut out = Vec::new();
@@ -642,7 +658,8 @@ pub fn layer_block_eigs(
             seed,
             ..opts.clone()
         };
-        out.push((layer, level, lanczos(m, &mut apply, &o, None)));
+        let bound = max_basis.map(|b| b.min(m));
+        out.push((layer, level, eigenpairs(m, &mut apply, &o, None, bound)));
     }
     out
 }
@@ -926,7 +943,7 @@ pub fn run_null(
             abs_tol: level,
             ..opts
         };
-        let res = lanczos(n, &mut apply, &opts, None);
+        let res = eigenpairs(n, &mut apply, &opts, None, p.max_basis);
         total += res.hvps + 3;
         for pair in &res.pairs {
             rows.push(

@@ -412,7 +412,7 @@ fn layer_block_eigenvalues_match_dense_blocks() {
         seed: 3,
         block: 1,
     };
-    let got = stages_torch::hessian::layer_block_eigs(&s.arch, &mut apply, &opts);
+    let got = stages_torch::hessian::layer_block_eigs(&s.arch, &mut apply, &opts, None);
     let map = s.arch.param_map();
     assert_eq!(got.len(), 3);
     for (layer, level, r) in &got {

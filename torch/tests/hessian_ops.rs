@@ -238,6 +238,7 @@ fn the_null_model_is_the_spectrum_at_fresh_initializations() {
         dtype: stages::runtime::Dtype::F64,
         chunk_rows: None,
         block: 2,
+        max_basis: None,
     };
     stages_torch::hessian::run_null(&p, &data_path, Device::Cpu, dir.path(), &|_, _, _| {})
         .unwrap();
@@ -348,6 +349,7 @@ fn stored_residuals_are_true_residuals() {
         warm_start: true,
         preconditioned: true,
         block: 1,
+        max_basis: None,
         operators: vec![stages::hessian::Operator::Hessian],
         trace: None,
         density: None,

@@ -549,3 +549,183 @@ pub fn metrics(quick: bool) -> anyhow::Result<Value> {
         "seconds": secs,
     }))
 }
+
+/// Hessian-vector products at scale (`eigentrace bench hessian --widths
+/// 784-512-512-10 …`): for each shape and dtype, on `rows` random rows, the
+/// R-operator's time per vector at b = 1 and 4 against autograd's double
+/// backprop, its GFLOP/s, and two references: one GEMM at the first
+/// layer's shape (the rate), and the product's own GEMMs run alone at their
+/// shapes (the floor: what is left is elementwise work, copies and
+/// allocation). `quick`: one repetition.
+pub fn hessian_scale(
+    threads: usize,
+    shapes: &[Vec<usize>],
+    rows: usize,
+    quick: bool,
+) -> anyhow::Result<Value> {
+    use stages::mlp::{Activation, Arch, Init};
+    use stages_torch::hessian::HessianOperator;
+    use stages_torch::rop::RopOperator;
+    use std::time::Instant;
+    use tch::{Device, Kind, Tensor};
+    tch::set_num_threads(threads as i32);
+    let reps = if quick { 1 } else { 3 };
+    // The median of `reps` timings after one warm-up call.
+    let time = |f: &mut dyn FnMut()| {
+        f();
+        let mut t: Vec<f64> = (0..reps)
+            .map(|_| {
+                let t0 = Instant::now();
+                f();
+                t0.elapsed().as_secs_f64()
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    let mut results = Vec::new();
+    for widths in shapes {
+        anyhow::ensure!(
+            widths.len() >= 2,
+            "--widths {widths:?}: at least an input and an output"
+        );
+        let arch = Arch {
+            widths: widths.clone(),
+            activation: Activation::Tanh,
+        };
+        let p = arch.num_params();
+        for kind in [Kind::Float, Kind::Double] {
+            let dev = Device::Cpu;
+            tch::manual_seed(0);
+            let x = Tensor::randn([rows as i64, widths[0] as i64], (kind, dev));
+            let y = Tensor::randint(
+                *widths.last().unwrap() as i64,
+                [rows as i64],
+                (Kind::Int64, dev),
+            );
+            let theta_v = arch.init(Init::TorchDefault, 0);
+            let theta = Tensor::from_slice(&theta_v).to_kind(kind);
+            let mut rop = RopOperator::new(&arch, &theta, &x, &y);
+            // GEMM flops of one product per vector: per layer, the forward
+            // R-pass (h dWᵀ, and R(h) Wᵀ past the first layer), R(∇W) (R(δ)ᵀh,
+            // and δᵀR(h) past the first), and R(δ) back (R(δ) W, δ dW) past
+            // the first: 2 × rows × in × out each.
+            let mut gemms: Vec<(i64, i64, i64)> = Vec::new(); // (m, k, n): [m,k]×[k,n]
+            let r = rows as i64;
+            for l in 0..arch.layers() {
+                let (i, o) = (widths[l] as i64, widths[l + 1] as i64);
+                gemms.push((r, i, o)); // h dWᵀ
+                gemms.push((o, r, i)); // R(δ)ᵀ h
+                if l > 0 {
+                    gemms.push((r, i, o)); // R(h) Wᵀ
+                    gemms.push((o, r, i)); // δᵀ R(h)
+                    gemms.push((r, o, i)); // R(δ) W
+                    gemms.push((r, o, i)); // δ dW
+                }
+            }
+            let flops: f64 = gemms
+                .iter()
+                .map(|&(m, k, n)| 2.0 * (m * k * n) as f64)
+                .sum();
+            let mats: Vec<(Tensor, Tensor)> = gemms
+                .iter()
+                .map(|&(m, k, n)| {
+                    (
+                        Tensor::randn([m, k], (kind, dev)),
+                        Tensor::randn([k, n], (kind, dev)),
+                    )
+                })
+                .collect();
+            let floor_s = time(&mut || {
+                for (a, b) in &mats {
+                    drop(a.mm(b));
+                }
+            });
+            let (i0, o0) = (widths[0] as i64, widths[1] as i64);
+            let a = Tensor::randn([r, i0], (kind, dev));
+            let w = Tensor::randn([i0, o0], (kind, dev));
+            let gemm_rate = 2.0 * (r * i0 * o0) as f64 / time(&mut || drop(a.mm(&w)));
+            let theta_f64: Vec<f64> = theta_v.clone();
+            let mut auto = HessianOperator::new(&arch, &theta_f64, &x, &y, kind, dev);
+            let v1 = Tensor::randn([p as i64], (kind, dev));
+            let auto_s = time(&mut || drop(auto.apply_tensor(&v1)));
+            let mut blocks = Vec::new();
+            for b in [1i64, 4] {
+                let v = Tensor::randn([b, p as i64], (kind, dev));
+                let s = time(&mut || drop(rop.apply_block(&v))) / b as f64;
+                blocks.push(json!({
+                    "b": b, "seconds_per_vector": s, "vs_autograd": auto_s / s,
+                    "gflops": flops / s / 1e9, "of_gemm_rate": flops / s / gemm_rate,
+                    "of_gemm_floor": floor_s / s,
+                }));
+            }
+            let dtype = if kind == Kind::Float { "f32" } else { "f64" };
+            // Where a Lanczos step's time goes at this size: `steps` steps
+            // (tol 0: no early stop) of the stage's operator, unrestarted and
+            // with a 40-vector thick-restart basis; the time inside the
+            // products against the rest (reorthogonalization, the projected
+            // eigenproblem, copies).
+            let steps = if quick { 12 } else { 120 };
+            let mut lanczos_rows = Vec::new();
+            for max_basis in [None, Some(40usize)] {
+                let mut op =
+                    stages_torch::hessian::Hvp::new(&arch, &theta_v, &x, &y, kind, dev, None);
+                let mut in_products = 0.0f64;
+                let mut apply = |xs: &[Vec<f64>], ys: &mut [Vec<f64>]| {
+                    let t0 = Instant::now();
+                    op.apply_block(xs, ys);
+                    in_products += t0.elapsed().as_secs_f64();
+                };
+                let o = stages::lanczos::LanczosOptions {
+                    k: 10.min(p - 1),
+                    which: stages::lanczos::Which::Largest,
+                    tol: 0.0,
+                    abs_tol: 0.0,
+                    max_iter: steps,
+                    seed: 1,
+                    block: 1,
+                };
+                let t0 = Instant::now();
+                let r = match max_basis {
+                    None => stages::lanczos::lanczos(p, &mut apply, &o, None),
+                    Some(m) => stages::lanczos::lanczos_restarted(p, &mut apply, &o, None, m),
+                };
+                let total = t0.elapsed().as_secs_f64();
+                lanczos_rows.push(json!({
+                    "max_basis": max_basis, "products": r.hvps, "seconds": total,
+                    "seconds_per_product": total / r.hvps as f64,
+                    "in_products": in_products / total,
+                }));
+            }
+            eprintln!(
+                "  {:<18} {dtype} Lanczos, {steps} steps: {:.1} ms per product unrestarted ({:.0}% in the products), {:.1} ms with a 40-vector restarted basis ({:.0}%)",
+                widths.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-"),
+                lanczos_rows[0]["seconds_per_product"].as_f64().unwrap() * 1e3,
+                100.0 * lanczos_rows[0]["in_products"].as_f64().unwrap(),
+                lanczos_rows[1]["seconds_per_product"].as_f64().unwrap() * 1e3,
+                100.0 * lanczos_rows[1]["in_products"].as_f64().unwrap(),
+            );
+            eprintln!(
+                "  {:<18} P = {:>9}  {dtype}  GEMM {:>6.1} GFLOP/s  autograd {:>8.2} ms  R-op b=1 {:>8.2} ms ({:>3.0}% of GEMM rate, GEMMs alone {:>3.0}%)  b=4 {:>8.2} ms/vector ({:>3.0}%)",
+                widths.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-"),
+                p,
+                gemm_rate / 1e9,
+                auto_s * 1e3,
+                blocks[0]["seconds_per_vector"].as_f64().unwrap() * 1e3,
+                100.0 * blocks[0]["of_gemm_rate"].as_f64().unwrap(),
+                100.0 * blocks[0]["of_gemm_floor"].as_f64().unwrap(),
+                blocks[1]["seconds_per_vector"].as_f64().unwrap() * 1e3,
+                100.0 * blocks[1]["of_gemm_rate"].as_f64().unwrap(),
+            );
+            results.push(json!({
+                "widths": widths, "params": p, "rows": rows, "dtype": dtype,
+                "gemm_gflops": gemm_rate / 1e9, "product_gemm_flops": flops,
+                "gemm_floor_s": floor_s, "autograd_s": auto_s, "rop_blocks": blocks,
+                "lanczos": lanczos_rows,
+            }));
+        }
+    }
+    Ok(
+        json!({ "bench": "hessian_scale", "threads": threads, "rows": rows, "reps": reps, "results": results }),
+    )
+}

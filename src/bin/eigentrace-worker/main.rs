@@ -70,10 +70,21 @@ fn main() -> ExitCode {
         }
         ["bench", what, threads, steps, rest @ ..] => {
             let (t, s) = (threads.parse().unwrap_or(2), steps.parse().unwrap_or(200));
-            let quick = rest == ["quick"];
+            let quick = rest.contains(&"quick");
+            // `widths=784-512-512-10,…` and `rows=N`: the HVP cost at scale.
+            let arg = |key: &str| rest.iter().find_map(|a| a.strip_prefix(key));
+            let shapes: Vec<Vec<usize>> = arg("widths=")
+                .map(|w| {
+                    w.split(',')
+                        .map(|s| s.split('-').filter_map(|n| n.parse().ok()).collect())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let rows = arg("rows=").and_then(|r| r.parse().ok()).unwrap_or(1024);
             tch::set_num_threads(t as i32);
             match *what {
                 "train" => bench::train(t, s, quick),
+                "hessian" if !shapes.is_empty() => bench::hessian_scale(t, &shapes, rows, quick),
                 "hessian" => bench::hessian(t, quick),
                 "metrics" => bench::metrics(quick),
                 "pyhessian" => bench_pyhessian::pyhessian(t, quick),
