@@ -31,7 +31,7 @@ lint:
 # otherwise idle machine. BENCH=train (or engine, hessian, metrics, paper,
 # build) runs one.
 RESULTS := bench/results
-BENCH ?= engine train hessian pyhessian metrics paper build
+BENCH ?= engine train hessian hessian_scale pyhessian metrics paper build
 bench: build
 	@mkdir -p $(RESULTS)
 	@for b in $(BENCH); do \
@@ -39,6 +39,7 @@ bench: build
 	  case $$b in \
 	    engine) scripts/bench-engine.sh --json $(RESULTS)/engine.json.tmp $(BIN) >&2 ;; \
 	    train|hessian|pyhessian|metrics) $(WITH_TORCH) $(BIN) bench $$b --json > $(RESULTS)/$$b.json.tmp ;; \
+	    hessian_scale) $(WITH_TORCH) $(BIN) bench hessian --widths 784-512-512-10 --widths 784-1024-1024-10 --json > $(RESULTS)/$$b.json.tmp ;; \
 	    paper) scripts/bench-paper.sh $(BIN) > $(RESULTS)/paper.json.tmp ;; \
 	    build) scripts/bench-build.sh > $(RESULTS)/build.json.tmp ;; \
 	    *) echo "unknown benchmark $$b" >&2; exit 2 ;; \

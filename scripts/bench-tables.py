@@ -126,6 +126,34 @@ def hessian(r):
     return rows
 
 
+def hessian_scale(r):
+    rows = [
+        "| widths | P | dtype | one GEMM (GFLOP/s) | R-operator b = 1 | of the GEMM rate | autograd HVP | Lanczos per product, unrestarted | in the products | with a 40-vector restarted basis | in the products |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for x in r["results"]:
+        b1 = next(b for b in x["rop_blocks"] if b["b"] == 1)
+        plain = next(l for l in x["lanczos"] if l["max_basis"] is None)
+        restarted = next(l for l in x["lanczos"] if l["max_basis"] is not None)
+        rows.append(
+            f"| {'-'.join(map(str, x['widths']))} | {fmt_int(x['params'])} | {x['dtype']} "
+            f"| {x['gemm_gflops']:.0f} | {b1['seconds_per_vector'] * 1e3:.1f} ms | **{100 * b1['of_gemm_rate']:.0f}%** "
+            f"| {x['autograd_s'] * 1e3:.1f} ms | {plain['seconds_per_product'] * 1e3:.1f} ms "
+            f"| {100 * plain['in_products']:.0f}% | {restarted['seconds_per_product'] * 1e3:.1f} ms "
+            f"| {100 * restarted['in_products']:.0f}% |"
+        )
+    steps = r["results"][0]["lanczos"][0]["products"] if r["results"] else 0
+    rows += [
+        "",
+        f"{fmt_int(r['rows'])} random rows, tanh, θ at initialization. \"Of the GEMM rate\": the "
+        "product's GEMM flops (per layer, the forward R-pass, R(∇W) and R(δ) back: six GEMMs past "
+        "the first layer, two in it) over its time, against one GEMM at the first layer's shape. "
+        f"Lanczos: {steps} products with no early stop, the time inside the products against the "
+        "rest (reorthogonalization, the projected eigenproblem, copies). " + machine_line(r),
+    ]
+    return rows
+
+
 PYHESSIAN_LABEL = {
     "eigenvalues": "top 10 eigenvalues",
     "trace": "trace, PyHessian at its defaults",
@@ -207,6 +235,7 @@ RENDER = {
     "engine": engine,
     "train": train,
     "hessian": hessian,
+    "hessian_scale": hessian_scale,
     "pyhessian": pyhessian,
     "metrics": metrics,
     "build": build,
