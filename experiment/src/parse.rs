@@ -300,7 +300,7 @@ impl Experiment {
                             k: pt.hessian.k,
                             analysis_size: pt.hessian.analysis_size,
                             which: pt.hessian.which,
-                            tol: pt.hessian.tol(),
+                            tol: f.null.tol.unwrap_or(pt.hessian.tol()),
                             max_iter: pt.hessian.max_iter,
                             seed: 0,
                             dtype: pt.hessian.dtype,
@@ -739,6 +739,14 @@ impl Experiment {
                 return Err(at(
                     "density.sigma",
                     &format!("must be in (0, 1) (the Gaussian's width over the spectrum's range; default 0.01), got {}", d.sigma),
+                ));
+            }
+        }
+        if let Some(t) = f.null.tol {
+            if !(t > 0.0 && t < 1.0) {
+                return Err(at(
+                    "null.tol",
+                    &format!("must be in (0, 1) (the null's residual tolerance relative to |λ₁|), or omitted for hessian.tol; got {t}"),
                 ));
             }
         }

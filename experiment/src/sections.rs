@@ -108,12 +108,19 @@ pub(crate) struct NullSection {
     /// Fresh random initializations (0 turns the null model off).
     #[serde(default = "d_replicas")]
     pub(crate) replicas: usize,
+    /// The null's own residual tolerance (relative to |λ₁|); None = the
+    /// hessian's. A looser one buys fewer products where the spectrum at
+    /// initialization is flat, at the price of vectors mixed within clusters
+    /// narrower than tol·|λ₁| (docs/science.md §8).
+    #[serde(default)]
+    pub(crate) tol: Option<f64>,
 }
 
 impl Default for NullSection {
     fn default() -> Self {
         NullSection {
             replicas: d_replicas(),
+            tol: None,
         }
     }
 }

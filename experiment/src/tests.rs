@@ -1009,6 +1009,21 @@ const BAD: &[(&str, &str, &str, &str, &str)] = &[
         "block = 65",
         "1..=64",
     ),
+    // The null's own tolerance: in (0, 1).
+    (
+        "k = 3\n",
+        "k = 3\n\n[null]\nreplicas = 2\ntol = 0.0\n",
+        "null.tol",
+        "tol = 0.0",
+        "must be in (0, 1)",
+    ),
+    (
+        "k = 3\n",
+        "k = 3\n\n[null]\nreplicas = 2\ntol = 1.5\n",
+        "null.tol",
+        "tol = 1.5",
+        "must be in (0, 1)",
+    ),
     // Thick restart: room for the wanted pairs and two more, within
     // max_iter, and classic (b = 1) Lanczos only.
     (
@@ -1322,6 +1337,22 @@ fn mem16() -> LoadOptions {
         force_size: false,
         mem_bytes: Some(16_000_000_000),
         disk_free_bytes: None,
+    }
+}
+
+/// `[null] tol` is the null's alone: the null stage gets it, the hessian
+/// stages keep theirs, and without it the null has hessian.tol.
+#[test]
+fn the_null_tolerance_is_its_own_or_the_hessians() {
+    let opts = LoadOptions::default();
+    let plain = Experiment::parse_with(&cfg_path(), BASE, &opts).unwrap();
+    let loose = format!("{BASE}\n[null]\ntol = 0.01\n");
+    let loose = Experiment::parse_with(&cfg_path(), &loose, &opts).unwrap();
+    for (a, b) in plain.runs.iter().zip(&loose.runs) {
+        let (na, nb) = (a.null.as_ref().unwrap(), b.null.as_ref().unwrap());
+        assert_eq!(na.tol, a.hessian.tol());
+        assert_eq!(nb.tol, 0.01);
+        assert_eq!(a.hessian, b.hessian);
     }
 }
 
