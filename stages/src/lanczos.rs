@@ -163,6 +163,46 @@ fn combine(basis: &[Vec<f64>], c: &DMatrix<f64>, cols: &[usize]) -> Vec<Vec<f64>
     out
 }
 
+/// The wanted Ritz pairs from the basis and T's eigenpairs: the Ritz
+/// vectors, normalized, and their true residuals from one block product
+/// (`want.len()` products).
+fn ritz_pairs(
+    op: &mut BlockOp<'_>,
+    basis: &[Vec<f64>],
+    vals: &[f64],
+    vecs: &DMatrix<f64>,
+    want: &[(usize, i32)],
+) -> Vec<EigenPair> {
+    let n = basis.first().map_or(0, Vec::len);
+    let cols: Vec<usize> = want.iter().map(|&(i, _)| i).collect();
+    let mut ys = combine(basis, vecs, &cols);
+    for y in ys.iter_mut() {
+        let ny = norm(y);
+        y.iter_mut().for_each(|x| *x /= ny);
+    }
+    let mut hys = vec![vec![0.0; n]; ys.len()];
+    op(&ys, &mut hys);
+    want.iter()
+        .zip(ys)
+        .zip(&hys)
+        .map(|((&(i, rank), y), hy)| {
+            let lambda = vals[i];
+            let r = hy
+                .iter()
+                .zip(&y)
+                .map(|(h, v)| (h - lambda * v).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            EigenPair {
+                value: lambda,
+                vector: y,
+                residual: r,
+                rank,
+            }
+        })
+        .collect()
+}
+
 /// The wanted Ritz indices (into ascending eigenvalues of T) with their ranks.
 fn wanted(m: usize, k: usize, which: Which) -> Vec<(usize, i32)> {
     let mut out: Vec<(usize, i32)> = (0..k.min(m)).map(|r| (m - 1 - r, r as i32)).collect();
@@ -354,35 +394,8 @@ pub fn lanczos(
     let m = basis.len();
     // Ritz vectors, then their true residuals with one block product.
     let want = wanted(m, opts.k, opts.which);
-    let cols: Vec<usize> = want.iter().map(|&(i, _)| i).collect();
-    let mut ys = combine(&basis, &vecs, &cols);
-    for y in ys.iter_mut() {
-        let ny = norm(y);
-        y.iter_mut().for_each(|x| *x /= ny);
-    }
-    let mut hys = vec![vec![0.0; n]; ys.len()];
-    op(&ys, &mut hys);
-    hvps += ys.len();
-    let pairs = want
-        .iter()
-        .zip(ys)
-        .zip(&hys)
-        .map(|((&(i, rank), y), hy)| {
-            let lambda = vals[i];
-            let r = hy
-                .iter()
-                .zip(&y)
-                .map(|(h, v)| (h - lambda * v).powi(2))
-                .sum::<f64>()
-                .sqrt();
-            EigenPair {
-                value: lambda,
-                vector: y,
-                residual: r,
-                rank,
-            }
-        })
-        .collect();
+    let pairs = ritz_pairs(op, &basis, &vals, &vecs, &want);
+    hvps += pairs.len();
     LanczosResult {
         pairs,
         hvps,
@@ -506,35 +519,8 @@ pub fn lanczos_restarted(
     };
     let m = basis.len();
     let want = wanted(m, opts.k, opts.which);
-    let cols: Vec<usize> = want.iter().map(|&(i, _)| i).collect();
-    let mut ys = combine(&basis, &vecs, &cols);
-    for y in ys.iter_mut() {
-        let ny = norm(y);
-        y.iter_mut().for_each(|x| *x /= ny);
-    }
-    let mut hys = vec![vec![0.0; n]; ys.len()];
-    op(&ys, &mut hys);
-    hvps += ys.len();
-    let pairs = want
-        .iter()
-        .zip(ys)
-        .zip(&hys)
-        .map(|((&(i, rank), y), hy)| {
-            let lambda = vals[i];
-            let r = hy
-                .iter()
-                .zip(&y)
-                .map(|(h, v)| (h - lambda * v).powi(2))
-                .sum::<f64>()
-                .sqrt();
-            EigenPair {
-                value: lambda,
-                vector: y,
-                residual: r,
-                rank,
-            }
-        })
-        .collect();
+    let pairs = ritz_pairs(op, &basis, &vals, &vecs, &want);
+    hvps += pairs.len();
     LanczosResult {
         pairs,
         hvps,
