@@ -44,12 +44,7 @@ fn read(values: &Path, vectors: &Path) -> Result<Pairs, String> {
     let mut out: Pairs = BTreeMap::new();
     for i in 0..v.len() {
         let trusted = conv.is_none_or(|c| c.value(i)) && res.is_none_or(|r| r.value(i));
-        let vec: Vec<f64> = w
-            .list_f32_row("vector", i)
-            .map_err(e)?
-            .iter()
-            .map(|&x| x as f64)
-            .collect();
+        let vec = w.vector_row("vector", i).map_err(e)?;
         out.entry((st.value(i), op.value(i).to_string()))
             .or_default()
             .push((rk.value(i), ev.value(i), trusted, vec));

@@ -124,6 +124,11 @@ enum Cmd {
     /// Remove what no current result needs: records that no experiment's
     /// latest run reaches, and the objects no kept record lists.
     Gc(GcArgs),
+    /// How far two results are apart: every column of every Arrow file under
+    /// A against the same file and column under B (e.g. out/paper against
+    /// out/paper-f16, a CUDA run against a CPU run). Numbers: the largest
+    /// absolute difference and its ratio to the column's largest |value|.
+    Compare(CompareArgs),
     /// Print an Arrow file's schema and first rows (through polars), e.g.
     /// out/quick/runs/adam-lr3e-3-s0/metrics/localization.arrow.
     Show(ShowArgs),
@@ -136,6 +141,21 @@ enum Cmd {
     /// of `run --executor slurm` does.
     #[command(hide = true)]
     Exec(slurm::ExecArgs),
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// An output folder (out/<experiment>, or any folder under it) or an Arrow file.
+    a: PathBuf,
+    /// The folder or file to compare it with, at the same relative paths.
+    b: PathBuf,
+    /// Exit 1 when a column's relative difference exceeds this (or a
+    /// column or file cannot be compared).
+    #[arg(long)]
+    tol: Option<f64>,
+    /// List every column, not only those that differ.
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Args)]
@@ -434,6 +454,7 @@ fn main() -> ExitCode {
         Cmd::Verify => cmd_verify(&cli),
         Cmd::Gc(a) => cmd_gc(&cli, a),
         Cmd::Bench(a) => cmd_bench(&cli, a),
+        Cmd::Compare(a) => cmd_compare(&cli, a),
         Cmd::Exec(a) => slurm::exec(&cli, a),
         Cmd::Show(a) => reports::show(&a.file, a.rows)
             .map(|s| print!("{s}"))

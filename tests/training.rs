@@ -185,6 +185,93 @@ fn numpy_recomputes_our_metrics_from_our_vectors() {
     }
 }
 
+/// `hessian.vector_dtype = "f16"` and `"bf16"`: numpy decodes the stored
+/// vectors from the file's schema alone and recomputes the metrics from
+/// them (1e-6); `eigentrace compare` against the f32 run of the same config
+/// finds training and the eigenvalues identical, the vectors within the
+/// dtype's unit roundoff u of the f32 ones but rounded, and every metric
+/// that is smooth in the vectors within 4u of its column's scale. Principal
+/// angles near 0 are ill-conditioned (δθ ≈ √(2δ)): within √(8u). Counts of
+/// entries (`frac50`, `frac90`) move by whole entries.
+#[test]
+fn half_precision_vectors_are_decoded_independently_and_cost_at_most_their_roundoff() {
+    let env = Env::new();
+    let base = tiny_config("vd", "[0]", &two_optimizers(0.1)).replace("k = 3", "k = 4");
+    for d in ["f32", "f16", "bf16"] {
+        let text = base
+            .replace("name = \"vd\"", &format!("name = \"vd-{d}\""))
+            .replace("k = 4", &format!("k = 4\nvector_dtype = \"{d}\""));
+        let cfg = env.path().join(format!("{d}.toml"));
+        std::fs::write(&cfg, text).unwrap();
+        env.run_json(&cfg);
+        // fig 8 reads the stored vector too.
+        assert!(env
+            .path()
+            .join(format!("out/vd-{d}/report/fig8_localization_map.png"))
+            .is_file());
+    }
+    for (d, u) in [("f16", 2f64.powi(-11)), ("bf16", 2f64.powi(-8))] {
+        for run in ["sgd-lr1e-1-s0", "adam-lr1e-2-s0"] {
+            let dir = env.path().join(format!("out/vd-{d}/runs")).join(run);
+            python_check("recompute_metrics.py", &[dir.as_os_str()]);
+        }
+        let out = env.eigentrace(&["--json", "compare", "out/vd-f32", &format!("out/vd-{d}")]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(j["missing_in_b"].as_array().unwrap().len(), 0, "{j}");
+        let mut metrics_seen = 0;
+        for c in j["columns"].as_array().unwrap() {
+            let (file, column) = (c["file"].as_str().unwrap(), c["column"].as_str().unwrap());
+            let what = format!("{d}: {file} {column}: {c}");
+            assert!(c["mismatch"].is_null(), "{what}");
+            let rel = c["relative"].as_f64();
+            if file.ends_with("vectors.arrow") && column == "vector" {
+                // Rounded, and by no more than u of the largest entry.
+                assert!(c["differing"].as_u64().unwrap() > 0, "{what}");
+                assert!(rel.unwrap() <= u, "{what}");
+            } else if file.ends_with("values.arrow")
+                || file.ends_with("train.arrow")
+                || file.contains("checkpoints/")
+            {
+                assert_eq!(c["differing"], 0, "{what}");
+            } else if file.contains("/metrics/") {
+                if let Some(rel) = rel {
+                    metrics_seen += 1;
+                    if column.starts_with("frac") {
+                        // Two entries of P = 67 at most.
+                        let d = c["max_abs"].as_f64().unwrap();
+                        assert!(d <= 2.0 / 67.0 + 1e-12, "{what}");
+                        continue;
+                    }
+                    let bound = match column {
+                        "principal_angles" | "grassmann" => (8.0 * u).sqrt(),
+                        _ => 4.0 * u,
+                    };
+                    assert!(rel <= bound, "{what}: over {bound:e}");
+                }
+            }
+        }
+        assert!(
+            metrics_seen > 20,
+            "{d}: only {metrics_seen} metric columns compared"
+        );
+    }
+    // Stored at half the bytes: the f16 and bf16 vector files are smaller.
+    let size = |d: &str| {
+        std::fs::metadata(
+            env.path()
+                .join(format!("out/vd-{d}/runs/sgd-lr1e-1-s0/eigen/vectors.arrow")),
+        )
+        .unwrap()
+        .len()
+    };
+    assert!(size("f16") < size("f32") && size("bf16") < size("f32"));
+}
+
 /// `operators = ["hessian", "ggn", "fisher"]`: PyTorch rebuilds each
 /// checkpoint's model, forms the GGN and the empirical Fisher densely from
 /// torch.func's Jacobian, and checks our eigenvalues (1e-8), our

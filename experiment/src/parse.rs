@@ -307,6 +307,7 @@ impl Experiment {
                             chunk_rows: pt.hessian.chunk_rows,
                             block: pt.hessian.block,
                             max_basis: pt.hessian.max_basis,
+                            vector_dtype: pt.hessian.vector_dtype,
                         }),
                         train: pt.train,
                         hessian: pt.hessian,

@@ -1356,6 +1356,26 @@ fn the_null_tolerance_is_its_own_or_the_hessians() {
     }
 }
 
+/// `hessian.vector_dtype`: "f32", the default, is in no key (the graph is
+/// the same as without it); "bf16" reaches both the hessian and the null
+/// stages' parameters.
+#[test]
+fn the_vector_dtype_enters_the_keys_only_when_not_f32() {
+    let f32 = BASE.replace("k = 3", "k = 3\nvector_dtype = \"f32\"");
+    assert_ne!(f32, BASE);
+    assert_eq!(graph_digest(&f32), graph_digest(BASE));
+    let bf = BASE.replace("k = 3", "k = 3\nvector_dtype = \"bf16\"");
+    assert_ne!(graph_digest(&bf), graph_digest(BASE));
+    let exp = Experiment::parse(&cfg_path(), &bf).unwrap();
+    for r in &exp.runs {
+        assert_eq!(r.hessian.vector_dtype, stages::hessian::VectorDtype::Bf16);
+        assert_eq!(
+            r.null.as_ref().unwrap().vector_dtype,
+            stages::hessian::VectorDtype::Bf16
+        );
+    }
+}
+
 #[test]
 fn configs_that_do_not_fit_in_memory_are_refused_with_the_field_to_change() {
     // P ≈ 1e12: the parameter vectors alone.
@@ -1580,13 +1600,15 @@ fn graph_digest(text: &str) -> String {
 /// went from 5 to 20, and paper.toml runs 5 seeds with 20 replicas;
 /// paper-teacher.toml too; paper-lr.toml is new; the findings stage
 /// then gained each run's dataset as an input (the columns' max |z|),
-/// and so did the report (fig10_input_mass); paper-shuffled.toml is new.
+/// and so did the report (fig10_input_mass); paper-shuffled.toml is new;
+/// issue 19 added mnist-scale.toml.
 #[test]
 fn valid_configs_resolve_exactly_as_before() {
     let golden: &[(&str, &str)] = &[
         ("paper-lr.toml", "0441ecab9b2076dd"),
         ("paper-shuffled.toml", "7cacb14ca8c7679e"),
         ("paper-teacher.toml", "d74d9427f8882aff"),
+        ("mnist-scale.toml", "08a0ce96f6f351fc"),
         ("paper.toml", "f634de91827ced01"),
         ("quick.toml", "1d714c53fa5a87c1"),
         ("base", "730ca38c74a8f21f"),

@@ -2,6 +2,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod bench;
+pub(crate) mod compare;
 pub(crate) mod gc;
 pub(crate) mod report;
 pub(crate) mod run;
@@ -10,6 +11,7 @@ pub(crate) mod verify;
 
 pub(crate) use audit::*;
 pub(crate) use bench::*;
+pub(crate) use compare::*;
 pub(crate) use gc::*;
 pub(crate) use report::*;
 pub(crate) use run::*;

@@ -4,8 +4,8 @@ use crate::error::{fmt_err, io_err, StageResult};
 /// An Arrow column, as the `col_*` helpers make them.
 pub use arrow_array::ArrayRef;
 use arrow_array::{
-    Array, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, Int64Array,
-    ListArray, RecordBatch, StringArray,
+    Array, BooleanArray, FixedSizeListArray, Float16Array, Float32Array, Float64Array, Int32Array,
+    Int64Array, ListArray, RecordBatch, StringArray, UInt16Array,
 };
 use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
@@ -121,6 +121,120 @@ impl<'a> Table<'a> {
         })?;
         Ok(f.values().to_vec())
     }
+    /// Any integer column, widened to i64 (files written by other tools
+    /// pick their own widths).
+    pub fn ints(&self, name: &str) -> StageResult<Vec<i64>> {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::{Int16Type, Int32Type, Int64Type, Int8Type, UInt32Type};
+        let c = self
+            .batch
+            .column_by_name(name)
+            .ok_or_else(|| fmt_err(self.path, format!("missing column `{name}`")))?;
+        use arrow_schema::DataType as D;
+        Ok(match c.data_type() {
+            D::Int64 => c.as_primitive::<Int64Type>().values().to_vec(),
+            D::Int32 => c
+                .as_primitive::<Int32Type>()
+                .values()
+                .iter()
+                .map(|&x| x as i64)
+                .collect(),
+            D::Int16 => c
+                .as_primitive::<Int16Type>()
+                .values()
+                .iter()
+                .map(|&x| x as i64)
+                .collect(),
+            D::Int8 => c
+                .as_primitive::<Int8Type>()
+                .values()
+                .iter()
+                .map(|&x| x as i64)
+                .collect(),
+            D::UInt32 => c
+                .as_primitive::<UInt32Type>()
+                .values()
+                .iter()
+                .map(|&x| x as i64)
+                .collect(),
+            t => {
+                return Err(fmt_err(
+                    self.path,
+                    format!("column `{name}` is {t}, expected an integer type"),
+                ))
+            }
+        })
+    }
+    /// Any string column (utf8, large_utf8 or utf8_view), as Strings.
+    pub fn strings(&self, name: &str) -> StageResult<Vec<String>> {
+        use arrow_array::cast::AsArray;
+        let c = self
+            .batch
+            .column_by_name(name)
+            .ok_or_else(|| fmt_err(self.path, format!("missing column `{name}`")))?;
+        use arrow_schema::DataType as D;
+        let all = |it: &mut dyn Iterator<Item = Option<&str>>| {
+            it.map(|s| s.unwrap_or_default().to_string()).collect()
+        };
+        Ok(match c.data_type() {
+            D::Utf8 => all(&mut c.as_string::<i32>().iter()),
+            D::LargeUtf8 => all(&mut c.as_string::<i64>().iter()),
+            D::Utf8View => all(&mut c.as_string_view().iter()),
+            t => {
+                return Err(fmt_err(
+                    self.path,
+                    format!("column `{name}` is {t}, expected utf8"),
+                ))
+            }
+        })
+    }
+    /// Row `i` of an eigenvector column, in f64, whatever its storage
+    /// ([`VectorDtype`]): list<float32>, list<float16>, or list<uint16>
+    /// holding bfloat16 bits (the item field's `encoding` metadata says so).
+    pub fn vector_row(&self, name: &str, i: usize) -> StageResult<Vec<f64>> {
+        let c = self
+            .batch
+            .column_by_name(name)
+            .ok_or_else(|| fmt_err(self.path, format!("missing column `{name}`")))?;
+        // list or large_list (polars writes the latter).
+        let v = if let Some(l) = c.as_any().downcast_ref::<ListArray>() {
+            l.value(i)
+        } else if let Some(l) = c.as_any().downcast_ref::<arrow_array::LargeListArray>() {
+            l.value(i)
+        } else {
+            return Err(fmt_err(
+                self.path,
+                format!("column `{name}` is {}, expected a list", c.data_type()),
+            ));
+        };
+        let any = v.as_any();
+        if let Some(f) = any.downcast_ref::<Float32Array>() {
+            return Ok(f.values().iter().map(|&x| x as f64).collect());
+        }
+        if let Some(f) = any.downcast_ref::<Float16Array>() {
+            return Ok(f.values().iter().map(|x| x.to_f64()).collect());
+        }
+        let bf16 = match c.data_type() {
+            arrow_schema::DataType::List(item) | arrow_schema::DataType::LargeList(item) => {
+                item.metadata().get(ENCODING_KEY).map(String::as_str) == Some(BF16)
+            }
+            _ => false,
+        };
+        match any.downcast_ref::<UInt16Array>() {
+            Some(b) if bf16 => Ok(b
+                .values()
+                .iter()
+                .map(|&x| half::bf16::from_bits(x).to_f64())
+                .collect()),
+            _ => Err(fmt_err(
+                self.path,
+                format!(
+                    "column `{name}` is {}: vectors are stored as a list of float32, float16, or uint16 with {ENCODING_KEY} = \"{BF16}\"",
+                    c.data_type()
+                ),
+            )),
+        }
+    }
     /// The f64 values of row `i` of a list<f64> column.
     pub fn list_f64_row(&self, name: &str, i: usize) -> StageResult<Vec<f64>> {
         let l = self.list(name)?;
@@ -146,6 +260,115 @@ pub fn list_f32(rows: &[Vec<f32>]) -> ArrayRef {
         Arc::new(Float32Array::from(values)),
         None,
     ))
+}
+
+/// How eigenvectors are stored (`hessian.vector_dtype`): float32 (the
+/// default), float16, or bfloat16. Arrow has no bfloat16 type, so bfloat16
+/// is a list of uint16 bit patterns whose item field carries the metadata
+/// `encoding = "bfloat16"`; a reader widens each to f32 by a 16-bit shift.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorDtype {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+}
+
+impl VectorDtype {
+    pub fn is_f32(&self) -> bool {
+        *self == VectorDtype::F32
+    }
+    /// Bytes per stored entry.
+    pub fn bytes(&self) -> usize {
+        match self {
+            VectorDtype::F32 => 4,
+            VectorDtype::F16 | VectorDtype::Bf16 => 2,
+        }
+    }
+    /// The unit roundoff of the storage: half the spacing of numbers in
+    /// [1, 2), the largest relative error of one rounded normal entry.
+    pub fn unit_roundoff(&self) -> f64 {
+        match self {
+            VectorDtype::F32 => 2f64.powi(-24),
+            VectorDtype::F16 => 2f64.powi(-11),
+            VectorDtype::Bf16 => 2f64.powi(-8),
+        }
+    }
+}
+
+/// The item field's metadata key that marks bfloat16 bits.
+pub const ENCODING_KEY: &str = "encoding";
+const BF16: &str = "bfloat16";
+
+/// A column of vectors, each rounded to its storage dtype as it is pushed
+/// (so that a stage holds its vectors at the stored size, not in f64).
+#[derive(Default)]
+pub struct VectorColumn {
+    dtype: VectorDtype,
+    lengths: Vec<usize>,
+    f32s: Vec<f32>,
+    halves: Vec<u16>,
+}
+
+impl VectorColumn {
+    pub fn new(dtype: VectorDtype) -> VectorColumn {
+        VectorColumn {
+            dtype,
+            lengths: Vec::new(),
+            f32s: Vec::new(),
+            halves: Vec::new(),
+        }
+    }
+    /// Round `v` to the storage dtype (round to nearest even, from f64).
+    pub fn push(&mut self, v: &[f64]) {
+        self.lengths.push(v.len());
+        match self.dtype {
+            VectorDtype::F32 => self.f32s.extend(v.iter().map(|&x| x as f32)),
+            VectorDtype::F16 => self
+                .halves
+                .extend(v.iter().map(|&x| half::f16::from_f64(x).to_bits())),
+            VectorDtype::Bf16 => self
+                .halves
+                .extend(v.iter().map(|&x| half::bf16::from_f64(x).to_bits())),
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.lengths.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.lengths.is_empty()
+    }
+    /// The list column.
+    pub fn into_array(self) -> ArrayRef {
+        let offsets = arrow_buffer::OffsetBuffer::from_lengths(self.lengths);
+        let (field, values): (Field, ArrayRef) = match self.dtype {
+            VectorDtype::F32 => (
+                Field::new("item", arrow_schema::DataType::Float32, false),
+                Arc::new(Float32Array::from(self.f32s)),
+            ),
+            VectorDtype::F16 => (
+                Field::new("item", arrow_schema::DataType::Float16, false),
+                Arc::new(Float16Array::from(
+                    self.halves
+                        .into_iter()
+                        .map(half::f16::from_bits)
+                        .collect::<Vec<_>>(),
+                )),
+            ),
+            VectorDtype::Bf16 => (
+                Field::new("item", arrow_schema::DataType::UInt16, false).with_metadata(
+                    [(ENCODING_KEY.to_string(), BF16.to_string())]
+                        .into_iter()
+                        .collect::<std::collections::HashMap<_, _>>(),
+                ),
+                Arc::new(UInt16Array::from(self.halves)),
+            ),
+        };
+        Arc::new(ListArray::new(Arc::new(field), offsets, values, None))
+    }
 }
 
 /// A list<f64> column.
@@ -188,4 +411,104 @@ pub fn col_bool(v: Vec<bool>) -> ArrayRef {
 }
 pub fn col_str<S: AsRef<str>>(v: &[S]) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(v.iter().map(|s| s.as_ref())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Entries across the range a unit vector holds at P up to millions:
+    /// signs, powers of two, f16's subnormals and a value f16 cannot hold.
+    fn entries() -> Vec<f64> {
+        let mut v = vec![0.0, -0.0, 1.0, -0.5, 0.1, 1.0 / 3.0, 70_000.0];
+        let mut x = 0.7311;
+        for _ in 0..400 {
+            x = (x * 3.917 + 0.13f64).fract();
+            v.push((x - 0.5) * 10f64.powf(-8.0 * x));
+        }
+        v
+    }
+
+    fn round_trip(d: VectorDtype) -> (Vec<f64>, Vec<f64>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.arrow");
+        let v = entries();
+        let mut c = VectorColumn::new(d);
+        c.push(&v);
+        c.push(&v[..3]);
+        assert_eq!(c.len(), 2);
+        write_batch(&path, vec![("vector", c.into_array())], true).unwrap();
+        let t = Table::open(&path).unwrap();
+        assert_eq!(t.vector_row("vector", 1).unwrap(), vec![0.0, -0.0, 1.0]);
+        (v, t.vector_row("vector", 0).unwrap())
+    }
+
+    #[test]
+    fn f32_storage_is_the_f32_rounding() {
+        let (v, r) = round_trip(VectorDtype::F32);
+        for (x, y) in v.iter().zip(&r) {
+            assert_eq!(*y, *x as f32 as f64);
+        }
+    }
+
+    /// f16 and bf16 against their definitions, computed here without the
+    /// `half` crate: round to nearest even at the dtype's precision, and
+    /// the relative error within the unit roundoff for normal numbers.
+    #[test]
+    fn half_storage_rounds_to_nearest_within_the_unit_roundoff() {
+        for (d, min_normal, max) in [
+            (VectorDtype::F16, 2f64.powi(-14), 65504.0),
+            (VectorDtype::Bf16, 2f64.powi(-126), 3.38e38),
+        ] {
+            let (v, r) = round_trip(d);
+            let u = d.unit_roundoff();
+            let mut rounded = 0;
+            for (x, y) in v.iter().zip(&r) {
+                if x.abs() > max {
+                    assert!(y.is_infinite(), "{d:?}: {x} → {y}");
+                } else if x.abs() >= min_normal {
+                    assert!((x - y).abs() <= u * x.abs(), "{d:?}: {x} → {y}");
+                } else {
+                    // Subnormal: the absolute spacing is min_normal · 2u.
+                    assert!((x - y).abs() <= min_normal * u, "{d:?}: {x} → {y}");
+                }
+                if x != y {
+                    rounded += 1;
+                }
+            }
+            assert!(rounded > 300, "{d:?}: only {rounded} entries were rounded");
+        }
+        // bf16 is the top half of the f32 bits, rounded to nearest even:
+        // 1 + 2⁻⁸ is a tie (rounds to 1) and 1 + 3·2⁻⁸ rounds up to 1 + 2⁻⁶.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.arrow");
+        let mut c = VectorColumn::new(VectorDtype::Bf16);
+        c.push(&[1.0 + 2f64.powi(-8), 1.0 + 3.0 * 2f64.powi(-8), -2.0]);
+        write_batch(&path, vec![("vector", c.into_array())], false).unwrap();
+        let t = Table::open(&path).unwrap();
+        assert_eq!(
+            t.vector_row("vector", 0).unwrap(),
+            vec![1.0, 1.0 + 2f64.powi(-6), -2.0]
+        );
+    }
+
+    #[test]
+    fn uint16_vectors_without_the_bfloat16_mark_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.arrow");
+        let field = Arc::new(Field::new("item", arrow_schema::DataType::UInt16, false));
+        let col = Arc::new(ListArray::new(
+            field,
+            arrow_buffer::OffsetBuffer::from_lengths([2]),
+            Arc::new(UInt16Array::from(vec![1u16, 2])),
+            None,
+        ));
+        write_batch(&path, vec![("vector", col)], false).unwrap();
+        let err = Table::open(&path)
+            .unwrap()
+            .vector_row("vector", 0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("u.arrow") && err.contains("bfloat16"), "{err}");
+    }
 }

@@ -24,6 +24,7 @@
 //! floor of Lanczos's stop test (residual ≤ max(tol·|λ₁|, level)), and a
 //! pair is `resolvable` when |λ| > level. `hvps` counts those three.
 
+pub use crate::arrow_io::VectorDtype;
 use crate::lanczos::Which;
 use crate::optim::{OptName, OptimizerParams};
 use crate::runtime::Dtype;
@@ -147,6 +148,8 @@ pub struct HessianSettings {
     pub operators: Vec<Operator>,
     #[serde(default)]
     pub layers: bool,
+    #[serde(default)]
+    pub vector_dtype: VectorDtype,
 }
 
 impl HessianSettings {
@@ -170,6 +173,7 @@ impl HessianSettings {
             trace: None,
             density: None,
             layers: self.layers,
+            vector_dtype: self.vector_dtype,
         }
     }
 }
@@ -224,6 +228,11 @@ pub struct HessianParams {
     /// the key.
     #[serde(default, skip_serializing_if = "is_false")]
     pub layers: bool,
+    /// How `vectors.arrow` stores the eigenvectors (f32, f16 or bf16; the
+    /// values and every other column are unaffected). f32 is not written
+    /// into the key.
+    #[serde(default, skip_serializing_if = "VectorDtype::is_f32")]
+    pub vector_dtype: VectorDtype,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -345,4 +354,7 @@ pub struct NullParams {
     pub block: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_basis: Option<usize>,
+    /// `hessian.vector_dtype`, for `null/vectors.arrow`.
+    #[serde(default, skip_serializing_if = "VectorDtype::is_f32")]
+    pub vector_dtype: VectorDtype,
 }

@@ -507,11 +507,7 @@ fn load(vectors: &Path, index: &str) -> StageResult<Bases> {
     let rank = t.i32("rank")?;
     let mut out: Bases = BTreeMap::new();
     for i in 0..t.len() {
-        let v: Vec<f64> = t
-            .list_f32_row("vector", i)?
-            .iter()
-            .map(|&x| x as f64)
-            .collect();
+        let v = t.vector_row("vector", i)?;
         let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
         if n.is_nan() || n <= 0.0 {
             return Err(fmt_err(

@@ -6,7 +6,9 @@ resolvable. argv: run_dir. Prints the largest differences as JSON; exits 1
 above 1e-6 or on a wrong trust flag. Null displacements (vectors that are
 not isolated) are skipped. With a null model, null_overlap.arrow's q and
 Hungarian-matched displacement between replicas are recomputed from the
-experiment's null/vectors.arrow.
+experiment's null/vectors.arrow. The vectors are decoded here from the
+file's own schema, in any `hessian.vector_dtype`: float32, float16, or
+uint16 bfloat16 bits (item field metadata encoding = bfloat16).
 """
 import os
 import json
@@ -18,9 +20,30 @@ from scipy.optimize import linear_sum_assignment
 
 run = sys.argv[1]
 read = lambda name: ipc.open_file(f"{run}/{name}").read_all().to_pylist()
+
+
+def vector_rows(path):
+    """The rows of a vectors.arrow, each with its vector as float64."""
+    t = ipc.open_file(path).read_all()
+    col = t.column("vector").combine_chunks()
+    item = t.schema.field("vector").type.value_field
+    flat = col.flatten().to_numpy(zero_copy_only=False)
+    if (item.metadata or {}).get(b"encoding") == b"bfloat16":
+        assert flat.dtype == np.uint16, flat.dtype
+        flat = (flat.astype(np.uint32) << 16).view(np.float32)
+    else:
+        assert flat.dtype in (np.float32, np.float16), flat.dtype
+    flat = flat.astype(np.float64)
+    offsets = col.offsets.to_numpy()
+    rows = t.drop_columns(["vector"]).to_pylist()
+    for i, r in enumerate(rows):
+        r["vector"] = flat[offsets[i] : offsets[i + 1]]
+    return rows
+
+
 vecs = {}
-for r in read("eigen/vectors.arrow"):
-    v = np.asarray(r["vector"], dtype=np.float64)
+for r in vector_rows(f"{run}/eigen/vectors.arrow"):
+    v = r["vector"]
     vecs[(r["operator"], r["step"], r["rank"])] = v / np.linalg.norm(v)
 
 # A pair is trusted when converged and resolvable (an absent column: true).
@@ -78,9 +101,9 @@ null_pairs = 0
 if os.path.exists(f"{run}/metrics/null_overlap.arrow"):
     worst["null_overlap"] = worst["null_matched"] = 0.0
     nv = {}
-    for r in ipc.open_file(f"{run}/../../null/vectors.arrow").read_all().to_pylist():
+    for r in vector_rows(f"{run}/../../null/vectors.arrow"):
         if r["operator"] == "hessian" and r["rank"] >= 0:
-            v = np.asarray(r["vector"], dtype=np.float64)
+            v = r["vector"]
             nv.setdefault(r["replica"], {})[r["rank"]] = v / np.linalg.norm(v)
     nb = {rep: np.stack([vs[k] for k in sorted(vs)], axis=1) for rep, vs in nv.items()}
     for r in read("metrics/null_overlap.arrow"):

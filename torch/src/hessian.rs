@@ -6,7 +6,7 @@ use crate::mlp::ArchExt;
 use crate::runtime::kind as torch_kind;
 use crate::train::tensor_f64;
 use stages::arrow_io::{
-    col_bool, col_f64, col_i32, col_i64, col_str, list_f32, list_f64, write_batch, ArrayRef,
+    col_bool, col_f64, col_i32, col_i64, col_str, list_f64, write_batch, ArrayRef, VectorColumn,
 };
 
 use stages::dataset;
@@ -342,7 +342,10 @@ pub fn run(
             msg: format!("must be in 1..{n} (P = {n} parameters), got {}", p.k),
         });
     }
-    let mut rows = Rows::default();
+    let mut rows = Rows {
+        vectors: VectorColumn::new(p.vector_dtype),
+        ..Rows::default()
+    };
     let mut grads = Gradients::default();
     let mut traces = Traces::default();
     let mut densities = Densities::default();
@@ -835,7 +838,7 @@ struct Rows {
     converged: Vec<bool>,
     resolvable: Vec<bool>,
     rounding_level: Vec<f64>,
-    vectors: Vec<Vec<f32>>,
+    vectors: VectorColumn,
 }
 
 impl Rows {
@@ -863,8 +866,7 @@ impl Rows {
         self.converged.push(conv);
         self.resolvable.push(pair.value.abs() > level);
         self.rounding_level.push(level);
-        self.vectors
-            .push(pair.vector.iter().map(|&x| x as f32).collect());
+        self.vectors.push(&pair.vector);
     }
     /// `values.arrow`'s columns, the first named `index` (taken out of
     /// `self`; the step and rank stay for the vectors).
@@ -898,7 +900,7 @@ impl Rows {
                 (index, col_i64(self.step)),
                 ("operator", col_str(&self.operator)),
                 ("rank", col_i32(self.rank)),
-                ("vector", list_f32(&self.vectors)),
+                ("vector", self.vectors.into_array()),
             ],
             true,
         )
@@ -920,7 +922,10 @@ pub fn run_null(
     let kind = torch_kind(p.dtype);
     let (x, y) = analysis_set(&ds, p.analysis_size, kind, dev)?;
     let n = p.arch.num_params();
-    let mut rows = Rows::default();
+    let mut rows = Rows {
+        vectors: VectorColumn::new(p.vector_dtype),
+        ..Rows::default()
+    };
     let mut total = 0usize;
     for r in 0..p.replicas {
         // Seeds of their own, never those of a training run.

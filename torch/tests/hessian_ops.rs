@@ -239,6 +239,7 @@ fn the_null_model_is_the_spectrum_at_fresh_initializations() {
         chunk_rows: None,
         block: 2,
         max_basis: None,
+        vector_dtype: Default::default(),
     };
     stages_torch::hessian::run_null(&p, &data_path, Device::Cpu, dir.path(), &|_, _, _| {})
         .unwrap();
@@ -354,6 +355,7 @@ fn stored_residuals_are_true_residuals() {
         trace: None,
         density: None,
         layers: false,
+        vector_dtype: Default::default(),
     };
     let cks: Vec<(u64, std::path::PathBuf)> = [0u64, 10, 20]
         .iter()

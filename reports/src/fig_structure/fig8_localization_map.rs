@@ -73,31 +73,30 @@ impl LocMap {
 
             // The top Hessian eigenvector at the last step.
             let vpath = input.runs[run].file("eigen/vectors.arrow")?.to_path_buf();
-            let vt = Table::open(&vpath)?;
-            if !vt.has("vector") {
-                let _ = vt.col("vector", Kind::Float)?;
-            }
-            let step = vt.col("step", Kind::Int)?;
-            let rank = vt.col("rank", Kind::Int)?;
-            let keep = vt.hessian()?.and(rank.eq(lit(0i64)));
-            let df = vt.query(|lf| {
-                lf.filter(keep)
-                    .with_column(step.alias("step"))
-                    .filter(col("step").eq(col("step").max()))
-                    .select([col("step"), col("vector")])
-            })?;
-            let last = i64s(&df, "step", &vpath)?.first().copied();
-            let vec: Option<Vec<f64>> = df
-                .column("vector")
-                .ok()
-                .and_then(|c| c.list().ok().cloned())
-                .and_then(|l| l.get_as_series(0))
-                .and_then(|s| s.cast(&DataType::Float64).ok())
-                .and_then(|s| {
-                    s.f64()
-                        .ok()
-                        .map(|ca| ca.iter().map(|v| v.unwrap_or(0.0)).collect())
-                });
+            // Read by the stages' reader, not polars: polars has neither
+            // float16 nor bfloat16 (`hessian.vector_dtype`).
+            let vt = stages::arrow_io::Table::open(&vpath).map_err(|e| data_err(&vpath, e))?;
+            let (steps, ranks) = vt
+                .ints("step")
+                .and_then(|s| Ok((s, vt.ints("rank")?)))
+                .map_err(|e| data_err(&vpath, e))?;
+            let hessian: Vec<bool> = match vt.strings("operator") {
+                Ok(ops) => ops.iter().map(|o| o == "hessian").collect(),
+                Err(_) if vt.batch.column_by_name("operator").is_none() => vec![true; vt.len()],
+                Err(e) => return Err(data_err(&vpath, e)),
+            };
+            // Rank 0 of the Hessian at the last step that has one.
+            let row = (0..vt.len())
+                .filter(|&i| hessian[i] && ranks[i] == 0)
+                .max_by_key(|&i| (steps[i], std::cmp::Reverse(i)));
+            let last = row.map(|i| steps[i]);
+            let vec: Option<Vec<f64>> = match row {
+                Some(i) => Some(
+                    vt.vector_row("vector", i)
+                        .map_err(|e| data_err(&vpath, e))?,
+                ),
+                None => None,
+            };
             let mass = match (vec, last) {
                 (Some(v), Some(_)) => {
                     let total: f64 = v.iter().map(|x| x * x).sum();
