@@ -28,10 +28,10 @@ lint:
 # (JSON: the numbers, the machine, the date, the command), then the README's
 # tables rewritten from them (scripts/bench-tables.py). About an hour on 2
 # cores (the paper study and a clean build are most of it); run it on an
-# otherwise idle machine. BENCH=train (or engine, hessian, metrics, paper,
-# build) runs one.
+# otherwise idle machine. BENCH=train (or engine, hessian, hessian_scale,
+# pyhessian, metrics, paper, scale, storage, build) runs one.
 RESULTS := bench/results
-BENCH ?= engine train hessian hessian_scale pyhessian metrics paper build
+BENCH ?= engine train hessian hessian_scale pyhessian metrics paper scale storage build
 bench: build
 	@mkdir -p $(RESULTS)
 	@for b in $(BENCH); do \
@@ -41,6 +41,8 @@ bench: build
 	    train|hessian|pyhessian|metrics) $(WITH_TORCH) $(BIN) bench $$b --json > $(RESULTS)/$$b.json.tmp ;; \
 	    hessian_scale) $(WITH_TORCH) $(BIN) bench hessian --widths 784-512-512-10 --widths 784-1024-1024-10 --json > $(RESULTS)/$$b.json.tmp ;; \
 	    paper) scripts/bench-paper.sh $(BIN) > $(RESULTS)/paper.json.tmp ;; \
+	    scale) scripts/bench-scale.sh $(BIN) > $(RESULTS)/scale.json.tmp ;; \
+	    storage) scripts/bench-storage.sh $(BIN) > $(RESULTS)/storage.json.tmp ;; \
 	    build) scripts/bench-build.sh > $(RESULTS)/build.json.tmp ;; \
 	    *) echo "unknown benchmark $$b" >&2; exit 2 ;; \
 	  esac || exit 1; \

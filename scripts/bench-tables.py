@@ -59,21 +59,28 @@ TRAIN_TARGETS = {3466: "2×", 26122: "1.5×"}
 
 def train(r):
     rows = [
-        "| widths | P | ours ms/step | eager ms/step | speedup | target | ours GFLOP/s | GEMM GFLOP/s at these shapes |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| widths | P | rows per step | ours ms/step | eager ms/step | speedup | target | ours GFLOP/s | GEMM GFLOP/s at these shapes | of the GEMM floor |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for x in r["results"]:
         speedup = x["torch_eager_ms_per_step"] / x["ours_ms_per_step"]
+        batch = x.get("batch")
+        per_step = f"{batch} of {fmt_int(x['rows'])}" if batch else f"{fmt_int(x['rows'])} (full batch)"
+        target = TRAIN_TARGETS.get(x["params"], "")
+        if batch and not target:
+            target = "80% of the floor"
         rows.append(
-            f"| {'-'.join(map(str, x['widths']))} | {fmt_int(x['params'])} "
+            f"| {'-'.join(map(str, x['widths']))} | {fmt_int(x['params'])} | {per_step} "
             f"| {x['ours_ms_per_step']:.3f} | {x['torch_eager_ms_per_step']:.3f} "
-            f"| **{speedup:.2f}×** | {TRAIN_TARGETS.get(x['params'], '')} "
-            f"| {x['achieved_gflops']:.0f} | {x['gemm_gflops']:.0f} |"
+            f"| **{speedup:.2f}×** | {target} "
+            f"| {x['achieved_gflops']:.0f} | {x['gemm_gflops']:.0f} "
+            f"| {100 * x['achieved_gflops'] / x['gemm_gflops']:.0f}% |"
         )
     rows += [
         "",
-        f"{r['results'][0]['rows']} rows, Adam, f32, {r['steps']} steps per round, "
-        f"{r['rounds']} rounds each side, medians. " + machine_line(r),
+        f"Adam, f32, {r['steps']} steps per round, {r['rounds']} rounds each side, medians. "
+        "Minibatch rows are gathered by index each step, on both sides. "
+        "The GEMM floor is the step's matmuls alone, at its shapes. " + machine_line(r),
     ]
     return rows
 
@@ -231,6 +238,96 @@ def paper(r):
     ]
 
 
+def storage_bound(file, column):
+    """The first-order bound of docs/science.md §4d, in words."""
+    if column in ("principal_angles", "grassmann"):
+        return "√(2δ) near 0"
+    if file.startswith("findings/"):
+        return "derived"
+    if column.startswith("frac"):
+        return "1/P per swap"
+    if column in ("ipr", "p_ipr", "p_ipr_min", "p_ipr_mean", "p_ipr_max"):
+        return "4u"
+    if column == "vector":
+        return "u"
+    return "2u"
+
+
+def storage(r):
+    res = r["results"]
+    head = "| output | column | bound |"
+    rule = "| --- | --- | --- |"
+    for x in res:
+        name = os.path.basename(x["config"])
+        head += f" {name} (P = {fmt_int(x['params'])}) f16 | bf16 |"
+        rule += " --- | --- |"
+    rows = [head, rule]
+    keys = []
+    for x in res:
+        for c in x["columns"]:
+            k = (c["file"], c["column"])
+            if k not in keys and not c["file"].startswith("report/"):
+                keys.append(k)
+
+    def cell(x, k, d):
+        for c in x["columns"]:
+            if (c["file"], c["column"]) == k:
+                e = c.get(d)
+                if e is None or e["differing"] == 0:
+                    return "0"
+                if e["relative"] is None:
+                    return f"{e['differing']} of {e['values']} rows"
+                if k[1].startswith("frac"):
+                    return f"{e['max_abs'] * x['params']:.1f}/P"
+                return f"{e['relative']:.1e}"
+        return "—"
+
+    shown = 0
+    for k in sorted(keys, key=lambda k: (not k[0].endswith("vectors.arrow"), k)):
+        cells = [cell(x, k, d) for x in res for d in ("f16", "bf16")]
+        if all(c in ("0", "—") for c in cells):
+            continue
+        shown += 1
+        rows.append(f"| `{k[0]}` | `{k[1]}` | {storage_bound(*k)} | " + " | ".join(cells) + " |")
+    sizes = " | ".join(
+        f"{x['vector_bytes']['f16'] / x['vector_bytes']['f32']:.2f} | {x['vector_bytes']['bf16'] / x['vector_bytes']['f32']:.2f}"
+        for x in res
+    )
+    rows.append(f"| every `vectors.arrow` | bytes, against f32 | ½ | {sizes} |")
+    u = r["unit_roundoff"]
+    rows += [
+        "",
+        f"Each cell: max |Δ| over the column (the worst run) over the column's largest |value| in the f32 run "
+        f"(for frac50/frac90, max |Δ| in units of 1/P); 0: identical. `findings.arrow` holds statistics derived "
+        f"from the metrics (means over seeds, fitted exponents, the null's quantiles). u = {u['f16']:.1e} (f16), {u['bf16']:.1e} (bf16). Every other column of every output "
+        f"({sum(len(x['columns']) for x in res) - shown} in all, the eigenvalues, training and every flag among them) is identical. "
+        + machine_line(r),
+    ]
+    return rows
+
+
+def scale(r):
+    rows = [
+        "| config | widths | P | wall time | peak memory (all processes) | largest process | store on disk | of which vectors | of which checkpoints |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    gb = lambda b: f"{b / 1e9:.2f} GB"
+    for x in r["results"]:
+        rows.append(
+            f"| {x['config']} | {'-'.join(map(str, x['widths']))} | {fmt_int(x['params'])} | **{x['wall']}** "
+            f"| {gb(x['peak_rss_bytes'])} | {gb(x['largest_process_rss_bytes'])} | {gb(x['store_bytes'])} "
+            f"| {gb(x['vector_bytes'])} | {gb(x['checkpoint_bytes'])} |"
+        )
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in r["results"][0]["stage_seconds"].items())
+    rows += [
+        "",
+        f"`eigentrace run -j {r['jobs']}` into an empty store; the stages' own times, summed over "
+        f"instances, for the first row: {stages}. Peak memory sums every process of the run, "
+        "sampled every 0.1 s. " + machine_line(r),
+    ]
+    return rows
+
+
 RENDER = {
     "engine": engine,
     "train": train,
@@ -240,6 +337,8 @@ RENDER = {
     "metrics": metrics,
     "build": build,
     "paper": paper,
+    "storage": storage,
+    "scale": scale,
 }
 
 BLOCK = re.compile(r"(<!-- bench:(\w+) -->\n)(.*?)(<!-- /bench:\2 -->)", re.S)

@@ -100,13 +100,20 @@ fn bench_train_quick() {
     check_provenance(&v, "train", Some(1));
     assert_eq!(v["rounds"], 1);
     let rows = v["results"].as_array().expect("results");
-    assert_eq!(rows.len(), 1);
+    // Full-batch, and minibatches of 32 of the same rows.
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0]["batch"].is_null() && rows[1]["batch"] == 32);
     for r in rows {
         assert_eq!(r["params"].as_u64().unwrap(), params(&widths(&r["widths"])));
         let (ours, torch) = (f(r, "ours_ms_per_step"), f(r, "torch_eager_ms_per_step"));
         assert!(ours > 0.0 && torch > 0.0);
         close(f(r, "speedup"), torch / ours, "speedup = eager / ours");
         assert!(f(r, "achieved_gflops") > 0.0 && f(r, "gemm_gflops") > 0.0);
+        close(
+            f(r, "of_gemm_floor"),
+            f(r, "achieved_gflops") / f(r, "gemm_gflops"),
+            "share of the GEMM floor",
+        );
     }
 }
 
@@ -444,4 +451,63 @@ fn readme_tables_are_the_results() {
     v["quick"] = serde_json::json!(true);
     std::fs::write(&engine, v.to_string()).unwrap();
     assert_eq!(tables(&copy, &readme_copy, true).status.code(), Some(2));
+}
+
+/// The storage benchmark's quick mode: configs/quick.toml with f32, f16
+/// and bf16 vectors. Training and the eigenvalues are identical, the stored
+/// vectors rounded within the dtype's unit roundoff, and the half-precision
+/// files smaller.
+#[test]
+fn bench_storage_quick() {
+    let out = Command::new(repo().join("scripts/bench-storage.sh"))
+        .args(["--quick", BIN])
+        .output()
+        .expect("run bench-storage.sh");
+    let v = json_of(out, "bench-storage.sh --quick");
+    check_provenance(&v, "storage", None);
+    let r = &v["results"][0];
+    assert_eq!(r["params"], 1476);
+    let bytes = |d: &str| r["vector_bytes"][d].as_u64().unwrap();
+    assert!(bytes("f16") < bytes("f32") * 6 / 10 && bytes("bf16") < bytes("f32") * 6 / 10);
+    let cols = r["columns"].as_array().unwrap();
+    for (d, u) in [("f16", 2f64.powi(-11)), ("bf16", 2f64.powi(-8))] {
+        let col = |file: &str, column: &str| {
+            cols.iter()
+                .find(|c| c["file"] == file && c["column"] == column)
+                .unwrap_or_else(|| panic!("{file}:{column}"))[d]
+                .clone()
+        };
+        let vec = col("eigen/vectors.arrow", "vector");
+        assert!(
+            vec["differing"].as_u64().unwrap() > 0 && f(&vec, "relative") <= u,
+            "{vec}"
+        );
+        assert_eq!(col("eigen/values.arrow", "eigenvalue")["differing"], 0);
+        assert_eq!(col("train.arrow", "train_loss")["differing"], 0);
+        let ipr = col("metrics/localization.arrow", "ipr");
+        assert!(f(&ipr, "relative") <= 4.0 * u, "{ipr}");
+    }
+}
+
+/// The scale benchmark's quick mode runs configs/quick.toml and reports
+/// its time, memory and bytes on disk, which add up.
+#[test]
+fn bench_scale_quick() {
+    let out = Command::new(repo().join("scripts/bench-scale.sh"))
+        .args(["--quick", BIN])
+        .output()
+        .expect("run bench-scale.sh");
+    let v = json_of(out, "bench-scale.sh --quick");
+    check_provenance(&v, "scale", None);
+    let r = &v["results"][0];
+    assert_eq!(r["params"], 1476);
+    assert!(f(r, "seconds") > 0.0);
+    let (peak, largest) = (f(r, "peak_rss_bytes"), f(r, "largest_process_rss_bytes"));
+    assert!(largest > 1e6 && peak >= largest * 0.5, "{r}");
+    let store = f(r, "store_bytes");
+    assert!(f(r, "vector_bytes") > 0.0 && f(r, "checkpoint_bytes") > 0.0);
+    assert!(
+        f(r, "vector_bytes") + f(r, "checkpoint_bytes") <= store * 1.01,
+        "{r}"
+    );
 }

@@ -260,6 +260,21 @@ fn half_precision_vectors_are_decoded_independently_and_cost_at_most_their_round
             "{d}: only {metrics_seen} metric columns compared"
         );
     }
+    // `show` widens them for display and says so.
+    for (d, kind) in [("f16", "float16"), ("bf16", "bfloat16")] {
+        let f = format!("out/vd-{d}/runs/sgd-lr1e-1-s0/eigen/vectors.arrow");
+        let out = env.eigentrace(&["show", &f, "-n", "2"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains(&format!("vector (stored as {kind})")) && text.contains("list[f32]"),
+            "{text}"
+        );
+    }
     // Stored at half the bytes: the f16 and bf16 vector files are smaller.
     let size = |d: &str| {
         std::fs::metadata(

@@ -86,6 +86,27 @@ impl Table {
         }
     }
 
+    /// An Arrow IPC file's bytes, read from memory (`path` names it in errors).
+    pub(crate) fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Table, ReportError> {
+        let read = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            IpcReader::new(std::io::Cursor::new(bytes)).finish()
+        }));
+        match read {
+            Ok(Ok(df)) => Ok(Table {
+                path: path.to_path_buf(),
+                df,
+            }),
+            Ok(Err(e)) => Err(ReportError::Unreadable {
+                file: path.to_path_buf(),
+                message: e.to_string(),
+            }),
+            Err(_) => Err(ReportError::Unreadable {
+                file: path.to_path_buf(),
+                message: "the Arrow reader panicked on it".to_string(),
+            }),
+        }
+    }
+
     pub(crate) fn frame(&self) -> &DataFrame {
         &self.df
     }

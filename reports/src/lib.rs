@@ -137,7 +137,17 @@ pub mod figure_groups {
 /// `eigentrace show`: an Arrow IPC file's schema and first `rows` rows, as
 /// polars prints them (so a user can look without Python).
 pub fn show(path: &Path, rows: usize) -> Result<String, ReportError> {
-    let t = data::Table::open(path)?;
+    // polars has no float16 or bfloat16: such vector columns are widened
+    // (exactly) to float32 first, and the header says so.
+    let widened =
+        stages::arrow_io::widened_for_display(path).map_err(|e| ReportError::Unreadable {
+            file: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let t = match &widened {
+        Some((bytes, _)) => data::Table::from_bytes(path, bytes)?,
+        None => data::Table::open(path)?,
+    };
     let df = t.frame();
     let mut out = format!(
         "{}: {} rows × {} columns\n",
@@ -147,6 +157,12 @@ pub fn show(path: &Path, rows: usize) -> Result<String, ReportError> {
     );
     for (name, dtype) in df.schema().iter() {
         out.push_str(&format!("  {name}: {dtype}\n"));
+    }
+    if let Some((_, cols)) = &widened {
+        out.push_str(&format!(
+            "  widened exactly to f32 for display: {}\n",
+            cols.join(", ")
+        ));
     }
     let head = df.head(Some(rows));
     out.push_str(&format!("{head}\n"));

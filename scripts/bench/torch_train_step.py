@@ -1,7 +1,8 @@
-"""PyTorch eager reference for `eigentrace bench train`: full-batch steps of
-an nn.Linear MLP with torch.optim, timed the way a researcher's loop runs.
+"""PyTorch eager reference for `eigentrace bench train`: steps of an
+nn.Linear MLP with torch.optim, timed the way a researcher's loop runs:
+full-batch, or minibatches gathered by index from the rows each step.
 
-argv: widths(comma) n_rows steps threads optimizer(adam|sgd) dtype(f32|f64)
+argv: widths(comma) n_rows steps threads optimizer(adam|sgd) dtype(f32|f64) [batch (0: full)]
 After the warm-up it prints "ready", then times one round of `steps` steps
 for each "round" line on stdin, printing {"ms_per_step": ...} per round, so
 that the Rust side can interleave its rounds with ours.
@@ -15,6 +16,7 @@ import torch
 widths = [int(w) for w in sys.argv[1].split(",")]
 n, steps, threads = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 opt_name, dtype = sys.argv[5], {"f32": torch.float32, "f64": torch.float64}[sys.argv[6]]
+batch = int(sys.argv[7]) if len(sys.argv) > 7 else 0
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 layers = []
@@ -26,9 +28,23 @@ y = torch.randint(0, widths[-1], (n,))
 opt = torch.optim.Adam(model.parameters(), lr=1e-3) if opt_name == "adam" else torch.optim.SGD(model.parameters(), lr=0.1)
 
 
+# The same fixed order of rows as the Rust side, walked `batch` at a time.
+order = (torch.arange(n) * 7919) % n
+cursor = 0
+
+
 def step():
+    global cursor
+    if batch:
+        if cursor + batch > n:
+            cursor = 0
+        idx = order[cursor : cursor + batch]
+        cursor += batch
+        xb, yb = x[idx], y[idx]
+    else:
+        xb, yb = x, y
     opt.zero_grad()
-    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss = torch.nn.functional.cross_entropy(model(xb), yb)
     loss.backward()
     opt.step()
 

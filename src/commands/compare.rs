@@ -93,14 +93,25 @@ fn numbers(t: &stages::arrow_io::Table, name: &str, a: &ArrayRef) -> Option<Vec<
             )
         }
         DataType::List(_) | DataType::LargeList(_) => (0..a.len())
-            .map(|i| {
-                t.vector_row(name, i)
-                    .or_else(|_| t.list_f64_row(name, i))
-                    .ok()
-            })
+            .map(|i| t.vector_row(name, i).ok().or_else(|| f64_list_row(a, i)))
             .collect::<Option<Vec<_>>>(),
         _ => None,
     }
+}
+
+/// Row `i` of a list (or large list) of float64, None for anything else.
+fn f64_list_row(a: &ArrayRef, i: usize) -> Option<Vec<f64>> {
+    let v = match a.data_type() {
+        DataType::List(_) => a.as_list::<i32>().value(i),
+        DataType::LargeList(_) => a.as_list::<i64>().value(i),
+        _ => return None,
+    };
+    let f = v.as_primitive_opt::<types::Float64Type>()?;
+    Some(
+        (0..f.len())
+            .map(|j| if f.is_null(j) { f64::NAN } else { f.value(j) })
+            .collect(),
+    )
 }
 
 /// Rows whose rendering differs, for columns that are not numbers.

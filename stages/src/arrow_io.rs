@@ -44,6 +44,81 @@ pub fn write_batch(path: &Path, columns: Vec<(&str, ArrayRef)>, compress: bool) 
     Ok(())
 }
 
+/// For display by tools without half precision (polars): the file as Arrow
+/// IPC bytes with every float16 or bfloat16 vector column widened to
+/// float32 (exact: both are subsets of f32), and the names of the columns
+/// widened with their stored type; None when there is none.
+pub fn widened_for_display(path: &Path) -> StageResult<Option<(Vec<u8>, Vec<String>)>> {
+    // The schema first: most files have no half-precision column.
+    let file = File::open(path).map_err(io_err(path))?;
+    let reader = FileReader::try_new(file, None)
+        .map_err(|e| fmt_err(path, format!("not an Arrow IPC file: {e}")))?;
+    let half = |f: &Arc<Field>| match f.data_type() {
+        arrow_schema::DataType::List(item) | arrow_schema::DataType::LargeList(item) => {
+            matches!(
+                item.data_type(),
+                arrow_schema::DataType::Float16 | arrow_schema::DataType::UInt16
+            )
+        }
+        _ => false,
+    };
+    if !reader.schema().fields().iter().any(half) {
+        return Ok(None);
+    }
+    drop(reader);
+    let t = Table::open(path)?;
+    let schema = t.batch.schema();
+    let mut widened = Vec::new();
+    let mut columns: Vec<(String, ArrayRef)> = Vec::new();
+    for (f, c) in schema.fields().iter().zip(t.batch.columns()) {
+        let stored = match f.data_type() {
+            arrow_schema::DataType::List(item) | arrow_schema::DataType::LargeList(item) => {
+                match item.data_type() {
+                    arrow_schema::DataType::Float16 => Some("float16"),
+                    arrow_schema::DataType::UInt16
+                        if item.metadata().get(ENCODING_KEY).map(String::as_str) == Some(BF16) =>
+                    {
+                        Some("bfloat16")
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match stored {
+            Some(kind) => {
+                let mut v = VectorColumn::new(VectorDtype::F32);
+                for i in 0..t.len() {
+                    v.push(&t.vector_row(f.name(), i)?);
+                }
+                widened.push(format!("{} (stored as {kind})", f.name()));
+                columns.push((f.name().clone(), v.into_array()));
+            }
+            None => columns.push((f.name().clone(), c.clone())),
+        }
+    }
+    if widened.is_empty() {
+        return Ok(None);
+    }
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(n, a)| Field::new(n, a.data_type().clone(), a.null_count() > 0))
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .map_err(|e| fmt_err(path, e))?;
+    let mut bytes = Vec::new();
+    {
+        let mut w = FileWriter::try_new(&mut bytes, &schema).map_err(|e| fmt_err(path, e))?;
+        w.write(&batch).map_err(|e| fmt_err(path, e))?;
+        w.finish().map_err(|e| fmt_err(path, e))?;
+    }
+    Ok(Some((bytes, widened)))
+}
+
 /// Read every batch of an Arrow IPC file, concatenated.
 pub fn read_table(path: &Path) -> StageResult<RecordBatch> {
     let file = File::open(path).map_err(io_err(path))?;

@@ -409,14 +409,19 @@ pub mod bench {
         t.elapsed().as_secs_f64() * 1e3 / steps as f64
     }
 
-    /// Full-batch steps as the train stage runs them (loss, backward,
-    /// optimizer), in `rounds` rounds of `steps` ([`ROUNDS`] for the
-    /// benchmark, 1 in its quick mode); after each of ours,
-    /// `peer_round` times one round of the peer, so that both see the same
-    /// machine (this one's neighbours make single rounds noisy). Medians.
+    /// Steps as the train stage runs them (loss, backward, optimizer), in
+    /// `rounds` rounds of `steps` ([`ROUNDS`] for the benchmark, 1 in its
+    /// quick mode); after each of ours, `peer_round` times one round of the
+    /// peer, so that both see the same machine (this one's neighbours make
+    /// single rounds noisy). Medians. Full-batch on `n` rows, or with
+    /// `batch = Some(b)`: minibatches of b of the n rows, gathered each
+    /// step from a shuffled order as the stage does (the GEMM floor is then
+    /// at b rows).
+    #[allow(clippy::too_many_arguments)]
     pub fn train_steps(
         widths: &[usize],
         n: usize,
+        batch: Option<usize>,
         steps: usize,
         rounds: usize,
         opt: OptName,
@@ -440,16 +445,34 @@ pub mod bench {
         let lr = if opt == OptName::Sgd { 0.1 } else { 1e-3 };
         let mut o = Optimizer::new(&OptimizerParams::new(opt, lr));
         let mut bp = Backprop::new(&arch, kind, tch::Device::Cpu);
-        let mut step = || {
-            bp.loss_and_grad(&theta, &x, &y, &g);
-            o.step(&theta, &g, lr);
+        // A fixed pseudo-random order of the rows, walked b at a time.
+        let order: Vec<i64> = (0..n as i64)
+            .map(|i| (i * 7919) % n as i64)
+            .collect::<Vec<_>>();
+        let mut cursor = 0;
+        let mut step = || match batch {
+            None => {
+                bp.loss_and_grad(&theta, &x, &y, &g);
+                o.step(&theta, &g, lr);
+            }
+            Some(b) => {
+                if cursor + b > order.len() {
+                    cursor = 0;
+                }
+                let idx = Tensor::from_slice(&order[cursor..cursor + b]);
+                cursor += b;
+                let xb = x.index_select(0, &idx);
+                let yb = y.index_select(0, &idx);
+                bp.loss_and_grad(&theta, &xb, &yb, &g);
+                o.step(&theta, &g, lr);
+            }
         };
         // The GEMMs of one step, alone, into preallocated outputs.
         let mut flops = 0.0;
         let mut mats = Vec::new();
         for l in 0..widths.len() - 1 {
             let (i, o) = (widths[l] as i64, widths[l + 1] as i64);
-            let n = n as i64;
+            let n = batch.unwrap_or(n) as i64;
             let a = Tensor::randn([n, i], dev);
             let w = Tensor::randn([o, i], dev);
             let d = Tensor::randn([n, o], dev);

@@ -50,13 +50,20 @@ pub fn train(threads: usize, steps: usize, quick: bool) -> anyhow::Result<Value>
     } else {
         stages_torch::train::bench::ROUNDS
     };
-    let shapes: Vec<Vec<usize>> = if quick {
-        vec![vec![16, 8, 8, 4]]
+    // (widths, rows, minibatch): full-batch on the digits' train split, and
+    // the MNIST-sized minibatch study (configs/mnist-scale.toml: 4800 train
+    // rows of 784 dimensions, batches of 128).
+    let shapes: Vec<(Vec<usize>, usize, Option<usize>)> = if quick {
+        vec![
+            (vec![16, 8, 8, 4], n, None),
+            (vec![16, 8, 8, 4], n, Some(32)),
+        ]
     } else {
         vec![
-            vec![64, 32, 32, 10],
-            vec![64, 128, 128, 10],
-            vec![64, 256, 256, 10],
+            (vec![64, 32, 32, 10], n, None),
+            (vec![64, 128, 128, 10], n, None),
+            (vec![64, 256, 256, 10], n, None),
+            (vec![784, 512, 512, 10], 4800, Some(128)),
         ]
     };
     let mut rows = Vec::new();
@@ -64,7 +71,7 @@ pub fn train(threads: usize, steps: usize, quick: bool) -> anyhow::Result<Value>
         "{:<16} {:>7} {:>10} {:>10} {:>8} {:>9} {:>9} {:>9}",
         "widths", "P", "ours ms", "torch ms", "speedup", "GFLOP/s", "GEMM GF/s", "of GEMM"
     );
-    for widths in shapes {
+    for (widths, n, batch) in shapes {
         let ws: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
         let mut child = peer(&py)
             .arg(script("torch_train_step.py"))
@@ -75,6 +82,7 @@ pub fn train(threads: usize, steps: usize, quick: bool) -> anyhow::Result<Value>
                 threads.to_string(),
                 "adam".into(),
                 "f32".into(),
+                batch.unwrap_or(0).to_string(),
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -94,6 +102,7 @@ pub fn train(threads: usize, steps: usize, quick: bool) -> anyhow::Result<Value>
         let ours = stages_torch::train::bench::train_steps(
             &widths,
             n,
+            batch,
             steps,
             rounds,
             OptName::Adam,
@@ -125,7 +134,8 @@ pub fn train(threads: usize, steps: usize, quick: bool) -> anyhow::Result<Value>
             100.0 * gflops / gemm_gflops
         );
         rows.push(json!({
-            "widths": widths, "params": ours.params, "rows": n, "optimizer": "adam", "dtype": "f32",
+            "widths": widths, "params": ours.params, "rows": n, "batch": batch, "optimizer": "adam", "dtype": "f32",
+            "of_gemm_floor": ours.gemm_ms / ours.ms_per_step, "gemm_floor_ms": ours.gemm_ms,
             "ours_ms_per_step": ours.ms_per_step, "torch_eager_ms_per_step": torch_ms,
             "speedup": torch_ms / ours.ms_per_step, "achieved_gflops": gflops, "gemm_gflops": gemm_gflops,
         }));
