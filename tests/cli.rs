@@ -196,3 +196,32 @@ fn a_cold_audit_recomputes_warm_started_checkpoints_and_agrees() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("recomputes a hessian stage"));
 }
+
+/// The CUDA path, as far as a machine without a GPU can check it: `--device
+/// cuda` is refused up front, with the fix, for `run` and `status`, and
+/// writes nothing (no store, no out/). That the stage keys carry the device,
+/// so that a CUDA result is never reused for a CPU run, is
+/// `pipeline::key`'s unit test.
+#[test]
+fn device_cuda_without_a_gpu_is_refused_up_front_and_writes_nothing() {
+    if std::path::Path::new("/dev/nvidia0").exists() {
+        eprintln!("a GPU is visible here: this test is for machines without one");
+        return;
+    }
+    let env = Env::new();
+    let cfg = env.write_config(&tiny_config("cuda", "[0]", &two_optimizers(0.1)));
+    for cmd in ["run", "status"] {
+        let out = env.eigentrace(&[cmd, "--device", "cuda", cfg.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(
+            err.contains("no CUDA device is visible") && err.contains("--device cpu"),
+            "{cmd}: {err}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(env.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec!["exp.toml".to_string()], "written: {left:?}");
+}

@@ -104,7 +104,7 @@ impl StageKind {
             StageKind::Hessian => 10,
             StageKind::Metrics => 8,
             StageKind::Findings => 5,
-            StageKind::Report => 18,
+            StageKind::Report => 19,
         }
     }
 

@@ -4,10 +4,39 @@ use super::*;
 
 pub(super) struct LocPanel {
     pub(super) title: String,
+    /// Cells drawn (blocks of weights when the matrix is large).
     pub(super) rows: usize,
     pub(super) cols: usize,
-    /// row-major [out, in] mass fractions
+    /// row-major [out, in] mass fractions, each summed over its block
     pub(super) mass: Vec<f64>,
+    /// Weights per cell: hidden units × inputs (1 × 1 up to MAX_ROWS ×
+    /// MAX_COLS weights).
+    pub(super) block: (usize, usize),
+}
+
+/// At most this many cells down and across a panel: beyond it, each cell
+/// sums the mass of a block of weights (mass is additive, so the map stays
+/// a partition of v₁'s first-layer mass). A 784-1024 matrix would otherwise
+/// draw 800k cells per panel: more than a pixel each, and more SVG nodes
+/// than the PDF converter takes.
+const MAX_ROWS: usize = 128;
+const MAX_COLS: usize = 196;
+
+/// `mass` (rows × cols, row-major) summed over blocks so that at most
+/// MAX_ROWS × MAX_COLS cells remain: (cells down, across, block).
+fn blocks(mass: &[f64], rows: usize, cols: usize) -> (Vec<f64>, usize, usize, (usize, usize)) {
+    let (br, bc) = (rows.div_ceil(MAX_ROWS).max(1), cols.div_ceil(MAX_COLS).max(1));
+    if (br, bc) == (1, 1) || mass.len() != rows * cols {
+        return (mass.to_vec(), rows, cols, (1, 1));
+    }
+    let (r2, c2) = (rows.div_ceil(br), cols.div_ceil(bc));
+    let mut out = vec![0.0; r2 * c2];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[(r / br) * c2 + c / bc] += mass[r * cols + c];
+        }
+    }
+    (out, r2, c2, (br, bc))
 }
 
 pub(super) struct LocMap {
@@ -131,11 +160,13 @@ impl LocMap {
                 None => false,
             };
             let at = if untrusted { " — untrusted pair" } else { "" };
+            let (mass, rows, cols, block) = blocks(&mass, rows, cols);
             panels.push(LocPanel {
                 title: format!("{}{at}", g.label),
                 rows,
                 cols,
                 mass,
+                block,
             });
         }
         let logs = panels
@@ -159,9 +190,15 @@ impl LocMap {
         } else {
             ""
         };
+        let summed = match panels.iter().map(|p| p.block).max() {
+            Some((br, bc)) if (br, bc) != (1, 1) => {
+                format!("; each cell sums the mass of a block of {br} hidden units × {bc} inputs")
+            }
+            _ => String::new(),
+        };
         Ok(LocMap {
             panels,
-            note: format!("v₁ {when}{which}"),
+            note: format!("v₁ {when}{which}{summed}"),
             lo: lo.floor(),
             hi: hi.ceil(),
         })
@@ -265,7 +302,7 @@ impl Figure for LocMap {
                 ))
                 .map_err(pe)?;
                 cell.draw(&Text::new(
-                    c.to_string(),
+                    (c * p.block.1).to_string(),
                     (x, gy1 + 16),
                     text_style(TICK_PX, INK).pos(Pos::new(HPos::Center, VPos::Top)),
                 ))
@@ -279,7 +316,7 @@ impl Figure for LocMap {
                 ))
                 .map_err(pe)?;
                 cell.draw(&Text::new(
-                    r.to_string(),
+                    (r * p.block.0).to_string(),
                     (gx0 - 16, y),
                     text_style(TICK_PX, INK).pos(Pos::new(HPos::Right, VPos::Center)),
                 ))
@@ -310,5 +347,37 @@ impl Figure for LocMap {
             "mass v²",
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Large matrices are summed over blocks: the cells stay within the
+    /// caps, the total mass and each block's sum are kept; small ones are
+    /// drawn as they are.
+    #[test]
+    fn large_maps_are_block_sums_of_the_mass() {
+        let (rows, cols) = (1024, 784);
+        let mass: Vec<f64> = (0..rows * cols).map(|i| ((i * 7919) % 1000) as f64).collect();
+        let (m, r, c, (br, bc)) = blocks(&mass, rows, cols);
+        assert_eq!((br, bc), (8, 4));
+        assert_eq!((r, c), (128, 196));
+        assert!(r <= MAX_ROWS && c <= MAX_COLS && m.len() == r * c);
+        let total: f64 = mass.iter().sum();
+        assert!((m.iter().sum::<f64>() - total).abs() <= 1e-9 * total);
+        // The cell (5, 7): hidden units 40..48, inputs 28..32.
+        let want: f64 = (40..48)
+            .flat_map(|i| (28..32).map(move |j| (i, j)))
+            .map(|(i, j)| mass[i * cols + j])
+            .sum();
+        assert_eq!(m[5 * c + 7], want);
+        // 1000 rows: blocks of 8 and a last, partial block.
+        let (m, r, _, (br, _)) = blocks(&vec![1.0; 1000 * 10], 1000, 10);
+        assert_eq!((r, br), (125, 8));
+        assert_eq!(m[124 * 10], 8.0);
+        let small = vec![0.5; 32 * 64];
+        assert_eq!(blocks(&small, 32, 64), (small.clone(), 32, 64, (1, 1)));
     }
 }
