@@ -61,37 +61,30 @@ fn arrow_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// A column as numbers, one Vec per row (one entry for scalar columns),
 /// or None for a column that is not numeric.
 fn numbers(t: &stages::arrow_io::Table, name: &str, a: &ArrayRef) -> Option<Vec<Vec<f64>>> {
-    let scalar = |v: Vec<f64>| Some(v.into_iter().map(|x| vec![x]).collect());
-    let nullable = |a: &dyn Array, i: usize, x: f64| if a.is_null(i) { f64::NAN } else { x };
+    // One value per row, a null as NaN.
+    fn scalars<T: arrow_array::ArrowPrimitiveType>(
+        a: &ArrayRef,
+        f: impl Fn(T::Native) -> f64,
+    ) -> Option<Vec<Vec<f64>>> {
+        let c = a.as_primitive::<T>();
+        Some(
+            (0..c.len())
+                .map(|i| {
+                    vec![if c.is_null(i) {
+                        f64::NAN
+                    } else {
+                        f(c.value(i))
+                    }]
+                })
+                .collect(),
+        )
+    }
     match a.data_type() {
-        DataType::Float64 => {
-            let c = a.as_primitive::<types::Float64Type>();
-            scalar((0..c.len()).map(|i| nullable(c, i, c.value(i))).collect())
-        }
-        DataType::Float32 => {
-            let c = a.as_primitive::<types::Float32Type>();
-            scalar(
-                (0..c.len())
-                    .map(|i| nullable(c, i, c.value(i) as f64))
-                    .collect(),
-            )
-        }
-        DataType::Int64 => {
-            let c = a.as_primitive::<types::Int64Type>();
-            scalar(
-                (0..c.len())
-                    .map(|i| nullable(c, i, c.value(i) as f64))
-                    .collect(),
-            )
-        }
-        DataType::Int32 => {
-            let c = a.as_primitive::<types::Int32Type>();
-            scalar(
-                (0..c.len())
-                    .map(|i| nullable(c, i, c.value(i) as f64))
-                    .collect(),
-            )
-        }
+        DataType::Float64 => scalars::<types::Float64Type>(a, |x| x),
+        DataType::Float32 => scalars::<types::Float32Type>(a, f64::from),
+        DataType::Int64 => scalars::<types::Int64Type>(a, |x| x as f64),
+        DataType::Int32 => scalars::<types::Int32Type>(a, f64::from),
+        DataType::UInt32 => scalars::<types::UInt32Type>(a, f64::from),
         DataType::List(_) | DataType::LargeList(_) => (0..a.len())
             .map(|i| t.vector_row(name, i).ok().or_else(|| f64_list_row(a, i)))
             .collect::<Option<Vec<_>>>(),

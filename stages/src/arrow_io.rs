@@ -199,39 +199,26 @@ impl<'a> Table<'a> {
     /// Any integer column, widened to i64 (files written by other tools
     /// pick their own widths).
     pub fn ints(&self, name: &str) -> StageResult<Vec<i64>> {
-        use arrow_array::cast::AsArray;
         use arrow_array::types::{Int16Type, Int32Type, Int64Type, Int8Type, UInt32Type};
-        let c = self
-            .batch
-            .column_by_name(name)
-            .ok_or_else(|| fmt_err(self.path, format!("missing column `{name}`")))?;
         use arrow_schema::DataType as D;
+        fn widen<T: arrow_array::ArrowPrimitiveType>(c: &ArrayRef) -> Vec<i64>
+        where
+            T::Native: Into<i64>,
+        {
+            use arrow_array::cast::AsArray;
+            c.as_primitive::<T>()
+                .values()
+                .iter()
+                .map(|&x| x.into())
+                .collect()
+        }
+        let c = self.column(name)?;
         Ok(match c.data_type() {
-            D::Int64 => c.as_primitive::<Int64Type>().values().to_vec(),
-            D::Int32 => c
-                .as_primitive::<Int32Type>()
-                .values()
-                .iter()
-                .map(|&x| x as i64)
-                .collect(),
-            D::Int16 => c
-                .as_primitive::<Int16Type>()
-                .values()
-                .iter()
-                .map(|&x| x as i64)
-                .collect(),
-            D::Int8 => c
-                .as_primitive::<Int8Type>()
-                .values()
-                .iter()
-                .map(|&x| x as i64)
-                .collect(),
-            D::UInt32 => c
-                .as_primitive::<UInt32Type>()
-                .values()
-                .iter()
-                .map(|&x| x as i64)
-                .collect(),
+            D::Int64 => widen::<Int64Type>(c),
+            D::Int32 => widen::<Int32Type>(c),
+            D::Int16 => widen::<Int16Type>(c),
+            D::Int8 => widen::<Int8Type>(c),
+            D::UInt32 => widen::<UInt32Type>(c),
             t => {
                 return Err(fmt_err(
                     self.path,
@@ -240,13 +227,16 @@ impl<'a> Table<'a> {
             }
         })
     }
+    /// A column by name, or an error naming the file and the column.
+    fn column(&self, name: &str) -> StageResult<&ArrayRef> {
+        self.batch
+            .column_by_name(name)
+            .ok_or_else(|| fmt_err(self.path, format!("missing column `{name}`")))
+    }
     /// Any string column (utf8, large_utf8 or utf8_view), as Strings.
     pub fn strings(&self, name: &str) -> StageResult<Vec<String>> {
         use arrow_array::cast::AsArray;
-        let c = self
-            .batch
-            .column_by_name(name)
-            .ok_or_else(|| fmt_err(self.path, format!("missing column `{name}`")))?;
+        let c = self.column(name)?;
         use arrow_schema::DataType as D;
         let all = |it: &mut dyn Iterator<Item = Option<&str>>| {
             it.map(|s| s.unwrap_or_default().to_string()).collect()
@@ -267,10 +257,7 @@ impl<'a> Table<'a> {
     /// ([`VectorDtype`]): list<float32>, list<float16>, or list<uint16>
     /// holding bfloat16 bits (the item field's `encoding` metadata says so).
     pub fn vector_row(&self, name: &str, i: usize) -> StageResult<Vec<f64>> {
-        let c = self
-            .batch
-            .column_by_name(name)
-            .ok_or_else(|| fmt_err(self.path, format!("missing column `{name}`")))?;
+        let c = self.column(name)?;
         // list or large_list (polars writes the latter).
         let v = if let Some(l) = c.as_any().downcast_ref::<ListArray>() {
             l.value(i)

@@ -25,7 +25,10 @@ const MAX_COLS: usize = 196;
 /// `mass` (rows × cols, row-major) summed over blocks so that at most
 /// MAX_ROWS × MAX_COLS cells remain: (cells down, across, block).
 fn blocks(mass: &[f64], rows: usize, cols: usize) -> (Vec<f64>, usize, usize, (usize, usize)) {
-    let (br, bc) = (rows.div_ceil(MAX_ROWS).max(1), cols.div_ceil(MAX_COLS).max(1));
+    let (br, bc) = (
+        rows.div_ceil(MAX_ROWS).max(1),
+        cols.div_ceil(MAX_COLS).max(1),
+    );
     if (br, bc) == (1, 1) || mass.len() != rows * cols {
         return (mass.to_vec(), rows, cols, (1, 1));
     }
@@ -360,7 +363,9 @@ mod tests {
     #[test]
     fn large_maps_are_block_sums_of_the_mass() {
         let (rows, cols) = (1024, 784);
-        let mass: Vec<f64> = (0..rows * cols).map(|i| ((i * 7919) % 1000) as f64).collect();
+        let mass: Vec<f64> = (0..rows * cols)
+            .map(|i| ((i * 7919) % 1000) as f64)
+            .collect();
         let (m, r, c, (br, bc)) = blocks(&mass, rows, cols);
         assert_eq!((br, bc), (8, 4));
         assert_eq!((r, c), (128, 196));
