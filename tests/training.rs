@@ -223,6 +223,15 @@ fn half_precision_vectors_are_decoded_independently_and_cost_at_most_their_round
         );
         let j: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(j["missing_in_b"].as_array().unwrap().len(), 0, "{j}");
+        // --tol makes it a check: the vectors differ by more than u/100.
+        let b = format!("out/vd-{d}");
+        let tol = |t: f64| {
+            env.eigentrace(&["compare", "out/vd-f32", &b, "--tol", &t.to_string()])
+                .status
+                .code()
+        };
+        assert_eq!(tol(u / 100.0), Some(1));
+        assert_eq!(tol(0.5), Some(0));
         let mut metrics_seen = 0;
         for c in j["columns"].as_array().unwrap() {
             let (file, column) = (c["file"].as_str().unwrap(), c["column"].as_str().unwrap());
