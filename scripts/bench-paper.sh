@@ -9,17 +9,11 @@
 # 2 cores). --quick: configs/quick.toml (CI checks the output's form).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench/prologue.sh bench-paper "$@"
 config=configs/paper.toml
-quick=false
-if [[ ${1:-} == --quick ]]; then
+if $quick; then
   config=configs/quick.toml
-  quick=true
-  shift
 fi
-ET=${1:-${CARGO_TARGET_DIR:-target}/release/eigentrace}
-[[ -x $ET ]] || { echo "bench-paper: no eigentrace binary at $ET (make build)" >&2; exit 1; }
-T=$(mktemp -d "${TMPDIR:-/tmp}/bench-paper.XXXXXX")
-trap 'rm -rf "$T"' EXIT
 jobs=2
 start=$(date +%s.%N)
 "$ET" run "$config" -j "$jobs" --store "$T/store" --out "$T/out" --json >"$T/summary.json"

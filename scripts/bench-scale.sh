@@ -12,21 +12,14 @@
 # the output's form; its numbers mean nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-quick=false
-if [[ ${1:-} == --quick ]]; then
-  quick=true
-  shift
-fi
-ET=${1:-${CARGO_TARGET_DIR:-target}/release/eigentrace}
-[[ -x $ET ]] || { echo "bench-scale: no eigentrace binary at $ET (make build)" >&2; exit 1; }
-T=$(mktemp -d "${TMPDIR:-/tmp}/bench-scale.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-exec python3 - "$ET" "$T" "$quick" "$("$ET" --version)" "$PWD/scripts/bench" <<'PY'
+source scripts/bench/prologue.sh bench-scale "$@"
+python3 - "$ET" "$T" "$quick" "$("$ET" --version)" "$PWD/scripts/bench" <<'PY'
 import json, os, re, subprocess, sys, time
 et, tmp, quick, version, lib = sys.argv[1:]
 quick = quick == "true"
 sys.path.insert(0, lib)
 import provenance
+from study import file_bytes, mlp_params, mlp_widths
 
 base = open("configs/quick.toml" if quick else "configs/mnist-scale.toml").read()
 shapes = [None] if quick else [None, "[784, 1024, 1024, 10]"]
@@ -56,14 +49,9 @@ def tree_rss(root):
     return total
 
 
-def du(path, pattern=None):
-    n = 0
-    for d, _, files in os.walk(path):
-        for f in files:
-            p = os.path.join(d, f)
-            if pattern is None or re.search(pattern, p):
-                n += os.stat(p).st_blocks * 512
-    return n
+def du(path):
+    """Bytes allocated on disk under `path`."""
+    return sum(os.stat(os.path.join(d, f)).st_blocks * 512 for d, _, fs in os.walk(path) for f in fs)
 
 
 rows = []
@@ -97,19 +85,15 @@ for widths in shapes:
     summary = json.loads(out)
     ran = [s for s in summary["stages"] if s["status"] == "ran"]
     assert summary["ok"] and len(ran) == len(summary["stages"]), "every stage must run, into an empty store"
-    w = [int(x) for x in re.search(r"widths = \[([^\]]*)\]", text).group(1).replace(",", " ").split()]
-    p = sum(a * b + b for a, b in zip(w[:-1], w[1:]))
+    w = mlp_widths(text)
+    p = mlp_params(w)
     by_stage = {}
     for s in ran:
         kind = s["id"].split("[")[0]
         by_stage[kind] = round(by_stage.get(kind, 0.0) + s.get("seconds", 0.0), 1)
 
     def size(match):
-        return sum(
-            os.stat(os.path.join(dp, f)).st_size
-            for dp, _, fs in os.walk(os.path.join(d, "out")) for f in fs
-            if match(dp, f)
-        )
+        return file_bytes(os.path.join(d, "out"), match)
 
     rows.append({
         "config": name, "widths": w, "params": p, "seconds": round(wall, 1),

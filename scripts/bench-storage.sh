@@ -12,21 +12,14 @@
 # about 15 minutes on 2 cores. --quick: quick.toml only (CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-quick=false
-if [[ ${1:-} == --quick ]]; then
-  quick=true
-  shift
-fi
-ET=${1:-${CARGO_TARGET_DIR:-target}/release/eigentrace}
-[[ -x $ET ]] || { echo "bench-storage: no eigentrace binary at $ET (make build)" >&2; exit 1; }
-T=$(mktemp -d "${TMPDIR:-/tmp}/bench-storage.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-exec python3 - "$ET" "$T" "$quick" "$("$ET" --version)" "$PWD/scripts/bench" <<'PY'
+source scripts/bench/prologue.sh bench-storage "$@"
+python3 - "$ET" "$T" "$quick" "$("$ET" --version)" "$PWD/scripts/bench" <<'PY'
 import json, os, re, subprocess, sys
 et, tmp, quick, version, lib = sys.argv[1:]
 quick = quick == "true"
 sys.path.insert(0, lib)
 import provenance
+from study import file_bytes, mlp_params, mlp_widths
 
 configs = ["configs/quick.toml"] + ([] if quick else ["configs/mnist-scale.toml"])
 UNIT = {"f16": 2.0**-11, "bf16": 2.0**-8}
@@ -35,8 +28,7 @@ results = []
 for path in configs:
     base = open(path).read()
     name = re.search(r'^name = "([^"]+)"', base, re.M).group(1)
-    w = [int(x) for x in re.search(r"widths = \[([^\]]*)\]", base).group(1).replace(",", " ").split()]
-    params = sum(a * b + b for a, b in zip(w[:-1], w[1:]))
+    params = mlp_params(mlp_widths(base))
     sizes, diffs = {}, {}
     for d in ["f32", "f16", "bf16"]:
         text = re.sub(r'^name = "[^"]+"', f'name = "{name}-{d}"', base, count=1, flags=re.M)
@@ -48,8 +40,7 @@ for path in configs:
         subprocess.run([et, "run", cfg, "-j", "2", "--store", store, "--out", os.path.join(tmp, "out")],
                        check=True, stdout=subprocess.DEVNULL)
         out = os.path.join(tmp, "out", f"{name}-{d}")
-        sizes[d] = sum(os.stat(os.path.join(dp, f)).st_size
-                       for dp, _, fs in os.walk(out) for f in fs if f == "vectors.arrow")
+        sizes[d] = file_bytes(out, lambda dp, f: f == "vectors.arrow")
         if d != "f32":
             r = subprocess.run([et, "--json", "compare", os.path.join(tmp, "out", f"{name}-f32"), out],
                                check=True, capture_output=True, text=True)
