@@ -17,6 +17,21 @@ use std::sync::Arc;
 
 /// Write one record batch as an Arrow IPC file, optionally zstd-compressed.
 pub fn write_batch(path: &Path, columns: Vec<(&str, ArrayRef)>, compress: bool) -> StageResult<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    let file = File::create(path).map_err(io_err(path))?;
+    write_ipc(file, path, columns, compress)
+}
+
+/// One record batch of `columns` as Arrow IPC into `out`; `path` names it
+/// in errors.
+fn write_ipc(
+    out: impl std::io::Write,
+    path: &Path,
+    columns: Vec<(&str, ArrayRef)>,
+    compress: bool,
+) -> StageResult<()> {
     let fields: Vec<Field> = columns
         .iter()
         .map(|(name, a)| Field::new(*name, a.data_type().clone(), a.null_count() > 0))
@@ -27,10 +42,6 @@ pub fn write_batch(path: &Path, columns: Vec<(&str, ArrayRef)>, compress: bool) 
         columns.into_iter().map(|(_, a)| a).collect(),
     )
     .map_err(|e| fmt_err(path, e))?;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    }
-    let file = File::create(path).map_err(io_err(path))?;
     let mut opts = IpcWriteOptions::default();
     if compress {
         opts = opts
@@ -38,7 +49,7 @@ pub fn write_batch(path: &Path, columns: Vec<(&str, ArrayRef)>, compress: bool) 
             .map_err(|e| fmt_err(path, e))?;
     }
     let mut w =
-        FileWriter::try_new_with_options(file, &schema, opts).map_err(|e| fmt_err(path, e))?;
+        FileWriter::try_new_with_options(out, &schema, opts).map_err(|e| fmt_err(path, e))?;
     w.write(&batch).map_err(|e| fmt_err(path, e))?;
     w.finish().map_err(|e| fmt_err(path, e))?;
     Ok(())
@@ -53,16 +64,12 @@ pub fn widened_for_display(path: &Path) -> StageResult<Option<(Vec<u8>, Vec<Stri
     let file = File::open(path).map_err(io_err(path))?;
     let reader = FileReader::try_new(file, None)
         .map_err(|e| fmt_err(path, format!("not an Arrow IPC file: {e}")))?;
-    let half = |f: &Arc<Field>| match f.data_type() {
-        arrow_schema::DataType::List(item) | arrow_schema::DataType::LargeList(item) => {
-            matches!(
-                item.data_type(),
-                arrow_schema::DataType::Float16 | arrow_schema::DataType::UInt16
-            )
-        }
-        _ => false,
-    };
-    if !reader.schema().fields().iter().any(half) {
+    if !reader
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| half_storage(f.data_type()).is_some())
+    {
         return Ok(None);
     }
     drop(reader);
@@ -71,21 +78,7 @@ pub fn widened_for_display(path: &Path) -> StageResult<Option<(Vec<u8>, Vec<Stri
     let mut widened = Vec::new();
     let mut columns: Vec<(String, ArrayRef)> = Vec::new();
     for (f, c) in schema.fields().iter().zip(t.batch.columns()) {
-        let stored = match f.data_type() {
-            arrow_schema::DataType::List(item) | arrow_schema::DataType::LargeList(item) => {
-                match item.data_type() {
-                    arrow_schema::DataType::Float16 => Some("float16"),
-                    arrow_schema::DataType::UInt16
-                        if item.metadata().get(ENCODING_KEY).map(String::as_str) == Some(BF16) =>
-                    {
-                        Some("bfloat16")
-                    }
-                    _ => None,
-                }
-            }
-            _ => None,
-        };
-        match stored {
+        match half_storage(f.data_type()) {
             Some(kind) => {
                 let mut v = VectorColumn::new(VectorDtype::F32);
                 for i in 0..t.len() {
@@ -100,22 +93,16 @@ pub fn widened_for_display(path: &Path) -> StageResult<Option<(Vec<u8>, Vec<Stri
     if widened.is_empty() {
         return Ok(None);
     }
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|(n, a)| Field::new(n, a.data_type().clone(), a.null_count() > 0))
-        .collect();
-    let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        columns.into_iter().map(|(_, a)| a).collect(),
-    )
-    .map_err(|e| fmt_err(path, e))?;
     let mut bytes = Vec::new();
-    {
-        let mut w = FileWriter::try_new(&mut bytes, &schema).map_err(|e| fmt_err(path, e))?;
-        w.write(&batch).map_err(|e| fmt_err(path, e))?;
-        w.finish().map_err(|e| fmt_err(path, e))?;
-    }
+    write_ipc(
+        &mut bytes,
+        path,
+        columns
+            .iter()
+            .map(|(n, a)| (n.as_str(), a.clone()))
+            .collect(),
+        false,
+    )?;
     Ok(Some((bytes, widened)))
 }
 
@@ -276,12 +263,7 @@ impl<'a> Table<'a> {
         if let Some(f) = any.downcast_ref::<Float16Array>() {
             return Ok(f.values().iter().map(|x| x.to_f64()).collect());
         }
-        let bf16 = match c.data_type() {
-            arrow_schema::DataType::List(item) | arrow_schema::DataType::LargeList(item) => {
-                item.metadata().get(ENCODING_KEY).map(String::as_str) == Some(BF16)
-            }
-            _ => false,
-        };
+        let bf16 = half_storage(c.data_type()) == Some(BF16);
         match any.downcast_ref::<UInt16Array>() {
             Some(b) if bf16 => Ok(b
                 .values()
@@ -364,6 +346,22 @@ impl VectorDtype {
 /// The item field's metadata key that marks bfloat16 bits.
 pub const ENCODING_KEY: &str = "encoding";
 const BF16: &str = "bfloat16";
+
+/// "float16" for a list of float16, "bfloat16" for a list of uint16 marked
+/// as bfloat16 bits; None for any other type.
+fn half_storage(t: &arrow_schema::DataType) -> Option<&'static str> {
+    use arrow_schema::DataType as D;
+    match t {
+        D::List(item) | D::LargeList(item) => match item.data_type() {
+            D::Float16 => Some("float16"),
+            D::UInt16 if item.metadata().get(ENCODING_KEY).map(String::as_str) == Some(BF16) => {
+                Some(BF16)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
 
 /// A column of vectors, each rounded to its storage dtype as it is pushed
 /// (so that a stage holds its vectors at the stored size, not in f64).

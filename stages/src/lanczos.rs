@@ -594,6 +594,16 @@ mod tests {
         (m, d)
     }
 
+    /// A pair's rank (0, 1, … from the top; −1, −2, … from the bottom) as
+    /// an index into the n eigenvalues sorted in decreasing order.
+    fn sorted_index(rank: i32, n: usize) -> usize {
+        if rank >= 0 {
+            rank as usize
+        } else {
+            n - (-rank) as usize
+        }
+    }
+
     fn dense_op(m: &DMatrix<f64>) -> impl FnMut(&[Vec<f64>], &mut [Vec<f64>]) + '_ {
         move |xs, ys| {
             for (x, y) in xs.iter().zip(ys.iter_mut()) {
@@ -625,11 +635,7 @@ mod tests {
             let r = lanczos(n, &mut dense_op(&m), &opts(5, Which::BothEnds, block), None);
             assert!(r.converged, "b = {block}");
             for p in &r.pairs {
-                let expect = if p.rank >= 0 {
-                    sorted[p.rank as usize]
-                } else {
-                    sorted[n - (-p.rank) as usize]
-                };
+                let expect = sorted[sorted_index(p.rank, n)];
                 assert!(
                     (p.value - expect).abs() <= 1e-9 * expect.abs().max(1.0),
                     "b = {block}, rank {}: {} vs {}",
@@ -755,11 +761,7 @@ mod tests {
                     assert!(r.converged, "{tag}: not converged in {} products", r.hvps);
                     assert_eq!(r.pairs.len(), k_all, "{tag}");
                     for p in &r.pairs {
-                        let expect = if p.rank >= 0 {
-                            sorted[p.rank as usize]
-                        } else {
-                            sorted[n - (-p.rank) as usize]
-                        };
+                        let expect = sorted[sorted_index(p.rank, n)];
                         assert!(
                             (p.value - expect).abs() <= 1e-9 * sorted[0].abs(),
                             "{tag}, rank {}: {} vs {expect}",
@@ -784,11 +786,7 @@ mod tests {
                             (twin.value - p.value).abs() <= 1e-9 * sorted[0].abs(),
                             "{tag}"
                         );
-                        let i = if p.rank >= 0 {
-                            p.rank as usize
-                        } else {
-                            n - (-p.rank) as usize
-                        };
+                        let i = sorted_index(p.rank, n);
                         let gap = [i.wrapping_sub(1), i + 1]
                             .iter()
                             .filter(|&&j| j < n)
