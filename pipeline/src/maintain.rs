@@ -243,7 +243,19 @@ pub fn find_records(store: &Store, target: &str) -> Result<Vec<Record>> {
                 || r.outputs.values().any(|o| o.hash.starts_with(&needle))
         })
         .collect();
-    found.sort_by_key(|r| std::cmp::Reverse(r.finished_unix));
+    // Identical bytes may come from several records (a file that does not
+    // depend on a changed parameter): the one the view shows at this very
+    // path first, then the newest.
+    let here = if path.is_file() {
+        crate::view::records_at(path)
+    } else {
+        Vec::new()
+    };
+    let shown_here = |r: &Record| {
+        here.iter()
+            .any(|(key, name)| *key == r.key && r.outputs.contains_key(&*name.to_string_lossy()))
+    };
+    found.sort_by_key(|r| (!shown_here(r), std::cmp::Reverse(r.finished_unix)));
     Ok(found)
 }
 

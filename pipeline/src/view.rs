@@ -50,6 +50,34 @@ struct Stamp {
     files: BTreeMap<String, String>,
 }
 
+/// The records the view holding `file` shows, with `file`'s path
+/// relative to each one's folder, for those whose folder holds it (from the
+/// nearest `.eigentrace-view` above `file`); empty when `file` is in no
+/// view. This tells apart records that produced identical bytes: the one
+/// whose output `name` is this very file is the one the view shows here.
+pub fn records_at(file: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(file) = file.canonicalize() else {
+        return Vec::new();
+    };
+    for root in file.ancestors().skip(1) {
+        let Ok(text) = fs::read_to_string(root.join(STAMP)) else {
+            continue;
+        };
+        let (Ok(stamp), Ok(rel)) = (
+            serde_json::from_str::<Stamp>(&text),
+            file.strip_prefix(root),
+        ) else {
+            return Vec::new();
+        };
+        return stamp
+            .records
+            .into_iter()
+            .filter_map(|(key, dir)| Some((key, rel.strip_prefix(&dir).ok()?.to_path_buf())))
+            .collect();
+    }
+    Vec::new()
+}
+
 /// What [`materialize`] did.
 #[derive(Debug, Default, Serialize)]
 pub struct ViewReport {
