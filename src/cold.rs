@@ -41,10 +41,24 @@ fn read(values: &Path, vectors: &Path) -> Result<Pairs, String> {
     );
     let conv = v.bool("converged").ok();
     let res = v.bool("resolvable").ok();
+    // The vectors by (step, operator, rank): `hessian.keep_vectors` may
+    // have stored them at some checkpoints only.
+    let (wst, wop, wrk) = (
+        w.i64("step").map_err(e)?,
+        w.str("operator").map_err(e)?,
+        w.i32("rank").map_err(e)?,
+    );
+    let mut rows = BTreeMap::new();
+    for j in 0..w.len() {
+        rows.insert((wst.value(j), wop.value(j), wrk.value(j)), j);
+    }
     let mut out: Pairs = BTreeMap::new();
     for i in 0..v.len() {
+        let Some(&j) = rows.get(&(st.value(i), op.value(i), rk.value(i))) else {
+            continue;
+        };
         let trusted = conv.is_none_or(|c| c.value(i)) && res.is_none_or(|r| r.value(i));
-        let vec = w.vector_row("vector", i).map_err(e)?;
+        let vec = w.vector_row("vector", j).map_err(e)?;
         out.entry((st.value(i), op.value(i).to_string()))
             .or_default()
             .push((rk.value(i), ev.value(i), trusted, vec));
@@ -94,7 +108,16 @@ pub fn audit(
         .get("train")
         .ok_or("the hessian record has no train input")?;
     let steps = stages::hessian::checkpoint_steps(train.outputs.keys());
-    let later: Vec<u64> = steps.iter().skip(1).copied().collect();
+    // Only checkpoints whose vectors were stored can be compared.
+    let hp: stages::hessian::HessianParams = serde_json::from_value(rec.params.clone())
+        .map_err(|e| format!("{}: its parameters do not read: {e}", rec.id))?;
+    let kept = hp.keep_vectors.steps(&steps);
+    let later: Vec<u64> = steps
+        .iter()
+        .skip(1)
+        .copied()
+        .filter(|s| kept.contains(s))
+        .collect();
     let pick: Vec<u64> = if later.len() <= samples {
         later
     } else {
@@ -120,6 +143,10 @@ pub fn audit(
     }
     let mut params = rec.params.clone();
     params["warm_start"] = serde_json::Value::Bool(false);
+    // Every sampled checkpoint keeps its vectors in the recomputation.
+    if let Some(obj) = params.as_object_mut() {
+        obj.remove("keep_vectors");
+    }
     let inst = StageInstance {
         id: rec.id.clone(),
         kind: rec.kind.clone(),

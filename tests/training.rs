@@ -296,6 +296,189 @@ fn half_precision_vectors_are_decoded_independently_and_cost_at_most_their_round
     assert!(size("f16") < size("f32") && size("bf16") < size("f32"));
 }
 
+/// Reads every row of an Arrow file through pyarrow (an independent
+/// reader), as JSON records.
+fn arrow_rows(path: &std::path::Path) -> Vec<Value> {
+    let script = format!(
+        "import pyarrow.ipc as i, json, math\n\
+         rows = i.open_file('{}').read_all().to_pylist()\n\
+         fix = lambda v: None if isinstance(v, float) and math.isnan(v) else v\n\
+         print(json.dumps([{{k: fix(v) for k, v in r.items()}} for r in rows]))",
+        path.display()
+    );
+    let out = std::process::Command::new(python())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+}
+
+/// `hessian.keep_vectors`: the eigenpairs of every checkpoint are computed
+/// (each warm-starts the next) and their values stored, but the vectors and
+/// the analysis-set gradient only at the first and last checkpoints, at
+/// multiples of `every` and at the steps of `at`. The values, and every
+/// vector metric at a kept checkpoint, equal those of the run that keeps
+/// every vector; numpy recomputes the metrics from the kept vectors; the
+/// cold audit samples kept checkpoints only, and finds this run's record
+/// although the full run wrote the same bytes of values.arrow; a step that
+/// is no checkpoint is refused with the nearest ones.
+#[test]
+fn keep_vectors_stores_them_at_chosen_checkpoints_and_the_metrics_there_equal_a_full_runs() {
+    let env = Env::new();
+    let full = tiny_config("kv-all", "[0]", &two_optimizers(0.1));
+    // Checkpoints: 0, 1, 3, 12, 20, 40 (every 20, 4 log-spaced).
+    let kept_cfg = full
+        .replace("name = \"kv-all\"", "name = \"kv-some\"")
+        .replace("k = 3", "k = 3\nkeep_vectors = { every = 20, at = [3] }");
+    let (a, b) = (env.path().join("all.toml"), env.path().join("some.toml"));
+    std::fs::write(&a, &full).unwrap();
+    std::fs::write(&b, &kept_cfg).unwrap();
+    // The partial run first: the full one's identical values.arrow is newer.
+    env.run_json(&b);
+    env.run_json(&a);
+    let kept = [0i64, 3, 20, 40];
+    let steps = |rows: &[Value], col: &str| -> std::collections::BTreeSet<i64> {
+        rows.iter().map(|r| r[col].as_i64().unwrap()).collect()
+    };
+    for run in ["sgd-lr1e-1-s0", "adam-lr1e-2-s0"] {
+        let da = env.path().join("out/kv-all/runs").join(run);
+        let db = env.path().join("out/kv-some/runs").join(run);
+        let read = |d: &std::path::Path, f: &str| arrow_rows(&d.join(f));
+        // Every checkpoint's values, bit for bit.
+        assert_eq!(
+            std::fs::read(da.join("eigen/values.arrow")).unwrap(),
+            std::fs::read(db.join("eigen/values.arrow")).unwrap(),
+            "{run}"
+        );
+        let all_steps = steps(&read(&da, "eigen/values.arrow"), "step");
+        assert_eq!(all_steps.len(), 6, "{run}: {all_steps:?}");
+        assert_eq!(
+            steps(&read(&db, "eigen/vectors.arrow"), "step"),
+            kept.into_iter().collect(),
+            "{run}"
+        );
+        // The gradient: null where no vector is kept; the scalars everywhere.
+        let (ga, gb) = (
+            read(&da, "eigen/gradient.arrow"),
+            read(&db, "eigen/gradient.arrow"),
+        );
+        assert_eq!(ga.len(), gb.len());
+        for (x, y) in ga.iter().zip(&gb) {
+            let s = y["step"].as_i64().unwrap();
+            assert_eq!(x["grad_norm"], y["grad_norm"], "{run} step {s}");
+            assert_eq!(
+                y["gradient"].is_null(),
+                !kept.contains(&s),
+                "{run} step {s}"
+            );
+            if !y["gradient"].is_null() {
+                assert_eq!(x["gradient"], y["gradient"], "{run} step {s}");
+            }
+        }
+        // Each vector metric at a kept checkpoint equals the full run's.
+        for (file, key) in [
+            ("localization", &["step", "operator", "rank"][..]),
+            (
+                "layer_mass",
+                &["step", "operator", "rank", "layer", "block"][..],
+            ),
+            ("overlap", &["operator", "t_w", "t"][..]),
+            ("displacement", &["operator", "t_w", "t", "rank"][..]),
+            ("alignment", &["step"][..]),
+        ] {
+            let path = format!("metrics/{file}.arrow");
+            let id = |r: &Value| key.iter().map(|k| r[*k].to_string()).collect::<Vec<_>>();
+            let whole: std::collections::BTreeMap<Vec<String>, Value> =
+                read(&da, &path).into_iter().map(|r| (id(&r), r)).collect();
+            let part = read(&db, &path);
+            let time = if key.contains(&"t") { "t" } else { "step" };
+            assert_eq!(
+                steps(&part, time),
+                kept.into_iter()
+                    .filter(|&s| time == "step" || s > 0)
+                    .collect(),
+                "{run} {file}"
+            );
+            assert!(!part.is_empty());
+            for r in &part {
+                let w = &whole[&id(r)];
+                for (c, v) in r.as_object().unwrap() {
+                    // The consecutive chain links kept checkpoints, and
+                    // per_step divides by their gap.
+                    if c == "consecutive" || c == "per_step" {
+                        continue;
+                    }
+                    let close = match (v.as_f64(), w[c].as_f64()) {
+                        (Some(x), Some(y)) => (x - y).abs() <= 1e-12 * y.abs().max(1.0),
+                        _ if v.is_array() => v
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .zip(w[c].as_array().unwrap())
+                            .all(|(x, y)| {
+                                (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() <= 1e-12
+                            }),
+                        _ => v == &w[c],
+                    };
+                    assert!(
+                        close,
+                        "{run} {file} {c}: {v} against {} in {:?}",
+                        w[c],
+                        id(r)
+                    );
+                }
+            }
+        }
+        // The eigenvalue metrics cover every checkpoint.
+        assert_eq!(
+            steps(&read(&db, "metrics/spectrum.arrow"), "step"),
+            all_steps
+        );
+        python_check("recompute_metrics.py", &[db.as_os_str()]);
+    }
+    // The cold audit: this run's record, and kept checkpoints only.
+    let values = "out/kv-some/runs/sgd-lr1e-1-s0/eigen/values.arrow";
+    let out = env.eigentrace(&["--json", "audit", "--cold", "--samples", "9", values]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sampled = steps(j["rows"].as_array().unwrap(), "step");
+    assert_eq!(sampled, [3i64, 20, 40].into_iter().collect(), "{j}");
+    assert!(
+        j["max_subspace_diff_trusted"].as_f64().unwrap() < 1e-6,
+        "{j}"
+    );
+    let out = env.eigentrace(&["--json", "audit", values]);
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        j["chain"][0]["params"]["keep_vectors"]["every"], 20,
+        "the audit names the record this view shows: {}",
+        j["chain"][0]["params"]
+    );
+    assert!(env
+        .path()
+        .join("out/kv-some/report/fig8_localization_map.png")
+        .is_file());
+    // A step that is no checkpoint: refused, with the nearest ones.
+    std::fs::write(&b, kept_cfg.replace("at = [3]", "at = [5]")).unwrap();
+    let out = env.eigentrace(&["run", "--device", "cpu", b.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("hessian.keep_vectors.at")
+            && err.contains("step 5 is not a checkpoint (the nearest are 3 and 12)"),
+        "{err}"
+    );
+}
+
 /// `operators = ["hessian", "ggn", "fisher"]`: PyTorch rebuilds each
 /// checkpoint's model, forms the GGN and the empirical Fisher densely from
 /// torch.func's Jacobian, and checks our eigenvalues (1e-8), our

@@ -579,6 +579,10 @@ impl Experiment {
             };
             at(&field, &e.msg)
         })?;
+        f.hessian
+            .keep_vectors
+            .check(&f.train.checkpoints.steps(steps))
+            .map_err(|e| at(&format!("hessian.keep_vectors.{}", e.field), &e.msg))?;
         let p = arch.num_params();
         let k_max = (p - 1).min(MAX_K);
         if !(1..=k_max).contains(&f.hessian.k) {

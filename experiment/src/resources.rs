@@ -58,6 +58,8 @@ pub(crate) struct Dims {
     /// Rows of the analysis set, and of one HVP pass over it.
     pub(crate) analysis: f64,
     pub(crate) hvp_rows: f64,
+    /// The checkpoints whose vectors are stored (`hessian.keep_vectors`).
+    pub(crate) vckpts: f64,
 }
 
 pub(crate) fn dims(r: &RunSpec, s: &RunSize) -> Dims {
@@ -94,6 +96,11 @@ pub(crate) fn dims(r: &RunSpec, s: &RunSize) -> Dims {
         neurons: w[1..].iter().sum::<usize>() as f64,
         hidden: w[1..w.len() - 1].iter().sum::<usize>() as f64,
         ckpts: s.checkpoints as f64,
+        vckpts: h
+            .keep_vectors
+            .steps(&t.checkpoints.steps(t.steps))
+            .len()
+            .min(s.checkpoints) as f64,
         k,
         k_all: if h.which == Which::BothEnds {
             2.0 * k
@@ -211,12 +218,12 @@ pub(crate) fn stage_memory(r: &RunSpec, s: &RunSize) -> Vec<(&'static str, Vec<P
             if field == "null.replicas" {
                 "use fewer replicas"
             } else {
-                "write fewer checkpoints, or lower hessian.k"
+                "write fewer checkpoints, keep vectors at fewer of them (hessian.keep_vectors), or lower hessian.k"
             },
             count * x.k_all * x.ops * x.p * bytes,
         )
     };
-    let pairs = x.ckpts * (x.ckpts - 1.0) / 2.0;
+    let pairs = x.vckpts * (x.vckpts - 1.0) / 2.0;
     let mut dataset = vec![data(0.0)];
     match &ds.kind {
         DatasetKind::GaussianMixture => dataset.push(part(
@@ -240,8 +247,8 @@ pub(crate) fn stage_memory(r: &RunSpec, s: &RunSize) -> Vec<(&'static str, Vec<P
         _ => {}
     }
     let all_vectors = format!(
-        "the eigenvectors of every checkpoint ({} checkpoints × {} vectors × P = {})",
-        x.ckpts,
+        "the eigenvectors of every checkpoint that keeps them ({} checkpoints × {} vectors × P = {})",
+        x.vckpts,
         x.k_all * x.ops,
         x.p
     );
@@ -274,21 +281,21 @@ pub(crate) fn stage_memory(r: &RunSpec, s: &RunSize) -> Vec<(&'static str, Vec<P
                 params(8.0),
                 hvp.clone(),
                 lanczos.clone(),
-                vectors(all_vectors.clone(), "train.checkpoints", x.ckpts, 8.0),
+                vectors(all_vectors.clone(), "train.checkpoints", x.vckpts, 8.0),
             ],
         ),
         (
             "metrics",
             vec![
-                vectors(all_vectors, "train.checkpoints", x.ckpts, 12.0),
+                vectors(all_vectors, "train.checkpoints", x.vckpts, 12.0),
                 part(
                     format!(
                         "the Gram matrix of every checkpoint's top-k vectors ({} columns)",
-                        x.ckpts * x.k
+                        x.vckpts * x.k
                     ),
                     "train.checkpoints",
                     "write fewer checkpoints, or lower hessian.k",
-                    (x.ckpts * x.k).powi(2) * 8.0,
+                    (x.vckpts * x.k).powi(2) * 8.0,
                 ),
                 part(
                     format!("the overlap and displacement rows of {pairs} pairs of checkpoints"),
@@ -324,7 +331,11 @@ pub(crate) fn stage_memory(r: &RunSpec, s: &RunSize) -> Vec<(&'static str, Vec<P
 /// metrics; its dataset and null model are counted once per experiment).
 pub(crate) fn run_disk(r: &RunSpec, s: &RunSize) -> Vec<Part> {
     let x = dims(r, s);
-    let pairs = x.ckpts * (x.ckpts - 1.0) / 2.0;
+    let pairs = x.vckpts * (x.vckpts - 1.0) / 2.0;
+    let vector_bytes = match r.hessian.vector_dtype {
+        stages::hessian::VectorDtype::F32 => 4.0,
+        _ => 2.0,
+    };
     vec![
         part(
             "the checkpoints".into(),
@@ -335,14 +346,14 @@ pub(crate) fn run_disk(r: &RunSpec, s: &RunSize) -> Vec<Part> {
         part(
             "the eigenvectors".into(),
             "train.checkpoints",
-            "write fewer checkpoints, or lower hessian.k",
-            x.ckpts * x.k_all * x.ops * x.p * 4.0,
+            "write fewer checkpoints, keep vectors at fewer of them (hessian.keep_vectors), or lower hessian.k",
+            x.vckpts * x.k_all * x.ops * x.p * vector_bytes,
         ),
         part(
             "the metrics".into(),
             "train.checkpoints",
             "write fewer checkpoints",
-            pairs * x.ops * (64.0 + 88.0 * x.k) + x.ckpts * x.k_all * x.ops * x.hidden * 40.0,
+            pairs * x.ops * (64.0 + 88.0 * x.k) + x.vckpts * x.k_all * x.ops * x.hidden * 40.0,
         ),
     ]
 }

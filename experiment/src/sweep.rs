@@ -34,6 +34,7 @@ pub(crate) fn toml_value_tag(v: &toml::Value) -> String {
 pub(crate) const NATURAL_LISTS: &[&str] = &[
     "model.widths",
     "train.checkpoints.at",
+    "hessian.keep_vectors.at",
     "dataset.teacher_widths",
     "hessian.operators",
 ];

@@ -1376,6 +1376,49 @@ fn the_vector_dtype_enters_the_keys_only_when_not_f32() {
     }
 }
 
+/// `hessian.keep_vectors`: the default (and `every = 1`, which keeps every
+/// checkpoint) is in no key; a subset changes the hessian stage's key and
+/// not the train stage's; a step that is no checkpoint is refused.
+#[test]
+fn keep_vectors_enters_the_hessian_key_only_when_it_drops_some() {
+    let with = |kv: &str| BASE.replace("k = 3", &format!("k = 3\nkeep_vectors = {kv}"));
+    assert_eq!(graph_digest(&with("{ every = 1 }")), graph_digest(BASE));
+    assert_eq!(graph_digest(&with("{}")), graph_digest(BASE));
+    let some = with("{ every = 20, at = [20, 0] }");
+    assert_ne!(graph_digest(&some), graph_digest(BASE));
+    let (a, b) = (
+        Experiment::parse(&cfg_path(), BASE).unwrap(),
+        Experiment::parse(&cfg_path(), &some).unwrap(),
+    );
+    for (x, y) in a.runs.iter().zip(&b.runs) {
+        assert_eq!(x.train, y.train);
+        assert_ne!(x.hessian, y.hessian);
+        assert_eq!(
+            y.hessian.keep_vectors.at,
+            [0, 20],
+            "sorted and deduplicated"
+        );
+    }
+    let e = Experiment::parse(&cfg_path(), &with("{ at = [7] }"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("hessian.keep_vectors.at") && e.contains("step 7 is not a checkpoint"),
+        "{e}"
+    );
+    let e = Experiment::parse(&cfg_path(), &with("{ every = 0 }"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("hessian.keep_vectors.every"), "{e}");
+    let e = Experiment::parse(&cfg_path(), &with("{ evry = 2 }"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("evry"), "{e}");
+}
+
 #[test]
 fn configs_that_do_not_fit_in_memory_are_refused_with_the_field_to_change() {
     // P ≈ 1e12: the parameter vectors alone.

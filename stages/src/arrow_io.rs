@@ -281,7 +281,16 @@ impl<'a> Table<'a> {
     }
     /// The f64 values of row `i` of a list<f64> column.
     pub fn list_f64_row(&self, name: &str, i: usize) -> StageResult<Vec<f64>> {
+        self.list_f64_opt_row(name, i)?
+            .ok_or_else(|| fmt_err(self.path, format!("column `{name}`: row {i} is null")))
+    }
+
+    /// The f64 values of row `i` of a list<f64> column; None where the row is null.
+    pub fn list_f64_opt_row(&self, name: &str, i: usize) -> StageResult<Option<Vec<f64>>> {
         let l = self.list(name)?;
+        if l.is_null(i) {
+            return Ok(None);
+        }
         let v = l.value(i);
         let f = v.as_any().downcast_ref::<Float64Array>().ok_or_else(|| {
             fmt_err(
@@ -289,7 +298,7 @@ impl<'a> Table<'a> {
                 format!("column `{name}` is not a list of float64"),
             )
         })?;
-        Ok(f.values().to_vec())
+        Ok(Some(f.values().to_vec()))
     }
 }
 
@@ -444,6 +453,24 @@ pub fn list_f64(rows: &[Vec<f64>]) -> ArrayRef {
     ))
 }
 
+/// A list<f64> column whose rows may be null (None).
+pub fn list_f64_opt(rows: &[Option<Vec<f64>>]) -> ArrayRef {
+    let offsets = arrow_buffer::OffsetBuffer::from_lengths(
+        rows.iter().map(|r| r.as_ref().map_or(0, Vec::len)),
+    );
+    let values: Vec<f64> = rows.iter().flatten().flatten().copied().collect();
+    let field = Arc::new(Field::new("item", arrow_schema::DataType::Float64, false));
+    let nulls = rows.iter().any(Option::is_none).then(|| {
+        arrow_buffer::NullBuffer::from(rows.iter().map(Option::is_some).collect::<Vec<_>>())
+    });
+    Arc::new(ListArray::new(
+        field,
+        offsets,
+        Arc::new(Float64Array::from(values)),
+        nulls,
+    ))
+}
+
 /// A list<i64> column.
 pub fn list_i64(rows: &[Vec<i64>]) -> ArrayRef {
     let offsets = arrow_buffer::OffsetBuffer::from_lengths(rows.iter().map(Vec::len));
@@ -487,6 +514,36 @@ mod tests {
             v.push((x - 0.5) * 10f64.powf(-8.0 * x));
         }
         v
+    }
+
+    #[test]
+    fn nullable_f64_lists_round_trip_with_their_nulls() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.arrow");
+        let rows = vec![
+            Some(vec![1.0, -2.5]),
+            None,
+            Some(vec![]),
+            None,
+            Some(vec![7.0]),
+        ];
+        write_batch(&path, vec![("g", list_f64_opt(&rows))], true).unwrap();
+        let t = Table::open(&path).unwrap();
+        assert!(t.batch.schema().field(0).is_nullable());
+        let back: Vec<Option<Vec<f64>>> = (0..t.len())
+            .map(|i| t.list_f64_opt_row("g", i).unwrap())
+            .collect();
+        assert_eq!(back, rows);
+        let e = t.list_f64_row("g", 1).unwrap_err().to_string();
+        assert!(e.contains("row 1 is null"), "{e}");
+        // Without a null the column stays non-nullable, as before.
+        write_batch(&path, vec![("g", list_f64_opt(&rows[..1]))], true).unwrap();
+        assert!(!Table::open(&path)
+            .unwrap()
+            .batch
+            .schema()
+            .field(0)
+            .is_nullable());
     }
 
     fn round_trip(d: VectorDtype) -> (Vec<f64>, Vec<f64>) {

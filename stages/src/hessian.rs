@@ -89,6 +89,98 @@ fn is_default_operators(v: &[Operator]) -> bool {
     v == [Operator::Hessian]
 }
 
+/// `hessian.keep_vectors`: the checkpoints whose eigenvectors (and
+/// analysis-set gradient) the hessian stage stores. Every checkpoint's
+/// eigenpairs are still computed (each warm-starts the next), and its
+/// eigenvalues, residuals and trust flags are stored; the vectors are kept
+/// at the first and last checkpoints, at every checkpoint whose step is a
+/// multiple of `every`, and at the steps in `at`. The metrics built on
+/// vectors (localization, masses, overlaps, displacements, alignment) are
+/// then computed at those checkpoints only. The default keeps every one,
+/// and is not written into the key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepVectors {
+    /// Keep the checkpoints at steps that are multiples of this (in steps,
+    /// like `train.checkpoints.every`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<u64>,
+    /// Keep these steps; each must be a checkpoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub at: Vec<u64>,
+}
+
+impl KeepVectors {
+    /// Every checkpoint (the default).
+    pub fn is_all(&self) -> bool {
+        self.every.is_none() && self.at.is_empty()
+    }
+
+    /// `every = 1` keeps every checkpoint: the default, and its key.
+    pub fn normalized(&self) -> KeepVectors {
+        if self.every == Some(1) {
+            return KeepVectors::default();
+        }
+        let mut at = self.at.clone();
+        at.sort_unstable();
+        at.dedup();
+        KeepVectors {
+            every: self.every,
+            at,
+        }
+    }
+
+    /// Whether the checkpoint at `step` keeps its vectors, among checkpoints
+    /// from `first` to `last`.
+    pub fn keeps(&self, step: u64, first: u64, last: u64) -> bool {
+        self.is_all()
+            || step == first
+            || step == last
+            || self.every.is_some_and(|e| e > 0 && step.is_multiple_of(e))
+            || self.at.contains(&step)
+    }
+
+    /// The kept steps among `checkpoints` (ascending).
+    pub fn steps(&self, checkpoints: &[u64]) -> Vec<u64> {
+        let (Some(&first), Some(&last)) = (checkpoints.first(), checkpoints.last()) else {
+            return Vec::new();
+        };
+        checkpoints
+            .iter()
+            .copied()
+            .filter(|&s| self.keeps(s, first, last))
+            .collect()
+    }
+
+    /// Range checks against the train stage's checkpoint steps. Errors are
+    /// (the field under `keep_vectors`; the message with the fix).
+    pub fn check(&self, checkpoints: &[u64]) -> Result<(), crate::error::ParamError> {
+        if self.every == Some(0) {
+            return Err(crate::error::ParamError::new(
+                "every",
+                "must be at least 1 (keep the checkpoints at multiples of this step), or omitted",
+            ));
+        }
+        if let Some(a) = self.at.iter().find(|a| !checkpoints.contains(a)) {
+            let below = checkpoints.iter().rev().find(|&&c| c < *a);
+            let above = checkpoints.iter().find(|&&c| c > *a);
+            let near = match (below, above) {
+                (Some(b), Some(c)) => format!("the nearest are {b} and {c}"),
+                (Some(b), None) => format!("the last is {b}"),
+                (None, Some(c)) => format!("the first is {c}"),
+                (None, None) => "there are none".into(),
+            };
+            return Err(crate::error::ParamError::new(
+                "at",
+                format!(
+                    "step {a} is not a checkpoint ({near}); give checkpoint steps, or add {a} to train.checkpoints.at"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The `[trace]` section: stochastic trace estimates of each operator in
 /// `hessian.operators` at every checkpoint (`crate::trace`), written to
 /// `eigen/trace.arrow`. An empty `[trace]` means the defaults.
@@ -150,6 +242,8 @@ pub struct HessianSettings {
     pub layers: bool,
     #[serde(default)]
     pub vector_dtype: VectorDtype,
+    #[serde(default)]
+    pub keep_vectors: KeepVectors,
 }
 
 impl HessianSettings {
@@ -174,6 +268,7 @@ impl HessianSettings {
             density: None,
             layers: self.layers,
             vector_dtype: self.vector_dtype,
+            keep_vectors: self.keep_vectors.normalized(),
         }
     }
 }
@@ -233,6 +328,10 @@ pub struct HessianParams {
     /// into the key.
     #[serde(default, skip_serializing_if = "VectorDtype::is_f32")]
     pub vector_dtype: VectorDtype,
+    /// The checkpoints whose vectors are stored ([`KeepVectors`]); every
+    /// one by default, which is not written into the key.
+    #[serde(default, skip_serializing_if = "KeepVectors::is_all")]
+    pub keep_vectors: KeepVectors,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -357,4 +456,59 @@ pub struct NullParams {
     /// `hessian.vector_dtype`, for `null/vectors.arrow`.
     #[serde(default, skip_serializing_if = "VectorDtype::is_f32")]
     pub vector_dtype: VectorDtype,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_vectors_keeps_ends_multiples_and_listed_steps() {
+        let ck = [0, 1, 3, 12, 20, 40, 60];
+        let k = |every: Option<u64>, at: Vec<u64>| KeepVectors { every, at };
+        assert_eq!(k(None, vec![]).steps(&ck), ck);
+        assert_eq!(k(Some(20), vec![]).steps(&ck), [0, 20, 40, 60]);
+        assert_eq!(k(Some(20), vec![3]).steps(&ck), [0, 3, 20, 40, 60]);
+        assert_eq!(k(None, vec![12]).steps(&ck), [0, 12, 60]);
+        // Checkpoints need not start at 0 for the first to be kept.
+        assert_eq!(k(Some(7), vec![]).steps(&[5, 14, 20]), [5, 14, 20]);
+        assert_eq!(k(Some(100), vec![]).steps(&[5, 14, 20]), [5, 20]);
+        assert!(k(None, vec![]).is_all() && !k(Some(2), vec![]).is_all());
+        // every = 1 keeps every checkpoint: the default and its key.
+        assert!(k(Some(1), vec![3]).normalized().is_all());
+        assert_eq!(k(Some(4), vec![9, 3, 9]).normalized().at, [3, 9]);
+    }
+
+    #[test]
+    fn keep_vectors_refuses_what_is_not_a_checkpoint() {
+        let ck = [0, 1, 3, 12, 20, 40];
+        let err = |every: Option<u64>, at: Vec<u64>| {
+            KeepVectors { every, at }
+                .check(&ck)
+                .map_err(|e| (e.field, e.msg))
+                .err()
+        };
+        assert_eq!(err(Some(20), vec![3, 40]), None);
+        let (f, m) = err(None, vec![5]).unwrap();
+        assert_eq!(f, "at");
+        assert!(
+            m.contains("step 5 is not a checkpoint (the nearest are 3 and 12)"),
+            "{m}"
+        );
+        assert!(err(None, vec![41]).unwrap().1.contains("the last is 40"));
+        assert_eq!(err(Some(0), vec![]).unwrap().0, "every");
+    }
+
+    #[test]
+    fn the_default_keep_vectors_is_not_in_the_key() {
+        let s: HessianSettings = toml::from_str("k = 3").unwrap();
+        let v = serde_json::to_value(s.resolve(Dtype::F64)).unwrap();
+        assert!(v.get("keep_vectors").is_none(), "{v}");
+        let s: HessianSettings = toml::from_str("k = 3\nkeep_vectors = { every = 1 }").unwrap();
+        let v = serde_json::to_value(s.resolve(Dtype::F64)).unwrap();
+        assert!(v.get("keep_vectors").is_none(), "{v}");
+        let s: HessianSettings = toml::from_str("k = 3\nkeep_vectors = { every = 50 }").unwrap();
+        let v = serde_json::to_value(s.resolve(Dtype::F64)).unwrap();
+        assert_eq!(v["keep_vectors"], serde_json::json!({ "every": 50 }));
+    }
 }

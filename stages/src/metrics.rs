@@ -1177,13 +1177,18 @@ fn alignment(
 }
 
 /// step → the analysis-set gradient, from the hessian stage's
-/// `eigen/gradient.arrow`.
+/// `eigen/gradient.arrow` (its null rows, where `hessian.keep_vectors` kept
+/// no vectors, left out).
 fn read_gradients(path: &Path) -> StageResult<BTreeMap<i64, Vec<f64>>> {
     let t = Table::open(path)?;
     let steps = t.i64("step")?;
-    (0..t.len())
-        .map(|i| Ok((steps.value(i), t.list_f64_row("gradient", i)?)))
-        .collect()
+    let mut out = BTreeMap::new();
+    for i in 0..t.len() {
+        if let Some(g) = t.list_f64_opt_row("gradient", i)? {
+            out.insert(steps.value(i), g);
+        }
+    }
+    Ok(out)
 }
 
 fn null_metrics(null: &Bases, layout: &Layout, out: &Path, gram_fn: GramFn<'_>) -> StageResult<()> {

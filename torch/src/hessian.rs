@@ -6,12 +6,12 @@ use crate::mlp::ArchExt;
 use crate::runtime::kind as torch_kind;
 use crate::train::tensor_f64;
 use stages::arrow_io::{
-    col_bool, col_f64, col_i32, col_i64, col_str, list_f64, write_batch, ArrayRef, VectorColumn,
+    col_bool, col_f64, col_i32, col_i64, col_str, list_f64_opt, write_batch, ArrayRef, VectorColumn,
 };
 
 use stages::dataset;
 use stages::error::{fmt_err, io_err, StageError, StageResult};
-use stages::hessian::{preconditioner_inv_sqrt, HessianParams, NullParams, Operator};
+use stages::hessian::{preconditioner_inv_sqrt, HessianParams, NullParams, Operator, VectorDtype};
 use stages::lanczos::{lanczos, LanczosOptions};
 use stages::mlp::Arch;
 use stages::optim::OptimizerParams;
@@ -342,10 +342,7 @@ pub fn run(
             msg: format!("must be in 1..{n} (P = {n} parameters), got {}", p.k),
         });
     }
-    let mut rows = Rows {
-        vectors: VectorColumn::new(p.vector_dtype),
-        ..Rows::default()
-    };
+    let mut rows = Rows::with_vectors(p.vector_dtype);
     let mut grads = Gradients::default();
     let mut traces = Traces::default();
     let mut densities = Densities::default();
@@ -355,7 +352,14 @@ pub fn run(
     let mut total_hvps = 0usize;
     // The previous checkpoint's vectors, per operator, for the warm start.
     let mut previous: BTreeMap<&'static str, Vec<Vec<f64>>> = BTreeMap::new();
+    // The checkpoints whose vectors and gradient are stored
+    // (`hessian.keep_vectors`; every one by default).
+    let (first, last) = (
+        checkpoints.first().map_or(0, |c| c.0),
+        checkpoints.last().map_or(0, |c| c.0),
+    );
     for (ci, (step, path)) in checkpoints.iter().enumerate() {
+        let keep = p.keep_vectors.keeps(*step, first, last);
         let ck = read_checkpoint(path)?;
         let theta = ck
             .get("theta_f64")
@@ -373,7 +377,7 @@ pub fn run(
         if theta.iter().any(|v| !v.is_finite()) {
             continue; // a diverged run's last state: no spectrum to speak of
         }
-        grads.push(*step, &mut backprop, arch, theta, &x, &y);
+        grads.push(*step, &mut backprop, arch, theta, &x, &y, keep);
         let mut op = Hvp::new(arch, theta, &x, &y, kind, dev, p.chunk_rows);
         let opts = LanczosOptions {
             k: p.k,
@@ -438,6 +442,7 @@ pub fn run(
                     r.iterations,
                     r.converged,
                     level,
+                    keep,
                 );
             }
             previous.insert(
@@ -454,19 +459,16 @@ pub fn run(
             for (layer, level, r) in layer_block_eigs(arch, &mut apply, &opts, p.max_basis) {
                 total_hvps += r.hvps + 3;
                 for pair in r.pairs.iter().filter(|q| q.value.is_finite()) {
-                    let no_vector = stages::lanczos::EigenPair {
-                        vector: Vec::new(),
-                        ..pair.clone()
-                    };
                     layer_rows.layer.push(layer);
                     layer_rows.rows.push(
                         *step,
                         "hessian",
-                        &no_vector,
+                        pair,
                         r.hvps + 3,
                         r.iterations,
                         r.converged,
                         level,
+                        false,
                     );
                 }
             }
@@ -677,7 +679,7 @@ struct LayerRows {
 }
 
 impl LayerRows {
-    fn write(mut self, path: &Path) -> StageResult<()> {
+    fn write(self, path: &Path) -> StageResult<()> {
         let mut cols = self.rows.value_columns("step");
         cols.insert(2, ("layer", col_i64(self.layer)));
         write_batch(path, cols, false)
@@ -773,14 +775,17 @@ struct Gradients {
     loss: Vec<f64>,
     norm: Vec<f64>,
     margins: [Vec<f64>; 3],
-    gradient: Vec<Vec<f64>>,
+    /// None where the vectors are not kept (`hessian.keep_vectors`): the
+    /// gradient is for the alignment with them.
+    gradient: Vec<Option<Vec<f64>>>,
 }
 
 impl Gradients {
     /// ∇L(θ) over the analysis set (the stable cross-entropy of
     /// `crate::backprop`), without weight decay: the loss's own gradient;
     /// and the rows' margins z_c − max_{j≠c} z_j (minimum, 1st percentile,
-    /// median).
+    /// median). The gradient itself is stored only when `keep`.
+    #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
         step: u64,
@@ -789,6 +794,7 @@ impl Gradients {
         theta: &[f64],
         x: &Tensor,
         y: &Tensor,
+        keep: bool,
     ) {
         let t = Tensor::from_slice(theta)
             .to_kind(x.kind())
@@ -803,11 +809,11 @@ impl Gradients {
         self.step.push(step as i64);
         self.loss.push(loss);
         self.norm.push(g.iter().map(|v| v * v).sum::<f64>().sqrt());
-        self.gradient.push(g);
+        self.gradient.push(keep.then_some(g));
     }
 
     /// `eigen/gradient.arrow`: step, loss, grad_norm, margin_min,
-    /// margin_p01, margin_median, gradient (list<f64>).
+    /// margin_p01, margin_median, gradient (list<f64>, null where not kept).
     fn write(self, out: &Path) -> StageResult<()> {
         let [m_min, m_p01, m_median] = self.margins;
         write_batch(
@@ -819,13 +825,17 @@ impl Gradients {
                 ("margin_min", col_f64(m_min)),
                 ("margin_p01", col_f64(m_p01)),
                 ("margin_median", col_f64(m_median)),
-                ("gradient", list_f64(&self.gradient)),
+                ("gradient", list_f64_opt(&self.gradient)),
             ],
             true,
         )
     }
 }
 
+/// The rows of `values.arrow`, and of `vectors.arrow` where vectors are
+/// kept: every pair has a value row; a vector row only where
+/// [`Rows::push`] is told to keep it (`hessian.keep_vectors`), and never
+/// for rows made without a [`VectorColumn`] (the layer blocks').
 #[derive(Default)]
 struct Rows {
     step: Vec<i64>,
@@ -838,13 +848,35 @@ struct Rows {
     converged: Vec<bool>,
     resolvable: Vec<bool>,
     rounding_level: Vec<f64>,
-    vectors: VectorColumn,
+    vectors: Option<VectorRows>,
+}
+
+/// `vectors.arrow`'s rows: the index, operator and rank of each stored vector.
+struct VectorRows {
+    step: Vec<i64>,
+    operator: Vec<&'static str>,
+    rank: Vec<i32>,
+    column: VectorColumn,
 }
 
 impl Rows {
+    /// Rows whose vectors are stored as `dtype`.
+    fn with_vectors(dtype: VectorDtype) -> Rows {
+        Rows {
+            vectors: Some(VectorRows {
+                step: Vec::new(),
+                operator: Vec::new(),
+                rank: Vec::new(),
+                column: VectorColumn::new(dtype),
+            }),
+            ..Rows::default()
+        }
+    }
+
     /// One pair of a Lanczos run. `level` is the operator's rounding level
     /// at that checkpoint ([`rounding_level`]): the pair is resolvable when
-    /// its eigenvalue stands clear of it (|λ| > level).
+    /// its eigenvalue stands clear of it (|λ| > level). Its vector is stored
+    /// when `keep`.
     #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
@@ -855,6 +887,7 @@ impl Rows {
         iters: usize,
         conv: bool,
         level: f64,
+        keep: bool,
     ) {
         self.step.push(step as i64);
         self.operator.push(op);
@@ -866,41 +899,49 @@ impl Rows {
         self.converged.push(conv);
         self.resolvable.push(pair.value.abs() > level);
         self.rounding_level.push(level);
-        self.vectors.push(&pair.vector);
+        if let (true, Some(v)) = (keep, &mut self.vectors) {
+            v.step.push(step as i64);
+            v.operator.push(op);
+            v.rank.push(pair.rank);
+            v.column.push(&pair.vector);
+        }
     }
-    /// `values.arrow`'s columns, the first named `index` (taken out of
-    /// `self`; the step and rank stay for the vectors).
-    fn value_columns<'a>(&mut self, index: &'a str) -> Vec<(&'a str, ArrayRef)> {
-        use std::mem::take;
+
+    /// `values.arrow`'s columns, the first named `index`.
+    fn value_columns(self, index: &str) -> Vec<(&str, ArrayRef)> {
         vec![
-            (index, col_i64(self.step.clone())),
+            (index, col_i64(self.step)),
             ("operator", col_str(&self.operator)),
-            ("rank", col_i32(self.rank.clone())),
-            ("eigenvalue", col_f64(take(&mut self.value))),
-            ("residual", col_f64(take(&mut self.residual))),
-            ("hvps", col_i64(take(&mut self.hvps))),
-            ("iterations", col_i64(take(&mut self.iterations))),
-            ("converged", col_bool(take(&mut self.converged))),
-            ("resolvable", col_bool(take(&mut self.resolvable))),
-            ("rounding_level", col_f64(take(&mut self.rounding_level))),
+            ("rank", col_i32(self.rank)),
+            ("eigenvalue", col_f64(self.value)),
+            ("residual", col_f64(self.residual)),
+            ("hvps", col_i64(self.hvps)),
+            ("iterations", col_i64(self.iterations)),
+            ("converged", col_bool(self.converged)),
+            ("resolvable", col_bool(self.resolvable)),
+            ("rounding_level", col_f64(self.rounding_level)),
         ]
     }
 
     /// `dir/values.arrow` and `dir/vectors.arrow`, the first column named `index`
     /// (`step` for checkpoints, `replica` for the null model).
     fn write(mut self, out: &Path, dir: &str, index: &str) -> StageResult<()> {
+        let v = self.vectors.take();
         write_batch(
             &out.join(dir).join("values.arrow"),
             self.value_columns(index),
             false,
         )?;
+        let Some(v) = v else {
+            return Ok(());
+        };
         write_batch(
             &out.join(dir).join("vectors.arrow"),
             vec![
-                (index, col_i64(self.step)),
-                ("operator", col_str(&self.operator)),
-                ("rank", col_i32(self.rank)),
-                ("vector", self.vectors.into_array()),
+                (index, col_i64(v.step)),
+                ("operator", col_str(&v.operator)),
+                ("rank", col_i32(v.rank)),
+                ("vector", v.column.into_array()),
             ],
             true,
         )
@@ -922,10 +963,7 @@ pub fn run_null(
     let kind = torch_kind(p.dtype);
     let (x, y) = analysis_set(&ds, p.analysis_size, kind, dev)?;
     let n = p.arch.num_params();
-    let mut rows = Rows {
-        vectors: VectorColumn::new(p.vector_dtype),
-        ..Rows::default()
-    };
+    let mut rows = Rows::with_vectors(p.vector_dtype);
     let mut total = 0usize;
     for r in 0..p.replicas {
         // Seeds of their own, never those of a training run.
@@ -959,6 +997,7 @@ pub fn run_null(
                 res.iterations,
                 res.converged,
                 level,
+                true,
             );
         }
         progress(r as u64 + 1, p.replicas as u64, "replicas");

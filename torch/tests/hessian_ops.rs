@@ -356,6 +356,7 @@ fn stored_residuals_are_true_residuals() {
         density: None,
         layers: false,
         vector_dtype: Default::default(),
+        keep_vectors: Default::default(),
     };
     let cks: Vec<(u64, std::path::PathBuf)> = [0u64, 10, 20]
         .iter()
