@@ -29,9 +29,9 @@ lint:
 # tables rewritten from them (scripts/bench-tables.py). About an hour on 2
 # cores (the paper study and a clean build are most of it); run it on an
 # otherwise idle machine. BENCH=train (or engine, hessian, hessian_scale,
-# pyhessian, metrics, paper, scale, storage, build) runs one.
+# pyhessian, metrics, paper, scale, storage, null, build) runs one.
 RESULTS := bench/results
-BENCH ?= engine train hessian hessian_scale pyhessian metrics paper scale storage build
+BENCH ?= engine train hessian hessian_scale pyhessian metrics paper scale storage null build
 bench: build
 	@mkdir -p $(RESULTS)
 	@for b in $(BENCH); do \
@@ -43,6 +43,7 @@ bench: build
 	    paper) scripts/bench-paper.sh $(BIN) > $(RESULTS)/paper.json.tmp ;; \
 	    scale) scripts/bench-scale.sh $(BIN) > $(RESULTS)/scale.json.tmp ;; \
 	    storage) scripts/bench-storage.sh $(BIN) > $(RESULTS)/storage.json.tmp ;; \
+	    null) $(WITH_TORCH) scripts/bench-null.sh $(BIN) > $(RESULTS)/null.json.tmp ;; \
 	    build) scripts/bench-build.sh > $(RESULTS)/build.json.tmp ;; \
 	    *) echo "unknown benchmark $$b" >&2; exit 2 ;; \
 	  esac || exit 1; \

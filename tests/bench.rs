@@ -511,3 +511,36 @@ fn bench_scale_quick() {
         "{r}"
     );
 }
+
+/// The null-tolerance benchmark's quick mode: each tolerance's null against
+/// the reference's, replica by replica; the reference matches itself
+/// exactly, and the loosest tolerance takes fewer products.
+#[test]
+fn bench_null_quick() {
+    let out = Command::new(repo().join("scripts/bench-null.sh"))
+        .args(["--quick", BIN])
+        .output()
+        .expect("run bench-null.sh");
+    let v = json_of(out, "bench-null.sh --quick");
+    check_provenance(&v, "null", None);
+    assert_eq!(v["params"], 1476);
+    let rows = v["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    let reference = &rows[0];
+    assert_eq!(reference["tol"], v["reference_tol"]);
+    assert!(
+        (f(reference, "subspace_overlap_min") - 1.0).abs() < 1e-9,
+        "{reference}"
+    );
+    assert_eq!(f(reference, "eigenvalue_diff"), 0.0);
+    assert_eq!(f(reference, "p_ipr_band_mean_rel_diff"), 0.0);
+    for r in rows {
+        let q = f(r, "subspace_overlap_min");
+        assert!((0.0..=1.0 + 1e-9).contains(&q), "{r}");
+        assert!(
+            f(r, "hvps_per_replica") > 0.0 && r["converged"] == true,
+            "{r}"
+        );
+    }
+    assert!(f(&rows[4], "hvps_per_replica") < f(reference, "hvps_per_replica"));
+}
