@@ -172,37 +172,53 @@ pub(crate) fn stage_memory(r: &RunSpec, s: &RunSize) -> Vec<(&'static str, Vec<P
     // trace estimators' probes and their products (`[trace]`), or an SLQ
     // probe's basis (`[density]`), whichever is largest (they run one
     // after another).
-    let lanczos_basis = ((h.max_iter + h.block) as f64).min(x.p);
+    // (The Lanczos basis: `max_basis` vectors when restarted, and in f32
+    // for f32 runs, `LanczosOptions::f32_basis`.)
+    let lanczos_basis = (h.max_basis.unwrap_or(h.max_iter + h.block) as f64).min(x.p);
+    let lanczos_entry = if x.b == 4.0 { 4.0 } else { 8.0 };
     let trace_vectors = h.trace.as_ref().map_or(0.0, |t| 2.0 * t.matvecs as f64);
     let density_basis = h
         .density
         .as_ref()
         .map_or(0.0, |d| (d.steps as f64).min(x.p));
-    let (basis, basis_field, basis_fix) = if trace_vectors > lanczos_basis.max(density_basis) {
-        (trace_vectors, "trace.matvecs", "use fewer products")
-    } else if density_basis > lanczos_basis {
+    let lanczos_bytes = lanczos_basis * lanczos_entry;
+    let (basis, entry, basis_field, basis_fix) = if trace_vectors * 8.0
+        > lanczos_bytes.max(density_basis * 8.0)
+    {
+        (trace_vectors, 8.0, "trace.matvecs", "use fewer products")
+    } else if density_basis * 8.0 > lanczos_bytes {
         (
             density_basis,
+            8.0,
             "density.steps",
             "use fewer Lanczos steps per probe",
         )
-    } else {
+    } else if h.max_basis.is_some() {
         (
             lanczos_basis,
-            "hessian.max_iter",
-            "lower it (a smaller basis; at least hessian.k)",
+            lanczos_entry,
+            "hessian.max_basis",
+            "lower it (at least hessian.k + 2)",
         )
+    } else {
+        (
+                lanczos_basis,
+                lanczos_entry,
+                "hessian.max_iter",
+                "lower it (a smaller basis; at least hessian.k), or bound the basis with hessian.max_basis",
+            )
     };
     let lanczos = part(
         format!(
-            "the Lanczos basis ({basis} vectors of P = {} parameters in f64)",
-            x.p
+            "the Lanczos basis ({basis} vectors of P = {} parameters in {})",
+            x.p,
+            if entry == 4.0 { "f32" } else { "f64" }
         ),
         basis_field,
         basis_fix,
         // The basis, the tridiagonal (block) matrix and its eigenvectors,
         // the Ritz vectors and the warm start.
-        basis * x.p * 8.0 + basis * basis * 8.0 * 4.0 + (2.0 + x.ops) * x.k_all * x.p * 8.0,
+        basis * x.p * entry + basis * basis * 8.0 * 4.0 + (2.0 + x.ops) * x.k_all * x.p * 8.0,
     );
     let hvp = activations(
         "the Hessian-vector products",

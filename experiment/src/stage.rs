@@ -99,12 +99,12 @@ impl StageKind {
     pub fn code_version(self) -> u32 {
         match self {
             StageKind::Dataset => 1,
-            StageKind::Null => 7,
+            StageKind::Null => 8,
             StageKind::Train => 5,
-            StageKind::Hessian => 10,
+            StageKind::Hessian => 11,
             StageKind::Metrics => 8,
             StageKind::Findings => 5,
-            StageKind::Report => 19,
+            StageKind::Report => 20,
         }
     }
 

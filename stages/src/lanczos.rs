@@ -55,6 +55,89 @@ pub struct LanczosOptions {
     pub seed: u64,
     /// Vectors per block product (1 = classic Lanczos).
     pub block: usize,
+    /// Store the basis in f32: half the memory, and half the memory traffic
+    /// of the reorthogonalization that dominates a step at large P; for
+    /// runs whose products are f32 anyway. Each basis vector is rounded
+    /// once when it is stored, and that rounded vector is the one the
+    /// products, projections and Ritz vectors use, so the basis stays
+    /// orthonormal to the f64 reorthogonalization's accuracy against it.
+    pub f32_basis: bool,
+}
+
+/// A stored basis vector: f64, or f32 ([`LanczosOptions::f32_basis`]). All
+/// arithmetic with it is in f64.
+pub(crate) trait Column: Send + Sync {
+    fn store(v: Vec<f64>) -> Self;
+    /// selfᵀw.
+    fn dot_with(&self, w: &[f64]) -> f64;
+    /// y += alpha·self.
+    fn add_to(&self, alpha: f64, y: &mut [f64]);
+    fn widen(&self) -> Vec<f64>;
+    fn len_of(&self) -> usize;
+    /// dst += alpha·self[range].
+    fn add_range_to(&self, alpha: f64, range: std::ops::Range<usize>, dst: &mut [f64]);
+}
+
+impl Column for Vec<f64> {
+    fn store(v: Vec<f64>) -> Self {
+        v
+    }
+    fn dot_with(&self, w: &[f64]) -> f64 {
+        dot(self, w)
+    }
+    fn add_to(&self, alpha: f64, y: &mut [f64]) {
+        axpy(alpha, self, y)
+    }
+    fn widen(&self) -> Vec<f64> {
+        self.clone()
+    }
+    fn len_of(&self) -> usize {
+        self.len()
+    }
+    fn add_range_to(&self, alpha: f64, range: std::ops::Range<usize>, dst: &mut [f64]) {
+        axpy(alpha, &self[range], dst)
+    }
+}
+
+impl Column for Vec<f32> {
+    fn store(v: Vec<f64>) -> Self {
+        v.iter().map(|&x| x as f32).collect()
+    }
+    /// Eight running sums, as [`dot`].
+    fn dot_with(&self, w: &[f64]) -> f64 {
+        let n = self.len().min(w.len());
+        let (a, b) = (&self[..n], &w[..n]);
+        let mut acc = [0.0f64; 8];
+        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+        let tail: f64 = ca
+            .remainder()
+            .iter()
+            .zip(cb.remainder())
+            .map(|(x, y)| f64::from(*x) * y)
+            .sum();
+        for (x, y) in ca.zip(cb) {
+            for i in 0..8 {
+                acc[i] += f64::from(x[i]) * y[i];
+            }
+        }
+        ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    }
+    fn add_to(&self, alpha: f64, y: &mut [f64]) {
+        for (yi, xi) in y.iter_mut().zip(self) {
+            *yi += alpha * f64::from(*xi);
+        }
+    }
+    fn widen(&self) -> Vec<f64> {
+        self.iter().map(|&x| f64::from(x)).collect()
+    }
+    fn len_of(&self) -> usize {
+        self.len()
+    }
+    fn add_range_to(&self, alpha: f64, range: std::ops::Range<usize>, dst: &mut [f64]) {
+        for (d, x) in dst.iter_mut().zip(&self[range]) {
+            *d += alpha * f64::from(*x);
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -119,13 +202,13 @@ fn norm(a: &[f64]) -> f64 {
 /// step's w is nearly orthogonal already, so its second pass, half of the
 /// step's memory traffic at large P, is mostly skipped. Returns Qᵀw, both
 /// passes' coefficients summed.
-pub(crate) fn reorthogonalize_with(basis: &[Vec<f64>], w: &mut [f64]) -> Vec<f64> {
+pub(crate) fn reorthogonalize_with<C: Column>(basis: &[C], w: &mut [f64]) -> Vec<f64> {
     let mut h = vec![0.0; basis.len()];
     let mut before = norm(w);
     for _ in 0..2 {
         for (hi, q) in h.iter_mut().zip(basis) {
-            let c = dot(q, w);
-            axpy(-c, q, w);
+            let c = q.dot_with(w);
+            q.add_to(-c, w);
             *hi += c;
         }
         let after = norm(w);
@@ -138,16 +221,16 @@ pub(crate) fn reorthogonalize_with(basis: &[Vec<f64>], w: &mut [f64]) -> Vec<f64
 }
 
 /// [`reorthogonalize_with`], the coefficients dropped.
-pub(crate) fn reorthogonalize(basis: &[Vec<f64>], w: &mut [f64]) {
+pub(crate) fn reorthogonalize<C: Column>(basis: &[C], w: &mut [f64]) {
     reorthogonalize_with(basis, w);
 }
 
 /// Σ_j c[(j, col)]·q_j for each col of `cols`, a block of rows at a time so
 /// that the basis is read once, not once per column; each entry is summed
 /// in the same order as one axpy per basis vector would sum it.
-fn combine(basis: &[Vec<f64>], c: &DMatrix<f64>, cols: &[usize]) -> Vec<Vec<f64>> {
+fn combine<C: Column>(basis: &[C], c: &DMatrix<f64>, cols: &[usize]) -> Vec<Vec<f64>> {
     const ROWS: usize = 1024;
-    let n = basis.first().map_or(0, Vec::len);
+    let n = basis.first().map_or(0, Column::len_of);
     let mut out = vec![vec![0.0; n]; cols.len()];
     let mut r0 = 0;
     while r0 < n {
@@ -155,7 +238,7 @@ fn combine(basis: &[Vec<f64>], c: &DMatrix<f64>, cols: &[usize]) -> Vec<Vec<f64>
         for (o, &col) in out.iter_mut().zip(cols) {
             let dst = &mut o[r0..r1];
             for (j, q) in basis.iter().enumerate() {
-                axpy(c[(j, col)], &q[r0..r1], dst);
+                q.add_range_to(c[(j, col)], r0..r1, dst);
             }
         }
         r0 = r1;
@@ -166,14 +249,14 @@ fn combine(basis: &[Vec<f64>], c: &DMatrix<f64>, cols: &[usize]) -> Vec<Vec<f64>
 /// The wanted Ritz pairs from the basis and T's eigenpairs: the Ritz
 /// vectors, normalized, and their true residuals from one block product
 /// (`want.len()` products).
-fn ritz_pairs(
+fn ritz_pairs<C: Column>(
     op: &mut BlockOp<'_>,
-    basis: &[Vec<f64>],
+    basis: &[C],
     vals: &[f64],
     vecs: &DMatrix<f64>,
     want: &[(usize, i32)],
 ) -> Vec<EigenPair> {
-    let n = basis.first().map_or(0, Vec::len);
+    let n = basis.first().map_or(0, Column::len_of);
     let cols: Vec<usize> = want.iter().map(|&(i, _)| i).collect();
     let mut ys = combine(basis, vecs, &cols);
     for y in ys.iter_mut() {
@@ -224,14 +307,14 @@ struct Fresh {
 }
 
 impl Fresh {
-    fn unit(&mut self, against: &[&[Vec<f64>]]) -> Vec<f64> {
+    /// Orthogonal to the stored `basis` and to `more`.
+    fn unit<C: Column>(&mut self, basis: &[C], more: &[Vec<f64>]) -> Vec<f64> {
         loop {
             let mut v: Vec<f64> = (0..self.n)
                 .map(|_| StandardNormal.sample(&mut self.rng))
                 .collect();
-            for set in against {
-                reorthogonalize(set, &mut v);
-            }
+            reorthogonalize(basis, &mut v);
+            reorthogonalize(more, &mut v);
             let nv = norm(&v);
             if nv > 1e-8 {
                 v.iter_mut().for_each(|x| *x /= nv);
@@ -244,8 +327,8 @@ impl Fresh {
 /// W = Q R by modified Gram–Schmidt (each column twice) with W's columns
 /// already orthogonal to `basis`. A column whose norm falls below `floor`
 /// is replaced by a fresh direction and gets R's diagonal entry 0.
-fn block_qr(
-    basis: &[Vec<f64>],
+fn block_qr<C: Column>(
+    basis: &[C],
     w: Vec<Vec<f64>>,
     floor: f64,
     fresh: &mut Fresh,
@@ -267,7 +350,7 @@ fn block_qr(
             v.iter_mut().for_each(|x| *x /= nv);
             q.push(v);
         } else if basis.len() + q.len() < fresh.n {
-            q.push(fresh.unit(&[basis, &q]));
+            q.push(fresh.unit(basis, &q));
         } else {
             // The whole space is spanned: nothing left to continue with (the
             // caller stops, since the basis cannot grow).
@@ -301,7 +384,7 @@ fn start_block(n: usize, b: usize, start: Option<&[Vec<f64>]>, fresh: &mut Fresh
         axpy(1.0, s, &mut cols[i % warm_cols]);
     }
     for (c, col) in cols.iter_mut().enumerate() {
-        let r = fresh.unit(&[]);
+        let r = fresh.unit::<Vec<f64>>(&[], &[]);
         let nc = norm(col);
         let warm = c < warm_cols && nc > 1e-12 && nc.is_finite();
         if warm && b == 1 {
@@ -311,7 +394,7 @@ fn start_block(n: usize, b: usize, start: Option<&[Vec<f64>]>, fresh: &mut Fresh
             *col = r;
         }
     }
-    block_qr(&[], cols, 1e-12, fresh).0
+    block_qr::<Vec<f64>>(&[], cols, 1e-12, fresh).0
 }
 
 /// Eigenpairs of the symmetric operator `op` of dimension `n`, by block
@@ -323,13 +406,29 @@ pub fn lanczos(
     opts: &LanczosOptions,
     start: Option<&[Vec<f64>]>,
 ) -> LanczosResult {
+    if opts.f32_basis {
+        lanczos_in::<Vec<f32>>(n, op, opts, start)
+    } else {
+        lanczos_in::<Vec<f64>>(n, op, opts, start)
+    }
+}
+
+fn lanczos_in<C: Column>(
+    n: usize,
+    op: &mut BlockOp<'_>,
+    opts: &LanczosOptions,
+    start: Option<&[Vec<f64>]>,
+) -> LanczosResult {
     let b = opts.block.clamp(1, n.max(1));
     let mut fresh = Fresh {
         rng: ChaCha8Rng::seed_from_u64(opts.seed),
         n,
     };
     let max_vectors = opts.max_iter.min(n).max(b);
-    let mut basis: Vec<Vec<f64>> = start_block(n, b, start, &mut fresh);
+    let mut basis: Vec<C> = start_block(n, b, start, &mut fresh)
+        .into_iter()
+        .map(C::store)
+        .collect();
     let mut diag: Vec<DMatrix<f64>> = Vec::new(); // A_j
     let mut sub: Vec<DMatrix<f64>> = Vec::new(); // B_j: W_j = Q_{j+1} B_j
     let mut hvps = 0usize;
@@ -338,8 +437,9 @@ pub fn lanczos(
     let check_every = if b >= 4 { 1 } else { 4 / b };
     let mut j = 0;
     let (vals, vecs, converged) = loop {
-        let cur = &basis[j * b..(j + 1) * b];
-        op(cur, &mut w);
+        // The current block, as stored (rounded once, if f32).
+        let cur: Vec<Vec<f64>> = basis[j * b..(j + 1) * b].iter().map(C::widen).collect();
+        op(&cur, &mut w);
         hvps += b;
         let mut a = DMatrix::<f64>::zeros(b, b);
         for r in 0..b {
@@ -356,7 +456,7 @@ pub fn lanczos(
                 // (Q_{j−1} B_{j−1}ᵀ)[:, c] = Σ_r Q_{j−1}[:, r] B_{j−1}[c, r]
                 let prev = &basis[(j - 1) * b..j * b];
                 for r in 0..b {
-                    axpy(-sub[j - 1][(c, r)], &prev[r], &mut w[c]);
+                    prev[r].add_to(-sub[j - 1][(c, r)], &mut w[c]);
                 }
             }
             reorthogonalize(&basis, &mut w[c]);
@@ -388,7 +488,7 @@ pub fn lanczos(
             }
         }
         sub.push(bj);
-        basis.extend(next);
+        basis.extend(next.into_iter().map(C::store));
         j += 1;
     };
     let m = basis.len();
@@ -425,6 +525,20 @@ pub fn lanczos_restarted(
     start: Option<&[Vec<f64>]>,
     max_basis: usize,
 ) -> LanczosResult {
+    if opts.f32_basis {
+        restarted_in::<Vec<f32>>(n, op, opts, start, max_basis)
+    } else {
+        restarted_in::<Vec<f64>>(n, op, opts, start, max_basis)
+    }
+}
+
+fn restarted_in<C: Column>(
+    n: usize,
+    op: &mut BlockOp<'_>,
+    opts: &LanczosOptions,
+    start: Option<&[Vec<f64>]>,
+    max_basis: usize,
+) -> LanczosResult {
     let mut fresh = Fresh {
         rng: ChaCha8Rng::seed_from_u64(opts.seed),
         n,
@@ -435,14 +549,17 @@ pub fn lanczos_restarted(
     let keep = (k_all + (max_basis - k_all) / 2)
         .min(max_basis - 1)
         .max(k_all.min(max_basis - 1));
-    let mut basis: Vec<Vec<f64>> = start_block(n, 1, start, &mut fresh);
+    let mut basis: Vec<C> = start_block(n, 1, start, &mut fresh)
+        .into_iter()
+        .map(C::store)
+        .collect();
     let mut t = DMatrix::<f64>::zeros(max_basis, max_basis);
     let mut w = vec![vec![0.0; n]];
     let (mut hvps, mut steps) = (0usize, 0usize);
     let mut scale_t = 0f64;
     let (vals, vecs, converged) = loop {
         let j = basis.len() - 1;
-        op(&basis[j..j + 1], &mut w);
+        op(&[basis[j].widen()], &mut w);
         hvps += 1;
         steps += 1;
         let mut r = std::mem::replace(&mut w[0], vec![0.0; n]);
@@ -476,12 +593,12 @@ pub fn lanczos_restarted(
         // The next direction: the residual, or a fresh one on a breakdown
         // (an invariant subspace: its couplings are then 0).
         if beta <= 1e-12 * scale_t.max(1e-300) {
-            r = fresh.unit(&[&basis]);
+            r = fresh.unit(&basis, &[]);
         } else {
             r.iter_mut().for_each(|x| *x /= beta);
         }
         if m < max_basis {
-            basis.push(r);
+            basis.push(C::store(r));
             continue;
         }
         // Restart: the kept Ritz vectors, then the residual direction.
@@ -515,7 +632,7 @@ pub fn lanczos_restarted(
         let nr = norm(&r);
         r.iter_mut().for_each(|x| *x /= nr);
         next.push(r);
-        basis = next;
+        basis = next.into_iter().map(C::store).collect();
     };
     let m = basis.len();
     let want = wanted(m, opts.k, opts.which);
@@ -622,6 +739,7 @@ mod tests {
             max_iter: 120,
             seed: 1,
             block,
+            f32_basis: false,
         }
     }
 
@@ -651,6 +769,68 @@ mod tests {
             }
             assert_eq!(r.pairs.iter().filter(|p| p.rank < 0).count(), 5);
             assert_eq!(r.hvps % block, r.pairs.len() % block);
+        }
+    }
+
+    /// An f32 basis (`f32_basis`, for f32 runs): the dense spectrum's pairs
+    /// to the f32 basis's rounding, unrestarted (every block size) and
+    /// thick-restarted, at the tolerance an f32 run uses (1e-4) and tighter.
+    /// The Ritz vectors are the f64 ones to within the same rounding, and
+    /// every stored residual is the true one.
+    #[test]
+    fn an_f32_basis_finds_the_dense_pairs_to_its_rounding() {
+        let n = 120;
+        let (m, d) = matrix(n, 3);
+        let mut sorted = d.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let lam1 = sorted[0].abs();
+        for block in [1, 2, 4] {
+            for restart in [None, Some(30)] {
+                if restart.is_some() && block > 1 {
+                    continue;
+                }
+                let what = format!("b = {block}, max_basis {restart:?}");
+                let o = LanczosOptions {
+                    tol: 1e-6,
+                    f32_basis: true,
+                    ..opts(5, Which::BothEnds, block)
+                };
+                let run = |o: &LanczosOptions| match restart {
+                    None => lanczos(n, &mut dense_op(&m), o, None),
+                    Some(mb) => lanczos_restarted(n, &mut dense_op(&m), o, None, mb),
+                };
+                let r = run(&o);
+                let exact = run(&LanczosOptions {
+                    f32_basis: false,
+                    ..o.clone()
+                });
+                assert!(r.converged, "{what}");
+                // The basis really was rounded: not the f64 run's numbers.
+                assert!(
+                    r.pairs
+                        .iter()
+                        .zip(&exact.pairs)
+                        .any(|(p, q)| p.vector != q.vector),
+                    "{what}"
+                );
+                for (p, q) in r.pairs.iter().zip(&exact.pairs) {
+                    assert_eq!(p.rank, q.rank);
+                    let expect = sorted[sorted_index(p.rank, n)];
+                    assert!(
+                        (p.value - expect).abs() <= 1e-6 * lam1,
+                        "{what}, rank {}: {} vs {expect}",
+                        p.rank,
+                        p.value
+                    );
+                    let v = nalgebra::DVector::from_column_slice(&p.vector);
+                    let true_r = (&m * &v - &v * p.value).norm();
+                    assert!((p.residual - true_r).abs() <= 1e-12 * lam1, "{what}");
+                    assert!(p.residual <= 1e-5 * lam1, "{what}: {}", p.residual);
+                    // Against the f64 basis's vector: the same up to sign.
+                    let overlap = dot(&p.vector, &q.vector).abs();
+                    assert!(1.0 - overlap <= 1e-8, "{what}, rank {}: {overlap}", p.rank);
+                }
+            }
         }
     }
 

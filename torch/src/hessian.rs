@@ -387,6 +387,7 @@ pub fn run(
             max_iter: p.max_iter,
             seed: p.seed.wrapping_add(*step),
             block: p.block,
+            f32_basis: p.dtype == stages::runtime::Dtype::F32,
         };
         // Each operator once, in the config's order, then the preconditioned
         // Hessian: (name, which product, the diagonal scaling if any).
@@ -979,6 +980,7 @@ pub fn run_null(
             max_iter: p.max_iter,
             seed: p.seed.wrapping_add(r as u64),
             block: p.block,
+            f32_basis: p.dtype == stages::runtime::Dtype::F32,
         };
         let mut apply = |xs: &[Vec<f64>], ys: &mut [Vec<f64>]| op.apply_block(xs, ys);
         let level = rounding_level(n, opts.seed, &mut apply);

@@ -152,6 +152,7 @@ fn lanczos_matches(s: &Setup, op: Operator, dense: &Tensor, k: usize) {
         max_iter: p,
         seed: 5,
         block: 1,
+        f32_basis: false,
     };
     let r = lanczos(
         p,
@@ -411,6 +412,7 @@ fn layer_block_eigenvalues_match_dense_blocks() {
         max_iter: 2000,
         seed: 3,
         block: 1,
+        f32_basis: false,
     };
     let got = stages_torch::hessian::layer_block_eigs(&s.arch, &mut apply, &opts, None);
     let map = s.arch.param_map();

@@ -196,6 +196,7 @@ fn preconditioned_lanczos_matches_dense_eigh() {
             max_iter: n,
             seed: 3,
             block: 1,
+            f32_basis: false,
         },
         None,
     );

@@ -77,6 +77,7 @@ fn check(case: &Case) {
             max_iter: p,
             seed: 5,
             block,
+            f32_basis: false,
         };
         let r = if block == 1 {
             lanczos(p, &mut one_by_one(&mut |v, o| op.apply(v, o)), &opts, None)

@@ -53,6 +53,7 @@ fn top_and_level(
             max_iter: n,
             seed: 1,
             block: 1,
+            f32_basis: false,
         },
         None,
     );

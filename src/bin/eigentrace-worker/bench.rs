@@ -303,6 +303,7 @@ pub fn hessian(threads: usize, quick: bool) -> anyhow::Result<Value> {
         max_iter: 500,
         seed: 1,
         block,
+        f32_basis: false,
     };
     let run_lanczos = |block: usize, theta: &[f64], start: Option<&[Vec<f64>]>| {
         let mut times = Vec::new();
@@ -674,10 +675,15 @@ pub fn hessian_scale(
             // (tol 0: no early stop) of the stage's operator, unrestarted and
             // with a 40-vector thick-restart basis; the time inside the
             // products against the rest (reorthogonalization, the projected
-            // eigenproblem, copies).
+            // eigenproblem, copies). The stage's basis (f32 for f32 runs),
+            // and in f32 also an f64 basis beside it, for the ratio.
             let steps = if quick { 12 } else { 120 };
             let mut lanczos_rows = Vec::new();
-            for max_basis in [None, Some(40usize)] {
+            let f32_run = kind == Kind::Float;
+            let variants = [(None, f32_run), (Some(40usize), f32_run)]
+                .into_iter()
+                .chain(f32_run.then_some((None, false)));
+            for (max_basis, f32_basis) in variants {
                 let mut op =
                     stages_torch::hessian::Hvp::new(&arch, &theta_v, &x, &y, kind, dev, None);
                 let mut in_products = 0.0f64;
@@ -694,6 +700,7 @@ pub fn hessian_scale(
                     max_iter: steps,
                     seed: 1,
                     block: 1,
+                    f32_basis,
                 };
                 let t0 = Instant::now();
                 let r = match max_basis {
@@ -702,7 +709,7 @@ pub fn hessian_scale(
                 };
                 let total = t0.elapsed().as_secs_f64();
                 lanczos_rows.push(json!({
-                    "max_basis": max_basis, "products": r.hvps, "seconds": total,
+                    "max_basis": max_basis, "f32_basis": f32_basis, "products": r.hvps, "seconds": total,
                     "seconds_per_product": total / r.hvps as f64,
                     "in_products": in_products / total,
                 }));
@@ -715,6 +722,13 @@ pub fn hessian_scale(
                 lanczos_rows[1]["seconds_per_product"].as_f64().unwrap() * 1e3,
                 100.0 * lanczos_rows[1]["in_products"].as_f64().unwrap(),
             );
+            if let Some(f64_basis) = lanczos_rows.get(2) {
+                eprintln!(
+                    "  {:<18} {dtype} Lanczos with an f64 basis instead: {:.1} ms per product unrestarted",
+                    "",
+                    f64_basis["seconds_per_product"].as_f64().unwrap() * 1e3,
+                );
+            }
             eprintln!(
                 "  {:<18} P = {:>9}  {dtype}  GEMM {:>6.1} GFLOP/s  autograd {:>8.2} ms  R-op b=1 {:>8.2} ms ({:>3.0}% of GEMM rate, GEMMs alone {:>3.0}%)  b=4 {:>8.2} ms/vector ({:>3.0}%)",
                 widths.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-"),

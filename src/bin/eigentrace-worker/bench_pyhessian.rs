@@ -223,6 +223,7 @@ pub fn pyhessian(threads: usize, quick: bool) -> anyhow::Result<Value> {
                     max_iter: 300,
                     seed,
                     block: stages::hessian::DEFAULT_BLOCK,
+                    f32_basis: false,
                 };
                 let r = lanczos(n, &mut |xs, ys| op.apply_block(xs, ys), &opts, None);
                 let vals: Vec<f64> = r.pairs.iter().map(|p| p.value).collect();
