@@ -467,6 +467,19 @@ fn keep_vectors_stores_them_at_chosen_checkpoints_and_the_metrics_there_equal_a_
         .path()
         .join("out/kv-some/report/fig8_localization_map.png")
         .is_file());
+    // The report's runs table says which checkpoints the vector figures have.
+    let index = |e: &str| {
+        std::fs::read_to_string(env.path().join(format!("out/{e}/report/index.html"))).unwrap()
+    };
+    let (some, all) = (index("kv-some"), index("kv-all"));
+    assert!(
+        some.contains("<td>4 of 6 checkpoints</td>") && some.contains("hessian.keep_vectors"),
+        "{some}"
+    );
+    assert!(
+        all.contains("<td>all 6</td>") && !all.contains("hessian.keep_vectors"),
+        "{all}"
+    );
     // A step that is no checkpoint: refused, with the nearest ones.
     std::fs::write(&b, kept_cfg.replace("at = [3]", "at = [5]")).unwrap();
     let out = env.eigentrace(&["run", "--device", "cpu", b.to_str().unwrap()]);

@@ -131,6 +131,30 @@ fn trusted_pairs(path: &Path) -> Result<(u64, u64), ReportError> {
     Ok((get("trusted")?, get("total")?))
 }
 
+/// The distinct steps of a file's `step` column.
+fn distinct_steps(path: &Path) -> Result<u64, ReportError> {
+    let df = Table::open(path)?
+        .query(|lf| lf.select([col("step").n_unique().cast(DataType::UInt64).alias("n")]))?;
+    Ok(df
+        .column("n")
+        .ok()
+        .and_then(|c| c.u64().ok().and_then(|c| c.get(0)))
+        .unwrap_or(0))
+}
+
+/// The checkpoints a run's vector metrics are at (those whose vectors
+/// `hessian.keep_vectors` kept: `metrics/localization.arrow`'s steps), and
+/// all its checkpoints (`eigen/values.arrow`'s).
+fn vector_checkpoints(r: &crate::RunInput) -> Result<Option<(u64, u64)>, ReportError> {
+    let (Ok(loc), Ok(values)) = (
+        r.file("metrics/localization.arrow"),
+        r.file("eigen/values.arrow"),
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some((distinct_steps(loc)?, distinct_steps(values)?)))
+}
+
 /// "118/120 (98%)": the percentage rounded down, so that 100% means all.
 fn trusted_fraction(trusted: u64, total: u64) -> String {
     if total == 0 {
@@ -193,23 +217,36 @@ pub fn write_index(
         v = env!("CARGO_PKG_VERSION")
     ));
     // Runs table.
-    html.push_str("<h2>Runs</h2>\n<table><tr><th>run</th><th>optimizer</th><th>lr</th><th>seed</th><th>train loss</th><th>train acc</th><th>test loss</th><th>test acc</th><th>trusted pairs</th><th>status</th></tr>\n");
+    html.push_str("<h2>Runs</h2>\n<table><tr><th>run</th><th>optimizer</th><th>lr</th><th>seed</th><th>train loss</th><th>train acc</th><th>test loss</th><th>test acc</th><th>trusted pairs</th><th>vectors at</th><th>status</th></tr>\n");
+    let mut some_vectors = false;
     for r in &input.runs {
+        let kept = match vector_checkpoints(r)? {
+            Some((kept, all)) if kept < all => {
+                some_vectors = true;
+                format!("{kept} of {all} checkpoints")
+            }
+            Some((_, all)) => format!("all {all}"),
+            None => "–".to_string(),
+        };
         let (tl, ta, vl, va, div) = final_row(r.file("train.arrow").unwrap_or(&r.train))?;
         let (trusted, total) = trusted_pairs(r.file("eigen/values.arrow").unwrap_or(&r.values))?;
         let p = &r.params;
         html.push_str(&format!(
-            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{tl:.4}</td><td>{ta:.3}</td><td>{vl:.4}</td><td>{va:.3}</td><td{}>{}</td><td class=\"l\">{}</td></tr>\n",
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{tl:.4}</td><td>{ta:.3}</td><td>{vl:.4}</td><td>{va:.3}</td><td{}>{}</td><td>{}</td><td class=\"l\">{}</td></tr>\n",
             esc(&r.run_id),
             esc(p["optimizer"].as_str().unwrap_or(&r.optimizer)),
             p["lr"],
             p["seed"],
             if trusted < total { " class=\"untrusted\"" } else { "" },
             trusted_fraction(trusted, total),
+            kept,
             if div { "<span class=\"diverged\">diverged</span>" } else { "ok" }
         ));
     }
     html.push_str("</table>\n");
+    if some_vectors {
+        html.push_str("<p class=\"note\">Some runs kept their eigenvectors at only some checkpoints (<code>hessian.keep_vectors</code>). Their eigenvalues are every checkpoint's; their localization, masses, overlaps, displacements and alignment are the kept checkpoints' only, and a <em>consecutive</em> displacement or overlap there spans the steps between two kept checkpoints, not two computed ones.</p>\n");
+    }
     // The findings stage's verdicts, when the report was given them.
     if let Ok(md) = std::fs::read_to_string(out_dir.join("findings.md")) {
         html.push_str("<h2 id=\"findings\">Findings</h2>\n<p><a href=\"findings.md\">findings.md</a> · <a href=\"findings.arrow\">findings.arrow</a> (per setting, measure and window: per-seed values, n, mean, sd, 95% CI) · <a href=\"findings_tests.arrow\">findings_tests.arrow</a> (every test behind a verdict)</p>\n<div class=\"findings\">\n");

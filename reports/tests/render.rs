@@ -477,6 +477,7 @@ fn index_gives_each_runs_trusted_fraction() {
     reports::figure_groups::index(&input, &[], &Default::default(), &[], &out).expect("index");
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(html.contains("<th>trusted pairs</th>"), "no column");
+    assert!(html.contains("<th>vectors at</th>"), "no vectors column");
     let row = |run: &str| -> String {
         let start = html
             .find(&format!(">{run}<"))
