@@ -30,6 +30,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// Which end(s) of the spectrum to compute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,80 +65,43 @@ pub struct LanczosOptions {
     pub f32_basis: bool,
 }
 
-/// A stored basis vector: f64, or f32 ([`LanczosOptions::f32_basis`]). All
-/// arithmetic with it is in f64.
-pub(crate) trait Column: Send + Sync {
-    fn store(v: Vec<f64>) -> Self;
-    /// selfᵀw.
-    fn dot_with(&self, w: &[f64]) -> f64;
-    /// y += alpha·self.
-    fn add_to(&self, alpha: f64, y: &mut [f64]);
-    fn widen(&self) -> Vec<f64>;
-    fn len_of(&self) -> usize;
-    /// dst += alpha·self[range].
-    fn add_range_to(&self, alpha: f64, range: std::ops::Range<usize>, dst: &mut [f64]);
+/// An entry of a stored basis vector: f64, or f32
+/// ([`LanczosOptions::f32_basis`]). All arithmetic with it is in f64
+/// ([`dot`], [`axpy`]).
+pub(crate) trait Element: Copy + Into<f64> + Send + Sync {
+    /// Rounded to nearest from f64.
+    fn round(x: f64) -> Self;
+    /// A block of stored vectors as the f64 vectors the operator takes:
+    /// borrowed when they are f64 already.
+    fn widened(block: &[Vec<Self>]) -> Cow<'_, [Vec<f64>]>;
 }
 
-impl Column for Vec<f64> {
-    fn store(v: Vec<f64>) -> Self {
-        v
+impl Element for f64 {
+    fn round(x: f64) -> Self {
+        x
     }
-    fn dot_with(&self, w: &[f64]) -> f64 {
-        dot(self, w)
-    }
-    fn add_to(&self, alpha: f64, y: &mut [f64]) {
-        axpy(alpha, self, y)
-    }
-    fn widen(&self) -> Vec<f64> {
-        self.clone()
-    }
-    fn len_of(&self) -> usize {
-        self.len()
-    }
-    fn add_range_to(&self, alpha: f64, range: std::ops::Range<usize>, dst: &mut [f64]) {
-        axpy(alpha, &self[range], dst)
+    fn widened(block: &[Vec<f64>]) -> Cow<'_, [Vec<f64>]> {
+        Cow::Borrowed(block)
     }
 }
 
-impl Column for Vec<f32> {
-    fn store(v: Vec<f64>) -> Self {
-        v.iter().map(|&x| x as f32).collect()
+impl Element for f32 {
+    fn round(x: f64) -> Self {
+        x as f32
     }
-    /// Eight running sums, as [`dot`].
-    fn dot_with(&self, w: &[f64]) -> f64 {
-        let n = self.len().min(w.len());
-        let (a, b) = (&self[..n], &w[..n]);
-        let mut acc = [0.0f64; 8];
-        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-        let tail: f64 = ca
-            .remainder()
-            .iter()
-            .zip(cb.remainder())
-            .map(|(x, y)| f64::from(*x) * y)
-            .sum();
-        for (x, y) in ca.zip(cb) {
-            for i in 0..8 {
-                acc[i] += f64::from(x[i]) * y[i];
-            }
-        }
-        ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    fn widened(block: &[Vec<f32>]) -> Cow<'_, [Vec<f64>]> {
+        Cow::Owned(
+            block
+                .iter()
+                .map(|v| v.iter().map(|&x| f64::from(x)).collect())
+                .collect(),
+        )
     }
-    fn add_to(&self, alpha: f64, y: &mut [f64]) {
-        for (yi, xi) in y.iter_mut().zip(self) {
-            *yi += alpha * f64::from(*xi);
-        }
-    }
-    fn widen(&self) -> Vec<f64> {
-        self.iter().map(|&x| f64::from(x)).collect()
-    }
-    fn len_of(&self) -> usize {
-        self.len()
-    }
-    fn add_range_to(&self, alpha: f64, range: std::ops::Range<usize>, dst: &mut [f64]) {
-        for (d, x) in dst.iter_mut().zip(&self[range]) {
-            *d += alpha * f64::from(*x);
-        }
-    }
+}
+
+/// A vector stored as `E`.
+fn store<E: Element>(v: Vec<f64>) -> Vec<E> {
+    v.into_iter().map(E::round).collect()
 }
 
 #[derive(Clone, Debug)]
@@ -166,7 +130,7 @@ pub type BlockOp<'a> = dyn FnMut(&[Vec<f64>], &mut [Vec<f64>]) + 'a;
 /// aᵀb with eight running sums: independent additions that the compiler
 /// vectorizes, where one running sum waits on every add (at P ~ 1e6 the
 /// reorthogonalization's dot products were most of a Lanczos step).
-pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+pub(crate) fn dot<E: Element>(a: &[E], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0.0f64; 8];
@@ -175,19 +139,20 @@ pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
         .remainder()
         .iter()
         .zip(cb.remainder())
-        .map(|(x, y)| x * y)
+        .map(|(x, y)| (*x).into() * y)
         .sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..8 {
-            acc[i] += x[i] * y[i];
+            acc[i] += x[i].into() * y[i];
         }
     }
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
-pub(crate) fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
+/// y += alpha·x.
+pub(crate) fn axpy<E: Element>(alpha: f64, x: &[E], y: &mut [f64]) {
     for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += alpha * xi;
+        *yi += alpha * (*xi).into();
     }
 }
 
@@ -202,13 +167,13 @@ fn norm(a: &[f64]) -> f64 {
 /// step's w is nearly orthogonal already, so its second pass, half of the
 /// step's memory traffic at large P, is mostly skipped. Returns Qᵀw, both
 /// passes' coefficients summed.
-pub(crate) fn reorthogonalize_with<C: Column>(basis: &[C], w: &mut [f64]) -> Vec<f64> {
+pub(crate) fn reorthogonalize_with<E: Element>(basis: &[Vec<E>], w: &mut [f64]) -> Vec<f64> {
     let mut h = vec![0.0; basis.len()];
     let mut before = norm(w);
     for _ in 0..2 {
         for (hi, q) in h.iter_mut().zip(basis) {
-            let c = q.dot_with(w);
-            q.add_to(-c, w);
+            let c = dot(q, w);
+            axpy(-c, q, w);
             *hi += c;
         }
         let after = norm(w);
@@ -221,16 +186,16 @@ pub(crate) fn reorthogonalize_with<C: Column>(basis: &[C], w: &mut [f64]) -> Vec
 }
 
 /// [`reorthogonalize_with`], the coefficients dropped.
-pub(crate) fn reorthogonalize<C: Column>(basis: &[C], w: &mut [f64]) {
+pub(crate) fn reorthogonalize<E: Element>(basis: &[Vec<E>], w: &mut [f64]) {
     reorthogonalize_with(basis, w);
 }
 
 /// Σ_j c[(j, col)]·q_j for each col of `cols`, a block of rows at a time so
 /// that the basis is read once, not once per column; each entry is summed
 /// in the same order as one axpy per basis vector would sum it.
-fn combine<C: Column>(basis: &[C], c: &DMatrix<f64>, cols: &[usize]) -> Vec<Vec<f64>> {
+fn combine<E: Element>(basis: &[Vec<E>], c: &DMatrix<f64>, cols: &[usize]) -> Vec<Vec<f64>> {
     const ROWS: usize = 1024;
-    let n = basis.first().map_or(0, Column::len_of);
+    let n = basis.first().map_or(0, Vec::len);
     let mut out = vec![vec![0.0; n]; cols.len()];
     let mut r0 = 0;
     while r0 < n {
@@ -238,7 +203,7 @@ fn combine<C: Column>(basis: &[C], c: &DMatrix<f64>, cols: &[usize]) -> Vec<Vec<
         for (o, &col) in out.iter_mut().zip(cols) {
             let dst = &mut o[r0..r1];
             for (j, q) in basis.iter().enumerate() {
-                q.add_range_to(c[(j, col)], r0..r1, dst);
+                axpy(c[(j, col)], &q[r0..r1], dst);
             }
         }
         r0 = r1;
@@ -249,14 +214,14 @@ fn combine<C: Column>(basis: &[C], c: &DMatrix<f64>, cols: &[usize]) -> Vec<Vec<
 /// The wanted Ritz pairs from the basis and T's eigenpairs: the Ritz
 /// vectors, normalized, and their true residuals from one block product
 /// (`want.len()` products).
-fn ritz_pairs<C: Column>(
+fn ritz_pairs<E: Element>(
     op: &mut BlockOp<'_>,
-    basis: &[C],
+    basis: &[Vec<E>],
     vals: &[f64],
     vecs: &DMatrix<f64>,
     want: &[(usize, i32)],
 ) -> Vec<EigenPair> {
-    let n = basis.first().map_or(0, Column::len_of);
+    let n = basis.first().map_or(0, Vec::len);
     let cols: Vec<usize> = want.iter().map(|&(i, _)| i).collect();
     let mut ys = combine(basis, vecs, &cols);
     for y in ys.iter_mut() {
@@ -308,7 +273,7 @@ struct Fresh {
 
 impl Fresh {
     /// Orthogonal to the stored `basis` and to `more`.
-    fn unit<C: Column>(&mut self, basis: &[C], more: &[Vec<f64>]) -> Vec<f64> {
+    fn unit<E: Element>(&mut self, basis: &[Vec<E>], more: &[Vec<f64>]) -> Vec<f64> {
         loop {
             let mut v: Vec<f64> = (0..self.n)
                 .map(|_| StandardNormal.sample(&mut self.rng))
@@ -327,8 +292,8 @@ impl Fresh {
 /// W = Q R by modified Gram–Schmidt (each column twice) with W's columns
 /// already orthogonal to `basis`. A column whose norm falls below `floor`
 /// is replaced by a fresh direction and gets R's diagonal entry 0.
-fn block_qr<C: Column>(
-    basis: &[C],
+fn block_qr<E: Element>(
+    basis: &[Vec<E>],
     w: Vec<Vec<f64>>,
     floor: f64,
     fresh: &mut Fresh,
@@ -384,7 +349,7 @@ fn start_block(n: usize, b: usize, start: Option<&[Vec<f64>]>, fresh: &mut Fresh
         axpy(1.0, s, &mut cols[i % warm_cols]);
     }
     for (c, col) in cols.iter_mut().enumerate() {
-        let r = fresh.unit::<Vec<f64>>(&[], &[]);
+        let r = fresh.unit::<f64>(&[], &[]);
         let nc = norm(col);
         let warm = c < warm_cols && nc > 1e-12 && nc.is_finite();
         if warm && b == 1 {
@@ -394,7 +359,7 @@ fn start_block(n: usize, b: usize, start: Option<&[Vec<f64>]>, fresh: &mut Fresh
             *col = r;
         }
     }
-    block_qr::<Vec<f64>>(&[], cols, 1e-12, fresh).0
+    block_qr::<f64>(&[], cols, 1e-12, fresh).0
 }
 
 /// Eigenpairs of the symmetric operator `op` of dimension `n`, by block
@@ -407,13 +372,13 @@ pub fn lanczos(
     start: Option<&[Vec<f64>]>,
 ) -> LanczosResult {
     if opts.f32_basis {
-        lanczos_in::<Vec<f32>>(n, op, opts, start)
+        lanczos_in::<f32>(n, op, opts, start)
     } else {
-        lanczos_in::<Vec<f64>>(n, op, opts, start)
+        lanczos_in::<f64>(n, op, opts, start)
     }
 }
 
-fn lanczos_in<C: Column>(
+fn lanczos_in<E: Element>(
     n: usize,
     op: &mut BlockOp<'_>,
     opts: &LanczosOptions,
@@ -425,9 +390,9 @@ fn lanczos_in<C: Column>(
         n,
     };
     let max_vectors = opts.max_iter.min(n).max(b);
-    let mut basis: Vec<C> = start_block(n, b, start, &mut fresh)
+    let mut basis: Vec<Vec<E>> = start_block(n, b, start, &mut fresh)
         .into_iter()
-        .map(C::store)
+        .map(store)
         .collect();
     let mut diag: Vec<DMatrix<f64>> = Vec::new(); // A_j
     let mut sub: Vec<DMatrix<f64>> = Vec::new(); // B_j: W_j = Q_{j+1} B_j
@@ -438,7 +403,7 @@ fn lanczos_in<C: Column>(
     let mut j = 0;
     let (vals, vecs, converged) = loop {
         // The current block, as stored (rounded once, if f32).
-        let cur: Vec<Vec<f64>> = basis[j * b..(j + 1) * b].iter().map(C::widen).collect();
+        let cur = E::widened(&basis[j * b..(j + 1) * b]);
         op(&cur, &mut w);
         hvps += b;
         let mut a = DMatrix::<f64>::zeros(b, b);
@@ -456,7 +421,7 @@ fn lanczos_in<C: Column>(
                 // (Q_{j−1} B_{j−1}ᵀ)[:, c] = Σ_r Q_{j−1}[:, r] B_{j−1}[c, r]
                 let prev = &basis[(j - 1) * b..j * b];
                 for r in 0..b {
-                    prev[r].add_to(-sub[j - 1][(c, r)], &mut w[c]);
+                    axpy(-sub[j - 1][(c, r)], &prev[r], &mut w[c]);
                 }
             }
             reorthogonalize(&basis, &mut w[c]);
@@ -488,7 +453,7 @@ fn lanczos_in<C: Column>(
             }
         }
         sub.push(bj);
-        basis.extend(next.into_iter().map(C::store));
+        basis.extend(next.into_iter().map(store));
         j += 1;
     };
     let m = basis.len();
@@ -526,13 +491,13 @@ pub fn lanczos_restarted(
     max_basis: usize,
 ) -> LanczosResult {
     if opts.f32_basis {
-        restarted_in::<Vec<f32>>(n, op, opts, start, max_basis)
+        restarted_in::<f32>(n, op, opts, start, max_basis)
     } else {
-        restarted_in::<Vec<f64>>(n, op, opts, start, max_basis)
+        restarted_in::<f64>(n, op, opts, start, max_basis)
     }
 }
 
-fn restarted_in<C: Column>(
+fn restarted_in<E: Element>(
     n: usize,
     op: &mut BlockOp<'_>,
     opts: &LanczosOptions,
@@ -549,9 +514,9 @@ fn restarted_in<C: Column>(
     let keep = (k_all + (max_basis - k_all) / 2)
         .min(max_basis - 1)
         .max(k_all.min(max_basis - 1));
-    let mut basis: Vec<C> = start_block(n, 1, start, &mut fresh)
+    let mut basis: Vec<Vec<E>> = start_block(n, 1, start, &mut fresh)
         .into_iter()
-        .map(C::store)
+        .map(store)
         .collect();
     let mut t = DMatrix::<f64>::zeros(max_basis, max_basis);
     let mut w = vec![vec![0.0; n]];
@@ -559,7 +524,7 @@ fn restarted_in<C: Column>(
     let mut scale_t = 0f64;
     let (vals, vecs, converged) = loop {
         let j = basis.len() - 1;
-        op(&[basis[j].widen()], &mut w);
+        op(&E::widened(&basis[j..j + 1]), &mut w);
         hvps += 1;
         steps += 1;
         let mut r = std::mem::replace(&mut w[0], vec![0.0; n]);
@@ -598,7 +563,7 @@ fn restarted_in<C: Column>(
             r.iter_mut().for_each(|x| *x /= beta);
         }
         if m < max_basis {
-            basis.push(C::store(r));
+            basis.push(store(r));
             continue;
         }
         // Restart: the kept Ritz vectors, then the residual direction.
@@ -632,7 +597,7 @@ fn restarted_in<C: Column>(
         let nr = norm(&r);
         r.iter_mut().for_each(|x| *x /= nr);
         next.push(r);
-        basis = next.into_iter().map(C::store).collect();
+        basis = next.into_iter().map(store).collect();
     };
     let m = basis.len();
     let want = wanted(m, opts.k, opts.which);
