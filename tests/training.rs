@@ -11,10 +11,15 @@ fn python() -> String {
         .expect("EIGENTRACE_PYTHON is not set: run the tests through `make test` (it bootstraps the PyTorch venv)")
 }
 
-fn read_train_arrow_loss(path: &std::path::Path, step: i64) -> (f64, bool) {
-    // Read through PyTorch's venv too (pyarrow): an independent reader of our file.
+/// Reads every row of an Arrow file through pyarrow (an independent
+/// reader), as JSON records; a non-finite float (which JSON cannot hold)
+/// as null.
+fn arrow_rows(path: &std::path::Path) -> Vec<Value> {
     let script = format!(
-        "import pyarrow.ipc as i, json; t=i.open_file('{}').read_all().to_pylist(); r=[x for x in t if x['step']=={step}][0]; print(json.dumps([r['train_loss'], any(x['diverged'] for x in t)]))",
+        "import pyarrow.ipc as i, json, math\n\
+         rows = i.open_file('{}').read_all().to_pylist()\n\
+         fix = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v\n\
+         print(json.dumps([{{k: fix(v) for k, v in r.items()}} for r in rows]))",
         path.display()
     );
     let out = std::process::Command::new(python())
@@ -26,8 +31,21 @@ fn read_train_arrow_loss(path: &std::path::Path, step: i64) -> (f64, bool) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    (v[0].as_f64().unwrap(), v[1].as_bool().unwrap())
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+}
+
+/// The logged train loss at `step`, and whether any row is diverged, read
+/// through pyarrow (an independent reader of our file).
+fn read_train_arrow_loss(path: &std::path::Path, step: i64) -> (f64, bool) {
+    let rows = arrow_rows(path);
+    let r = rows
+        .iter()
+        .find(|r| r["step"] == step)
+        .unwrap_or_else(|| panic!("{}: no step {step}", path.display()));
+    (
+        r["train_loss"].as_f64().unwrap(),
+        rows.iter().any(|x| x["diverged"] == true),
+    )
 }
 
 /// Runs a check script from tests/python with the venv's python and these
@@ -294,28 +312,6 @@ fn half_precision_vectors_are_decoded_independently_and_cost_at_most_their_round
         .len()
     };
     assert!(size("f16") < size("f32") && size("bf16") < size("f32"));
-}
-
-/// Reads every row of an Arrow file through pyarrow (an independent
-/// reader), as JSON records.
-fn arrow_rows(path: &std::path::Path) -> Vec<Value> {
-    let script = format!(
-        "import pyarrow.ipc as i, json, math\n\
-         rows = i.open_file('{}').read_all().to_pylist()\n\
-         fix = lambda v: None if isinstance(v, float) and math.isnan(v) else v\n\
-         print(json.dumps([{{k: fix(v) for k, v in r.items()}} for r in rows]))",
-        path.display()
-    );
-    let out = std::process::Command::new(python())
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
 }
 
 /// `hessian.keep_vectors`: the eigenpairs of every checkpoint are computed
