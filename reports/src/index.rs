@@ -107,9 +107,9 @@ fn final_row(path: &Path) -> Result<(f64, f64, f64, f64, bool), ReportError> {
 }
 
 /// The trusted pairs of a run's `eigen/values.arrow` (converged and
-/// resolvable; an absent column counts as true, a null entry as false), and
-/// all its pairs.
-fn trusted_pairs(path: &Path) -> Result<(u64, u64), ReportError> {
+/// resolvable; an absent column counts as true, a null entry as false), all
+/// its pairs, and its checkpoints.
+fn trusted_pairs(path: &Path) -> Result<(u64, u64, u64), ReportError> {
     let t = Table::open(path)?;
     let trusted = t.values_trusted()?;
     let df = t.query(|lf| {
@@ -117,6 +117,7 @@ fn trusted_pairs(path: &Path) -> Result<(u64, u64), ReportError> {
         lf.with_column(trusted.alias("trusted")).select([
             col("trusted").cast(DataType::UInt64).sum().alias("trusted"),
             len().cast(DataType::UInt64).alias("total"),
+            col("step").n_unique().cast(DataType::UInt64).alias("steps"),
         ])
     })?;
     let get = |name: &str| -> Result<u64, ReportError> {
@@ -128,31 +129,21 @@ fn trusted_pairs(path: &Path) -> Result<(u64, u64), ReportError> {
                 message: e.to_string(),
             })
     };
-    Ok((get("trusted")?, get("total")?))
+    Ok((get("trusted")?, get("total")?, get("steps")?))
 }
 
-/// The distinct steps of a file's `step` column.
-fn distinct_steps(path: &Path) -> Result<u64, ReportError> {
-    let df = Table::open(path)?
+/// The checkpoints a run's vector metrics are at: those whose vectors
+/// `hessian.keep_vectors` kept, `metrics/localization.arrow`'s steps.
+fn vector_checkpoints(r: &crate::RunInput) -> Result<Option<u64>, ReportError> {
+    let Ok(loc) = r.file("metrics/localization.arrow") else {
+        return Ok(None);
+    };
+    let df = Table::open(loc)?
         .query(|lf| lf.select([col("step").n_unique().cast(DataType::UInt64).alias("n")]))?;
     Ok(df
         .column("n")
         .ok()
-        .and_then(|c| c.u64().ok().and_then(|c| c.get(0)))
-        .unwrap_or(0))
-}
-
-/// The checkpoints a run's vector metrics are at (those whose vectors
-/// `hessian.keep_vectors` kept: `metrics/localization.arrow`'s steps), and
-/// all its checkpoints (`eigen/values.arrow`'s).
-fn vector_checkpoints(r: &crate::RunInput) -> Result<Option<(u64, u64)>, ReportError> {
-    let (Ok(loc), Ok(values)) = (
-        r.file("metrics/localization.arrow"),
-        r.file("eigen/values.arrow"),
-    ) else {
-        return Ok(None);
-    };
-    Ok(Some((distinct_steps(loc)?, distinct_steps(values)?)))
+        .and_then(|c| c.u64().ok().and_then(|c| c.get(0))))
 }
 
 /// "118/120 (98%)": the percentage rounded down, so that 100% means all.
@@ -220,16 +211,17 @@ pub fn write_index(
     html.push_str("<h2>Runs</h2>\n<table><tr><th>run</th><th>optimizer</th><th>lr</th><th>seed</th><th>train loss</th><th>train acc</th><th>test loss</th><th>test acc</th><th>trusted pairs</th><th>vectors at</th><th>status</th></tr>\n");
     let mut some_vectors = false;
     for r in &input.runs {
+        let (tl, ta, vl, va, div) = final_row(r.file("train.arrow").unwrap_or(&r.train))?;
+        let (trusted, total, all) =
+            trusted_pairs(r.file("eigen/values.arrow").unwrap_or(&r.values))?;
         let kept = match vector_checkpoints(r)? {
-            Some((kept, all)) if kept < all => {
+            Some(kept) if kept < all => {
                 some_vectors = true;
                 format!("{kept} of {all} checkpoints")
             }
-            Some((_, all)) => format!("all {all}"),
+            Some(_) => format!("all {all}"),
             None => "–".to_string(),
         };
-        let (tl, ta, vl, va, div) = final_row(r.file("train.arrow").unwrap_or(&r.train))?;
-        let (trusted, total) = trusted_pairs(r.file("eigen/values.arrow").unwrap_or(&r.values))?;
         let p = &r.params;
         html.push_str(&format!(
             "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{tl:.4}</td><td>{ta:.3}</td><td>{vl:.4}</td><td>{va:.3}</td><td{}>{}</td><td>{}</td><td class=\"l\">{}</td></tr>\n",
