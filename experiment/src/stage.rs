@@ -102,9 +102,9 @@ impl StageKind {
             StageKind::Null => 8,
             StageKind::Train => 5,
             StageKind::Hessian => 11,
-            StageKind::Metrics => 8,
-            StageKind::Findings => 5,
-            StageKind::Report => 20,
+            StageKind::Metrics => 9,
+            StageKind::Findings => 6,
+            StageKind::Report => 21,
         }
     }
 

@@ -38,6 +38,12 @@ pub const EARLY_BEFORE: f64 = 0.2;
 pub const LATE_FROM: f64 = 0.6;
 /// The significance level of every test, two-sided.
 pub const ALPHA: f64 = 0.05;
+/// The loosest `null.tol` at which the null band was measured to stay put
+/// (README, "The null model's tolerance": at 784-512-512-10 and at
+/// quick.toml's size, 1e-3 moved the band's mean P·IPR by at most 0.1% and
+/// 1e-2 by 4–6%). A null computed at a looser tolerance is flagged wherever
+/// its quantiles are used.
+pub const NULL_TOL_MEASURED: f64 = 1e-3;
 
 // ------------------------------------------------------------ statistics
 
@@ -229,6 +235,9 @@ struct RunSeries {
     null_input_mass: Vec<f64>,
     /// Between every pair of null replicas (a, b): the mean matched D.
     null_pairs: Vec<((i64, i64), f64)>,
+    /// Why the null's quantiles cannot be taken at face value, from
+    /// `null_band.arrow` ([`null_caveat`]); None when they can.
+    null_caveat: Option<String>,
     /// Classes C (the output layer's width): v₁ … v_{C−1} are the outliers.
     classes: usize,
     /// Parameters P.
@@ -238,6 +247,46 @@ struct RunSeries {
     input_mass: BTreeMap<i64, Vec<f64>>,
     /// Per input column: the largest |z| over the train rows (data.arrow).
     max_z: Vec<f64>,
+}
+
+/// Why a null band cannot be taken at face value: computed at a `null.tol`
+/// looser than [`NULL_TOL_MEASURED`], or with replicas left out because a
+/// pair of theirs was not converged or not resolvable. None when neither
+/// (or for a store whose band predates the `tol` and `replicas` columns).
+fn null_caveat(path: &Path) -> Result<Option<String>, ReportError> {
+    let t = Table::open(path)?;
+    if !(t.has("tol") && t.has("replicas") && t.has("untrusted")) {
+        return Ok(None);
+    }
+    let sel = [
+        t.col("rank", Kind::Int)?.alias("rank"),
+        t.col("tol", Kind::Float)?.alias("tol"),
+        t.col("replicas", Kind::Int)?.alias("replicas"),
+        t.col("untrusted", Kind::Int)?.alias("untrusted"),
+    ];
+    let df = t.query(|lf| lf.select(sel))?;
+    let (rank, tol) = (i64s(&df, "rank", path)?, f64s(&df, "tol", path)?);
+    let (n, out) = (i64s(&df, "replicas", path)?, i64s(&df, "untrusted", path)?);
+    let mut why = Vec::new();
+    let tol = tol.iter().cloned().fold(f64::NAN, f64::max);
+    if tol > NULL_TOL_MEASURED {
+        why.push(format!(
+            "the null was computed at null.tol = {}, looser than {}, the loosest measured to leave its band unchanged; a loose tolerance can stop before the top k are found (README, \"The null model's tolerance\")",
+            g3(tol),
+            g3(NULL_TOL_MEASURED)
+        ));
+    }
+    let left: Vec<String> = (0..rank.len())
+        .filter(|&i| out[i] > 0)
+        .map(|i| format!("v{}: {} of {}", rank[i] + 1, out[i], n[i] + out[i]))
+        .collect();
+    if !left.is_empty() {
+        why.push(format!(
+            "null replicas whose pair was not converged or not resolvable are left out of its quantiles ({})",
+            left.join(", ")
+        ));
+    }
+    Ok((!why.is_empty()).then(|| why.join("; ")))
 }
 
 /// The Hessian's trusted rows of a metrics file, with `cols`.
@@ -484,7 +533,8 @@ fn load_series(
             .eq(lit(0i64))
             .and(t.col("layer", Kind::Int)?.eq(lit(0i64)))
             .and(t.col("block", Kind::Str)?.eq(lit("weight")))
-            .and(t.hessian()?);
+            .and(t.hessian()?)
+            .and(t.trusted()?);
         let sel = [t.col("mass", Kind::Float)?.alias("mass")];
         let df = t.query(|lf| lf.filter(keep).select(sel))?;
         null_input_mass = f64s(&df, "mass", path)?
@@ -502,7 +552,8 @@ fn load_series(
                 t.col("replica_b", Kind::Int)?.alias("b"),
                 t.col("matched_displacement", Kind::Float)?.alias("d"),
             ];
-            let df = t.query(|lf| lf.select(sel))?;
+            let keep = t.trusted()?;
+            let df = t.query(|lf| lf.filter(keep).select(sel))?;
             let (a, b, d) = (
                 i64s(&df, "a", path)?,
                 i64s(&df, "b", path)?,
@@ -514,6 +565,11 @@ fn load_series(
                 .collect();
         }
     }
+
+    let null_caveat = match run.files.get("metrics/null_band.arrow") {
+        Some(path) => null_caveat(path)?,
+        None => None,
+    };
 
     // v₁'s mass per input column, and the columns' largest |z|.
     let mut input_mass: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
@@ -577,6 +633,7 @@ fn load_series(
         null_frac90,
         null_input_mass,
         null_pairs,
+        null_caveat,
         classes,
         params,
         input_mass,
@@ -701,6 +758,9 @@ pub struct Row {
     pub at_loss: f64,
     /// The architecture null's 5/50/95% quantiles of the same measure.
     pub null_q: (f64, f64, f64),
+    /// Why those quantiles are flagged (docs/science.md, "Findings"); None
+    /// when they are not, or the row has none.
+    pub null_caveat: Option<String>,
 }
 
 /// One row of findings_tests.arrow: a test behind a verdict.
@@ -719,6 +779,9 @@ pub struct Test {
     pub verdict: Verdict,
     /// What the verdict rests on, in words (the aging regime); may be empty.
     pub detail: String,
+    /// Why the verdict is flagged: it rests on a null that cannot be taken
+    /// at face value ([`Row::null_caveat`]). None when it is not.
+    pub caveat: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -793,7 +856,24 @@ impl Findings {
         }
         let mut rows = Vec::new();
         for g in &settings {
-            rows.extend(setting_rows(g));
+            // The null's caveat goes with every row that carries its
+            // quantiles, from the run the quantiles come from.
+            let caveat = g
+                .runs
+                .iter()
+                .find(|r| !r.null_p_ipr.is_empty() || r.null_caveat.is_some())
+                .and_then(|r| r.null_caveat.clone());
+            rows.extend(setting_rows(g).into_iter().map(|mut r| {
+                let uses_null = [r.null_q.0, r.null_q.1, r.null_q.2]
+                    .iter()
+                    .any(|q| q.is_finite())
+                    || r.measure == "displacement_null_pairs"
+                    || r.measure == "peak_p_ipr_v1";
+                if uses_null {
+                    r.null_caveat = caveat.clone();
+                }
+                r
+            }));
         }
         let tests = claims(&settings, &rows);
         Ok(Findings { rows, tests })
@@ -828,6 +908,7 @@ fn row(g: &Setting, measure: &str, window: &str, per_seed: Vec<Option<f64>>) -> 
         at_step: f64::NAN,
         at_loss: f64::NAN,
         null_q: (f64::NAN, f64::NAN, f64::NAN),
+        null_caveat: None,
     }
 }
 
@@ -1039,6 +1120,7 @@ fn setting_rows(g: &Setting) -> Vec<Row> {
             ),
             values,
             summary,
+            null_caveat: r.null_caveat.clone(),
             at_step: f64::NAN,
             at_loss: f64::NAN,
         });
@@ -1284,6 +1366,7 @@ fn claims(settings: &[Setting], rows: &[Row]) -> Vec<Test> {
                 ),
                 verdict: v,
                 detail: String::new(),
+                caveat: None,
             });
         }
     }
@@ -1317,6 +1400,7 @@ fn claims(settings: &[Setting], rows: &[Row]) -> Vec<Test> {
             rule: "holds if the interval lies above the null's 95th percentile; does not hold if below it; else inconclusive".into(),
             verdict,
             detail: String::new(),
+            caveat: r.null_caveat.clone(),
         });
     }
     // (b), and (c) against SGD: every other setting against SGD.
@@ -1347,6 +1431,7 @@ fn claims(settings: &[Setting], rows: &[Row]) -> Vec<Test> {
                     ),
                     verdict: v,
                     detail: String::new(),
+                    caveat: None,
                 });
             }
             if let (Some(a), Some(b)) = (
@@ -1369,6 +1454,7 @@ fn claims(settings: &[Setting], rows: &[Row]) -> Vec<Test> {
                     ),
                     verdict: v,
                     detail: String::new(),
+                    caveat: None,
                 });
             }
         }
@@ -1422,6 +1508,7 @@ fn claims(settings: &[Setting], rows: &[Row]) -> Vec<Test> {
                 ),
                 verdict,
                 detail,
+                caveat: None,
             });
         }
     }
@@ -1492,6 +1579,12 @@ impl Findings {
             f64_col("null_q05", x(|r| r.null_q.0)),
             f64_col("null_q50", x(|r| r.null_q.1)),
             f64_col("null_q95", x(|r| r.null_q.2)),
+            Column::new(
+                "null_caveat".into(),
+                r.iter()
+                    .map(|r| r.null_caveat.clone())
+                    .collect::<Vec<Option<String>>>(),
+            ),
         ])
     }
 
@@ -1512,6 +1605,12 @@ impl Findings {
             str_col("rule", s(|t| t.rule.clone())),
             str_col("verdict", s(|t| t.verdict.as_str().to_string())),
             str_col("detail", s(|t| t.detail.clone())),
+            Column::new(
+                "caveat".into(),
+                t.iter()
+                    .map(|t| t.caveat.clone())
+                    .collect::<Vec<Option<String>>>(),
+            ),
         ])
     }
 
@@ -1659,10 +1758,15 @@ impl Findings {
                     t.measure,
                     t.window
                 ));
+                if t.caveat.is_some() {
+                    md.push_str(
+                        "⚠ **Flagged:** this verdict rests on an architecture null that cannot be taken at face value (why: below the table).\n\n",
+                    );
+                }
             }
             md.push_str("| setting | against | measure | window | setting's value | reference's value | t | df | p | verdict |\n");
             md.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
-            for t in tests {
+            for t in &tests {
                 let (w_a, w_b) = match t.window.split_once(" vs ") {
                     Some((a, b)) => (a.to_string(), b.to_string()),
                     None => (t.window.clone(), t.window.clone()),
@@ -1685,10 +1789,18 @@ impl Findings {
                     g3(t.t),
                     g3(t.df),
                     g3(t.p),
-                    t.verdict.as_str()
+                    t.verdict.as_str().to_string() + if t.caveat.is_some() { " ⚠" } else { "" }
                 ));
             }
             md.push('\n');
+            let mut flagged: Vec<&String> =
+                tests.iter().filter_map(|t| t.caveat.as_ref()).collect();
+            flagged.dedup();
+            for c in flagged {
+                md.push_str(&format!(
+                    "⚠ These verdicts rest on the architecture null, which is flagged: {c}.\n\n"
+                ));
+            }
         }
         // Aging.
         let aging: Vec<&Test> = self.tests.iter().filter(|t| t.claim == "aging").collect();

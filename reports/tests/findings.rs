@@ -306,3 +306,166 @@ fn findings_are_byte_identical_from_run_to_run() {
         }
     }
 }
+
+/// Rewrites every run's null files: the first `untrusted` replicas' v₁
+/// flagged untrusted with an absurd P·IPR (1000, which would dominate the
+/// 95th percentile if it entered), and the band carrying `tol` and the counts.
+fn flag_null(input: &ReportInput, tol: f64, untrusted: i64) {
+    use polars::prelude::*;
+    for r in &input.runs {
+        let path = r
+            .file("metrics/null_localization.arrow")
+            .unwrap()
+            .to_path_buf();
+        let df = IpcReader::new(File::open(&path).unwrap()).finish().unwrap();
+        let rep: Vec<i64> = df
+            .column("replica")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        let rank: Vec<i32> = df
+            .column("rank")
+            .unwrap()
+            .i32()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        let mut p: Vec<f64> = df
+            .column("p_ipr")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        let trusted: Vec<bool> = (0..rep.len())
+            .map(|i| !(rank[i] == 0 && rep[i] < untrusted))
+            .collect();
+        for i in 0..p.len() {
+            if !trusted[i] {
+                p[i] = 1000.0;
+            }
+        }
+        let mut df = df;
+        df.with_column(Column::new("p_ipr".into(), p)).unwrap();
+        df.with_column(Column::new("trusted".into(), trusted))
+            .unwrap();
+        common::write_ipc(&path, df);
+        let band = r.file("metrics/null_band.arrow").unwrap().to_path_buf();
+        let mut df = IpcReader::new(File::open(&band).unwrap()).finish().unwrap();
+        let n = df.height();
+        let ranks: Vec<i32> = df
+            .column("rank")
+            .unwrap()
+            .i32()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        let out: Vec<i64> = ranks
+            .iter()
+            .map(|&k| if k == 0 { untrusted } else { 0 })
+            .collect();
+        df.with_column(Column::new(
+            "replicas".into(),
+            out.iter().map(|o| 20 - o).collect::<Vec<i64>>(),
+        ))
+        .unwrap();
+        df.with_column(Column::new("untrusted".into(), out))
+            .unwrap();
+        df.with_column(Column::new("tol".into(), vec![tol; n]))
+            .unwrap();
+        common::write_ipc(&band, df);
+    }
+}
+
+/// A null computed at a `null.tol` looser than the measured one, or with
+/// replicas left out as untrusted, is flagged on every verdict and row that
+/// uses it; the left-out replicas do not enter its quantiles. At the
+/// default tolerance with every replica trusted nothing is flagged.
+#[test]
+fn a_null_that_cannot_be_taken_at_face_value_is_flagged_where_it_is_used() {
+    let read = |p: &std::path::Path| IpcReader::new(File::open(p).unwrap()).finish().unwrap();
+    let strs = |df: &polars::prelude::DataFrame, c: &str| -> Vec<Option<String>> {
+        df.column(c)
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect()
+    };
+    for (tol, untrusted) in [(1e-2, 5i64), (1e-4, 0)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let input = sweep(&tmp.path().join("runs"));
+        flag_null(&input, tol, untrusted);
+        let out = tmp.path().join("findings");
+        std::fs::create_dir_all(&out).unwrap();
+        reports::findings::run(&input, &out).expect("findings");
+        let flagged = untrusted > 0;
+
+        let tests = read(&out.join("findings_tests.arrow"));
+        let (claim, reference, caveat) = (
+            strs(&tests, "claim"),
+            strs(&tests, "reference"),
+            strs(&tests, "caveat"),
+        );
+        let mut against_null = 0;
+        for i in 0..claim.len() {
+            let on_null = reference[i].as_deref() == Some("architecture null");
+            against_null += on_null as usize;
+            match (&caveat[i], on_null && flagged) {
+                (Some(c), true) => {
+                    assert!(c.contains("null.tol = 0.01"), "{c}");
+                    assert!(c.contains("(v1: 5 of 20)"), "{c}");
+                }
+                (None, false) => {}
+                (c, want) => panic!("test {i} ({:?}): caveat {c:?}, flagged {want}", claim[i]),
+            }
+        }
+        assert_eq!(against_null, 2, "one (c) test per setting against the null");
+
+        // The left-out replicas' P·IPR of 1000 does not enter q95.
+        let rows = read(&out.join("findings.arrow"));
+        let (measure, row_caveat) = (strs(&rows, "measure"), strs(&rows, "null_caveat"));
+        let q95: Vec<Option<f64>> = rows
+            .column("null_q95")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .collect();
+        let src = input.runs[0]
+            .file("metrics/null_localization.arrow")
+            .unwrap();
+        let nl = read(src);
+        let v1: Vec<f64> = (0..nl.height())
+            .filter(|&i| nl.column("rank").unwrap().i32().unwrap().get(i) == Some(0))
+            .filter(|&i| nl.column("trusted").unwrap().bool().unwrap().get(i) == Some(true))
+            .map(|i| nl.column("p_ipr").unwrap().f64().unwrap().get(i).unwrap())
+            .collect();
+        assert_eq!(v1.len(), 20 - untrusted as usize);
+        let want = quantile(&v1, 0.95);
+        assert!(want < 10.0, "{v1:?}");
+        let mut peaks = 0;
+        for i in 0..measure.len() {
+            let m = measure[i].as_deref().unwrap();
+            if m == "peak_p_ipr_v1" {
+                peaks += 1;
+                assert_eq!(q95[i], Some(want), "{m}");
+            }
+            let uses_null = q95[i].is_some_and(f64::is_finite)
+                || m == "peak_p_ipr_v1"
+                || m == "displacement_null_pairs";
+            assert_eq!(row_caveat[i].is_some(), uses_null && flagged, "row {i} {m}");
+        }
+        assert_eq!(peaks, 2);
+
+        let md = std::fs::read_to_string(out.join("findings.md")).unwrap();
+        assert_eq!(md.contains("⚠ **Flagged:**"), flagged, "{md}");
+        assert_eq!(
+            md.contains("These verdicts rest on the architecture null, which is flagged"),
+            flagged
+        );
+    }
+}

@@ -32,13 +32,17 @@
 //!   Hessian), grad_alignment_train (the train-split gradient the checkpoint
 //!   holds), update_alignment (the realized update), trusted;
 //! - with a null model: `null_localization.arrow` (replica, rank, ipr,
-//!   p_ipr, pr, frac50, frac90), `null_layer_mass.arrow` and
-//!   `null_overlap.arrow` (replica_a, replica_b, subspace_overlap,
-//!   matched_displacement: the mean over ranks of D after Hungarian
-//!   matching between the two replicas' top-k), and
-//!   `null_band.arrow` (rank, p_ipr_min, p_ipr_mean, p_ipr_max, frac50_…).
-//!   These carry no `trusted` column: the stage does not read the null
-//!   model's values.
+//!   p_ipr, pr, frac50, frac90, trusted), `null_layer_mass.arrow` (with
+//!   trusted) and `null_overlap.arrow` (replica_a, replica_b,
+//!   subspace_overlap, matched_displacement: the mean over ranks of D after
+//!   Hungarian matching between the two replicas' top-k; trusted), and
+//!   `null_band.arrow` (rank, p_ipr_min, p_ipr_mean, p_ipr_max, frac50_…,
+//!   replicas, untrusted, tol). The null's pairs are trusted by the null's
+//!   own `values.arrow` (its `replica` in place of `step`), as the run's
+//!   are; the band is made of trusted replicas only, `replicas` counts
+//!   them, `untrusted` counts those left out, and `tol` is the residual
+//!   tolerance the null's Lanczos stopped at (`null.tol`), so that a band
+//!   computed at a loose tolerance can be flagged where it is used.
 //!
 //! # Trust
 //!
@@ -187,9 +191,15 @@ fn optional_bool<'t>(t: &'t Table<'_>, name: &str) -> StageResult<Option<&'t Boo
 /// `resolvable` column counts as true, a null entry as false) and its
 /// degeneracy (module doc, Degeneracy).
 pub fn read_pairs(values: &Path, degeneracy_threshold: f64) -> StageResult<Pairs> {
+    read_pairs_by(values, "step", degeneracy_threshold)
+}
+
+/// [`read_pairs`] of a file indexed by `index` instead of `step` (the null
+/// model's `replica`).
+pub fn read_pairs_by(values: &Path, index: &str, degeneracy_threshold: f64) -> StageResult<Pairs> {
     let t = Table::open(values)?;
     let (step, op, rank, ev) = (
-        t.i64("step")?,
+        t.i64(index)?,
         t.str("operator")?,
         t.i32("rank")?,
         t.f64("eigenvalue")?,
@@ -625,10 +635,6 @@ impl VectorStats {
 }
 
 impl Loc {
-    fn add(&mut self, index: i64, op: &str, rank: i32, v: &[f64], layout: &Layout) {
-        self.push_stats(index, op, rank, &VectorStats::of(v, layout), true);
-    }
-
     fn push_stats(&mut self, index: i64, op: &str, rank: i32, s: &VectorStats, trusted: bool) {
         self.trusted.push(trusted);
         self.index.push(index);
@@ -719,8 +725,18 @@ pub struct MetricsInputs<'a> {
     /// The hessian stage's `eigen/gradient.arrow` (the analysis-set
     /// gradient); without it `grad_alignment` is NaN.
     pub gradients: Option<&'a Path>,
-    /// The null model's vectors, if any.
-    pub null_vectors: Option<&'a Path>,
+    /// The null model, if any.
+    pub null: Option<NullInputs<'a>>,
+}
+
+/// The null stage's outputs and the tolerance it ran at.
+pub struct NullInputs<'a> {
+    /// `null/values.arrow`: the trust of each replica's pairs.
+    pub values: &'a Path,
+    /// `null/vectors.arrow`.
+    pub vectors: &'a Path,
+    /// The residual tolerance of the null's Lanczos (`null.tol`).
+    pub tol: f64,
 }
 
 pub fn run(
@@ -928,11 +944,12 @@ pub fn run_with(
         "pairs": n_pairs,
         "trusted_pairs": n_trusted_pairs,
     });
-    if let Some(nv) = input.null_vectors {
-        let null = load(nv, "replica")?;
-        null_metrics(&null, &layout, out, gram_fn)?;
-        meta["null_replicas"] =
-            serde_json::json!(null.get("hessian").map(|s| s.len()).unwrap_or(0));
+    if let Some(n) = &input.null {
+        let null = load(n.vectors, "replica")?;
+        let null_pairs = read_pairs_by(n.values, "replica", p.degeneracy_threshold)?;
+        let (replicas, trusted) = null_metrics(&null, &null_pairs, n.tol, &layout, out, gram_fn)?;
+        meta["null_replicas"] = serde_json::json!(replicas);
+        meta["null_trusted_replicas"] = serde_json::json!(trusted);
     }
     Ok(meta)
 }
@@ -1191,28 +1208,52 @@ fn read_gradients(path: &Path) -> StageResult<BTreeMap<i64, Vec<f64>>> {
     Ok(out)
 }
 
-fn null_metrics(null: &Bases, layout: &Layout, out: &Path, gram_fn: GramFn<'_>) -> StageResult<()> {
+/// The null model's metrics (module doc); returns (replicas, replicas whose
+/// every top-k pair is trusted).
+fn null_metrics(
+    null: &Bases,
+    pairs: &Pairs,
+    tol: f64,
+    layout: &Layout,
+    out: &Path,
+    gram_fn: GramFn<'_>,
+) -> StageResult<(usize, usize)> {
     let Some(reps) = null.get("hessian") else {
-        return Ok(());
+        return Ok((0, 0));
     };
-    let mut loc = Loc::default();
+    let mut loc = Loc {
+        flagged: true,
+        ..Loc::default()
+    };
+    // Bands per rank over the trusted replicas: (p_ipr, frac50, frac90),
+    // and the count of those left out.
+    #[derive(Default)]
+    struct Band {
+        /// (P·IPR, frac50, frac90) per trusted replica.
+        trusted: Vec<(f64, f64, f64)>,
+        left_out: i64,
+    }
+    let mut per_rank: BTreeMap<i32, Band> = BTreeMap::new();
     for (r, vs) in reps {
         for (rank, v) in vs {
-            loc.add(*r, "hessian", *rank, v, layout);
+            let s = VectorStats::of(v, layout);
+            let trusted = pairs.trusted("hessian", *r, *rank);
+            let e = per_rank.entry(*rank).or_default();
+            if trusted {
+                e.trusted.push((s.p * s.ipr, s.f50, s.f90));
+            } else {
+                e.left_out += 1;
+            }
+            loc.push_stats(*r, "hessian", *rank, &s, trusted);
         }
     }
-    // Bands per rank: min, mean, max over replicas.
-    let mut per_rank: BTreeMap<i32, Vec<(f64, f64, f64)>> = BTreeMap::new();
-    for i in 0..loc.rank.len() {
-        per_rank
-            .entry(loc.rank[i])
-            .or_default()
-            .push((loc.p_ipr[i], loc.f50[i], loc.f90[i]));
-    }
     loc.write(out, "null_", "replica")?;
-    let (mut b_rank, mut cols) = (vec![], vec![Vec::new(); 9]);
-    for (r, xs) in &per_rank {
+    let (mut b_rank, mut b_n, mut b_out, mut cols) = (vec![], vec![], vec![], vec![Vec::new(); 9]);
+    for (r, band) in &per_rank {
+        let xs = &band.trusted;
         b_rank.push(*r);
+        b_n.push(xs.len() as i64);
+        b_out.push(band.left_out);
         for (c, f) in [
             |x: &(f64, f64, f64)| x.0,
             |x: &(f64, f64, f64)| x.1,
@@ -1222,9 +1263,19 @@ fn null_metrics(null: &Bases, layout: &Layout, out: &Path, gram_fn: GramFn<'_>) 
         .enumerate()
         {
             let vals: Vec<f64> = xs.iter().map(f).collect();
-            cols[3 * c].push(vals.iter().cloned().fold(f64::INFINITY, f64::min));
-            cols[3 * c + 1].push(vals.iter().sum::<f64>() / vals.len() as f64);
-            cols[3 * c + 2].push(vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
+            // No trusted replica at this rank: no band (NaN), not ±inf.
+            let (lo, mean, hi) = if vals.is_empty() {
+                (f64::NAN, f64::NAN, f64::NAN)
+            } else {
+                (
+                    vals.iter().cloned().fold(f64::INFINITY, f64::min),
+                    vals.iter().sum::<f64>() / vals.len() as f64,
+                    vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+                )
+            };
+            cols[3 * c].push(lo);
+            cols[3 * c + 1].push(mean);
+            cols[3 * c + 2].push(hi);
         }
     }
     let names = [
@@ -1238,14 +1289,26 @@ fn null_metrics(null: &Bases, layout: &Layout, out: &Path, gram_fn: GramFn<'_>) 
         "frac90_mean",
         "frac90_max",
     ];
+    let n_bands = b_rank.len();
     let mut columns = vec![("rank", col_i32(b_rank))];
     for (name, c) in names.iter().zip(cols) {
         columns.push((name, col_f64(c)));
     }
+    columns.push(("replicas", col_i64(b_n)));
+    columns.push(("untrusted", col_i64(b_out)));
+    columns.push(("tol", col_f64(vec![tol; n_bands])));
     write_batch(&out.join("metrics/null_band.arrow"), columns, false)?;
+    // A replica is trusted when every one of its top-k pairs is.
+    let replica_trusted = |r: i64| {
+        reps[&r]
+            .iter()
+            .filter(|(rank, _)| *rank >= 0)
+            .all(|(rank, _)| pairs.trusted("hessian", r, *rank))
+    };
+    let n_trusted = reps.keys().filter(|r| replica_trusted(**r)).count();
     // Overlaps between replicas' top-k subspaces.
     let tops = tops(reps);
-    let (mut ra, mut rb, mut rq, mut rd) = (vec![], vec![], vec![], vec![]);
+    let (mut ra, mut rb, mut rq, mut rd, mut rt) = (vec![], vec![], vec![], vec![], vec![]);
     if !tops.is_empty() {
         let (g, offs) = gram(&tops, gram_fn);
         for a in 0..tops.len() {
@@ -1257,6 +1320,7 @@ fn null_metrics(null: &Bases, layout: &Layout, out: &Path, gram_fn: GramFn<'_>) 
                 rb.push(tops[b].0);
                 rq.push(overlap_from_gram(&m).0);
                 rd.push(mean_matched_displacement(&m));
+                rt.push(replica_trusted(tops[a].0) && replica_trusted(tops[b].0));
             }
         }
     }
@@ -1267,9 +1331,11 @@ fn null_metrics(null: &Bases, layout: &Layout, out: &Path, gram_fn: GramFn<'_>) 
             ("replica_b", col_i64(rb)),
             ("subspace_overlap", col_f64(rq)),
             ("matched_displacement", col_f64(rd)),
+            ("trusted", col_bool(rt)),
         ],
         false,
-    )
+    )?;
+    Ok((reps.len(), n_trusted))
 }
 
 #[derive(Default)]

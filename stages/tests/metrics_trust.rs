@@ -11,7 +11,7 @@ use rand_distr::{Distribution, StandardNormal};
 use stages::arrow_io::{
     col_bool, col_f64, col_i32, col_i64, col_str, list_f32, write_batch, Table,
 };
-use stages::metrics::{run, MetricsInputs, MetricsParams};
+use stages::metrics::{run, MetricsInputs, MetricsParams, NullInputs};
 use stages::mlp::{Activation, Arch};
 use stages::optim::{OptName, OptimizerParams};
 use std::collections::BTreeMap;
@@ -74,11 +74,22 @@ fn nudge(rng: &mut ChaCha8Rng, base: &[Vec<f64>], eps: f64) -> Vec<Vec<f64>> {
 /// Writes values.arrow (with `resolvable` and `rounding_level` when
 /// `with_resolvable`) and vectors.arrow.
 fn write_inputs(dir: &Path, pairs: &[Pair], with_resolvable: bool) -> (PathBuf, PathBuf) {
+    write_inputs_as(dir, pairs, with_resolvable, "step")
+}
+
+/// [`write_inputs`] with `index` (the null model's `replica`) for `step`.
+fn write_inputs_as(
+    dir: &Path,
+    pairs: &[Pair],
+    with_resolvable: bool,
+    index: &str,
+) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
     let values = dir.join("values.arrow");
     let vectors = dir.join("vectors.arrow");
     let n = pairs.len();
     let mut cols = vec![
-        ("step", col_i64(pairs.iter().map(|p| p.step).collect())),
+        (index, col_i64(pairs.iter().map(|p| p.step).collect())),
         ("operator", col_str(&vec!["hessian"; n])),
         ("rank", col_i32(pairs.iter().map(|p| p.rank).collect())),
         ("eigenvalue", col_f64(pairs.iter().map(|p| p.ev).collect())),
@@ -105,7 +116,7 @@ fn write_inputs(dir: &Path, pairs: &[Pair], with_resolvable: bool) -> (PathBuf, 
     write_batch(
         &vectors,
         vec![
-            ("step", col_i64(pairs.iter().map(|p| p.step).collect())),
+            (index, col_i64(pairs.iter().map(|p| p.step).collect())),
             ("operator", col_str(&vec!["hessian"; n])),
             ("rank", col_i32(pairs.iter().map(|p| p.rank).collect())),
             ("vector", list_f32(&vs)),
@@ -160,7 +171,7 @@ fn run_metrics_with(
         steps: 100,
         checkpoints: checkpoints.iter().map(|(s, p)| (*s, p.as_path())).collect(),
         gradients,
-        null_vectors: None,
+        null: None,
     };
     let out = dir.join(name);
     let meta = run(p, &input, &out).unwrap_or_else(|e| panic!("{e}"));
@@ -533,7 +544,7 @@ fn without_resolvable_converged_pairs_are_trusted() {
         steps: 100,
         checkpoints: vec![],
         gradients: None,
-        null_vectors: None,
+        null: None,
     };
     let e = run(&bad, &input, &dir.path().join("bad")).unwrap_err();
     assert!(e.to_string().contains("degeneracy_threshold"), "{e}");
@@ -685,5 +696,173 @@ fn gradient_alignment_uses_the_analysis_set_gradient() {
         );
         assert!((f("update_alignment") - 4.0 / 5.0).abs() < 1e-6, "{r:?}");
         assert!(b(r, "trusted"));
+    }
+}
+
+/// The null model's pairs are trusted by the null's own `values.arrow`, as
+/// a run's are: an unconverged or unresolvable replica's rows are flagged in
+/// `null_localization.arrow`, left out of `null_band.arrow` (which counts
+/// them and carries the null's tolerance), and flag its overlaps. The band
+/// is recomputed here from the stored vectors of the trusted replicas.
+#[test]
+fn the_null_band_is_made_of_trusted_replicas_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let files = write_inputs(dir.path(), &scenario_a(&mut rng), true);
+    let p = arch().num_params();
+    // 4 replicas, k = 3: replica 2 not converged, replica 3's rank 2 below
+    // the rounding level.
+    let trusted = |r: i64, rank: i32| r != 2 && !(r == 3 && rank == 2);
+    let mut null = Vec::new();
+    for r in 0..4i64 {
+        for (rank, v) in orthonormal(&mut rng, p, 3).into_iter().enumerate() {
+            let rank = rank as i32;
+            null.push(Pair {
+                step: r,
+                rank,
+                ev: [8.0, 4.0, 2.0][rank as usize],
+                converged: r != 2,
+                resolvable: !(r == 3 && rank == 2),
+                v,
+            });
+        }
+    }
+    let nf = write_inputs_as(&dir.path().join("null"), &null, true, "replica");
+    let arch = arch();
+    let opt = OptimizerParams::new(OptName::Sgd, 0.1);
+    let schedule = Default::default();
+    let input = MetricsInputs {
+        values: &files.0,
+        vectors: &files.1,
+        arch: &arch,
+        optimizer: &opt,
+        schedule: &schedule,
+        steps: 100,
+        checkpoints: vec![],
+        gradients: None,
+        null: Some(NullInputs {
+            values: &nf.0,
+            vectors: &nf.1,
+            tol: 1e-2,
+        }),
+    };
+    let out = dir.path().join("m");
+    let meta = run(&MetricsParams::default(), &input, &out).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(meta["null_replicas"], 4, "{meta}");
+    assert_eq!(meta["null_trusted_replicas"], 2, "{meta}");
+
+    let loc = rows(&out.join("metrics/null_localization.arrow"));
+    assert_eq!(loc.len(), 12);
+    for r in &loc {
+        assert_eq!(
+            b(r, "trusted"),
+            trusted(i(r, "replica"), i(r, "rank") as i32),
+            "{r:?}"
+        );
+    }
+    let mass = rows(&out.join("metrics/null_layer_mass.arrow"));
+    assert!(mass
+        .iter()
+        .all(|r| b(r, "trusted") == trusted(i(r, "replica"), i(r, "rank") as i32)));
+
+    // P·IPR of each stored (f32) vector, computed here.
+    let p_ipr = |v: &[f64]| {
+        let v: Vec<f64> = v.iter().map(|&x| x as f32 as f64).collect();
+        let n2: f64 = v.iter().map(|x| x * x).sum();
+        p as f64 * v.iter().map(|x| x.powi(4)).sum::<f64>() / (n2 * n2)
+    };
+    let band = rows(&out.join("metrics/null_band.arrow"));
+    assert_eq!(band.len(), 3);
+    for row in &band {
+        let rank = i(row, "rank") as i32;
+        let vals: Vec<f64> = null
+            .iter()
+            .filter(|q| q.rank == rank && trusted(q.step, rank))
+            .map(|q| p_ipr(&q.v))
+            .collect();
+        assert_eq!(i(row, "replicas"), vals.len() as i64, "{row:?}");
+        assert_eq!(i(row, "untrusted"), 4 - vals.len() as i64, "{row:?}");
+        assert_eq!(row["tol"], 1e-2);
+        let f = |c: &str| row[c].as_f64().unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs();
+        let min = vals.iter().cloned().fold(f64::INFINITY, f64::min);
+        let max = vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+        assert!(close(f("p_ipr_min"), min), "{row:?} {vals:?}");
+        assert!(close(f("p_ipr_max"), max), "{row:?} {vals:?}");
+        assert!(close(f("p_ipr_mean"), mean), "{row:?} {vals:?}");
+    }
+    // Rank 2 has 2 trusted replicas (0 and 1), ranks 0 and 1 have 3.
+    assert_eq!(
+        band.iter().map(|r| i(r, "replicas")).collect::<Vec<_>>(),
+        [3, 3, 2]
+    );
+
+    // An overlap row is trusted when both replicas' top-k all are: only 0×1.
+    let ov = rows(&out.join("metrics/null_overlap.arrow"));
+    assert_eq!(ov.len(), 6);
+    for r in &ov {
+        let pair = (i(r, "replica_a"), i(r, "replica_b"));
+        assert_eq!(b(r, "trusted"), pair == (0, 1), "{r:?}");
+    }
+}
+
+/// A rank no replica resolved has no band: NaN, not ±∞.
+#[test]
+fn a_rank_without_a_trusted_null_replica_has_no_band() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let files = write_inputs(dir.path(), &scenario_a(&mut rng), true);
+    let p = arch().num_params();
+    let mut null = Vec::new();
+    for r in 0..3i64 {
+        for (rank, v) in orthonormal(&mut rng, p, 2).into_iter().enumerate() {
+            null.push(Pair {
+                step: r,
+                rank: rank as i32,
+                ev: [8.0, 4.0][rank],
+                converged: true,
+                resolvable: rank == 0,
+                v,
+            });
+        }
+    }
+    let nf = write_inputs_as(&dir.path().join("null"), &null, true, "replica");
+    let arch = arch();
+    let opt = OptimizerParams::new(OptName::Sgd, 0.1);
+    let schedule = Default::default();
+    let input = MetricsInputs {
+        values: &files.0,
+        vectors: &files.1,
+        arch: &arch,
+        optimizer: &opt,
+        schedule: &schedule,
+        steps: 100,
+        checkpoints: vec![],
+        gradients: None,
+        null: Some(NullInputs {
+            values: &nf.0,
+            vectors: &nf.1,
+            tol: 1e-4,
+        }),
+    };
+    let out = dir.path().join("m");
+    run(&MetricsParams::default(), &input, &out).unwrap_or_else(|e| panic!("{e}"));
+    let band = out.join("metrics/null_band.arrow");
+    let t = Table::open(&band).unwrap();
+    let (rank, min, max) = (
+        t.i32("rank").unwrap(),
+        t.f64("p_ipr_min").unwrap(),
+        t.f64("p_ipr_max").unwrap(),
+    );
+    let n = t.i64("replicas").unwrap();
+    for j in 0..t.len() {
+        if rank.value(j) == 1 {
+            assert!(min.value(j).is_nan() && max.value(j).is_nan());
+            assert_eq!(n.value(j), 0);
+        } else {
+            assert!(min.value(j).is_finite() && max.value(j).is_finite());
+            assert_eq!(n.value(j), 3);
+        }
     }
 }

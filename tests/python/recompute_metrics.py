@@ -6,7 +6,9 @@ resolvable. argv: run_dir. Prints the largest differences as JSON; exits 1
 above 1e-6 or on a wrong trust flag. Null displacements (vectors that are
 not isolated) are skipped. With a null model, null_overlap.arrow's q and
 Hungarian-matched displacement between replicas are recomputed from the
-experiment's null/vectors.arrow. The vectors are decoded here from the
+experiment's null/vectors.arrow, the null's trust flags are checked against
+its null/values.arrow, and null_band.arrow's P·IPR band over the trusted
+replicas, and its counts, are recomputed. The vectors are decoded here from the
 file's own schema, in any `hessian.vector_dtype`: float32, float16, or
 uint16 bfloat16 bits (item field metadata encoding = bfloat16).
 """
@@ -116,6 +118,34 @@ if os.path.exists(f"{run}/metrics/null_overlap.arrow"):
         worst["null_overlap"] = max(worst["null_overlap"], abs(float(np.sum(m**2) / k) - r["subspace_overlap"]))
         worst["null_matched"] = max(worst["null_matched"], abs(d - r["matched_displacement"]))
         null_pairs += 1
+    # The null's trust, by its own values.arrow, and its band over the
+    # trusted replicas, recomputed from its vectors.
+    ntrust = {
+        (r["replica"], r["rank"]): r.get("converged", True) is True and r.get("resolvable", True) is True
+        for r in ipc.open_file(f"{run}/../../null/values.arrow").read_all().to_pylist()
+        if r["operator"] == "hessian"
+    }
+    for r in read("metrics/null_localization.arrow"):
+        wrong_trust += r["trusted"] != ntrust.get((r["replica"], r["rank"]), False)
+    for r in read("metrics/null_overlap.arrow"):
+        both = all(t for (rep, _), t in ntrust.items() if rep in (r["replica_a"], r["replica_b"]))
+        wrong_trust += r["trusted"] != both
+    worst["null_band_rel"] = 0.0
+    replicas = {rep for rep, _ in ntrust}
+    pipr = {}
+    for r in vector_rows(f"{run}/../../null/vectors.arrow"):
+        if r["operator"] == "hessian":
+            v = r["vector"] / np.linalg.norm(r["vector"])
+            pipr[(r["replica"], r["rank"])] = len(v) * float(np.sum(v**4))
+    for r in read("metrics/null_band.arrow"):
+        p = [x for (rep, rank), x in pipr.items() if rank == r["rank"] and ntrust[(rep, rank)]]
+        wrong_trust += r["replicas"] != len(p) or r["untrusted"] != len(replicas) - len(p)
+        if not p:
+            # No trusted replica at this rank: no band (NaN reads as None).
+            wrong_trust += any(r[c] is not None and r[c] == r[c] for c in ("p_ipr_min", "p_ipr_max"))
+            continue
+        for col, x in [("p_ipr_min", min(p)), ("p_ipr_mean", float(np.mean(p))), ("p_ipr_max", max(p))]:
+            worst["null_band_rel"] = max(worst["null_band_rel"], abs(x - r[col]) / x)
 
 print(json.dumps({**worst, "wrong_trust": wrong_trust, "null_pairs": null_pairs}))
 sys.exit(0 if max(worst.values()) <= 1e-6 and wrong_trust == 0 else 1)

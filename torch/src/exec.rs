@@ -155,11 +155,20 @@ pub fn execute(
                 .into_iter()
                 .map(|st| (st, tr.files[&checkpoint_name(st)].as_path()))
                 .collect();
-            let null_vectors = req
+            let null_params: Option<stages::hessian::NullParams> = req
                 .inputs
                 .get("null")
-                .and_then(|n| n.files.get("null/vectors.arrow"))
-                .map(PathBuf::as_path);
+                .map(|n| serde_json::from_value(n.params.clone()))
+                .transpose()?;
+            let null = null_params
+                .map(|np| -> Result<_, WorkerError> {
+                    Ok(stages::metrics::NullInputs {
+                        values: file(req, "null", "null/values.arrow")?,
+                        vectors: file(req, "null", "null/vectors.arrow")?,
+                        tol: np.tol,
+                    })
+                })
+                .transpose()?;
             let inp = stages::metrics::MetricsInputs {
                 values: file(req, "hessian", "eigen/values.arrow")?,
                 vectors: file(req, "hessian", "eigen/vectors.arrow")?,
@@ -169,7 +178,7 @@ pub fn execute(
                 steps: tp.steps,
                 checkpoints,
                 gradients: Some(file(req, "hessian", "eigen/gradient.arrow")?),
-                null_vectors,
+                null,
             };
             progress(0, 1, "gram");
             let meta = stages::metrics::run_with(&p, &inp, workdir, &crate::metrics::gram)?;

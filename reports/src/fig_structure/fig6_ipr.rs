@@ -200,14 +200,24 @@ impl Ipr {
                 t.col("rank", Kind::Int)?.alias("rank"),
                 t.col("p_ipr", Kind::Float)?.alias("p_ipr"),
             ];
-            let keep = t.hessian()?;
+            // Trusted replicas only (the metrics stage's null_band rule);
+            // the label says how many were left out.
+            let (h, rank_col) = (t.hessian()?, t.col("rank", Kind::Int)?.alias("rank"));
+            let all = t.query(|lf| lf.filter(h).select([rank_col]))?;
+            let computed = {
+                let r = i64s(&all, "rank", &path)?;
+                let mut per: BTreeMap<i64, usize> = BTreeMap::new();
+                r.iter().for_each(|k| *per.entry(*k).or_default() += 1);
+                per.values().copied().max().unwrap_or(0)
+            };
+            let keep = t.hessian()?.and(t.trusted()?);
             let df = t.query(|lf| lf.filter(keep).select(sel))?;
             let (r, v) = (i64s(&df, "rank", &path)?, f64s(&df, "p_ipr", &path)?);
             let mut by_rank: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
             for i in 0..r.len() {
                 by_rank.entry(r[i]).or_default().push(v[i]);
             }
-            let replicas = by_rank.values().map(Vec::len).max().unwrap_or(0);
+            let replicas = by_rank.values().map(Vec::len).min().unwrap_or(0);
             for (rank, vals) in by_rank {
                 use crate::findings::quantile;
                 null.push((
@@ -217,7 +227,27 @@ impl Ipr {
                     quantile(&vals, 0.95),
                 ));
             }
-            null_label = format!("architecture null (5–95%, {replicas} replicas)");
+            null_label = if replicas < computed {
+                format!("architecture null (5–95%, {replicas} of {computed} replicas trusted)")
+            } else {
+                format!("architecture null (5–95%, {replicas} replicas)")
+            };
+            // A band computed at a loose null.tol says so (findings.rs).
+            if let Some(band) = run.files.get("metrics/null_band.arrow") {
+                let b = Table::open(band)?;
+                if b.has("tol") {
+                    let tol_col = b.col("tol", Kind::Float)?.alias("tol");
+                    let df = b.query(|lf| lf.select([tol_col]))?;
+                    let tol = f64s(&df, "tol", band)?.into_iter().fold(f64::NAN, f64::max);
+                    if tol > crate::findings::NULL_TOL_MEASURED {
+                        null_label = format!(
+                            "{}, null.tol {}: flagged)",
+                            null_label.trim_end_matches(')'),
+                            crate::axis::fmt_plain(tol)
+                        );
+                    }
+                }
+            }
         } else if let Some(run) = input
             .runs
             .iter()

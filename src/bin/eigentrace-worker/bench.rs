@@ -541,7 +541,7 @@ pub fn metrics(quick: bool) -> anyhow::Result<Value> {
         steps: 1000,
         checkpoints: vec![],
         gradients: None,
-        null_vectors: None,
+        null: None,
     };
     let out = dir.path().join("out");
     let t0 = std::time::Instant::now();
