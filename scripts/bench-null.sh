@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# What a looser `null.tol` buys and costs. The null model's top-k at fresh
-# initializations, where the spectrum has no outliers and Lanczos converges
-# slowly, at a reference tolerance (the f32 default, 1e-4) and at looser
-# ones. Each replica is the same initialization at every tolerance, so each
-# is compared with its own reference: the products, the eigenvalues, the
+# What a looser `null.tol`, block Lanczos and a thick-restarted basis buy
+# and cost. The null model's top-k at fresh initializations, where the
+# spectrum has no outliers and Lanczos converges slowly, at a reference
+# tolerance (the f32 default, 1e-4) and at looser ones, then at the
+# reference tolerance with `hessian.block` 2 and 4 and with
+# `hessian.max_basis` 30. Each replica is the same initialization in every
+# variant, so each is compared with its own reference: the products, the eigenvalues, the
 # top-k subspace (q = ‖VᵀV_ref‖²_F / k), and the localization the null band
 # is made of (P·IPR = P Σ v⁴ per rank, and its mean over the replicas). JSON
 # on stdout (`make bench BENCH=null` keeps it in bench/results/null.json).
@@ -11,7 +13,7 @@
 #   scripts/bench-null.sh [--quick] [path/to/eigentrace]
 #
 # configs/mnist-scale.toml's null (784-512-512-10, P = 669,706, k = 10 on
-# 1,024 rows, f32) with 4 replicas: about 10 minutes on 2 cores. --quick:
+# 1,024 rows, f32) with 4 replicas: about 15 minutes on 2 cores. --quick:
 # configs/quick.toml's architecture (CI checks the output's form). Needs
 # numpy and pyarrow: run it through scripts/with-libtorch.sh (make does).
 set -euo pipefail
@@ -30,7 +32,9 @@ from study import mlp_params, mlp_widths
 base = open("configs/quick.toml" if quick else "configs/mnist-scale.toml").read()
 REPLICAS = 4
 REF = 1e-4
-TOLS = [REF, 1e-3, 1e-2, 3e-2, 1e-1]
+# (null.tol, hessian.block, hessian.max_basis): the reference first.
+VARIANTS = [(t, 1, None) for t in [REF, 1e-3, 1e-2, 3e-2, 1e-1]]
+VARIANTS += [(REF, 2, None), (REF, 4, None), (REF, 1, 30)]
 # One optimizer and one step: the null does not depend on training, and
 # the rest of the study is computed once and then cached.
 text = re.sub(r"^steps = \d+", "steps = 1", base, count=1, flags=re.M)
@@ -51,10 +55,14 @@ def read(path):
 
 
 runs = {}
-for tol in TOLS:
-    cfg = os.path.join(tmp, f"null-{tol:g}.toml")
-    open(cfg, "w").write(text.rstrip() + f"\n\n[null]\nreplicas = {REPLICAS}\ntol = {tol:g}\n")
-    print(f"bench-null: P = {P:,}, k = {k}, {REPLICAS} replicas, null.tol = {tol:g}", file=sys.stderr)
+for var in VARIANTS:
+    tol, block, max_basis = var
+    cfg = os.path.join(tmp, f"null-{tol:g}-{block}-{max_basis}.toml")
+    hess = f"\nblock = {block}" + (f"\nmax_basis = {max_basis}" if max_basis else "")
+    body = re.sub(r"^\[hessian\]", "[hessian]" + hess, text, count=1, flags=re.M)
+    open(cfg, "w").write(body.rstrip() + f"\n\n[null]\nreplicas = {REPLICAS}\ntol = {tol:g}\n")
+    print(f"bench-null: P = {P:,}, k = {k}, {REPLICAS} replicas, null.tol = {tol:g}, "
+          f"block {block}, max_basis {max_basis}", file=sys.stderr)
     out = os.path.join(tmp, "out")
     r = subprocess.run([et, "run", cfg, "--json", "--store", store, "--out", out],
                        check=True, capture_output=True, text=True)
@@ -71,12 +79,13 @@ for tol in TOLS:
         by[v["replica"]]["converged"] &= v["converged"]
     for v in vecs:
         by[v["replica"]].setdefault("vectors", {})[v["rank"]] = np.asarray(v["vector"], dtype=np.float64)
-    runs[tol] = {"seconds": null[0].get("seconds", 0.0), "replicas": by}
+    runs[var] = {"replicas": by}
 
-ref = runs[REF]["replicas"]
+ref = runs[VARIANTS[0]]["replicas"]
 rows = []
-for tol in TOLS:
-    reps = runs[tol]["replicas"]
+for var in VARIANTS:
+    tol, block, max_basis = var
+    reps = runs[var]["replicas"]
     ev, q, pipr = [], [], []
     mean_pipr, mean_ref = np.zeros(k), np.zeros(k)
     for rep, x in reps.items():
@@ -95,9 +104,10 @@ for tol in TOLS:
     hvps = [x["hvps"] for x in reps.values()]
     rows.append({
         "tol": tol,
+        "block": block,
+        "max_basis": max_basis,
         "hvps_per_replica": float(np.mean(hvps)),
         "hvps_max": int(max(hvps)),
-        "seconds": runs[tol]["seconds"],
         "converged": all(x["converged"] for x in reps.values()),
         "eigenvalue_diff": float(max(ev)),
         "subspace_overlap_min": float(min(q)),
@@ -105,7 +115,7 @@ for tol in TOLS:
         "p_ipr_band_mean_rel_diff": float(np.max(np.abs(mean_pipr - mean_ref) / mean_ref)),
         "p_ipr_band_mean": float(np.mean(mean_pipr)),
     })
-    print(f"bench-null: tol {tol:g}: {rows[-1]['hvps_per_replica']:.0f} products per replica, "
+    print(f"bench-null: tol {tol:g}, block {block}, max_basis {max_basis}: {rows[-1]['hvps_per_replica']:.0f} products per replica, "
           f"q ≥ {rows[-1]['subspace_overlap_min']:.4f}", file=sys.stderr)
 print(json.dumps({
     "bench": "null", "quick": quick,

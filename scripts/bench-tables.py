@@ -335,23 +335,26 @@ def scale(r):
 
 def null(r):
     rows = [
-        "| null.tol | products per replica | top-k subspace overlap with the reference (worst replica) | largest eigenvalue shift, over \\|λ₁\\| | largest P·IPR change (one vector) | band mean P·IPR change (worst rank) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| null.tol | block | max_basis | products per replica | converged | top-k subspace overlap with the reference (worst replica) | largest eigenvalue shift, over \\|λ₁\\| | largest P·IPR change (one vector) | band mean P·IPR change (worst rank) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for x in r["results"]:
-        ref = x["tol"] == r["reference_tol"]
+        ref = x["tol"] == r["reference_tol"] and x.get("block", 1) == 1 and not x.get("max_basis")
         tol = f"{x['tol']:g}" + (" (reference)" if ref else "")
         pct = lambda v: "0" if v == 0 else f"{100 * v:.1f}%" if v >= 1e-3 else f"{100 * v:.2f}%"
+        conv = "yes" if x["converged"] else "**no** (max_iter)"
         rows.append(
-            f"| {tol} | {x['hvps_per_replica']:.0f} | {x['subspace_overlap_min']:.3f} | {x['eigenvalue_diff']:.1e} "
+            f"| {tol} | {x.get('block', 1)} | {x.get('max_basis') or '–'} | {x['hvps_per_replica']:.0f} | {conv} "
+            f"| {x['subspace_overlap_min']:.3f} | {x['eigenvalue_diff']:.1e} "
             f"| {pct(x['p_ipr_rel_diff_max'])} | {pct(x['p_ipr_band_mean_rel_diff'])} |"
         )
     w = "-".join(map(str, r["widths"]))
     rows += [
         "",
         f"The null of {w} (P = {fmt_int(r['params'])}), k = {r['k']}, {r['replicas']} replicas, f32, each "
-        f"compared with the same initialization at null.tol = {r['reference_tol']:g}. Products: Lanczos's, "
-        "plus the rounding-level probe. " + machine_line(r),
+        f"compared with the same initialization at null.tol = {r['reference_tol']:g}, block 1, no max_basis. "
+        "Products: Lanczos's (vectors, a block of b counting b), plus the rounding-level probe; converged: every "
+        "replica passed the stop test within max_iter (300). " + machine_line(r),
     ]
     return rows
 

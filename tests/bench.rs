@@ -532,7 +532,20 @@ fn bench_null_quick() {
     check_provenance(&v, "null", None);
     assert_eq!(v["params"], 1476);
     let rows = v["results"].as_array().unwrap();
-    assert_eq!(rows.len(), 5);
+    // Five tolerances, then block 2, block 4 and a 30-vector basis at the
+    // reference tolerance.
+    assert_eq!(rows.len(), 8);
+    let shape = |r: &Value| {
+        (
+            r["tol"].as_f64().unwrap(),
+            r["block"].as_u64().unwrap(),
+            r["max_basis"].as_u64(),
+        )
+    };
+    assert_eq!(shape(&rows[4]), (0.1, 1, None));
+    assert_eq!(shape(&rows[5]), (1e-4, 2, None));
+    assert_eq!(shape(&rows[6]), (1e-4, 4, None));
+    assert_eq!(shape(&rows[7]), (1e-4, 1, Some(30)));
     let reference = &rows[0];
     assert_eq!(reference["tol"], v["reference_tol"]);
     assert!(
@@ -548,6 +561,10 @@ fn bench_null_quick() {
             f(r, "hvps_per_replica") > 0.0 && r["converged"] == true,
             "{r}"
         );
+    }
+    // At the reference tolerance every variant finds the same top-k.
+    for r in &rows[5..] {
+        assert!(f(r, "subspace_overlap_min") > 0.999, "{r}");
     }
     assert!(f(&rows[4], "hvps_per_replica") < f(reference, "hvps_per_replica"));
 }
