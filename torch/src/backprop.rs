@@ -9,7 +9,8 @@
 //!   few hundred steps twice as slow);
 //! - the bias is fused into the GEMM (`addmm`), σ′ is applied by ATen's fused
 //!   `*_backward` kernels, and dW is written straight into the gradient;
-//! - in f32, tanh is computed as 2σ(2z) − 1: ATen's vectorized sigmoid is
+//! - in f32, tanh is computed as 2σ(2z) − 1, with 2z from a GEMM on 2θ or
+//!   from z doubled in place, whichever has fewer entries: ATen's vectorized sigmoid is
 //!   about 9× faster than its tanh on this machine, and the result differs
 //!   from the correctly rounded tanh by at most 1.8e-7 absolute (ATen's own
 //!   tanh: 5.4e-8), the size of one f32 GEMM rounding. f64 uses tanh itself.
@@ -37,6 +38,13 @@ pub struct Backprop {
     dh: Vec<Tensor>,
     /// 2θ (f32 tanh only): the hidden layers' GEMMs then yield 2z exactly.
     theta2: Tensor,
+    /// f32 tanh: double the hidden pre-activations in place after their
+    /// GEMMs instead of doubling θ before them, where z has fewer entries
+    /// than θ (minibatches of a wide network). Both give 2z to the bit:
+    /// scaling by 2 commutes with every rounding of the GEMM and the bias
+    /// add. Chosen per batch size in `ensure_rows`; `Some` forces it (tests).
+    double_z: bool,
+    pub(crate) force_double_z: Option<bool>,
     /// 2 and 1 as 0-dim tensors (ops with a Scalar cost ~2 µs more in tch).
     two_0d: Tensor,
     one_0d: Tensor,
@@ -76,6 +84,8 @@ impl Backprop {
             dz: Vec::new(),
             dh: Vec::new(),
             theta2: buf(&[0], kind, device),
+            double_z: false,
+            force_double_z: None,
             two_0d: Tensor::full([], 2.0, (kind, device)),
             one_0d: Tensor::full([], 1.0, (kind, device)),
             logp: buf(&[0], kind, device),
@@ -122,6 +132,10 @@ impl Backprop {
         self.zeros = buf(&[1, n], k, d);
         self.minus_ones = Tensor::full([1, classes], -1.0, (k, d));
         self.inv_rows = Tensor::full([], 1.0 / n as f64, (k, d));
+        let z_entries: usize = w[1..w.len() - 1].iter().sum::<usize>() * n as usize;
+        self.double_z = self
+            .force_double_z
+            .unwrap_or(z_entries < self.arch.num_params());
         self.rows = n;
     }
 
@@ -186,7 +200,7 @@ impl Backprop {
         // dimension, where ATen vectorizes along N (over C = 10 classes in
         // the inner dimension its log_softmax is 13× slower).
         let top = layers - 1;
-        let hidden = if self.fast_tanh() {
+        let hidden = if self.fast_tanh() && !self.double_z {
             if self.theta2.size() != theta.size() {
                 self.theta2 = theta.empty_like();
             }
@@ -199,6 +213,9 @@ impl Backprop {
             let input = if l == 0 { x } else { &self.h[l - 1] };
             let _ =
                 block(hidden, 2 * l + 1).addmm_out(&self.z[l], input, &block(hidden, 2 * l).tr());
+            if self.fast_tanh() && self.double_z {
+                let _ = self.z[l].g_mul_(&self.two_0d);
+            }
             self.activate(l);
         }
         let input = if top == 0 { x } else { &self.h[top - 1] };
@@ -278,6 +295,39 @@ mod tests {
     use super::*;
     use crate::mlp::ArchExt;
     use stages::mlp::Init;
+
+    /// f32 tanh's 2z from 2θ and from z doubled after the GEMM: the same
+    /// bits, loss and gradient, at shapes where either is the default.
+    #[test]
+    fn doubling_z_or_theta_gives_the_same_bits() {
+        for (widths, rows) in [(vec![9, 33, 17, 5], 64i64), (vec![30, 64, 64, 4], 8)] {
+            let a = Arch {
+                widths,
+                activation: Activation::Tanh,
+            };
+            let theta = Tensor::from_slice(&a.init(Init::TorchDefault, 5)).to_kind(Kind::Float);
+            tch::manual_seed(3);
+            let x = Tensor::randn([rows, a.widths[0] as i64], (Kind::Float, Device::Cpu));
+            let y = Tensor::randint(
+                *a.widths.last().unwrap() as i64,
+                [rows],
+                (Kind::Int64, Device::Cpu),
+            );
+            let run = |force: bool| {
+                let mut bp = Backprop::new(&a, Kind::Float, Device::Cpu);
+                bp.force_double_z = Some(force);
+                let g = theta.zeros_like();
+                let l = bp.loss_and_grad(&theta, &x, &y, &g);
+                assert_eq!(bp.double_z, force);
+                (l, Vec::<f32>::try_from(&g).unwrap())
+            };
+            let (la, ga) = run(false);
+            let (lb, gb) = run(true);
+            assert_eq!(la.to_bits(), lb.to_bits());
+            assert!(ga.iter().zip(&gb).all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(ga.iter().any(|v| *v != 0.0));
+        }
+    }
 
     /// The f32 path (2σ(2z) − 1 for tanh, the transposed logits, buffers
     /// reused across batch sizes) against autograd in f64.
