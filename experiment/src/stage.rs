@@ -100,7 +100,7 @@ impl StageKind {
         match self {
             StageKind::Dataset => 1,
             StageKind::Null => 8,
-            StageKind::Train => 5,
+            StageKind::Train => 6,
             StageKind::Hessian => 11,
             StageKind::Metrics => 9,
             StageKind::Findings => 6,

@@ -2,6 +2,7 @@
 //! passes, the optimizers, the training loop, Hessian-vector products and
 //! the hessian stage. Only `eigentrace-worker` links it.
 
+mod adam_pass;
 pub mod backprop;
 pub mod exec;
 pub mod hessian;

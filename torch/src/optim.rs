@@ -2,6 +2,7 @@
 //! operation order, same state names); their hyperparameters are
 //! `stages::optim`'s.
 
+use crate::adam_pass::{adam_pass, AdamStep};
 use stages::optim::{MuonMatrices, OptName, OptimizerParams};
 use std::collections::BTreeMap;
 use tch::Tensor;
@@ -18,6 +19,64 @@ pub struct Optimizer {
     /// Scratch tensors like θ, so that the common steps allocate nothing
     /// (glibc returns and re-maps freed 100 KB blocks every step otherwise).
     scratch: Vec<Tensor>,
+    /// Adam and AdamW on the CPU as one pass over θ and the moments
+    /// ([`crate::adam_pass`]; true); false runs them as ATen's elementwise
+    /// passes, as on CUDA (`eigentrace bench train` times both).
+    pub one_pass: bool,
+}
+
+/// Whether Adam's step can run as one pass over host memory
+/// ([`crate::adam_pass`]): θ and `other` (the gradient, a moment) distinct,
+/// contiguous on the CPU, f32 or f64, of one shape and dtype. Elsewhere
+/// (CUDA) it runs as ATen's passes.
+fn fusable(theta: &Tensor, other: &Tensor) -> bool {
+    theta.device() == tch::Device::Cpu
+        && other.device() == tch::Device::Cpu
+        && matches!(theta.kind(), tch::Kind::Float | tch::Kind::Double)
+        && other.kind() == theta.kind()
+        && theta.is_contiguous()
+        && other.is_contiguous()
+        && theta.size() == other.size()
+        && theta.data_ptr() != other.data_ptr()
+}
+
+/// A contiguous tensor's storage as a slice.
+///
+/// # Safety
+/// `t` must be a contiguous CPU tensor of element type `T`, and nothing
+/// else may access its storage while the slice lives.
+#[allow(clippy::mut_from_ref)]
+unsafe fn slice_of<T>(t: &Tensor) -> &mut [T] {
+    let n = t.numel();
+    if n == 0 {
+        return &mut [];
+    }
+    std::slice::from_raw_parts_mut(t.data_ptr() as *mut T, n)
+}
+
+/// # Safety
+/// As [`slice_of`], for every tensor, all distinct.
+unsafe fn fused_adam<T: crate::adam_pass::Real + Send + Sync>(
+    theta: &Tensor,
+    grad: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    vmax: Option<&Tensor>,
+    c: &AdamStep,
+) {
+    let mut none: [T; 0] = [];
+    let vmax: &mut [T] = match vmax {
+        Some(t) => slice_of(t),
+        None => &mut none,
+    };
+    adam_pass(
+        slice_of(theta),
+        slice_of::<T>(grad),
+        slice_of(m),
+        slice_of(v),
+        vmax,
+        c,
+    );
 }
 
 fn get(p: Option<f64>) -> f64 {
@@ -32,6 +91,7 @@ impl Optimizer {
             state: BTreeMap::new(),
             step: 0,
             scratch: Vec::new(),
+            one_pass: true,
         }
     }
 
@@ -127,6 +187,44 @@ impl Optimizer {
                 let _ = d_p.mul_scalar_out(&s1, lr);
                 let mut th = theta.shallow_clone();
                 let _ = th.g_sub_(&s1);
+            }
+            OptName::Adam | OptName::Adamw
+                if self.one_pass
+                    && fusable(theta, grad)
+                    && ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+                        .iter()
+                        .filter_map(|k| self.state.get(*k))
+                        .all(|s| fusable(theta, s)) =>
+            {
+                let (b1, b2, eps) = (get(p.beta1), get(p.beta2), get(p.eps));
+                let amsgrad = p.amsgrad == Some(true);
+                let adamw = p.name == OptName::Adamw;
+                let c = AdamStep {
+                    one_minus_b1: 1.0 - b1,
+                    b2,
+                    one_minus_b2: 1.0 - b2,
+                    wd: if adamw { 0.0 } else { wd },
+                    decay: if adamw { 1.0 - lr * wd } else { 1.0 },
+                    bc2_sqrt: (1.0 - b2.powf(t)).sqrt(),
+                    eps,
+                    neg_step_size: -(lr / (1.0 - b1.powf(t))),
+                    amsgrad,
+                };
+                let m = self.state_or_zeros("exp_avg", theta);
+                let v = self.state_or_zeros("exp_avg_sq", theta);
+                let vmax = amsgrad.then(|| self.state_or_zeros("max_exp_avg_sq", theta));
+                // SAFETY: θ, the gradient and the state are distinct,
+                // contiguous CPU tensors of θ's dtype and length (`fusable`,
+                // `state_or_zeros`), none read or written elsewhere during
+                // the pass.
+                unsafe {
+                    match theta.kind() {
+                        tch::Kind::Float => {
+                            fused_adam::<f32>(theta, grad, &m, &v, vmax.as_ref(), &c)
+                        }
+                        _ => fused_adam::<f64>(theta, grad, &m, &v, vmax.as_ref(), &c),
+                    }
+                }
             }
             OptName::Adam | OptName::Adamw => {
                 let (b1, b2, eps) = (get(p.beta1), get(p.beta2), get(p.eps));
@@ -312,5 +410,109 @@ pub fn newton_schulz(g: &Tensor, steps: u32) -> Tensor {
         x.tr()
     } else {
         x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    /// Adam and AdamW as one pass against the same steps as ATen's passes,
+    /// in f32 and f64, below and above the parallel split, with weight
+    /// decay, AMSGrad and β₁ on both sides of lerp's branch. The one pass
+    /// rounds lerp's product where ATen's vectorized kernel fuses it: θ
+    /// agrees to a few roundings, relative to its step.
+    #[test]
+    fn one_pass_adam_equals_atens_passes() {
+        for kind in [Kind::Float, Kind::Double] {
+            for n in [1000i64, 3 * (1 << 15) + 17] {
+                for (name, wd, amsgrad, b1) in [
+                    (OptName::Adam, 0.0, false, 0.9),
+                    (OptName::Adam, 1e-2, true, 0.3),
+                    (OptName::Adamw, 0.1, false, 0.9),
+                    (OptName::Adamw, 0.1, true, 0.6),
+                ] {
+                    let mut p = OptimizerParams::new(name, 1e-2);
+                    p.weight_decay = Some(wd);
+                    p.amsgrad = Some(amsgrad);
+                    p.beta1 = Some(b1);
+                    tch::manual_seed(9);
+                    let theta0 = Tensor::randn([n], (kind, Device::Cpu));
+                    let (a, b) = (theta0.copy(), theta0.copy());
+                    let mut oa = Optimizer::new(&p);
+                    let mut ob = Optimizer::new(&p);
+                    ob.one_pass = false;
+                    for _ in 0..10 {
+                        let g = Tensor::randn([n], (kind, Device::Cpu)) * 0.1 + &a * 0.01;
+                        oa.step(&a, &g, 1e-2);
+                        ob.step(&b, &g, 1e-2);
+                    }
+                    let moved = (&b - &theta0).abs().max().double_value(&[]);
+                    let diff = (&a - &b).abs().max().double_value(&[]);
+                    let u = if kind == Kind::Float { 6e-8 } else { 1.2e-16 };
+                    assert!(moved > 1e-3, "{name:?}: θ did not move");
+                    assert!(
+                        diff <= 64.0 * u * moved,
+                        "{kind:?} n={n} {name:?} wd={wd} amsgrad={amsgrad} β₁={b1}: |Δθ| {diff:e} against a move of {moved:e}"
+                    );
+                    // The moments are the same state, under the same names.
+                    for k in ["exp_avg", "exp_avg_sq"] {
+                        let (sa, sb) = (&oa.state[k], &ob.state[k]);
+                        let d = (sa - sb).abs().max().double_value(&[]);
+                        let s = sb.abs().max().double_value(&[]);
+                        assert!(d <= 64.0 * u * s, "{k}: {d:e} of {s:e}");
+                    }
+                    assert_eq!(oa.state.contains_key("max_exp_avg_sq"), amsgrad);
+                }
+            }
+        }
+    }
+
+    /// The parallel split does not change a bit: the pass over chunks on
+    /// rayon's pool against one pass over the whole, on the calling thread.
+    #[test]
+    fn the_parallel_split_gives_the_same_bits() {
+        use crate::adam_pass::{adam_pass, AdamStep};
+        let n = 5 * (1 << 15) + 3;
+        let f = |i: usize, s: f64| ((i as f64 * s).sin() * 0.3) as f32;
+        let c = AdamStep {
+            one_minus_b1: 0.1,
+            b2: 0.999,
+            one_minus_b2: 1e-3,
+            wd: 1e-2,
+            decay: 1.0,
+            bc2_sqrt: 0.03,
+            eps: 1e-8,
+            neg_step_size: -0.01,
+            amsgrad: true,
+        };
+        let init = || {
+            (
+                (0..n).map(|i| f(i, 0.7)).collect::<Vec<f32>>(),
+                (0..n).map(|i| f(i, 1.3)).collect::<Vec<f32>>(),
+                (0..n).map(|i| f(i, 2.1) * 0.1).collect::<Vec<f32>>(),
+                (0..n).map(|i| f(i, 2.9).abs() * 0.01).collect::<Vec<f32>>(),
+                (0..n).map(|i| f(i, 3.7).abs() * 0.01).collect::<Vec<f32>>(),
+            )
+        };
+        let (mut t1, g, mut m1, mut v1, mut x1) = init();
+        let (mut t2, _, mut m2, mut v2, mut x2) = init();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        pool.install(|| adam_pass(&mut t1, &g, &mut m1, &mut v1, &mut x1, &c));
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        one.install(|| adam_pass(&mut t2, &g, &mut m2, &mut v2, &mut x2, &c));
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&t1), bits(&t2));
+        assert_eq!(bits(&m1), bits(&m2));
+        assert_eq!(bits(&v1), bits(&v2));
+        assert_eq!(bits(&x1), bits(&x2));
+        assert!(t1.iter().zip(init().0).any(|(a, b)| *a != b), "θ moved");
     }
 }

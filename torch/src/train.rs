@@ -390,6 +390,9 @@ pub mod bench {
         pub ms_per_step: f64,
         /// The peer's time per step, from the rounds interleaved with ours.
         pub peer_ms_per_step: f64,
+        /// Ours with Adam as ATen's elementwise passes instead of one pass
+        /// (`Optimizer::one_pass = false`), in the same rounds.
+        pub passes_ms_per_step: f64,
         /// Matmul FLOPs of one step (forward, and backward for dW and dX).
         pub flops_per_step: f64,
         /// The same matmuls alone, into preallocated outputs: the GEMM floor.
@@ -443,17 +446,23 @@ pub mod bench {
         let theta = Tensor::from_slice(&arch.init(Init::TorchDefault, 0)).to_kind(kind);
         let g = theta.zeros_like();
         let lr = if opt == OptName::Sgd { 0.1 } else { 1e-3 };
-        let mut o = Optimizer::new(&OptimizerParams::new(opt, lr));
+        // [one pass, ATen's passes]: each its own θ and state.
+        let thetas = [theta.shallow_clone(), theta.copy()];
+        let mut opts = [
+            Optimizer::new(&OptimizerParams::new(opt, lr)),
+            Optimizer::new(&OptimizerParams::new(opt, lr)),
+        ];
+        opts[1].one_pass = false;
         let mut bp = Backprop::new(&arch, kind, tch::Device::Cpu);
         // A fixed pseudo-random order of the rows, walked b at a time.
         let order: Vec<i64> = (0..n as i64)
             .map(|i| (i * 7919) % n as i64)
             .collect::<Vec<_>>();
         let mut cursor = 0;
-        let mut step = || match batch {
+        let mut step = |which: usize| match batch {
             None => {
-                bp.loss_and_grad(&theta, &x, &y, &g);
-                o.step(&theta, &g, lr);
+                bp.loss_and_grad(&thetas[which], &x, &y, &g);
+                opts[which].step(&thetas[which], &g, lr);
             }
             Some(b) => {
                 if cursor + b > order.len() {
@@ -463,8 +472,8 @@ pub mod bench {
                 cursor += b;
                 let xb = x.index_select(0, &idx);
                 let yb = y.index_select(0, &idx);
-                bp.loss_and_grad(&theta, &xb, &yb, &g);
-                o.step(&theta, &g, lr);
+                bp.loss_and_grad(&thetas[which], &xb, &yb, &g);
+                opts[which].step(&thetas[which], &g, lr);
             }
         };
         // The GEMMs of one step, alone, into preallocated outputs.
@@ -493,17 +502,21 @@ pub mod bench {
                 }
             }
         };
-        time_ms((steps / 10).max(10), &mut step);
+        time_ms((steps / 10).max(10), || step(0));
+        time_ms((steps / 10).max(10), || step(1));
         time_ms(10, gemms);
-        let (mut ours, mut peer, mut floor) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ours, mut passes, mut peer, mut floor) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds.max(1) {
-            ours.push(time_ms(steps, &mut step));
+            ours.push(time_ms(steps, || step(0)));
+            passes.push(time_ms(steps, || step(1)));
             floor.push(time_ms(steps, gemms));
             peer.push(peer_round()?);
         }
         Ok(StepTiming {
             params: arch.num_params(),
             ms_per_step: median(ours),
+            passes_ms_per_step: median(passes),
             peer_ms_per_step: median(peer),
             flops_per_step: flops,
             gemm_ms: median(floor),
