@@ -139,8 +139,8 @@ def hessian(r):
 
 def hessian_scale(r):
     rows = [
-        "| widths | P | dtype | one GEMM (GFLOP/s) | R-operator b = 1 | of the GEMM rate | autograd HVP | Lanczos per product, unrestarted | in the products | with a 40-vector restarted basis | in the products | unrestarted with an f64 basis |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| widths | P | dtype | one GEMM (GFLOP/s) | R-operator b = 1 | of the GEMM rate | its GEMMs alone | autograd HVP | Lanczos per product, unrestarted | in the products | with a 40-vector restarted basis | in the products | unrestarted with an f64 basis |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for x in r["results"]:
         b1 = next(b for b in x["rop_blocks"] if b["b"] == 1)
@@ -149,9 +149,12 @@ def hessian_scale(r):
         restarted = next(l for l in x["lanczos"] if l["max_basis"] is not None)
         f64_basis = next((l for l in x["lanczos"] if l["max_basis"] is None and stage and l.get("f32_basis") is False), None)
         other = f"{f64_basis['seconds_per_product'] * 1e3:.1f} ms" if f64_basis else "(the stage's)"
+        fl = x.get("gemm_floor_s")
+        alone = f"{100 * x['product_gemm_flops'] / fl / (x['gemm_gflops'] * 1e9):.0f}%" if fl else "–"
         rows.append(
             f"| {'-'.join(map(str, x['widths']))} | {fmt_int(x['params'])} | {x['dtype']} "
             f"| {x['gemm_gflops']:.0f} | {b1['seconds_per_vector'] * 1e3:.1f} ms | **{100 * b1['of_gemm_rate']:.0f}%** "
+            f"| {alone} "
             f"| {x['autograd_s'] * 1e3:.1f} ms | {plain['seconds_per_product'] * 1e3:.1f} ms "
             f"| {100 * plain['in_products']:.0f}% | {restarted['seconds_per_product'] * 1e3:.1f} ms "
             f"| {100 * restarted['in_products']:.0f}% | {other} |"
@@ -161,7 +164,9 @@ def hessian_scale(r):
         "",
         f"{fmt_int(r['rows'])} random rows, tanh, θ at initialization. \"Of the GEMM rate\": the "
         "product's GEMM flops (per layer, the forward R-pass, R(∇W) and R(δ) back: six GEMMs past "
-        "the first layer, two in it) over its time, against one GEMM at the first layer's shape. "
+        "the first layer, two in it) over its time, against one GEMM at the first layer's shape; "
+        "\"its GEMMs alone\": the same GEMMs at the product's shapes, without the rest of the product, "
+        "against the same rate. "
         f"Lanczos: {steps} products with no early stop, the time inside the products against the "
         "rest (reorthogonalization, the projected eigenproblem, copies), with the basis the stage "
         "uses: f32 in f32 runs, f64 in f64 runs; the last column times an f32 run's Lanczos with "

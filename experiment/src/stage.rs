@@ -99,9 +99,9 @@ impl StageKind {
     pub fn code_version(self) -> u32 {
         match self {
             StageKind::Dataset => 1,
-            StageKind::Null => 8,
+            StageKind::Null => 9,
             StageKind::Train => 6,
-            StageKind::Hessian => 11,
+            StageKind::Hessian => 12,
             StageKind::Metrics => 9,
             StageKind::Findings => 6,
             StageKind::Report => 21,
