@@ -105,6 +105,10 @@ pub struct RopOperator {
     d2: Vec<Tensor>,
     /// δ_l for every layer (δ_L first computed, then backwards).
     deltas: Vec<Tensor>,
+    /// (δ_l W_l) ⊙ σ''(a_{l−1}) for l ≥ 1 (at index l − 1): the residual
+    /// term's factor, the same for every product, so computed once here
+    /// (its GEMM, N × out × in, was a seventh GEMM of every product).
+    back_d2: Vec<Tensor>,
     /// softmax(z) with each row's argmax entry set to 0, [N, C].
     p_off: Tensor,
     /// Each row's argmax, [N, 1] (the pivot of R(δ), see the module doc).
@@ -142,13 +146,16 @@ impl RopOperator {
             let (delta, p_off, pivot) = softmax_xent_parts(&z, y);
             let delta = delta / n;
             let mut deltas: Vec<Tensor> = (0..layers).map(|_| Tensor::new()).collect();
+            let mut back_d2: Vec<Tensor> = (1..layers).map(|_| Tensor::new()).collect();
             deltas[layers - 1] = delta;
             for l in (1..layers).rev() {
                 let w = &blocks[2 * l];
                 let wt = theta
                     .narrow(0, w.offset as i64, w.numel as i64)
                     .view([w.shape[0] as i64, w.shape[1] as i64]);
-                deltas[l - 1] = deltas[l].mm(&wt) * &d1[l - 1];
+                let back = deltas[l].mm(&wt);
+                back_d2[l - 1] = &back * &d2[l - 1];
+                deltas[l - 1] = back * &d1[l - 1];
             }
             RopOperator {
                 arch: arch.clone(),
@@ -158,6 +165,7 @@ impl RopOperator {
                 d1,
                 d2,
                 deltas,
+                back_d2,
                 p_off,
                 pivot,
                 n,
@@ -246,8 +254,7 @@ impl RopOperator {
                     // (R(δ_l) W_l + δ_l dW_l) ⊙ σ'(a_{l-1}) + (δ_l W_l) ⊙ σ''(a_{l-1}) ⊙ R(a_{l-1})
                     let dw = view_w(v, wb);
                     let back = r_delta.matmul(&w) + self.deltas[l].matmul(&dw);
-                    let dw_l = self.deltas[l].mm(&w);
-                    r_delta = back * &self.d1[l - 1] + (&dw_l * &self.d2[l - 1]) * &r_as[l - 1];
+                    r_delta = back * &self.d1[l - 1] + &self.back_d2[l - 1] * &r_as[l - 1];
                 } else {
                     r_delta = r_delta.matmul(&w) * &self.d1[l - 1];
                 }
