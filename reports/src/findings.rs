@@ -255,20 +255,21 @@ struct RunSeries {
 /// (or for a store whose band predates the `tol` and `replicas` columns).
 fn null_caveat(path: &Path) -> Result<Option<String>, ReportError> {
     let t = Table::open(path)?;
-    if !(t.has("tol") && t.has("replicas") && t.has("untrusted")) {
+    if !(t.has("replicas") && t.has("untrusted")) {
         return Ok(None);
     }
+    let Some(tol) = null_tol(&t, path)? else {
+        return Ok(None);
+    };
     let sel = [
         t.col("rank", Kind::Int)?.alias("rank"),
-        t.col("tol", Kind::Float)?.alias("tol"),
         t.col("replicas", Kind::Int)?.alias("replicas"),
         t.col("untrusted", Kind::Int)?.alias("untrusted"),
     ];
     let df = t.query(|lf| lf.select(sel))?;
-    let (rank, tol) = (i64s(&df, "rank", path)?, f64s(&df, "tol", path)?);
+    let rank = i64s(&df, "rank", path)?;
     let (n, out) = (i64s(&df, "replicas", path)?, i64s(&df, "untrusted", path)?);
     let mut why = Vec::new();
-    let tol = tol.iter().cloned().fold(f64::NAN, f64::max);
     if tol > NULL_TOL_MEASURED {
         why.push(format!(
             "the null was computed at null.tol = {}, looser than {}, the loosest measured to leave its band unchanged; a loose tolerance can stop before the top k are found (README, \"The null model's tolerance\")",
@@ -287,6 +288,19 @@ fn null_caveat(path: &Path) -> Result<Option<String>, ReportError> {
         ));
     }
     Ok((!why.is_empty()).then(|| why.join("; ")))
+}
+
+/// The tolerance a null band was computed at (`null_band.arrow`, read as
+/// `t`, its `tol`); None for a store whose band predates the column.
+pub(crate) fn null_tol(t: &Table, band: &Path) -> Result<Option<f64>, ReportError> {
+    if !t.has("tol") {
+        return Ok(None);
+    }
+    let sel = [t.col("tol", Kind::Float)?.alias("tol")];
+    let df = t.query(|lf| lf.select(sel))?;
+    Ok(Some(
+        f64s(&df, "tol", band)?.into_iter().fold(f64::NAN, f64::max),
+    ))
 }
 
 /// The Hessian's trusted rows of a metrics file, with `cols`.
@@ -1120,7 +1134,8 @@ fn setting_rows(g: &Setting) -> Vec<Row> {
             ),
             values,
             summary,
-            null_caveat: r.null_caveat.clone(),
+            // Set with every row that uses the null (Findings::compute).
+            null_caveat: None,
             at_step: f64::NAN,
             at_loss: f64::NAN,
         });

@@ -307,6 +307,28 @@ fn findings_are_byte_identical_from_run_to_run() {
     }
 }
 
+/// A file's table.
+fn read_df(path: &std::path::Path) -> polars::prelude::DataFrame {
+    IpcReader::new(File::open(path).unwrap()).finish().unwrap()
+}
+
+/// A numeric column as i64 (no nulls expected).
+fn ints(df: &polars::prelude::DataFrame, c: &str) -> Vec<i64> {
+    use polars::prelude::*;
+    let col = df.column(c).unwrap().cast(&DataType::Int64).unwrap();
+    col.i64().unwrap().into_no_null_iter().collect()
+}
+
+/// A float column; a null entry is NaN.
+fn floats(df: &polars::prelude::DataFrame, c: &str) -> Vec<f64> {
+    let col = df.column(c).unwrap();
+    col.f64()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect()
+}
+
 /// Rewrites every run's null files: the first `untrusted` replicas' v₁
 /// flagged untrusted with an absurd P·IPR (1000, which would dominate the
 /// 95th percentile if it entered), and the band carrying `tol` and the counts.
@@ -317,28 +339,12 @@ fn flag_null(input: &ReportInput, tol: f64, untrusted: i64) {
             .file("metrics/null_localization.arrow")
             .unwrap()
             .to_path_buf();
-        let df = IpcReader::new(File::open(&path).unwrap()).finish().unwrap();
-        let rep: Vec<i64> = df
-            .column("replica")
-            .unwrap()
-            .i64()
-            .unwrap()
-            .into_no_null_iter()
-            .collect();
-        let rank: Vec<i32> = df
-            .column("rank")
-            .unwrap()
-            .i32()
-            .unwrap()
-            .into_no_null_iter()
-            .collect();
-        let mut p: Vec<f64> = df
-            .column("p_ipr")
-            .unwrap()
-            .f64()
-            .unwrap()
-            .into_no_null_iter()
-            .collect();
+        let mut df = read_df(&path);
+        let (rep, rank, mut p) = (
+            ints(&df, "replica"),
+            ints(&df, "rank"),
+            floats(&df, "p_ipr"),
+        );
         let trusted: Vec<bool> = (0..rep.len())
             .map(|i| !(rank[i] == 0 && rep[i] < untrusted))
             .collect();
@@ -347,22 +353,14 @@ fn flag_null(input: &ReportInput, tol: f64, untrusted: i64) {
                 p[i] = 1000.0;
             }
         }
-        let mut df = df;
         df.with_column(Column::new("p_ipr".into(), p)).unwrap();
         df.with_column(Column::new("trusted".into(), trusted))
             .unwrap();
         common::write_ipc(&path, df);
         let band = r.file("metrics/null_band.arrow").unwrap().to_path_buf();
-        let mut df = IpcReader::new(File::open(&band).unwrap()).finish().unwrap();
+        let mut df = read_df(&band);
         let n = df.height();
-        let ranks: Vec<i32> = df
-            .column("rank")
-            .unwrap()
-            .i32()
-            .unwrap()
-            .into_no_null_iter()
-            .collect();
-        let out: Vec<i64> = ranks
+        let out: Vec<i64> = ints(&df, "rank")
             .iter()
             .map(|&k| if k == 0 { untrusted } else { 0 })
             .collect();
@@ -385,7 +383,6 @@ fn flag_null(input: &ReportInput, tol: f64, untrusted: i64) {
 /// default tolerance with every replica trusted nothing is flagged.
 #[test]
 fn a_null_that_cannot_be_taken_at_face_value_is_flagged_where_it_is_used() {
-    let read = |p: &std::path::Path| IpcReader::new(File::open(p).unwrap()).finish().unwrap();
     let strs = |df: &polars::prelude::DataFrame, c: &str| -> Vec<Option<String>> {
         df.column(c)
             .unwrap()
@@ -404,7 +401,7 @@ fn a_null_that_cannot_be_taken_at_face_value_is_flagged_where_it_is_used() {
         reports::findings::run(&input, &out).expect("findings");
         let flagged = untrusted > 0;
 
-        let tests = read(&out.join("findings_tests.arrow"));
+        let tests = read_df(&out.join("findings_tests.arrow"));
         let (claim, reference, caveat) = (
             strs(&tests, "claim"),
             strs(&tests, "reference"),
@@ -426,23 +423,25 @@ fn a_null_that_cannot_be_taken_at_face_value_is_flagged_where_it_is_used() {
         assert_eq!(against_null, 2, "one (c) test per setting against the null");
 
         // The left-out replicas' P·IPR of 1000 does not enter q95.
-        let rows = read(&out.join("findings.arrow"));
+        let rows = read_df(&out.join("findings.arrow"));
         let (measure, row_caveat) = (strs(&rows, "measure"), strs(&rows, "null_caveat"));
-        let q95: Vec<Option<f64>> = rows
-            .column("null_q95")
+        let q95 = floats(&rows, "null_q95");
+        let nl = read_df(
+            input.runs[0]
+                .file("metrics/null_localization.arrow")
+                .unwrap(),
+        );
+        let (rank, p) = (ints(&nl, "rank"), floats(&nl, "p_ipr"));
+        let trusted: Vec<Option<bool>> = nl
+            .column("trusted")
             .unwrap()
-            .f64()
+            .bool()
             .unwrap()
             .iter()
             .collect();
-        let src = input.runs[0]
-            .file("metrics/null_localization.arrow")
-            .unwrap();
-        let nl = read(src);
         let v1: Vec<f64> = (0..nl.height())
-            .filter(|&i| nl.column("rank").unwrap().i32().unwrap().get(i) == Some(0))
-            .filter(|&i| nl.column("trusted").unwrap().bool().unwrap().get(i) == Some(true))
-            .map(|i| nl.column("p_ipr").unwrap().f64().unwrap().get(i).unwrap())
+            .filter(|&i| rank[i] == 0 && trusted[i] == Some(true))
+            .map(|i| p[i])
             .collect();
         assert_eq!(v1.len(), 20 - untrusted as usize);
         let want = quantile(&v1, 0.95);
@@ -452,11 +451,10 @@ fn a_null_that_cannot_be_taken_at_face_value_is_flagged_where_it_is_used() {
             let m = measure[i].as_deref().unwrap();
             if m == "peak_p_ipr_v1" {
                 peaks += 1;
-                assert_eq!(q95[i], Some(want), "{m}");
+                assert_eq!(q95[i], want, "{m}");
             }
-            let uses_null = q95[i].is_some_and(f64::is_finite)
-                || m == "peak_p_ipr_v1"
-                || m == "displacement_null_pairs";
+            let uses_null =
+                q95[i].is_finite() || m == "peak_p_ipr_v1" || m == "displacement_null_pairs";
             assert_eq!(row_caveat[i].is_some(), uses_null && flagged, "row {i} {m}");
         }
         assert_eq!(peaks, 2);

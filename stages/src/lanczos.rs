@@ -6,9 +6,10 @@
 //! product W = H Q_j, A_j = Q_jᵀ W, W ← W − Q_j A_j − Q_{j−1} B_{j−1}ᵀ,
 //! reorthogonalizes W against every basis vector (classical Gram–Schmidt a
 //! block of rows at a time; a second pass only when the first removed most
-//! of W: the DGKS criterion, "twice is enough", Kahan–Parlett) and factors W = Q_{j+1} B_j (modified Gram–Schmidt; a
-//! column that vanishes, an invariant subspace, is replaced by a fresh random
-//! direction with a zero coupling). The Ritz pairs come from the block
+//! of W: the DGKS criterion, "twice is enough", Kahan–Parlett) and factors
+//! W = Q_{j+1} B_j (modified Gram–Schmidt; a column that vanishes, an
+//! invariant subspace, is replaced by a fresh random direction with a zero
+//! coupling). The Ritz pairs come from the block
 //! tridiagonal T = [A_j on the diagonal, B_j below it].
 //!
 //! Stopping rule (docs/science.md): every wanted Ritz pair has residual

@@ -174,6 +174,13 @@ impl Pairs {
     pub fn trusted(&self, op: &str, step: i64, rank: i32) -> bool {
         self.get(op, step, rank).is_some_and(PairInfo::trusted)
     }
+    /// A step of `op` is trusted when every top-k pair (rank ≥ 0) among its
+    /// vectors `vs` is (module doc, Trust).
+    pub fn step_trusted(&self, op: &str, step: i64, vs: &[(i32, Vec<f64>)]) -> bool {
+        vs.iter()
+            .filter(|(r, _)| *r >= 0)
+            .all(|(r, _)| self.trusted(op, step, *r))
+    }
     pub fn isolated(&self, op: &str, step: i64, rank: i32) -> bool {
         self.get(op, step, rank).is_some_and(|p| p.isolated)
     }
@@ -852,7 +859,7 @@ pub fn run_with(
         };
         let step_trusted: Vec<bool> = tops
             .iter()
-            .map(|(s, _)| ranks_of(*s).iter().all(|r| pairs.trusted(op, *s, *r)))
+            .map(|(s, _)| pairs.step_trusted(op, *s, &steps[s]))
             .collect();
         // The `consecutive` chain: each step linked to the next one it runs through.
         let chain: Vec<usize> = (0..tops.len())
@@ -1007,10 +1014,7 @@ fn operator_overlap(bases: &Bases, pairs: &Pairs, out: &Path) -> StageResult<()>
             g.push(gg);
             angles.push(ang.iter().map(|&x| x as f32).collect::<Vec<f32>>());
             chance.push(b.len() as f64 / a[0].1.len() as f64);
-            trusted.push(
-                a.iter().all(|(r, _)| pairs.trusted("hessian", *s, *r))
-                    && b.iter().all(|(r, _)| pairs.trusted(name, *s, *r)),
-            );
+            trusted.push(pairs.step_trusted("hessian", *s, &a) && pairs.step_trusted(name, *s, &b));
         }
     }
     write_batch(
@@ -1173,11 +1177,7 @@ fn alignment(
             a_grad.push(frac(analysis.get(&(*step as i64))));
             a_train.push(frac(ck.get("grad")));
             a_upd.push(frac(ck.get("update")));
-            a_trusted.push(
-                vs.iter()
-                    .filter(|(r, _)| *r >= 0)
-                    .all(|(r, _)| pairs.trusted("hessian", *step as i64, *r)),
-            );
+            a_trusted.push(pairs.step_trusted("hessian", *step as i64, vs));
         }
     }
     write_batch(
@@ -1298,13 +1298,8 @@ fn null_metrics(
     columns.push(("untrusted", col_i64(b_out)));
     columns.push(("tol", col_f64(vec![tol; n_bands])));
     write_batch(&out.join("metrics/null_band.arrow"), columns, false)?;
-    // A replica is trusted when every one of its top-k pairs is.
-    let replica_trusted = |r: i64| {
-        reps[&r]
-            .iter()
-            .filter(|(rank, _)| *rank >= 0)
-            .all(|(rank, _)| pairs.trusted("hessian", r, *rank))
-    };
+    // A replica is trusted as a step is: every one of its top-k pairs.
+    let replica_trusted = |r: i64| pairs.step_trusted("hessian", r, &reps[&r]);
     let n_trusted = reps.keys().filter(|r| replica_trusted(**r)).count();
     // Overlaps between replicas' top-k subspaces.
     let tops = tops(reps);

@@ -147,10 +147,11 @@ fn run_metrics(
     p: &MetricsParams,
     checkpoints: &[(u64, PathBuf)],
 ) -> (PathBuf, serde_json::Value) {
-    run_metrics_with(dir, name, files, p, checkpoints, None)
+    run_metrics_with(dir, name, files, p, checkpoints, None, None)
 }
 
-/// [`run_metrics`] with the hessian stage's `eigen/gradient.arrow`.
+/// [`run_metrics`] with the hessian stage's `eigen/gradient.arrow`, and
+/// with a null model: its (values, vectors) files and its tolerance.
 fn run_metrics_with(
     dir: &Path,
     name: &str,
@@ -158,6 +159,7 @@ fn run_metrics_with(
     p: &MetricsParams,
     checkpoints: &[(u64, PathBuf)],
     gradients: Option<&Path>,
+    null: Option<(&(PathBuf, PathBuf), f64)>,
 ) -> (PathBuf, serde_json::Value) {
     let arch = arch();
     let opt = OptimizerParams::new(OptName::Sgd, 0.1);
@@ -171,7 +173,11 @@ fn run_metrics_with(
         steps: 100,
         checkpoints: checkpoints.iter().map(|(s, p)| (*s, p.as_path())).collect(),
         gradients,
-        null: None,
+        null: null.map(|(f, tol)| NullInputs {
+            values: &f.0,
+            vectors: &f.1,
+            tol,
+        }),
     };
     let out = dir.join(name);
     let meta = run(p, &input, &out).unwrap_or_else(|e| panic!("{e}"));
@@ -683,6 +689,7 @@ fn gradient_alignment_uses_the_analysis_set_gradient() {
         &MetricsParams::default(),
         &checkpoints,
         Some(&grad_path),
+        None,
     );
     let al = rows(&out.join("metrics/alignment.arrow"));
     assert_eq!(al.len(), 2);
@@ -728,26 +735,15 @@ fn the_null_band_is_made_of_trusted_replicas_and_counts_the_rest() {
         }
     }
     let nf = write_inputs_as(&dir.path().join("null"), &null, true, "replica");
-    let arch = arch();
-    let opt = OptimizerParams::new(OptName::Sgd, 0.1);
-    let schedule = Default::default();
-    let input = MetricsInputs {
-        values: &files.0,
-        vectors: &files.1,
-        arch: &arch,
-        optimizer: &opt,
-        schedule: &schedule,
-        steps: 100,
-        checkpoints: vec![],
-        gradients: None,
-        null: Some(NullInputs {
-            values: &nf.0,
-            vectors: &nf.1,
-            tol: 1e-2,
-        }),
-    };
-    let out = dir.path().join("m");
-    let meta = run(&MetricsParams::default(), &input, &out).unwrap_or_else(|e| panic!("{e}"));
+    let (out, meta) = run_metrics_with(
+        dir.path(),
+        "m",
+        &files,
+        &MetricsParams::default(),
+        &[],
+        None,
+        Some((&nf, 1e-2)),
+    );
     assert_eq!(meta["null_replicas"], 4, "{meta}");
     assert_eq!(meta["null_trusted_replicas"], 2, "{meta}");
 
@@ -828,26 +824,15 @@ fn a_rank_without_a_trusted_null_replica_has_no_band() {
         }
     }
     let nf = write_inputs_as(&dir.path().join("null"), &null, true, "replica");
-    let arch = arch();
-    let opt = OptimizerParams::new(OptName::Sgd, 0.1);
-    let schedule = Default::default();
-    let input = MetricsInputs {
-        values: &files.0,
-        vectors: &files.1,
-        arch: &arch,
-        optimizer: &opt,
-        schedule: &schedule,
-        steps: 100,
-        checkpoints: vec![],
-        gradients: None,
-        null: Some(NullInputs {
-            values: &nf.0,
-            vectors: &nf.1,
-            tol: 1e-4,
-        }),
-    };
-    let out = dir.path().join("m");
-    run(&MetricsParams::default(), &input, &out).unwrap_or_else(|e| panic!("{e}"));
+    let (out, _) = run_metrics_with(
+        dir.path(),
+        "m",
+        &files,
+        &MetricsParams::default(),
+        &[],
+        None,
+        Some((&nf, 1e-4)),
+    );
     let band = out.join("metrics/null_band.arrow");
     let t = Table::open(&band).unwrap();
     let (rank, min, max) = (

@@ -196,27 +196,26 @@ impl Ipr {
         {
             let path = run.file("metrics/null_localization.arrow")?.to_path_buf();
             let t = Table::open(&path)?;
+            // Trusted replicas only (the metrics stage's null_band rule);
+            // the label says how many were left out.
             let sel = vec![
                 t.col("rank", Kind::Int)?.alias("rank"),
                 t.col("p_ipr", Kind::Float)?.alias("p_ipr"),
+                t.trusted()?.alias("trusted"),
             ];
-            // Trusted replicas only (the metrics stage's null_band rule);
-            // the label says how many were left out.
-            let (h, rank_col) = (t.hessian()?, t.col("rank", Kind::Int)?.alias("rank"));
-            let all = t.query(|lf| lf.filter(h).select([rank_col]))?;
-            let computed = {
-                let r = i64s(&all, "rank", &path)?;
-                let mut per: BTreeMap<i64, usize> = BTreeMap::new();
-                r.iter().for_each(|k| *per.entry(*k).or_default() += 1);
-                per.values().copied().max().unwrap_or(0)
-            };
-            let keep = t.hessian()?.and(t.trusted()?);
+            let keep = t.hessian()?;
             let df = t.query(|lf| lf.filter(keep).select(sel))?;
             let (r, v) = (i64s(&df, "rank", &path)?, f64s(&df, "p_ipr", &path)?);
+            let trusted = bools(&df, "trusted", &path)?;
+            let mut computed: BTreeMap<i64, usize> = BTreeMap::new();
             let mut by_rank: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
             for i in 0..r.len() {
-                by_rank.entry(r[i]).or_default().push(v[i]);
+                *computed.entry(r[i]).or_default() += 1;
+                if trusted[i] {
+                    by_rank.entry(r[i]).or_default().push(v[i]);
+                }
             }
+            let computed = computed.values().copied().max().unwrap_or(0);
             let replicas = by_rank.values().map(Vec::len).min().unwrap_or(0);
             for (rank, vals) in by_rank {
                 use crate::findings::quantile;
@@ -234,11 +233,7 @@ impl Ipr {
             };
             // A band computed at a loose null.tol says so (findings.rs).
             if let Some(band) = run.files.get("metrics/null_band.arrow") {
-                let b = Table::open(band)?;
-                if b.has("tol") {
-                    let tol_col = b.col("tol", Kind::Float)?.alias("tol");
-                    let df = b.query(|lf| lf.select([tol_col]))?;
-                    let tol = f64s(&df, "tol", band)?.into_iter().fold(f64::NAN, f64::max);
+                if let Some(tol) = crate::findings::null_tol(&Table::open(band)?, band)? {
                     if tol > crate::findings::NULL_TOL_MEASURED {
                         null_label = format!(
                             "{}, null.tol {}: flagged)",
