@@ -2,7 +2,8 @@
 #   source scripts/bench/prologue.sh NAME "$@"
 # from the repository root: takes [--quick] [path/to/eigentrace] and sets
 # `quick` (true/false), `ET` (the binary, checked) and `T` (a temp dir,
-# removed when the script exits; so the script must not `exec` away).
+# removed when the script exits, so the script must not `exec` away; kept,
+# and named on stderr, with BENCH_KEEP=1, to look at what the study made).
 name=$1
 shift
 quick=false
@@ -13,4 +14,8 @@ fi
 ET=${1:-${CARGO_TARGET_DIR:-target}/release/eigentrace}
 [[ -x $ET ]] || { echo "$name: no eigentrace binary at $ET (make build)" >&2; exit 1; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/$name.XXXXXX")
-trap 'rm -rf "$T"' EXIT
+if [[ -n ${BENCH_KEEP:-} ]]; then
+  trap 'echo "$name: kept $T" >&2' EXIT
+else
+  trap 'rm -rf "$T"' EXIT
+fi
