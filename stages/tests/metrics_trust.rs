@@ -49,6 +49,33 @@ fn orthonormal(rng: &mut ChaCha8Rng, p: usize, n: usize) -> Vec<Vec<f64>> {
     out
 }
 
+/// A null model's pairs: `replicas` replicas (in `step`) of k ≤ 3
+/// orthonormal vectors with eigenvalues 8, 4, 2, each pair's (converged,
+/// resolvable) given by `flags(replica, rank)`.
+fn null_replicas(
+    rng: &mut ChaCha8Rng,
+    replicas: i64,
+    k: usize,
+    flags: impl Fn(i64, i32) -> (bool, bool),
+) -> Vec<Pair> {
+    let p = arch().num_params();
+    let mut null = Vec::new();
+    for r in 0..replicas {
+        for (rank, v) in orthonormal(rng, p, k).into_iter().enumerate() {
+            let (converged, resolvable) = flags(r, rank as i32);
+            null.push(Pair {
+                step: r,
+                rank: rank as i32,
+                ev: [8.0, 4.0, 2.0][rank],
+                converged,
+                resolvable,
+                v,
+            });
+        }
+    }
+    null
+}
+
 /// `base` moved by a small random amount and re-orthonormalized: the
 /// matching stays the identity.
 fn nudge(rng: &mut ChaCha8Rng, base: &[Vec<f64>], eps: f64) -> Vec<Vec<f64>> {
@@ -720,20 +747,7 @@ fn the_null_band_is_made_of_trusted_replicas_and_counts_the_rest() {
     // 4 replicas, k = 3: replica 2 not converged, replica 3's rank 2 below
     // the rounding level.
     let trusted = |r: i64, rank: i32| r != 2 && !(r == 3 && rank == 2);
-    let mut null = Vec::new();
-    for r in 0..4i64 {
-        for (rank, v) in orthonormal(&mut rng, p, 3).into_iter().enumerate() {
-            let rank = rank as i32;
-            null.push(Pair {
-                step: r,
-                rank,
-                ev: [8.0, 4.0, 2.0][rank as usize],
-                converged: r != 2,
-                resolvable: !(r == 3 && rank == 2),
-                v,
-            });
-        }
-    }
+    let null = null_replicas(&mut rng, 4, 3, |r, rank| (r != 2, !(r == 3 && rank == 2)));
     let nf = write_inputs_as(&dir.path().join("null"), &null, true, "replica");
     let (out, meta) = run_metrics_with(
         dir.path(),
@@ -809,20 +823,7 @@ fn a_rank_without_a_trusted_null_replica_has_no_band() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(8);
     let files = write_inputs(dir.path(), &scenario_a(&mut rng), true);
-    let p = arch().num_params();
-    let mut null = Vec::new();
-    for r in 0..3i64 {
-        for (rank, v) in orthonormal(&mut rng, p, 2).into_iter().enumerate() {
-            null.push(Pair {
-                step: r,
-                rank: rank as i32,
-                ev: [8.0, 4.0][rank],
-                converged: true,
-                resolvable: rank == 0,
-                v,
-            });
-        }
-    }
+    let null = null_replicas(&mut rng, 3, 2, |_, rank| (true, rank == 0));
     let nf = write_inputs_as(&dir.path().join("null"), &null, true, "replica");
     let (out, _) = run_metrics_with(
         dir.path(),
