@@ -156,9 +156,59 @@ fn pass_best<T: Real>(
 /// calling thread.
 const CHUNK: usize = 1 << 15;
 
-/// The pass, over chunks of θ on rayon's pool (the worker's cores,
-/// `stages::cpus`). Each entry is computed alone, so the split does not
-/// change a bit.
+/// The five slices as raw parts, so that each thread of a parallel region
+/// can take its own disjoint range.
+#[derive(Clone, Copy)]
+struct Parts<T> {
+    th: *mut T,
+    g: *const T,
+    m: *mut T,
+    v: *mut T,
+    /// Null without AMSGrad.
+    vmax: *mut T,
+    n: usize,
+}
+
+// SAFETY: every thread works on a disjoint range of the slices (`range`).
+unsafe impl<T> Send for Parts<T> {}
+unsafe impl<T> Sync for Parts<T> {}
+
+impl<T: Real> Parts<T> {
+    /// The pass over entries `lo..hi`.
+    ///
+    /// # Safety
+    /// `lo ≤ hi ≤ n`, and no other thread touches that range meanwhile.
+    unsafe fn range(self, lo: usize, hi: usize, c: &AdamStep) {
+        let len = hi - lo;
+        let mut_slice = |p: *mut T| std::slice::from_raw_parts_mut(p.add(lo), len);
+        let vmax: &mut [T] = if self.vmax.is_null() {
+            &mut []
+        } else {
+            mut_slice(self.vmax)
+        };
+        pass_best(
+            mut_slice(self.th),
+            std::slice::from_raw_parts(self.g.add(lo), len),
+            mut_slice(self.m),
+            mut_slice(self.v),
+            vmax,
+            c,
+        )
+    }
+}
+
+/// Where [`adam_pass_on`] runs its chunks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Pool {
+    /// The calling thread's OpenMP team (ATen's: see [`crate::omp`]).
+    OpenMp,
+    /// rayon's pool (the worker's slot: `stages::cpus`).
+    Rayon,
+}
+
+/// The pass, split over the calling thread's OpenMP team, or over rayon's
+/// pool where libtorch brought no libgomp. Each entry is computed alone, so
+/// the split does not change a bit.
 pub(crate) fn adam_pass<T: Real + Send + Sync>(
     th: &mut [T],
     g: &[T],
@@ -167,22 +217,66 @@ pub(crate) fn adam_pass<T: Real + Send + Sync>(
     vmax: &mut [T],
     c: &AdamStep,
 ) {
-    use rayon::prelude::*;
-    let threads = rayon::current_num_threads();
-    if threads < 2 || th.len() < 2 * CHUNK {
+    let pool = if crate::omp::max_threads().is_some() {
+        Pool::OpenMp
+    } else {
+        Pool::Rayon
+    };
+    adam_pass_on(pool, th, g, m, v, vmax, c)
+}
+
+/// [`adam_pass`] on the given pool (OpenMP only where libgomp is loaded).
+pub(crate) fn adam_pass_on<T: Real + Send + Sync>(
+    pool: Pool,
+    th: &mut [T],
+    g: &[T],
+    m: &mut [T],
+    v: &mut [T],
+    vmax: &mut [T],
+    c: &AdamStep,
+) {
+    let n = th.len();
+    assert!(g.len() == n && m.len() == n && v.len() == n);
+    assert!(!c.amsgrad || vmax.len() == n);
+    let threads = match pool {
+        Pool::OpenMp => crate::omp::max_threads().expect("libgomp is loaded"),
+        Pool::Rayon => rayon::current_num_threads(),
+    };
+    if threads < 2 || n < 2 * CHUNK {
         return pass_best(th, g, m, v, vmax, c);
     }
-    let size = th.len().div_ceil(threads).next_multiple_of(64).max(CHUNK);
-    let parts = th
-        .par_chunks_mut(size)
-        .zip(g.par_chunks(size))
-        .zip(m.par_chunks_mut(size))
-        .zip(v.par_chunks_mut(size));
-    if c.amsgrad {
-        parts
-            .zip(vmax.par_chunks_mut(size))
-            .for_each(|((((th, g), m), v), vmax)| pass_best(th, g, m, v, vmax, c));
-    } else {
-        parts.for_each(|(((th, g), m), v)| pass_best(th, g, m, v, &mut [], c));
+    let size = n.div_ceil(threads).next_multiple_of(64).max(CHUNK);
+    let parts = Parts {
+        th: th.as_mut_ptr(),
+        g: g.as_ptr(),
+        m: m.as_mut_ptr(),
+        v: v.as_mut_ptr(),
+        vmax: if c.amsgrad {
+            vmax.as_mut_ptr()
+        } else {
+            std::ptr::null_mut()
+        },
+        n,
+    };
+    let chunk = |i: usize| {
+        let (lo, hi) = ((i * size).min(parts.n), ((i + 1) * size).min(parts.n));
+        // SAFETY: chunk i is entries [i·size, (i+1)·size) ∩ [0, n), disjoint
+        // for distinct i, and each i runs once; the borrows of the slices
+        // outlive the region, which returns only when every chunk is done.
+        unsafe { parts.range(lo, hi, c) }
+    };
+    let chunks = n.div_ceil(size);
+    match pool {
+        Pool::OpenMp => {
+            let ran = crate::omp::parallel(&|i, team| {
+                // A team smaller than asked for takes the chunks round-robin.
+                (i..chunks).step_by(team).for_each(chunk);
+            });
+            assert!(ran, "libgomp is loaded");
+        }
+        Pool::Rayon => {
+            use rayon::prelude::*;
+            (0..chunks).into_par_iter().for_each(chunk);
+        }
     }
 }

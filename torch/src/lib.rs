@@ -8,6 +8,7 @@ pub mod exec;
 pub mod hessian;
 pub mod metrics;
 pub mod mlp;
+mod omp;
 pub mod optim;
 pub mod rop;
 pub mod runtime;

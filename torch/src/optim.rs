@@ -2,7 +2,7 @@
 //! operation order, same state names); their hyperparameters are
 //! `stages::optim`'s.
 
-use crate::adam_pass::{adam_pass, AdamStep};
+use crate::adam_pass::{adam_pass, adam_pass_on, AdamStep, Pool};
 use stages::optim::{MuonMatrices, OptName, OptimizerParams};
 use std::collections::BTreeMap;
 use tch::Tensor;
@@ -19,10 +19,21 @@ pub struct Optimizer {
     /// Scratch tensors like θ, so that the common steps allocate nothing
     /// (glibc returns and re-maps freed 100 KB blocks every step otherwise).
     scratch: Vec<Tensor>,
-    /// Adam and AdamW on the CPU as one pass over θ and the moments
-    /// ([`crate::adam_pass`]; true); false runs them as ATen's elementwise
-    /// passes, as on CUDA (`eigentrace bench train` times both).
-    pub one_pass: bool,
+    /// How Adam and AdamW run on the CPU.
+    pub adam: AdamKernel,
+}
+
+/// How Adam and AdamW run on the CPU (`eigentrace bench train` times each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdamKernel {
+    /// One pass over θ, the gradient and the moments ([`crate::adam_pass`])
+    /// on ATen's OpenMP team (rayon's pool where libtorch has no libgomp):
+    /// the default.
+    OnePass,
+    /// The same pass on rayon's pool, beside ATen's team.
+    OnePassRayon,
+    /// ATen's elementwise passes, as on CUDA.
+    Passes,
 }
 
 /// Whether Adam's step can run as one pass over host memory
@@ -63,20 +74,23 @@ unsafe fn fused_adam<T: crate::adam_pass::Real + Send + Sync>(
     v: &Tensor,
     vmax: Option<&Tensor>,
     c: &AdamStep,
+    kernel: AdamKernel,
 ) {
     let mut none: [T; 0] = [];
     let vmax: &mut [T] = match vmax {
         Some(t) => slice_of(t),
         None => &mut none,
     };
-    adam_pass(
+    let (th, g, m, v) = (
         slice_of(theta),
         slice_of::<T>(grad),
         slice_of(m),
         slice_of(v),
-        vmax,
-        c,
     );
+    match kernel {
+        AdamKernel::OnePassRayon => adam_pass_on(Pool::Rayon, th, g, m, v, vmax, c),
+        _ => adam_pass(th, g, m, v, vmax, c),
+    }
 }
 
 fn get(p: Option<f64>) -> f64 {
@@ -91,7 +105,7 @@ impl Optimizer {
             state: BTreeMap::new(),
             step: 0,
             scratch: Vec::new(),
-            one_pass: true,
+            adam: AdamKernel::OnePass,
         }
     }
 
@@ -189,7 +203,7 @@ impl Optimizer {
                 let _ = th.g_sub_(&s1);
             }
             OptName::Adam | OptName::Adamw
-                if self.one_pass
+                if self.adam != AdamKernel::Passes
                     && fusable(theta, grad)
                     && ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
                         .iter()
@@ -220,9 +234,9 @@ impl Optimizer {
                 unsafe {
                     match theta.kind() {
                         tch::Kind::Float => {
-                            fused_adam::<f32>(theta, grad, &m, &v, vmax.as_ref(), &c)
+                            fused_adam::<f32>(theta, grad, &m, &v, vmax.as_ref(), &c, self.adam)
                         }
-                        _ => fused_adam::<f64>(theta, grad, &m, &v, vmax.as_ref(), &c),
+                        _ => fused_adam::<f64>(theta, grad, &m, &v, vmax.as_ref(), &c, self.adam),
                     }
                 }
             }
@@ -442,7 +456,7 @@ mod tests {
                     let (a, b) = (theta0.copy(), theta0.copy());
                     let mut oa = Optimizer::new(&p);
                     let mut ob = Optimizer::new(&p);
-                    ob.one_pass = false;
+                    ob.adam = AdamKernel::Passes;
                     for _ in 0..10 {
                         let g = Tensor::randn([n], (kind, Device::Cpu)) * 0.1 + &a * 0.01;
                         oa.step(&a, &g, 1e-2);
@@ -470,10 +484,11 @@ mod tests {
     }
 
     /// The parallel split does not change a bit: the pass over chunks on
-    /// rayon's pool against one pass over the whole, on the calling thread.
+    /// ATen's OpenMP team and on rayon's pool, each against one pass over
+    /// the whole on the calling thread.
     #[test]
     fn the_parallel_split_gives_the_same_bits() {
-        use crate::adam_pass::{adam_pass, AdamStep};
+        use crate::adam_pass::{adam_pass_on, AdamStep, Pool};
         let n = 5 * (1 << 15) + 3;
         let f = |i: usize, s: f64| ((i as f64 * s).sin() * 0.3) as f32;
         let c = AdamStep {
@@ -496,23 +511,32 @@ mod tests {
                 (0..n).map(|i| f(i, 3.7).abs() * 0.01).collect::<Vec<f32>>(),
             )
         };
-        let (mut t1, g, mut m1, mut v1, mut x1) = init();
-        let (mut t2, _, mut m2, mut v2, mut x2) = init();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap();
-        pool.install(|| adam_pass(&mut t1, &g, &mut m1, &mut v1, &mut x1, &c));
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        one.install(|| adam_pass(&mut t2, &g, &mut m2, &mut v2, &mut x2, &c));
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&t1), bits(&t2));
-        assert_eq!(bits(&m1), bits(&m2));
-        assert_eq!(bits(&v1), bits(&v2));
-        assert_eq!(bits(&x1), bits(&x2));
-        assert!(t1.iter().zip(init().0).any(|(a, b)| *a != b), "θ moved");
+        let g = init().1;
+        let run = |pool: Pool, threads: usize| {
+            let (mut t, _, mut m, mut v, mut x) = init();
+            let mut go = || adam_pass_on(pool, &mut t, &g, &mut m, &mut v, &mut x, &c);
+            match pool {
+                Pool::OpenMp => {
+                    tch::set_num_threads(threads as i32);
+                    go()
+                }
+                Pool::Rayon => rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(go),
+            }
+            (t, m, v, x)
+        };
+        let (t2, m2, v2, x2) = run(Pool::OpenMp, 1);
+        for pool in [Pool::OpenMp, Pool::Rayon] {
+            let (t1, m1, v1, x1) = run(pool, 3);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&t1), bits(&t2));
+            assert_eq!(bits(&m1), bits(&m2));
+            assert_eq!(bits(&v1), bits(&v2));
+            assert_eq!(bits(&x1), bits(&x2));
+            assert!(t1.iter().zip(init().0).any(|(a, b)| *a != b), "θ moved");
+        }
     }
 }

@@ -376,7 +376,7 @@ impl LogRows {
 /// Timing of the training inner loop, for `eigentrace bench train`.
 pub mod bench {
     use crate::backprop::Backprop;
-    use crate::optim::Optimizer;
+    use crate::optim::{AdamKernel, Optimizer};
     use stages::mlp::{Activation, Arch, Init};
     use stages::optim::{OptName, OptimizerParams};
     use std::time::Instant;
@@ -391,8 +391,11 @@ pub mod bench {
         /// The peer's time per step, from the rounds interleaved with ours.
         pub peer_ms_per_step: f64,
         /// Ours with Adam as ATen's elementwise passes instead of one pass
-        /// (`Optimizer::one_pass = false`), in the same rounds.
+        /// (`AdamKernel::Passes`), in the same rounds.
         pub passes_ms_per_step: f64,
+        /// Ours with the one pass on rayon's pool instead of ATen's OpenMP
+        /// team (`AdamKernel::OnePassRayon`), in the same rounds.
+        pub rayon_ms_per_step: f64,
         /// Matmul FLOPs of one step (forward, and backward for dW and dX).
         pub flops_per_step: f64,
         /// The same matmuls alone, into preallocated outputs: the GEMM floor.
@@ -446,13 +449,19 @@ pub mod bench {
         let theta = Tensor::from_slice(&arch.init(Init::TorchDefault, 0)).to_kind(kind);
         let g = theta.zeros_like();
         let lr = if opt == OptName::Sgd { 0.1 } else { 1e-3 };
-        // [one pass, ATen's passes]: each its own θ and state.
-        let thetas = [theta.shallow_clone(), theta.copy()];
-        let mut opts = [
-            Optimizer::new(&OptimizerParams::new(opt, lr)),
-            Optimizer::new(&OptimizerParams::new(opt, lr)),
+        // [one pass, ATen's passes, one pass on rayon]: each its own θ and
+        // state.
+        let kernels = [
+            AdamKernel::OnePass,
+            AdamKernel::Passes,
+            AdamKernel::OnePassRayon,
         ];
-        opts[1].one_pass = false;
+        let thetas = kernels.map(|_| theta.copy());
+        let mut opts = kernels.map(|k| {
+            let mut o = Optimizer::new(&OptimizerParams::new(opt, lr));
+            o.adam = k;
+            o
+        });
         let mut bp = Backprop::new(&arch, kind, tch::Device::Cpu);
         // A fixed pseudo-random order of the rows, walked b at a time.
         let order: Vec<i64> = (0..n as i64)
@@ -502,14 +511,16 @@ pub mod bench {
                 }
             }
         };
-        time_ms((steps / 10).max(10), || step(0));
-        time_ms((steps / 10).max(10), || step(1));
+        for which in 0..kernels.len() {
+            time_ms((steps / 10).max(10), || step(which));
+        }
         time_ms(10, gemms);
-        let (mut ours, mut passes, mut peer, mut floor) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut ours, mut passes, mut rayon, mut peer, mut floor) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds.max(1) {
             ours.push(time_ms(steps, || step(0)));
             passes.push(time_ms(steps, || step(1)));
+            rayon.push(time_ms(steps, || step(2)));
             floor.push(time_ms(steps, gemms));
             peer.push(peer_round()?);
         }
@@ -517,6 +528,7 @@ pub mod bench {
             params: arch.num_params(),
             ms_per_step: median(ours),
             passes_ms_per_step: median(passes),
+            rayon_ms_per_step: median(rayon),
             peer_ms_per_step: median(peer),
             flops_per_step: flops,
             gemm_ms: median(floor),

@@ -68,10 +68,11 @@ pub fn train(threads: usize, steps: usize, quick: bool) -> anyhow::Result<Value>
     };
     let mut rows = Vec::new();
     eprintln!(
-        "{:<16} {:>7} {:>10} {:>10} {:>10} {:>8} {:>9} {:>9} {:>9}",
+        "{:<16} {:>7} {:>10} {:>10} {:>10} {:>10} {:>8} {:>9} {:>9} {:>9}",
         "widths",
         "P",
         "ours ms",
+        "rayon ms",
         "passes ms",
         "torch ms",
         "speedup",
@@ -131,10 +132,11 @@ pub fn train(threads: usize, steps: usize, quick: bool) -> anyhow::Result<Value>
         let gflops = ours.flops_per_step / (ours.ms_per_step * 1e6);
         let gemm_gflops = ours.flops_per_step / (ours.gemm_ms * 1e6);
         eprintln!(
-            "{:<16} {:>7} {:>10.3} {:>10.3} {:>10.3} {:>7.2}× {:>9.1} {:>9.1} {:>8.0}%",
+            "{:<16} {:>7} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>7.2}× {:>9.1} {:>9.1} {:>8.0}%",
             ws.join("-"),
             ours.params,
             ours.ms_per_step,
+            ours.rayon_ms_per_step,
             ours.passes_ms_per_step,
             torch_ms,
             torch_ms / ours.ms_per_step,
@@ -147,6 +149,7 @@ pub fn train(threads: usize, steps: usize, quick: bool) -> anyhow::Result<Value>
             "of_gemm_floor": ours.gemm_ms / ours.ms_per_step, "gemm_floor_ms": ours.gemm_ms,
             "ours_ms_per_step": ours.ms_per_step, "torch_eager_ms_per_step": torch_ms,
             "ours_adam_as_passes_ms_per_step": ours.passes_ms_per_step,
+            "ours_adam_on_rayon_ms_per_step": ours.rayon_ms_per_step,
             "speedup": torch_ms / ours.ms_per_step, "achieved_gflops": gflops, "gemm_gflops": gemm_gflops,
         }));
     }
