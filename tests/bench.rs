@@ -100,9 +100,15 @@ fn bench_train_quick() {
     check_provenance(&v, "train", Some(1));
     assert_eq!(v["rounds"], 1);
     let rows = v["results"].as_array().expect("results");
-    // Full-batch, and minibatches of 32 of the same rows.
-    assert_eq!(rows.len(), 2);
-    assert!(rows[0]["batch"].is_null() && rows[1]["batch"] == 32);
+    // Full-batch, and minibatches of 32 of the same rows with Adam and with
+    // SGD.
+    assert_eq!(rows.len(), 3);
+    assert!(rows[0]["batch"].is_null() && rows[1]["batch"] == 32 && rows[2]["batch"] == 32);
+    let opts: Vec<&str> = rows
+        .iter()
+        .map(|r| r["optimizer"].as_str().unwrap())
+        .collect();
+    assert_eq!(opts, ["adam", "adam", "sgd"]);
     for r in rows {
         assert_eq!(r["params"].as_u64().unwrap(), params(&widths(&r["widths"])));
         let (ours, torch) = (f(r, "ours_ms_per_step"), f(r, "torch_eager_ms_per_step"));

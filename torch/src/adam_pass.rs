@@ -152,9 +152,9 @@ fn pass_best<T: Real>(
     pass(th, g, m, v, vmax, c)
 }
 
-/// Entries per parallel chunk: below two of these the pass runs on the
+/// Entries per parallel chunk: below two of these a pass runs on the
 /// calling thread.
-const CHUNK: usize = 1 << 15;
+pub(crate) const CHUNK: usize = 1 << 15;
 
 /// The five slices as raw parts, so that each thread of a parallel region
 /// can take its own disjoint range.
@@ -166,7 +166,6 @@ struct Parts<T> {
     v: *mut T,
     /// Null without AMSGrad.
     vmax: *mut T,
-    n: usize,
 }
 
 // SAFETY: every thread works on a disjoint range of the slices (`range`).
@@ -177,7 +176,8 @@ impl<T: Real> Parts<T> {
     /// The pass over entries `lo..hi`.
     ///
     /// # Safety
-    /// `lo ≤ hi ≤ n`, and no other thread touches that range meanwhile.
+    /// `lo ≤ hi ≤` the slices' length, and no other thread touches that
+    /// range meanwhile.
     unsafe fn range(self, lo: usize, hi: usize, c: &AdamStep) {
         let len = hi - lo;
         let mut_slice = |p: *mut T| std::slice::from_raw_parts_mut(p.add(lo), len);
@@ -197,7 +197,7 @@ impl<T: Real> Parts<T> {
     }
 }
 
-/// Where [`adam_pass_on`] runs its chunks.
+/// Where [`split`] runs its chunks.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Pool {
     /// The calling thread's OpenMP team (ATen's: see [`crate::omp`]).
@@ -206,66 +206,33 @@ pub(crate) enum Pool {
     Rayon,
 }
 
-/// The pass, split over the calling thread's OpenMP team, or over rayon's
-/// pool where libtorch brought no libgomp. Each entry is computed alone, so
-/// the split does not change a bit.
-pub(crate) fn adam_pass<T: Real + Send + Sync>(
-    th: &mut [T],
-    g: &[T],
-    m: &mut [T],
-    v: &mut [T],
-    vmax: &mut [T],
-    c: &AdamStep,
-) {
-    let pool = if crate::omp::max_threads().is_some() {
-        Pool::OpenMp
-    } else {
-        Pool::Rayon
-    };
-    adam_pass_on(pool, th, g, m, v, vmax, c)
+impl Pool {
+    /// The OpenMP team where libtorch brought libgomp, rayon's pool where
+    /// not.
+    pub(crate) fn best() -> Pool {
+        if crate::omp::max_threads().is_some() {
+            Pool::OpenMp
+        } else {
+            Pool::Rayon
+        }
+    }
 }
 
-/// [`adam_pass`] on the given pool (OpenMP only where libgomp is loaded).
-pub(crate) fn adam_pass_on<T: Real + Send + Sync>(
-    pool: Pool,
-    th: &mut [T],
-    g: &[T],
-    m: &mut [T],
-    v: &mut [T],
-    vmax: &mut [T],
-    c: &AdamStep,
-) {
-    let n = th.len();
-    assert!(g.len() == n && m.len() == n && v.len() == n);
-    assert!(!c.amsgrad || vmax.len() == n);
+/// `body(lo, hi)` over disjoint ranges that cover `0..n`, in parallel on
+/// `pool` (OpenMP only where libgomp is loaded), each range run once; on
+/// the calling thread alone, as `body(0, n)`, below two [`CHUNK`]s or with
+/// one thread. Returns when every range is done.
+pub(crate) fn split(pool: Pool, n: usize, body: &(dyn Fn(usize, usize) + Sync)) {
     let threads = match pool {
         Pool::OpenMp => crate::omp::max_threads().expect("libgomp is loaded"),
         Pool::Rayon => rayon::current_num_threads(),
     };
     if threads < 2 || n < 2 * CHUNK {
-        return pass_best(th, g, m, v, vmax, c);
+        return body(0, n);
     }
     let size = n.div_ceil(threads).next_multiple_of(64).max(CHUNK);
-    let parts = Parts {
-        th: th.as_mut_ptr(),
-        g: g.as_ptr(),
-        m: m.as_mut_ptr(),
-        v: v.as_mut_ptr(),
-        vmax: if c.amsgrad {
-            vmax.as_mut_ptr()
-        } else {
-            std::ptr::null_mut()
-        },
-        n,
-    };
-    let chunk = |i: usize| {
-        let (lo, hi) = ((i * size).min(parts.n), ((i + 1) * size).min(parts.n));
-        // SAFETY: chunk i is entries [i·size, (i+1)·size) ∩ [0, n), disjoint
-        // for distinct i, and each i runs once; the borrows of the slices
-        // outlive the region, which returns only when every chunk is done.
-        unsafe { parts.range(lo, hi, c) }
-    };
     let chunks = n.div_ceil(size);
+    let chunk = |i: usize| body(i * size, ((i + 1) * size).min(n));
     match pool {
         Pool::OpenMp => {
             let ran = crate::omp::parallel(&|i, team| {
@@ -279,4 +246,35 @@ pub(crate) fn adam_pass_on<T: Real + Send + Sync>(
             (0..chunks).into_par_iter().for_each(chunk);
         }
     }
+}
+
+/// The pass over `pool` ([`split`]; [`Pool::best`] in the optimizer). Each
+/// entry is computed alone, so the split does not change a bit.
+pub(crate) fn adam_pass_on<T: Real + Send + Sync>(
+    pool: Pool,
+    th: &mut [T],
+    g: &[T],
+    m: &mut [T],
+    v: &mut [T],
+    vmax: &mut [T],
+    c: &AdamStep,
+) {
+    let n = th.len();
+    assert!(g.len() == n && m.len() == n && v.len() == n);
+    assert!(!c.amsgrad || vmax.len() == n);
+    let parts = Parts {
+        th: th.as_mut_ptr(),
+        g: g.as_ptr(),
+        m: m.as_mut_ptr(),
+        v: v.as_mut_ptr(),
+        vmax: if c.amsgrad {
+            vmax.as_mut_ptr()
+        } else {
+            std::ptr::null_mut()
+        },
+    };
+    // SAFETY: `split`'s ranges are disjoint and within 0..n, each run once;
+    // the borrows of the slices outlive it, as it returns only when every
+    // range is done.
+    split(pool, n, &|lo, hi| unsafe { parts.range(lo, hi, c) });
 }

@@ -12,4 +12,5 @@ mod omp;
 pub mod optim;
 pub mod rop;
 pub mod runtime;
+mod sgd_pass;
 pub mod train;

@@ -2,7 +2,8 @@
 //! operation order, same state names); their hyperparameters are
 //! `stages::optim`'s.
 
-use crate::adam_pass::{adam_pass, adam_pass_on, AdamStep, Pool};
+use crate::adam_pass::{adam_pass_on, AdamStep, Pool};
+use crate::sgd_pass::{sgd_pass_on, Momentum, SgdStep};
 use stages::optim::{MuonMatrices, OptName, OptimizerParams};
 use std::collections::BTreeMap;
 use tch::Tensor;
@@ -19,21 +20,32 @@ pub struct Optimizer {
     /// Scratch tensors like θ, so that the common steps allocate nothing
     /// (glibc returns and re-maps freed 100 KB blocks every step otherwise).
     scratch: Vec<Tensor>,
-    /// How Adam and AdamW run on the CPU.
-    pub adam: AdamKernel,
+    /// How SGD, Adam and AdamW run on the CPU.
+    pub kernel: StepKernel,
 }
 
-/// How Adam and AdamW run on the CPU (`eigentrace bench train` times each).
+/// How SGD, Adam and AdamW run on the CPU (`eigentrace bench train` times
+/// each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AdamKernel {
-    /// One pass over θ, the gradient and the moments ([`crate::adam_pass`])
-    /// on ATen's OpenMP team (rayon's pool where libtorch has no libgomp):
-    /// the default.
+pub enum StepKernel {
+    /// One pass over θ, the gradient and the state ([`crate::adam_pass`],
+    /// [`crate::sgd_pass`]) on ATen's OpenMP team (rayon's pool where
+    /// libtorch has no libgomp): the default.
     OnePass,
     /// The same pass on rayon's pool, beside ATen's team.
     OnePassRayon,
     /// ATen's elementwise passes, as on CUDA.
     Passes,
+}
+
+impl StepKernel {
+    /// Where the one pass runs.
+    fn pool(self) -> Pool {
+        match self {
+            StepKernel::OnePassRayon => Pool::Rayon,
+            _ => Pool::best(),
+        }
+    }
 }
 
 /// Whether Adam's step can run as one pass over host memory
@@ -74,7 +86,7 @@ unsafe fn fused_adam<T: crate::adam_pass::Real + Send + Sync>(
     v: &Tensor,
     vmax: Option<&Tensor>,
     c: &AdamStep,
-    kernel: AdamKernel,
+    kernel: StepKernel,
 ) {
     let mut none: [T; 0] = [];
     let vmax: &mut [T] = match vmax {
@@ -87,10 +99,7 @@ unsafe fn fused_adam<T: crate::adam_pass::Real + Send + Sync>(
         slice_of(m),
         slice_of(v),
     );
-    match kernel {
-        AdamKernel::OnePassRayon => adam_pass_on(Pool::Rayon, th, g, m, v, vmax, c),
-        _ => adam_pass(th, g, m, v, vmax, c),
-    }
+    adam_pass_on(kernel.pool(), th, g, m, v, vmax, c)
 }
 
 fn get(p: Option<f64>) -> f64 {
@@ -105,7 +114,7 @@ impl Optimizer {
             state: BTreeMap::new(),
             step: 0,
             scratch: Vec::new(),
-            adam: AdamKernel::OnePass,
+            kernel: StepKernel::OnePass,
         }
     }
 
@@ -160,6 +169,45 @@ impl Optimizer {
         let wd = p.weight_decay.unwrap_or(0.0);
         let t = self.step as f64;
         match p.name {
+            OptName::Sgd
+                if self.kernel != StepKernel::Passes
+                    && fusable(theta, grad)
+                    && self
+                        .state
+                        .get("momentum_buffer")
+                        .is_none_or(|b| fusable(theta, b)) =>
+            {
+                let mu = get(p.momentum);
+                let first = !self.state.contains_key("momentum_buffer");
+                let buf = (mu != 0.0).then(|| self.state_or_zeros("momentum_buffer", theta));
+                let c = SgdStep {
+                    wd,
+                    lr,
+                    momentum: (mu != 0.0).then(|| Momentum {
+                        mu,
+                        one_minus_dampening: 1.0 - get(p.dampening),
+                        nesterov: p.nesterov == Some(true),
+                        first,
+                    }),
+                };
+                // SAFETY: θ, the gradient and the buffer are distinct,
+                // contiguous CPU tensors of θ's dtype and length (`fusable`,
+                // `state_or_zeros`), none read or written elsewhere during
+                // the pass.
+                unsafe {
+                    let pool = self.kernel.pool();
+                    match theta.kind() {
+                        tch::Kind::Float => {
+                            let b: &mut [f32] = buf.as_ref().map_or(&mut [], |b| slice_of(b));
+                            sgd_pass_on(pool, slice_of(theta), slice_of(grad), b, &c)
+                        }
+                        _ => {
+                            let b: &mut [f64] = buf.as_ref().map_or(&mut [], |b| slice_of(b));
+                            sgd_pass_on(pool, slice_of(theta), slice_of(grad), b, &c)
+                        }
+                    }
+                }
+            }
             OptName::Sgd => {
                 let (mut s1, mut s2) = self.scratch(theta);
                 // d_p = grad + wd·θ
@@ -203,7 +251,7 @@ impl Optimizer {
                 let _ = th.g_sub_(&s1);
             }
             OptName::Adam | OptName::Adamw
-                if self.adam != AdamKernel::Passes
+                if self.kernel != StepKernel::Passes
                     && fusable(theta, grad)
                     && ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
                         .iter()
@@ -234,9 +282,9 @@ impl Optimizer {
                 unsafe {
                     match theta.kind() {
                         tch::Kind::Float => {
-                            fused_adam::<f32>(theta, grad, &m, &v, vmax.as_ref(), &c, self.adam)
+                            fused_adam::<f32>(theta, grad, &m, &v, vmax.as_ref(), &c, self.kernel)
                         }
-                        _ => fused_adam::<f64>(theta, grad, &m, &v, vmax.as_ref(), &c, self.adam),
+                        _ => fused_adam::<f64>(theta, grad, &m, &v, vmax.as_ref(), &c, self.kernel),
                     }
                 }
             }
@@ -456,7 +504,7 @@ mod tests {
                     let (a, b) = (theta0.copy(), theta0.copy());
                     let mut oa = Optimizer::new(&p);
                     let mut ob = Optimizer::new(&p);
-                    ob.adam = AdamKernel::Passes;
+                    ob.kernel = StepKernel::Passes;
                     for _ in 0..10 {
                         let g = Tensor::randn([n], (kind, Device::Cpu)) * 0.1 + &a * 0.01;
                         oa.step(&a, &g, 1e-2);
@@ -478,6 +526,64 @@ mod tests {
                         assert!(d <= 64.0 * u * s, "{k}: {d:e} of {s:e}");
                     }
                     assert_eq!(oa.state.contains_key("max_exp_avg_sq"), amsgrad);
+                }
+            }
+        }
+    }
+
+    /// SGD's one pass gives ATen's passes' bits: plain, weight decay,
+    /// momentum with and without dampening, Nesterov; the buffer's first
+    /// step and later ones; f32 and f64, below and above the parallel split,
+    /// on the OpenMP team and on rayon.
+    #[test]
+    fn one_pass_sgd_gives_atens_bits() {
+        let bits = |t: &Tensor| Vec::<f64>::try_from(&t.to_kind(Kind::Double)).unwrap();
+        for kind in [Kind::Float, Kind::Double] {
+            for n in [1000i64, 3 * (1 << 15) + 17] {
+                for (wd, mu, damp, nesterov) in [
+                    (0.0, 0.0, 0.0, false),
+                    (1e-2, 0.0, 0.0, false),
+                    (0.0, 0.9, 0.0, false),
+                    (1e-2, 0.9, 0.1, false),
+                    (1e-3, 0.95, 0.0, true),
+                ] {
+                    let mut p = OptimizerParams::new(OptName::Sgd, 0.1);
+                    p.weight_decay = Some(wd);
+                    p.momentum = Some(mu);
+                    p.dampening = Some(damp);
+                    p.nesterov = Some(nesterov);
+                    tch::manual_seed(4);
+                    let theta0 = Tensor::randn([n], (kind, Device::Cpu));
+                    let kernels = [StepKernel::OnePass, StepKernel::OnePassRayon];
+                    let thetas = kernels.map(|_| theta0.copy());
+                    let mut opts = kernels.map(|k| {
+                        let mut o = Optimizer::new(&p);
+                        o.kernel = k;
+                        o
+                    });
+                    let atens = theta0.copy();
+                    let mut aten = Optimizer::new(&p);
+                    aten.kernel = StepKernel::Passes;
+                    for step in 0..4 {
+                        let g = Tensor::randn([n], (kind, Device::Cpu)) * 0.1 + &atens * 0.01;
+                        let lr = 0.1 / (1.0 + step as f64);
+                        aten.step(&atens, &g, lr);
+                        for (o, t) in opts.iter_mut().zip(&thetas) {
+                            o.step(t, &g, lr);
+                        }
+                    }
+                    let what = format!(
+                        "{kind:?} n={n} wd={wd} μ={mu} dampening={damp} nesterov={nesterov}"
+                    );
+                    assert!(bits(&atens) != bits(&theta0), "{what}: θ did not move");
+                    for (o, t) in opts.iter().zip(&thetas) {
+                        assert!(bits(t) == bits(&atens), "{what} {:?}: θ differs", o.kernel);
+                        assert_eq!(o.state.contains_key("momentum_buffer"), mu != 0.0);
+                        if let Some(b) = o.state.get("momentum_buffer") {
+                            let want = &aten.state["momentum_buffer"];
+                            assert!(bits(b) == bits(want), "{what}: the buffer differs");
+                        }
+                    }
                 }
             }
         }

@@ -376,7 +376,7 @@ impl LogRows {
 /// Timing of the training inner loop, for `eigentrace bench train`.
 pub mod bench {
     use crate::backprop::Backprop;
-    use crate::optim::{AdamKernel, Optimizer};
+    use crate::optim::{Optimizer, StepKernel};
     use stages::mlp::{Activation, Arch, Init};
     use stages::optim::{OptName, OptimizerParams};
     use std::time::Instant;
@@ -391,10 +391,10 @@ pub mod bench {
         /// The peer's time per step, from the rounds interleaved with ours.
         pub peer_ms_per_step: f64,
         /// Ours with Adam as ATen's elementwise passes instead of one pass
-        /// (`AdamKernel::Passes`), in the same rounds.
+        /// (`StepKernel::Passes`), in the same rounds.
         pub passes_ms_per_step: f64,
         /// Ours with the one pass on rayon's pool instead of ATen's OpenMP
-        /// team (`AdamKernel::OnePassRayon`), in the same rounds.
+        /// team (`StepKernel::OnePassRayon`), in the same rounds.
         pub rayon_ms_per_step: f64,
         /// Matmul FLOPs of one step (forward, and backward for dW and dX).
         pub flops_per_step: f64,
@@ -452,14 +452,14 @@ pub mod bench {
         // [one pass, ATen's passes, one pass on rayon]: each its own θ and
         // state.
         let kernels = [
-            AdamKernel::OnePass,
-            AdamKernel::Passes,
-            AdamKernel::OnePassRayon,
+            StepKernel::OnePass,
+            StepKernel::Passes,
+            StepKernel::OnePassRayon,
         ];
         let thetas = kernels.map(|_| theta.copy());
         let mut opts = kernels.map(|k| {
             let mut o = Optimizer::new(&OptimizerParams::new(opt, lr));
-            o.adam = k;
+            o.kernel = k;
             o
         });
         let mut bp = Backprop::new(&arch, kind, tch::Device::Cpu);

@@ -53,23 +53,28 @@ pub fn train(threads: usize, steps: usize, quick: bool) -> anyhow::Result<Value>
     // (widths, rows, minibatch): full-batch on the digits' train split, and
     // the MNIST-sized minibatch study (configs/mnist-scale.toml: 4800 train
     // rows of 784 dimensions, batches of 128).
-    let shapes: Vec<(Vec<usize>, usize, Option<usize>)> = if quick {
+    // Adam throughout, and plain SGD at the MNIST-sized shape (and in quick
+    // mode), the two kinds of one pass (`torch/src/adam_pass.rs`,
+    // `sgd_pass.rs`).
+    let shapes: Vec<(Vec<usize>, usize, Option<usize>, OptName)> = if quick {
         vec![
-            (vec![16, 8, 8, 4], n, None),
-            (vec![16, 8, 8, 4], n, Some(32)),
+            (vec![16, 8, 8, 4], n, None, OptName::Adam),
+            (vec![16, 8, 8, 4], n, Some(32), OptName::Adam),
+            (vec![16, 8, 8, 4], n, Some(32), OptName::Sgd),
         ]
     } else {
         vec![
-            (vec![64, 32, 32, 10], n, None),
-            (vec![64, 128, 128, 10], n, None),
-            (vec![64, 256, 256, 10], n, None),
-            (vec![784, 512, 512, 10], 4800, Some(128)),
+            (vec![64, 32, 32, 10], n, None, OptName::Adam),
+            (vec![64, 128, 128, 10], n, None, OptName::Adam),
+            (vec![64, 256, 256, 10], n, None, OptName::Adam),
+            (vec![784, 512, 512, 10], 4800, Some(128), OptName::Adam),
+            (vec![784, 512, 512, 10], 4800, Some(128), OptName::Sgd),
         ]
     };
     let mut rows = Vec::new();
     eprintln!(
-        "{:<16} {:>7} {:>10} {:>10} {:>10} {:>10} {:>8} {:>9} {:>9} {:>9}",
-        "widths",
+        "{:<21} {:>7} {:>10} {:>10} {:>10} {:>10} {:>8} {:>9} {:>9} {:>9}",
+        "widths, optimizer",
         "P",
         "ours ms",
         "rayon ms",
@@ -80,7 +85,8 @@ pub fn train(threads: usize, steps: usize, quick: bool) -> anyhow::Result<Value>
         "GEMM GF/s",
         "of GEMM"
     );
-    for (widths, n, batch) in shapes {
+    for (widths, n, batch, opt) in shapes {
+        let opt_label = if opt == OptName::Sgd { "sgd" } else { "adam" };
         let ws: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
         let mut child = peer(&py)
             .arg(script("torch_train_step.py"))
@@ -89,7 +95,7 @@ pub fn train(threads: usize, steps: usize, quick: bool) -> anyhow::Result<Value>
                 n.to_string(),
                 steps.to_string(),
                 threads.to_string(),
-                "adam".into(),
+                opt_label.into(),
                 "f32".into(),
                 batch.unwrap_or(0).to_string(),
             ])
@@ -114,7 +120,7 @@ pub fn train(threads: usize, steps: usize, quick: bool) -> anyhow::Result<Value>
             batch,
             steps,
             rounds,
-            OptName::Adam,
+            opt,
             tch::Kind::Float,
             &mut || {
                 writeln!(to_peer, "round").map_err(|e| e.to_string())?;
@@ -132,8 +138,8 @@ pub fn train(threads: usize, steps: usize, quick: bool) -> anyhow::Result<Value>
         let gflops = ours.flops_per_step / (ours.ms_per_step * 1e6);
         let gemm_gflops = ours.flops_per_step / (ours.gemm_ms * 1e6);
         eprintln!(
-            "{:<16} {:>7} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>7.2}× {:>9.1} {:>9.1} {:>8.0}%",
-            ws.join("-"),
+            "{:<21} {:>7} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>7.2}× {:>9.1} {:>9.1} {:>8.0}%",
+            format!("{} {opt_label}", ws.join("-")),
             ours.params,
             ours.ms_per_step,
             ours.rayon_ms_per_step,
@@ -145,7 +151,7 @@ pub fn train(threads: usize, steps: usize, quick: bool) -> anyhow::Result<Value>
             100.0 * gflops / gemm_gflops
         );
         rows.push(json!({
-            "widths": widths, "params": ours.params, "rows": n, "batch": batch, "optimizer": "adam", "dtype": "f32",
+            "widths": widths, "params": ours.params, "rows": n, "batch": batch, "optimizer": opt_label, "dtype": "f32",
             "of_gemm_floor": ours.gemm_ms / ours.ms_per_step, "gemm_floor_ms": ours.gemm_ms,
             "ours_ms_per_step": ours.ms_per_step, "torch_eager_ms_per_step": torch_ms,
             "ours_adam_as_passes_ms_per_step": ours.passes_ms_per_step,
