@@ -156,44 +156,57 @@ fn pass_best<T: Real>(
 /// calling thread.
 pub(crate) const CHUNK: usize = 1 << 15;
 
-/// The five slices as raw parts, so that each thread of a parallel region
-/// can take its own disjoint range.
+/// A slice shared with the threads of [`split`], each of which takes its
+/// own disjoint range of it.
 #[derive(Clone, Copy)]
-struct Parts<T> {
-    th: *mut T,
-    g: *const T,
-    m: *mut T,
-    v: *mut T,
-    /// Null without AMSGrad.
-    vmax: *mut T,
+pub(crate) struct Shared<T> {
+    ptr: *mut T,
+    len: usize,
 }
 
-// SAFETY: every thread works on a disjoint range of the slices (`range`).
-unsafe impl<T> Send for Parts<T> {}
-unsafe impl<T> Sync for Parts<T> {}
+// SAFETY: `split`'s threads take disjoint ranges (`range`, `range_ref`).
+unsafe impl<T: Send> Send for Shared<T> {}
+unsafe impl<T: Send> Sync for Shared<T> {}
 
-impl<T: Real> Parts<T> {
-    /// The pass over entries `lo..hi`.
+impl<T> Shared<T> {
+    pub(crate) fn new(s: &mut [T]) -> Shared<T> {
+        Shared {
+            ptr: s.as_mut_ptr(),
+            len: s.len(),
+        }
+    }
+
+    /// A slice that is only read ([`Self::range_ref`], never
+    /// [`Self::range`]).
+    pub(crate) fn of(s: &[T]) -> Shared<T> {
+        Shared {
+            ptr: s.as_ptr() as *mut T,
+            len: s.len(),
+        }
+    }
+
+    /// Entries `lo..hi`, or nothing where the slice is empty (a state the
+    /// step does not use, AMSGrad's or momentum's).
     ///
     /// # Safety
-    /// `lo ≤ hi ≤` the slices' length, and no other thread touches that
-    /// range meanwhile.
-    unsafe fn range(self, lo: usize, hi: usize, c: &AdamStep) {
-        let len = hi - lo;
-        let mut_slice = |p: *mut T| std::slice::from_raw_parts_mut(p.add(lo), len);
-        let vmax: &mut [T] = if self.vmax.is_null() {
-            &mut []
-        } else {
-            mut_slice(self.vmax)
-        };
-        pass_best(
-            mut_slice(self.th),
-            std::slice::from_raw_parts(self.g.add(lo), len),
-            mut_slice(self.m),
-            mut_slice(self.v),
-            vmax,
-            c,
-        )
+    /// `lo ≤ hi ≤` the length, no other thread touches the range while the
+    /// result lives, the slice outlives it, and it came from [`Self::new`].
+    pub(crate) unsafe fn range<'a>(self, lo: usize, hi: usize) -> &'a mut [T] {
+        if self.len == 0 {
+            return &mut [];
+        }
+        debug_assert!(lo <= hi && hi <= self.len);
+        std::slice::from_raw_parts_mut(self.ptr.add(lo), hi - lo)
+    }
+
+    /// Entries `lo..hi`, to read.
+    ///
+    /// # Safety
+    /// `lo ≤ hi ≤` the length, nothing writes the range while the result
+    /// lives, and the slice outlives it.
+    pub(crate) unsafe fn range_ref<'a>(self, lo: usize, hi: usize) -> &'a [T] {
+        debug_assert!(lo <= hi && hi <= self.len);
+        std::slice::from_raw_parts(self.ptr.add(lo), hi - lo)
     }
 }
 
@@ -262,19 +275,24 @@ pub(crate) fn adam_pass_on<T: Real + Send + Sync>(
     let n = th.len();
     assert!(g.len() == n && m.len() == n && v.len() == n);
     assert!(!c.amsgrad || vmax.len() == n);
-    let parts = Parts {
-        th: th.as_mut_ptr(),
-        g: g.as_ptr(),
-        m: m.as_mut_ptr(),
-        v: v.as_mut_ptr(),
-        vmax: if c.amsgrad {
-            vmax.as_mut_ptr()
-        } else {
-            std::ptr::null_mut()
-        },
-    };
+    let (th, g, m, v) = (
+        Shared::new(th),
+        Shared::of(g),
+        Shared::new(m),
+        Shared::new(v),
+    );
+    let vmax = Shared::new(if c.amsgrad { vmax } else { &mut [] });
     // SAFETY: `split`'s ranges are disjoint and within 0..n, each run once;
     // the borrows of the slices outlive it, as it returns only when every
-    // range is done.
-    split(pool, n, &|lo, hi| unsafe { parts.range(lo, hi, c) });
+    // range is done; g is only read.
+    split(pool, n, &|lo, hi| unsafe {
+        pass_best(
+            th.range(lo, hi),
+            g.range_ref(lo, hi),
+            m.range(lo, hi),
+            v.range(lo, hi),
+            vmax.range(lo, hi),
+            c,
+        )
+    });
 }

@@ -7,7 +7,7 @@
 //! the passes (torch/src/optim.rs tests it bit for bit); Rust does not fuse
 //! a multiply and an add on its own, so the bits do not depend on the CPU.
 
-use crate::adam_pass::{split, Pool, Real};
+use crate::adam_pass::{split, Pool, Real, Shared};
 
 /// One step's constants, as torch.optim.SGD uses them.
 #[derive(Clone, Copy, Debug)]
@@ -70,41 +70,6 @@ fn pass_best<T: Real>(th: &mut [T], g: &[T], buf: &mut [T], c: &SgdStep) {
     pass(th, g, buf, c)
 }
 
-/// θ, the gradient and the buffer (null without momentum) as raw parts,
-/// for the threads of [`split`].
-#[derive(Clone, Copy)]
-struct Parts<T> {
-    th: *mut T,
-    g: *const T,
-    buf: *mut T,
-}
-
-// SAFETY: every thread works on a disjoint range of the slices.
-unsafe impl<T> Send for Parts<T> {}
-unsafe impl<T> Sync for Parts<T> {}
-
-impl<T: Real> Parts<T> {
-    /// The pass over entries `lo..hi`.
-    ///
-    /// # Safety
-    /// `lo ≤ hi ≤` the slices' length, and no other thread touches that
-    /// range meanwhile.
-    unsafe fn range(self, lo: usize, hi: usize, c: &SgdStep) {
-        let len = hi - lo;
-        let buf: &mut [T] = if self.buf.is_null() {
-            &mut []
-        } else {
-            std::slice::from_raw_parts_mut(self.buf.add(lo), len)
-        };
-        pass_best(
-            std::slice::from_raw_parts_mut(self.th.add(lo), len),
-            std::slice::from_raw_parts(self.g.add(lo), len),
-            buf,
-            c,
-        )
-    }
-}
-
 /// The pass over `pool` (each entry alone: the split does not change a
 /// bit). `buf` is empty without momentum.
 pub(crate) fn sgd_pass_on<T: Real + Send + Sync>(
@@ -116,16 +81,11 @@ pub(crate) fn sgd_pass_on<T: Real + Send + Sync>(
 ) {
     let n = th.len();
     assert!(g.len() == n && (c.momentum.is_none() || buf.len() == n));
-    let parts = Parts {
-        th: th.as_mut_ptr(),
-        g: g.as_ptr(),
-        buf: if c.momentum.is_some() {
-            buf.as_mut_ptr()
-        } else {
-            std::ptr::null_mut()
-        },
-    };
+    let buf = Shared::new(if c.momentum.is_some() { buf } else { &mut [] });
+    let (th, g) = (Shared::new(th), Shared::of(g));
     // SAFETY: `split`'s ranges are disjoint and within 0..n, each run once;
-    // the borrows of the slices outlive it.
-    split(pool, n, &|lo, hi| unsafe { parts.range(lo, hi, c) });
+    // the borrows of the slices outlive it; g is only read.
+    split(pool, n, &|lo, hi| unsafe {
+        pass_best(th.range(lo, hi), g.range_ref(lo, hi), buf.range(lo, hi), c)
+    });
 }
