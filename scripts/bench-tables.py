@@ -67,9 +67,9 @@ def train(r):
         batch = x.get("batch")
         per_step = f"{batch} of {fmt_int(x['rows'])}" if batch else f"{fmt_int(x['rows'])} (full batch)"
         target = TRAIN_TARGETS.get(x["params"], "")
-        p = x.get("ours_adam_as_passes_ms_per_step")
+        p = x.get("ours_optimizer_as_passes_ms_per_step")
         passes = f"{p:.3f}" if p is not None else "–"
-        q = x.get("ours_adam_on_rayon_ms_per_step")
+        q = x.get("ours_pass_on_rayon_ms_per_step")
         on_rayon = f"{q:.3f}" if q is not None else "–"
         if batch and not target:
             target = "80% of the floor"

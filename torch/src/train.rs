@@ -390,8 +390,8 @@ pub mod bench {
         pub ms_per_step: f64,
         /// The peer's time per step, from the rounds interleaved with ours.
         pub peer_ms_per_step: f64,
-        /// Ours with Adam as ATen's elementwise passes instead of one pass
-        /// (`StepKernel::Passes`), in the same rounds.
+        /// Ours with the optimizer as ATen's elementwise passes instead of
+        /// one pass (`StepKernel::Passes`), in the same rounds.
         pub passes_ms_per_step: f64,
         /// Ours with the one pass on rayon's pool instead of ATen's OpenMP
         /// team (`StepKernel::OnePassRayon`), in the same rounds.

@@ -86,7 +86,7 @@ pub fn train(threads: usize, steps: usize, quick: bool) -> anyhow::Result<Value>
         "of GEMM"
     );
     for (widths, n, batch, opt) in shapes {
-        let opt_label = if opt == OptName::Sgd { "sgd" } else { "adam" };
+        let opt_label = opt.as_str();
         let ws: Vec<String> = widths.iter().map(|w| w.to_string()).collect();
         let mut child = peer(&py)
             .arg(script("torch_train_step.py"))
@@ -154,8 +154,8 @@ pub fn train(threads: usize, steps: usize, quick: bool) -> anyhow::Result<Value>
             "widths": widths, "params": ours.params, "rows": n, "batch": batch, "optimizer": opt_label, "dtype": "f32",
             "of_gemm_floor": ours.gemm_ms / ours.ms_per_step, "gemm_floor_ms": ours.gemm_ms,
             "ours_ms_per_step": ours.ms_per_step, "torch_eager_ms_per_step": torch_ms,
-            "ours_adam_as_passes_ms_per_step": ours.passes_ms_per_step,
-            "ours_adam_on_rayon_ms_per_step": ours.rayon_ms_per_step,
+            "ours_optimizer_as_passes_ms_per_step": ours.passes_ms_per_step,
+            "ours_pass_on_rayon_ms_per_step": ours.rayon_ms_per_step,
             "speedup": torch_ms / ours.ms_per_step, "achieved_gflops": gflops, "gemm_gflops": gemm_gflops,
         }));
     }
